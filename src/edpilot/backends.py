@@ -1,0 +1,79 @@
+"""Turn the CLI's spec strings into a device, an engine and a clock, and the grid to search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edpilot.clock import Clock
+from edpilot.engine.base import Engine
+from edpilot.errors import ConfigError, ProfileError
+from edpilot.hardware.base import Device
+from edpilot.sim import ProfileModel, ProfileTable, open_sim
+from edpilot.space import (
+    PAPER_BATCH_SIZES,
+    PAPER_FREQ_LEVELS,
+    ConfigSpace,
+    match_levels,
+    parse_batch_sizes,
+    parse_number_list,
+    spread_levels,
+)
+
+DEVICE_KINDS = ("sim[:BOARD]",)
+ENGINE_KINDS = ("sim",)
+
+
+@dataclass
+class Backends:
+    """The device, engine and clock a run uses, plus the profile table when replaying one."""
+
+    device: Device
+    engine: Engine
+    clock: Clock
+    profile: ProfileTable | None = None
+
+
+def open_backends(
+    *,
+    device: str,
+    engine: str = "sim",
+    model: str = "llama-3.2-1b",
+    profile: str | None = None,
+    seed: int = 0,
+) -> Backends:
+    """Open the backends a spec names, e.g. device `sim:orin-agx-64gb` with engine `sim`."""
+    kind = device.partition(":")[0]
+    if kind == "sim":
+        if engine != "sim":
+            raise ConfigError(f"the simulated device runs only the sim engine, not {engine!r}")
+        platform = open_sim(device, model=model, profile=profile, seed=seed)
+        table = platform.model.table if isinstance(platform.model, ProfileModel) else None
+        return Backends(platform.device, platform.engine, platform.clock, table)
+    if profile is not None:
+        raise ConfigError("--profile only applies to --device sim")
+    raise ConfigError(f"unknown device {device!r}; choose one of: {', '.join(DEVICE_KINDS)}")
+
+
+def build_space(backends: Backends, *, freqs: str | None = None, batches: str | None = None) -> ConfigSpace:
+    """The grid: the paper's (7 spread levels × batch 4..28) or the profile's, narrowed by --freqs/--batches."""
+    levels, table = backends.device.freqs_mhz(), backends.profile
+    if freqs is None:
+        freqs_mhz = table.freqs_mhz if table else spread_levels(levels, PAPER_FREQ_LEVELS)
+    elif freqs.strip() == "all":
+        freqs_mhz = tuple(levels)
+    else:
+        freqs_mhz = match_levels(parse_number_list(freqs, what="--freqs"), levels)
+    if batches is None:
+        batch_sizes = table.batch_sizes if table else PAPER_BATCH_SIZES
+    else:
+        batch_sizes = parse_batch_sizes(batches)
+    space = ConfigSpace(freqs_mhz, batch_sizes)
+    if table is not None:
+        recorded = set(table.configs)
+        missing = [c for c in space if (c.freq_mhz, c.batch_size) not in recorded]
+        if missing:
+            raise ProfileError(
+                f"the profile has no samples for {len(missing)} config(s) of the grid, e.g. {missing[0]}; "
+                "narrow it with --freqs/--batches"
+            )
+    return space

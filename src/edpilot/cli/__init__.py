@@ -1,0 +1,24 @@
+"""The `edpilot` command line: tune, report (and more as backends land)."""
+
+from __future__ import annotations
+
+import typer
+
+from edpilot.cli.report import report_command
+from edpilot.cli.tune import tune_command
+
+app = typer.Typer(
+    name="edpilot",
+    help="Energy-aware LLM inference on edge GPUs: find and serve the GPU frequency and batch size "
+    "with the lowest energy-delay product. Start with `edpilot tune` (runs on a simulated Jetson AGX Orin).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("tune")(tune_command)
+app.command("report")(report_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,45 @@
+"""What every command shares: consoles, and turning EdpilotError into one line and exit code 2."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from edpilot.errors import EdpilotError
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str) -> typer.Exit:
+    """Print `edpilot: error: message` on stderr and return the Exit(2) to raise."""
+    err_console.print(f"[bold red]edpilot: error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def handle_errors(func: F) -> F:
+    """Run a command; an EdpilotError becomes one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except EdpilotError as exc:
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            err_console.print("edpilot: interrupted")
+            raise typer.Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(data: object) -> None:
+    """Machine-readable output on stdout."""
+    typer.echo(json.dumps(data, indent=2))

@@ -1,0 +1,104 @@
+"""What one measurement window observed, and what it costs under each objective.
+
+Objectives (lower is better): `edp` = E·L (default), `ed2p` = E·L², `energy` = E, `latency` = L, and
+`weighted:ALPHA` = α·E/E_base + (1−α)·L/L_base (the paper's search cost; the baseline costs 1).
+E is the mean energy per request (J), L the mean latency per request (s).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from edpilot.errors import ConfigError
+
+ObjectiveName = Literal["edp", "ed2p", "energy", "latency", "weighted"]
+OBJECTIVE_NAMES: tuple[str, ...] = ("edp", "ed2p", "energy", "latency", "weighted:ALPHA")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The outcome of serving at one config for one measurement window.
+
+    Energies in joules, times in seconds, power in watts. `energy_per_request_j` is None when the
+    device has no energy meter. `keeps_up` is False when batches take longer than arrivals fill them.
+    """
+
+    requests: int
+    energy_per_request_j: float | None
+    mean_latency_s: float
+    p95_latency_s: float
+    mean_ttft_s: float | None
+    power_w: float | None
+    mean_batch_s: float
+    energy_per_batch_j: float | None
+    window_s: float
+    keeps_up: bool
+
+    @property
+    def edp(self) -> float | None:
+        """Energy-delay product in J·s (mean energy per request × mean latency)."""
+        if self.energy_per_request_j is None:
+            return None
+        return self.energy_per_request_j * self.mean_latency_s
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain dict for the run log, with the EDP included."""
+        return {**asdict(self), "edp": self.edp}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A cost function over observations; `alpha` is only used by `weighted`."""
+
+    name: ObjectiveName
+    alpha: float = 0.5
+
+    @property
+    def needs_energy(self) -> bool:
+        """Whether this objective needs an energy meter."""
+        return self.name != "latency"
+
+    @property
+    def needs_baseline(self) -> bool:
+        """Whether costs are normalised by the baseline observation."""
+        return self.name == "weighted"
+
+    def __str__(self) -> str:
+        return f"weighted:{self.alpha:g}" if self.name == "weighted" else self.name
+
+    def cost(self, obs: Observation, baseline: Observation | None = None) -> float:
+        """Cost of `obs` (lower is better); `weighted` needs the `baseline` observation."""
+        if self.name == "latency":
+            return obs.mean_latency_s
+        energy_j = obs.energy_per_request_j
+        if energy_j is None:
+            raise ConfigError(f"objective {self} needs an energy meter, and this device has none")
+        if self.name == "edp":
+            return energy_j * obs.mean_latency_s
+        if self.name == "ed2p":
+            return energy_j * obs.mean_latency_s**2
+        if self.name == "energy":
+            return energy_j
+        if baseline is None or baseline.energy_per_request_j is None:
+            raise ConfigError("objective weighted needs a measured baseline")
+        return self.alpha * energy_j / baseline.energy_per_request_j + (1 - self.alpha) * (
+            obs.mean_latency_s / baseline.mean_latency_s
+        )
+
+
+def parse_objective(text: str) -> Objective:
+    """Parse 'edp', 'ed2p', 'energy', 'latency' or 'weighted:ALPHA' (0 <= ALPHA <= 1)."""
+    name, _, arg = text.strip().partition(":")
+    if name in ("edp", "ed2p", "energy", "latency") and not arg:
+        return Objective(name)  # type: ignore[arg-type]
+    if name == "weighted":
+        try:
+            alpha = float(arg) if arg else 0.5
+        except ValueError:
+            alpha = math.nan
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"weighted:ALPHA needs 0 <= ALPHA <= 1, got {arg!r}")
+        return Objective("weighted", alpha)
+    raise ConfigError(f"unknown objective {text!r}; choose one of: {', '.join(OBJECTIVE_NAMES)}")

@@ -1,0 +1,117 @@
+"""Every constant of the simulated platform, in one place, each with its source.
+
+"assumed" marks a value we chose because no public measurement was at hand; docs/simulator.md
+explains each choice. Units are in the names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Jetson AGX Orin GPU (ga10b) devfreq levels on JetPack 5, `available_frequencies` in Hz / 1e6.
+# Source: /sys/devices/17000000.ga10b/devfreq/17000000.ga10b/available_frequencies on an AGX Orin 64GB.
+ORIN_GPU_LEVELS_MHZ: tuple[float, ...] = (
+    114.75,
+    216.75,
+    318.75,
+    420.75,
+    522.75,
+    624.75,
+    726.75,
+    828.75,
+    930.75,
+    1032.75,
+    1134.75,
+    1236.75,
+    1300.5,
+)
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """A Jetson module as the performance/power model sees it."""
+
+    name: str
+    freqs_mhz: tuple[float, ...]
+    sm_count: int
+    fp16_flops_per_cycle_per_sm: float  # dense tensor-core FP16
+    mem_bandwidth_gbps: float  # DRAM peak, GB/s
+    base_power_w: float  # module power with the GPU idle (CPU, SoC, DRAM refresh, regulators)
+    host_active_power_w: float  # extra CPU power while the engine's host thread drives a batch
+    gpu_leak_w_per_sm_per_v: float  # GPU static power per SM per volt at its rail voltage
+    gpu_dyn_w_per_sm_per_mhz_v2: float  # GPU switching power per SM at full activity, per MHz·V²
+    gpu_idle_activity: float  # fraction of full switching power a pinned but idle GPU draws
+    dram_energy_j_per_byte: float
+
+
+# Voltage of the GPU rail against clock (MHz, V). Assumed: the shape of a typical DVFS table
+# (flat floor, then roughly linear); NVIDIA does not publish the ga10b table.
+GPU_VOLTAGE_CURVE: tuple[tuple[float, float], ...] = (
+    (114.75, 0.60),
+    (522.75, 0.60),
+    (828.75, 0.72),
+    (1032.75, 0.82),
+    (1300.5, 0.96),
+)
+
+_ORIN_COMMON = dict(
+    fp16_flops_per_cycle_per_sm=2048.0,  # 64 tensor cores × 256 FP16 FMA/clk over 16 SMs: 42.5 TFLOPS at 1.3 GHz
+    mem_bandwidth_gbps=204.8,  # 256-bit LPDDR5 at 6400 MT/s (Jetson AGX Orin data sheet)
+    base_power_w=6.5,  # assumed: typical AGX Orin module idle reported by jtop/tegrastats (5-8 W)
+    host_active_power_w=2.0,  # assumed: one busy Cortex-A78AE core and its cluster
+    gpu_leak_w_per_sm_per_v=0.15,  # assumed: ~2.3 W static for 16 SMs at 0.96 V
+    gpu_dyn_w_per_sm_per_mhz_v2=0.00108,  # assumed: ~20.7 W switching for 16 SMs at 1300.5 MHz, 0.96 V
+    gpu_idle_activity=0.04,  # assumed: clock-gated idle SMs at a pinned clock
+    dram_energy_j_per_byte=40e-12,  # LPDDR5 ~5 pJ/bit access energy (Micron LPDDR5 power notes)
+)
+
+BOARDS: dict[str, BoardSpec] = {
+    # Jetson AGX Orin 64GB: 2048 CUDA cores in 16 SMs, up to 1300.5 MHz (MAXN).
+    "orin-agx-64gb": BoardSpec(
+        name="orin-agx-64gb", freqs_mhz=ORIN_GPU_LEVELS_MHZ, sm_count=16, **_ORIN_COMMON
+    ),
+    # Jetson AGX Orin 32GB: 1792 CUDA cores in 14 SMs, up to 930.75 MHz in MAXN (the paper's board).
+    # Assumed: the same ga10b level table, capped at 930.75 MHz.
+    "orin-agx-32gb": BoardSpec(
+        name="orin-agx-32gb",
+        freqs_mhz=tuple(f for f in ORIN_GPU_LEVELS_MHZ if f <= 930.75),
+        sm_count=14,
+        **_ORIN_COMMON,
+    ),
+}
+DEFAULT_BOARD = "orin-agx-32gb"
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """How efficiently an inference runtime uses the board (llama.cpp with GGUF weights)."""
+
+    name: str
+    weight_bits_per_param: dict[str, float]  # per model: GGUF file size × 8 / parameter count
+    prefill_flops_efficiency: float  # achieved / peak dense FP16 during prompt processing
+    decode_flops_efficiency: float  # achieved / peak during batched decode matmuls
+    mem_bandwidth_efficiency: float  # achieved / peak DRAM bandwidth when streaming weights
+    bandwidth_saturation_mhz: float  # below this GPU clock the SMs cannot keep DRAM busy
+    kernels_per_layer: int  # GPU kernels launched per layer per step
+    cycles_per_kernel: float  # fixed GPU cycles per kernel (launch tail, sync)
+    host_s_per_step: float  # CPU time per decode step (graph build, launch)
+    host_s_per_sequence_step: float  # CPU sampling time per sequence per step
+
+
+LLAMA_CPP_Q5_K_M = RuntimeSpec(
+    name="llama.cpp-Q5_K_M",
+    # File sizes of the public Q5_K_M GGUFs: Llama-3.2-1B ≈ 0.91 GB, Qwen2.5-3B ≈ 2.44 GB.
+    weight_bits_per_param={"llama-3.2-1b": 5.9, "qwen2.5-3b": 6.3, "qwen2.5-0.5b": 6.8, "tiny": 16.0},
+    prefill_flops_efficiency=0.35,  # assumed
+    decode_flops_efficiency=0.20,  # assumed: quantized mat-mat with on-the-fly dequantization
+    mem_bandwidth_efficiency=0.65,  # assumed: typical of llama.cpp decode on LPDDR boards
+    bandwidth_saturation_mhz=600.0,  # assumed
+    kernels_per_layer=14,  # assumed: norm, q/k/v, rope×2, attention, o, norm, gate/up, act, down, adds
+    cycles_per_kernel=3000.0,  # assumed
+    host_s_per_step=1.5e-3,  # assumed
+    host_s_per_sequence_step=0.1e-3,  # assumed
+)
+
+# Per-batch multiplicative noise (log-normal sigma). Assumed: run-to-run spread of llama.cpp batches.
+SERVICE_NOISE_SIGMA = 0.02
+ENERGY_NOISE_SIGMA = 0.03
