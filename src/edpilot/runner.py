@@ -71,9 +71,7 @@ def serve_window(
         if len(completions) != len(batch):
             raise EngineError(f"engine returned {len(completions)} completions for a batch of {len(batch)}")
         energy_after_j = device.energy_j()
-        energy_j = (
-            None if energy_before_j is None or energy_after_j is None else energy_after_j - energy_before_j
-        )
+        energy_j = None if energy_before_j is None or energy_after_j is None else energy_after_j - energy_before_j
         batches.append(ServedBatch(batch, start_s, end_s, energy_j, tuple(c.ttft_s for c in completions)))
         i = stop
     return batches
@@ -149,9 +147,7 @@ class Runner:
 
     def __post_init__(self) -> None:
         if self.energy_scope not in ENERGY_SCOPES:
-            raise ConfigError(
-                f"unknown energy scope {self.energy_scope!r}; choose one of: {', '.join(ENERGY_SCOPES)}"
-            )
+            raise ConfigError(f"unknown energy scope {self.energy_scope!r}; choose one of: {', '.join(ENERGY_SCOPES)}")
         if self.requests_per_round < 1:
             raise ConfigError(f"requests per round must be >= 1, got {self.requests_per_round}")
         self._rng = np.random.default_rng(self.seed)
@@ -178,9 +174,7 @@ class Runner:
             max_wait_s=self.max_wait_s,
         )
         energy_end_j = self.device.energy_j()
-        window_energy_j = (
-            None if energy_start_j is None or energy_end_j is None else energy_end_j - energy_start_j
-        )
+        window_energy_j = None if energy_start_j is None or energy_end_j is None else energy_end_j - energy_start_j
         return summarize(
             batches,
             window_start_s=window_start_s,

@@ -57,9 +57,7 @@ class ConfigSpace:
 
     def __contains__(self, config: object) -> bool:
         return (
-            isinstance(config, Config)
-            and config.freq_mhz in self.freqs_mhz
-            and config.batch_size in self.batch_sizes
+            isinstance(config, Config) and config.freq_mhz in self.freqs_mhz and config.batch_size in self.batch_sizes
         )
 
     @property
@@ -70,16 +68,12 @@ class ConfigSpace:
     def index(self, config: Config) -> int:
         """Position of `config` in `configs`."""
         self.validate(config)
-        return self.freqs_mhz.index(config.freq_mhz) * len(self.batch_sizes) + self.batch_sizes.index(
-            config.batch_size
-        )
+        return self.freqs_mhz.index(config.freq_mhz) * len(self.batch_sizes) + self.batch_sizes.index(config.batch_size)
 
     def validate(self, config: Config) -> Config:
         """Return `config` if it is on the grid, else raise ConfigError naming the nearest values."""
         if config.freq_mhz not in self.freqs_mhz:
-            raise ConfigError(
-                f"{config.freq_mhz:g} MHz is not a frequency of the grid; levels: {_fmt(self.freqs_mhz)}"
-            )
+            raise ConfigError(f"{config.freq_mhz:g} MHz is not a frequency of the grid; levels: {_fmt(self.freqs_mhz)}")
         if config.batch_size not in self.batch_sizes:
             raise ConfigError(
                 f"batch size {config.batch_size} is not in the grid; batch sizes: {_fmt(self.batch_sizes)}"

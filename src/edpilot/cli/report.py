@@ -16,9 +16,7 @@ from edpilot.runlog import read_run_log
 @handle_errors
 def report_command(
     run_log: Annotated[Path, typer.Argument(help="Run log written by `edpilot tune --output`.")],
-    out: Annotated[
-        Path | None, typer.Option(help="Folder for heatmap.png, convergence.png, pareto.png.")
-    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for heatmap.png, convergence.png, pareto.png.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the per-config table as JSON.")] = False,
 ) -> None:
     """Show every config a run measured (best EDP first) and, with --out, write the plots."""

@@ -24,15 +24,11 @@ from edpilot.workload import Workload
 
 @handle_errors
 def tune_command(
-    device: Annotated[
-        str, typer.Option(help="Device spec: sim, sim:orin-agx-32gb, sim:orin-agx-64gb.")
-    ] = "sim",
+    device: Annotated[str, typer.Option(help="Device spec: sim, sim:orin-agx-32gb, sim:orin-agx-64gb.")] = "sim",
     profile: Annotated[
         Path | None, typer.Option(help="Replay this profile table (CSV) instead of the analytic simulator.")
     ] = None,
-    model: Annotated[
-        str, typer.Option(help="Model the simulator runs: llama-3.2-1b, qwen2.5-3b.")
-    ] = "llama-3.2-1b",
+    model: Annotated[str, typer.Option(help="Model the simulator runs: llama-3.2-1b, qwen2.5-3b.")] = "llama-3.2-1b",
     engine: Annotated[str, typer.Option(help="Engine spec: sim.")] = "sim",
     arrival_rate: Annotated[float, typer.Option(help="Requests per second (λ).")] = 1.0,
     arrivals: Annotated[
@@ -67,9 +63,7 @@ def tune_command(
         float | None, typer.Option(help="Flush a partial batch once its oldest request waited this long (s).")
     ] = None,
     output: Annotated[Path | None, typer.Option(help="Write the run log (JSONL), round by round.")] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print the result as JSON instead of a table.")
-    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")] = False,
 ) -> None:
     """Find the GPU frequency and batch size with the lowest energy-delay product.
 
@@ -177,7 +171,5 @@ def result_table(result: TuneResult) -> Table:
     row("EDP (J·s)", base.edp, best.edp, ".3f")
     table.add_row("keeps up with arrivals", str(base.keeps_up), str(best.keeps_up), "")
     gain = result.edp_gain_pct
-    table.caption = (
-        f"{len(result.rounds) - 1} search rounds; EDP gain {'n/a' if gain is None else f'{gain:.1f}%'}"
-    )
+    table.caption = f"{len(result.rounds) - 1} search rounds; EDP gain {'n/a' if gain is None else f'{gain:.1f}%'}"
     return table

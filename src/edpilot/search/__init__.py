@@ -25,9 +25,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
-def make_strategy(
-    name: str, space: ConfigSpace, *, cost_fn: CostFn, seed: int | np.random.Generator = 0
-) -> Strategy:
+def make_strategy(name: str, space: ConfigSpace, *, cost_fn: CostFn, seed: int | np.random.Generator = 0) -> Strategy:
     """Build the strategy registered as `name`."""
     try:
         cls = STRATEGIES[name]

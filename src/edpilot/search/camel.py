@@ -52,9 +52,7 @@ class CamelStrategy(Strategy):
         tau = PRIOR_TAU
         if seen.sum() >= 2:
             tau = max(float(arm_means[seen].std(ddof=1)), MIN_TAU)
-        within_ss = sum(
-            float(np.sum((np.asarray(s.costs) / scale - m) ** 2)) for s, m in zip(stats, arm_means) if s
-        )
+        within_ss = sum(float(np.sum((np.asarray(s.costs) / scale - m) ** 2)) for s, m in zip(stats, arm_means) if s)
         within_dof = float((counts[seen] - 1).sum())
         sigma2 = (PRIOR_NOISE_DOF * PRIOR_NOISE_SIGMA**2 + within_ss) / (PRIOR_NOISE_DOF + within_dof)
 

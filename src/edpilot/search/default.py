@@ -1,4 +1,4 @@
-"""`default`: always the baseline configuration (highest frequency, largest batch) — what every gain is quoted against."""
+"""`default`: always the baseline (highest frequency, largest batch), what every gain is quoted against."""
 
 from __future__ import annotations
 

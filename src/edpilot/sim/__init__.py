@@ -45,9 +45,7 @@ class SimPlatform:
     model: PerformanceModel
 
 
-def open_sim(
-    spec: str, *, model: str = "llama-3.2-1b", profile: str | None = None, seed: int = 0
-) -> SimPlatform:
+def open_sim(spec: str, *, model: str = "llama-3.2-1b", profile: str | None = None, seed: int = 0) -> SimPlatform:
     """Build a simulated platform from a `sim[:BOARD]` spec, a model name, or a profile table."""
     _, _, board_name = spec.partition(":")
     clock = VirtualClock()

@@ -67,9 +67,7 @@ _ORIN_COMMON = dict(
 
 BOARDS: dict[str, BoardSpec] = {
     # Jetson AGX Orin 64GB: 2048 CUDA cores in 16 SMs, up to 1300.5 MHz (MAXN).
-    "orin-agx-64gb": BoardSpec(
-        name="orin-agx-64gb", freqs_mhz=ORIN_GPU_LEVELS_MHZ, sm_count=16, **_ORIN_COMMON
-    ),
+    "orin-agx-64gb": BoardSpec(name="orin-agx-64gb", freqs_mhz=ORIN_GPU_LEVELS_MHZ, sm_count=16, **_ORIN_COMMON),
     # Jetson AGX Orin 32GB: 1792 CUDA cores in 14 SMs, up to 930.75 MHz in MAXN (the paper's board).
     # Assumed: the same ga10b level table, capped at 930.75 MHz.
     "orin-agx-32gb": BoardSpec(

@@ -78,9 +78,7 @@ class AnalyticModel:
     def gpu_power_w(self, freq_mhz: float, activity: float | np.ndarray) -> float | np.ndarray:
         """GPU static + switching power (W) at `freq_mhz` for an activity factor in [0, 1]."""
         b, v = self.board, gpu_voltage_v(freq_mhz)
-        return b.sm_count * (
-            b.gpu_leak_w_per_sm_per_v * v + b.gpu_dyn_w_per_sm_per_mhz_v2 * freq_mhz * v**2 * activity
-        )
+        return b.sm_count * (b.gpu_leak_w_per_sm_per_v * v + b.gpu_dyn_w_per_sm_per_mhz_v2 * freq_mhz * v**2 * activity)
 
     def idle_power_w(self, freq_mhz: float) -> float:
         """Module power (W) with the GPU pinned at `freq_mhz` and idle."""
@@ -110,8 +108,7 @@ class AnalyticModel:
 
         # Prefill: every prompt token through every matmul, plus causal attention.
         prefill_flops = (
-            2 * arch.matmul_params_per_token * prompts.sum()
-            + 2 * arch.num_layers * q_dim * (prompts**2).sum()
+            2 * arch.matmul_params_per_token * prompts.sum() + 2 * arch.num_layers * q_dim * (prompts**2).sum()
         )
         prefill_compute_s = prefill_flops / (peak * rt.prefill_flops_efficiency)
         prefill_mem_s = (self.weight_bytes + prompts.sum() * arch.kv_bytes_per_token) / bw

@@ -146,9 +146,7 @@ def format_profile(metadata: Mapping[str, object], rows: Iterable[ProfileRow]) -
     return "\n".join(out) + "\n"
 
 
-def write_profile(
-    path: str | os.PathLike[str], metadata: Mapping[str, object], rows: Iterable[ProfileRow]
-) -> None:
+def write_profile(path: str | os.PathLike[str], metadata: Mapping[str, object], rows: Iterable[ProfileRow]) -> None:
     """Write the table atomically (temp file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,9 +34,7 @@ class Workload:
 
     def __post_init__(self) -> None:
         if self.arrivals not in ARRIVAL_KINDS:
-            raise WorkloadError(
-                f"unknown arrival process {self.arrivals!r}; choose one of: {', '.join(ARRIVAL_KINDS)}"
-            )
+            raise WorkloadError(f"unknown arrival process {self.arrivals!r}; choose one of: {', '.join(ARRIVAL_KINDS)}")
         if self.arrivals != "saturated" and not self.rate_per_s > 0:
             raise WorkloadError(f"arrival rate must be > 0 req/s, got {self.rate_per_s:g}")
         if self.output_tokens < 1:

@@ -12,9 +12,7 @@ ArrivalKind = Literal["poisson", "uniform", "saturated"]
 ARRIVAL_KINDS: tuple[str, ...] = ("poisson", "uniform", "saturated")
 
 
-def arrival_times_s(
-    kind: ArrivalKind, *, rate_per_s: float, count: int, rng: np.random.Generator
-) -> np.ndarray:
+def arrival_times_s(kind: ArrivalKind, *, rate_per_s: float, count: int, rng: np.random.Generator) -> np.ndarray:
     """Arrival times in seconds from the window start for `count` requests.
 
     `uniform`: every 1/λ s starting at 0; `poisson`: exponential gaps of mean 1/λ, first at 0;
