@@ -1,0 +1,5 @@
+"""`python -m edpilot` runs the CLI."""
+
+from edpilot.cli import main
+
+main()

@@ -1,0 +1,96 @@
+"""`edpilot tune` from the command line: defaults, outputs and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from edpilot.cli import app
+
+runner = CliRunner()
+
+
+def test_default_tune_runs_the_paper_setting(tmp_path):
+    log = tmp_path / "run.jsonl"
+    r = runner.invoke(app, ["tune", "--output", str(log), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["baseline"] == {"freq_mhz": 930.75, "batch_size": 28}
+    assert summary["rounds"] == 30
+    assert summary["edp_best"] < summary["edp_baseline"]
+    header = json.loads(log.read_text().splitlines()[0])
+    assert header["device"]["board"] == "orin-agx-32gb" and header["model"] == "llama-3.2-1b"
+    assert header["strategy"] == "camel" and header["arrival_rate_per_s"] == 1.0 and header["output_tokens"] == 70
+    assert len(header["freqs_mhz"]) == 7 and header["batch_sizes"] == [4, 8, 12, 16, 20, 24, 28]
+
+
+def test_table_output():
+    r = runner.invoke(app, ["tune", "--budget", "3", "--strategy", "grid"])
+    assert r.exit_code == 0, r.output
+    assert "EDP gain" in r.stdout and "energy / request" in r.stdout
+
+
+def test_same_seed_same_result():
+    args = ["tune", "--budget", "10", "--json", "--seed", "7"]
+    assert runner.invoke(app, args).stdout == runner.invoke(app, args).stdout
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--device", "tpu"], "unknown device"),
+        (["--device", "sim:orin-nano"], "unknown simulated board"),
+        (["--model", "gpt-5"], "unknown model"),
+        (["--strategy", "magic"], "unknown strategy"),
+        (["--objective", "joy"], "unknown objective"),
+        (["--arrival-rate", "0"], "arrival rate must be > 0"),
+        (["--arrival-rate", "-1"], "arrival rate must be > 0"),
+        (["--arrivals", "bursty"], "unknown arrival process"),
+        (["--budget", "0"], "--budget must be >= 1"),
+        (["--freqs", "816"], "not a level of this device"),
+        (["--baseline", "930.75,30"], "batch size 30 is not in the grid"),
+        (["--baseline", "726.75,28"], "not a frequency of the grid"),
+        (["--batches", "4,x"], "--batches must be"),
+        (["--energy-scope", "some"], "unknown energy scope"),
+        (["--profile", "/nonexistent.csv"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    r = runner.invoke(app, ["tune", *args])
+    assert r.exit_code == 2
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in r.output
+
+
+def test_malformed_profile_from_a_real_process(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("freq_mhz,batch_size,latency_s,energy_j\n500,1,1,-1\n")
+    p = subprocess.run(
+        [sys.executable, "-m", "edpilot", "tune", "--device", "sim", "--profile", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 2
+    assert p.stderr.startswith("edpilot: error:") and "bad.csv:2" in p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_profile_replay_uses_the_files_grid(tmp_path):
+    prof = tmp_path / "p.csv"
+    rows = ["# idle_power_w: 5", "freq_mhz,batch_size,latency_s,energy_j"]
+    rows += [f"{f},{b},{0.5 + b * 0.1 * 1000 / f},{b * f / 100}" for f in (400, 800) for b in (1, 2, 4)]
+    prof.write_text("\n".join(rows) + "\n")
+    log = tmp_path / "run.jsonl"
+    r = runner.invoke(
+        app, ["tune", "--profile", str(prof), "--strategy", "grid", "--budget", "6", "--output", str(log)]
+    )
+    assert r.exit_code == 0, r.output
+    header = json.loads(log.read_text().splitlines()[0])
+    assert header["freqs_mhz"] == [400.0, 800.0] and header["batch_sizes"] == [1, 2, 4]
+    r = runner.invoke(app, ["tune", "--profile", str(prof), "--batches", "1,3", "--budget", "2"])
+    assert r.exit_code == 2 and "no samples" in r.stderr

@@ -1,0 +1,72 @@
+"""Profile tables: reading, validation errors, atomic writing, replay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edpilot.errors import ProfileError
+from edpilot.sim import ProfileModel, ProfileRow, read_profile, write_profile
+
+GOOD = "# device: test\n# idle_power_w: 4.5\nfreq_mhz,batch_size,latency_s,energy_j\n500,1,1.0,10\n500,1,1.2,12\n900,2,0.8,9\n"
+
+
+def test_reads_metadata_rows_and_grid(tmp_path):
+    p = tmp_path / "p.csv"
+    p.write_text(GOOD)
+    t = read_profile(p)
+    assert t.metadata == {"device": "test", "idle_power_w": "4.5"}
+    assert t.idle_power_w == 4.5
+    assert t.configs == [(500.0, 1), (900.0, 2)]
+    assert t.samples(500.0, 1).tolist() == [[1.0, 10.0], [1.2, 12.0]]
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("", "no samples"),
+        ("# idle_power_w: 1\n", "no samples"),
+        ("freq,batch,lat,energy\n500,1,1,1\n", "header must be"),
+        ("freq_mhz,batch_size,latency_s,energy_j\n500,1,abc,1\n900,1,1,1\n", "non-numeric"),
+        ("freq_mhz,batch_size,latency_s,energy_j\n500,1,1,-3\n900,1,1,1\n", "energy_j >= 0"),
+        ("freq_mhz,batch_size,latency_s,energy_j\n500,1.5,1,3\n900,1,1,1\n", "whole number"),
+        ("freq_mhz,batch_size,latency_s,energy_j\n500,1,1\n", "expected 4 values"),
+        ("freq_mhz,batch_size,latency_s,energy_j\n500,1,1,1\n500,1,2,2\n", "only one config"),
+    ],
+)
+def test_malformed_profiles_raise_with_line(tmp_path, text, message):
+    p = tmp_path / "bad.csv"
+    p.write_text(text)
+    with pytest.raises(ProfileError, match=message):
+        read_profile(p)
+
+
+def test_missing_profile(tmp_path):
+    with pytest.raises(ProfileError, match="does not exist"):
+        read_profile(tmp_path / "nope.csv")
+
+
+def test_idle_power_required_when_used(tmp_path):
+    p = tmp_path / "p.csv"
+    p.write_text(GOOD.replace("# idle_power_w: 4.5\n", ""))
+    with pytest.raises(ProfileError, match="idle_power_w"):
+        read_profile(p).idle_power_w
+
+
+def test_write_then_read_round_trips(tmp_path):
+    rows = [ProfileRow(1300.5, 4, 2.5, 40.25), ProfileRow(114.75, 1, 9.0, 30.0)]
+    p = tmp_path / "sub" / "w.csv"
+    write_profile(p, {"device": "x", "idle_power_w": 3.0}, rows)
+    t = read_profile(p)
+    assert t.rows == rows
+    assert list(tmp_path.joinpath("sub").iterdir()) == [p]  # no temp file left
+
+
+def test_replay_draws_recorded_samples(tmp_path):
+    p = tmp_path / "p.csv"
+    p.write_text(GOOD)
+    m = ProfileModel(read_profile(p))
+    rng = np.random.default_rng(0)
+    draws = {m.batch_cost(500.0, [10], 70, rng).service_s for _ in range(50)}
+    assert draws == {1.0, 1.2}
+    assert m.idle_power_w(900.0) == 4.5

@@ -1,0 +1,139 @@
+"""The runner's static batching against an independent exact queue computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edpilot.runner import Runner, serve_window
+from edpilot.space import Config
+from edpilot.workload import Request, Workload, arrival_times_s
+
+
+def exact_queue(arrivals_s: np.ndarray, batch_size: int, service_s: float) -> tuple[np.ndarray, int]:
+    """Lindley recursion for static batches: start = max(previous end, last arrival of the batch)."""
+    ends = np.empty_like(arrivals_s)
+    end = 0.0
+    batches = 0
+    for i in range(0, len(arrivals_s), batch_size):
+        stop = min(i + batch_size, len(arrivals_s))
+        end = max(end, arrivals_s[stop - 1]) + service_s
+        ends[i:stop] = end
+        batches += 1
+    return ends, batches
+
+
+@pytest.mark.parametrize("arrivals", ["uniform", "poisson"])
+@pytest.mark.parametrize("batch_size", [1, 4, 7])
+@pytest.mark.parametrize("scope", ["total", "active"])
+def test_runner_edp_matches_exact_queue(linear_platform, arrivals, batch_size, scope):
+    device, engine, clock, model = linear_platform()
+    rate = 2.0
+    workload = Workload(arrivals=arrivals, rate_per_s=rate, output_tokens=8, prompt_tokens=16)
+    runner = Runner(
+        device=device, engine=engine, clock=clock, workload=workload, requests_per_round=40, energy_scope=scope, seed=3
+    )
+    clock.sleep(10.0)  # the window does not start at t = 0
+    obs = runner.measure(Config(1000.0, batch_size))
+
+    n = runner.window_requests(batch_size)
+    arrivals_s = arrival_times_s(arrivals, rate_per_s=rate, count=n, rng=np.random.default_rng(3))
+    s = model.service_s(batch_size)
+    ends, batches = exact_queue(arrivals_s, batch_size, s)
+    latency = ends - arrivals_s
+    window_s = ends[-1]
+    active_j = batches * s * model.active_w
+    total_j = active_j + model.idle_w * (window_s - batches * s)
+    energy_per_request = (total_j if scope == "total" else active_j) / n
+
+    assert obs.requests == n
+    assert obs.mean_latency_s == pytest.approx(latency.mean(), rel=1e-9)
+    assert obs.p95_latency_s == pytest.approx(np.percentile(latency, 95), rel=1e-9)
+    assert obs.energy_per_request_j == pytest.approx(energy_per_request, rel=1e-9)
+    assert obs.edp == pytest.approx(energy_per_request * latency.mean(), rel=1e-9)
+    assert obs.mean_batch_s == pytest.approx(s)
+    assert obs.window_s == pytest.approx(window_s)
+    assert obs.power_w == pytest.approx(total_j / window_s)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 8, 16])
+def test_uniform_mean_wait_is_b_minus_1_over_2_lambda(linear_platform, batch_size):
+    device, engine, clock, model = linear_platform(base_s=0.2, per_request_s=0.01)
+    rate = 1.0
+    runner = Runner(
+        device=device, engine=engine, clock=clock, workload=Workload(rate_per_s=rate), requests_per_round=64
+    )
+    obs = runner.measure(Config(500.0, batch_size))
+    assert obs.keeps_up
+    assert obs.mean_latency_s - model.service_s(batch_size) == pytest.approx((batch_size - 1) / (2 * rate), rel=1e-9)
+
+
+def test_overloaded_config_is_flagged_and_latency_grows_with_window(linear_platform):
+    device, engine, clock, model = linear_platform(base_s=3.0, per_request_s=0.5)  # b=4: 5 s per 4 s of arrivals
+    latencies = []
+    for requests in (32, 128):
+        runner = Runner(
+            device=device, engine=engine, clock=clock, workload=Workload(rate_per_s=1.0), requests_per_round=requests
+        )
+        obs = runner.measure(Config(500.0, 4))
+        assert not obs.keeps_up
+        latencies.append(obs.mean_latency_s)
+    assert latencies[1] > 2 * latencies[0]
+
+
+def test_saturated_serves_everything_back_to_back(linear_platform):
+    device, engine, clock, model = linear_platform()
+    runner = Runner(
+        device=device, engine=engine, clock=clock, workload=Workload(arrivals="saturated"), requests_per_round=12
+    )
+    obs = runner.measure(Config(500.0, 4))
+    s = model.service_s(4)
+    assert obs.window_s == pytest.approx(3 * s)
+    assert obs.mean_latency_s == pytest.approx(2 * s)  # batches end at s, 2s, 3s
+    assert obs.keeps_up
+
+
+def test_ttft_is_measured_from_arrival(linear_platform):
+    device, engine, clock, model = linear_platform()
+    runner = Runner(
+        device=device, engine=engine, clock=clock, workload=Workload(arrivals="saturated"), requests_per_round=4
+    )
+    obs = runner.measure(Config(500.0, 4))
+    s = model.service_s(4)
+    # two batches: TTFT s/4 and s + s/4 after arrival at 0
+    assert obs.mean_ttft_s == pytest.approx((s / 4 + s + s / 4) / 2)
+    assert obs.mean_ttft_s < obs.mean_latency_s
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    gaps=st.lists(st.floats(min_value=0.0, max_value=5.0), min_size=1, max_size=40),
+    batch_size=st.integers(min_value=1, max_value=9),
+    service=st.floats(min_value=0.01, max_value=4.0),
+    max_wait=st.one_of(st.none(), st.floats(min_value=0.0, max_value=6.0)),
+)
+def test_batcher_properties(linear_platform, gaps, batch_size, service, max_wait):
+    device, engine, clock, model = linear_platform(base_s=service, per_request_s=0.0)
+    arrivals = np.cumsum(gaps)
+    requests = [Request(i, float(t), "x", 1, 1) for i, t in enumerate(arrivals)]
+    batches = serve_window(
+        requests,
+        batch_size=batch_size,
+        engine=engine,
+        device=device,
+        clock=clock,
+        window_start_s=0.0,
+        max_wait_s=max_wait,
+    )
+    served = [r.request_id for b in batches for r in b.requests]
+    assert served == list(range(len(requests)))  # every request once, FIFO
+    for prev, b in zip(batches, batches[1:]):
+        assert b.start_s >= prev.end_s  # one batch at a time
+    for b in batches:
+        assert 1 <= len(b.requests) <= batch_size
+        assert all(r.arrival_s <= b.start_s + 1e-12 for r in b.requests)  # nobody served before arriving
+        assert all(b.end_s - r.arrival_s >= service - 1e-12 for r in b.requests)  # latency >= service time
+        if max_wait is None and b is not batches[-1]:
+            assert len(b.requests) == batch_size
