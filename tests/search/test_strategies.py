@@ -86,7 +86,7 @@ def test_grid_visits_every_config_once_then_exploits():
     space = ConfigSpace(FREQS, BATCHES)
     s = make_strategy("grid", space, cost_fn=lambda o: o.energy_per_request_j)
     seen = []
-    for i in range(len(space)):
+    for _ in range(len(space)):
         c = s.propose()
         seen.append(c)
         s.observe(c, _obs(1.0 + (c != OPTIMUM)))

@@ -8,7 +8,10 @@ import pytest
 from edpilot.errors import ProfileError
 from edpilot.sim import ProfileModel, ProfileRow, read_profile, write_profile
 
-GOOD = "# device: test\n# idle_power_w: 4.5\nfreq_mhz,batch_size,latency_s,energy_j\n500,1,1.0,10\n500,1,1.2,12\n900,2,0.8,9\n"
+GOOD = (
+    "# device: test\n# idle_power_w: 4.5\nfreq_mhz,batch_size,latency_s,energy_j\n"
+    "500,1,1.0,10\n500,1,1.2,12\n900,2,0.8,9\n"
+)
 
 
 def test_reads_metadata_rows_and_grid(tmp_path):
@@ -50,7 +53,7 @@ def test_idle_power_required_when_used(tmp_path):
     p = tmp_path / "p.csv"
     p.write_text(GOOD.replace("# idle_power_w: 4.5\n", ""))
     with pytest.raises(ProfileError, match="idle_power_w"):
-        read_profile(p).idle_power_w
+        _ = read_profile(p).idle_power_w
 
 
 def test_write_then_read_round_trips(tmp_path):
