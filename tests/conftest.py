@@ -43,7 +43,7 @@ def linear_platform() -> Callable[..., tuple[SimDevice, SimEngine, VirtualClock,
         clock = VirtualClock()
         model = LinearModel(**kwargs)
         device = SimDevice(model, clock, name="linear")
-        return device, SimEngine(device, np.random.default_rng(0)), clock, model
+        return device, SimEngine(device, model, clock, np.random.default_rng(0)), clock, model
 
     return make
 

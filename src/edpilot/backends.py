@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edpilot.clock import Clock
+import numpy as np
+
+from edpilot.architectures import get_architecture
+from edpilot.clock import Clock, WallClock
 from edpilot.engine.base import Engine
 from edpilot.errors import ConfigError, ProfileError
-from edpilot.hardware.base import Device
-from edpilot.sim import ProfileModel, ProfileTable, open_sim
+from edpilot.hardware import Device, open_device
+from edpilot.sim import AnalyticModel, ProfileModel, ProfileTable, SimEngine, open_sim
+from edpilot.sim.constants import BOARDS, DEFAULT_BOARD, LLAMA_CPP_Q5_K_M
 from edpilot.space import (
     PAPER_BATCH_SIZES,
     PAPER_FREQ_LEVELS,
@@ -19,7 +23,6 @@ from edpilot.space import (
     spread_levels,
 )
 
-DEVICE_KINDS = ("sim[:BOARD]",)
 ENGINE_KINDS = ("sim",)
 
 
@@ -40,8 +43,16 @@ def open_backends(
     model: str = "llama-3.2-1b",
     profile: str | None = None,
     seed: int = 0,
+    sysfs_root: str | None = None,
+    rails: list[str] | None = None,
+    dry_run: bool = False,
+    read_only: bool = False,
 ) -> Backends:
-    """Open the backends a spec names, e.g. device `sim:orin-agx-64gb` with engine `sim`."""
+    """Open the backends the specs name, e.g. device `sim:orin-agx-64gb` with engine `sim`.
+
+    On a real device the `sim` engine stands in for inference: it waits (wall clock) as long as the
+    simulated Orin would take for each batch, so the whole pipeline runs without a model.
+    """
     kind = device.partition(":")[0]
     if kind == "sim":
         if engine != "sim":
@@ -51,13 +62,22 @@ def open_backends(
         return Backends(platform.device, platform.engine, platform.clock, table)
     if profile is not None:
         raise ConfigError("--profile only applies to --device sim")
-    raise ConfigError(f"unknown device {device!r}; choose one of: {', '.join(DEVICE_KINDS)}")
+    if engine.partition(":")[0] not in ENGINE_KINDS:
+        raise ConfigError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINE_KINDS)}")
+    real = open_device(device, sysfs_root=sysfs_root, rails=rails, dry_run=dry_run, read_only=read_only)
+    clock = WallClock()
+    perf = AnalyticModel(BOARDS[DEFAULT_BOARD], get_architecture(model), LLAMA_CPP_Q5_K_M)
+    return Backends(real, SimEngine(real, perf, clock, np.random.default_rng(seed)), clock)
 
 
 def build_space(backends: Backends, *, freqs: str | None = None, batches: str | None = None) -> ConfigSpace:
     """The grid: the paper's (7 spread levels × batch 4..28) or the profile's, narrowed by --freqs/--batches."""
     levels, table = backends.device.freqs_mhz(), backends.profile
-    if freqs is None:
+    if backends.device.read_only:
+        if freqs is not None:
+            raise ConfigError(f"{backends.device.name} is read-only: --freqs cannot be searched, only batch sizes")
+        freqs_mhz: tuple[float, ...] = (backends.device.current_freq_mhz(),)
+    elif freqs is None:
         freqs_mhz = table.freqs_mhz if table else spread_levels(levels, PAPER_FREQ_LEVELS)
     elif freqs.strip() == "all":
         freqs_mhz = tuple(levels)

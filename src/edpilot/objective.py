@@ -23,6 +23,8 @@ class Observation:
 
     Energies in joules, times in seconds, power in watts. `energy_per_request_j` is None when the
     device has no energy meter. `keeps_up` is False when batches take longer than arrivals fill them.
+    `actual_freq_mhz` is the clock the device reported at the window's end (it differs from the
+    config's on read-only devices and in dry runs).
     """
 
     requests: int
@@ -35,6 +37,7 @@ class Observation:
     energy_per_batch_j: float | None
     window_s: float
     keeps_up: bool
+    actual_freq_mhz: float | None = None
 
     @property
     def edp(self) -> float | None:

@@ -84,6 +84,7 @@ def summarize(
     window_energy_j: float | None,
     energy_scope: EnergyScope,
     batch_size: int,
+    actual_freq_mhz: float | None = None,
 ) -> Observation:
     """Turn served batches into an Observation (latencies, energy per request, keeps-up flag)."""
     arrivals_s = np.array([window_start_s + r.arrival_s for b in batches for r in b.requests])
@@ -117,6 +118,7 @@ def summarize(
         energy_per_batch_j=energy_per_batch_j,
         window_s=float(window_s),
         keeps_up=keeps_up(arrivals_s, float(service_s.mean()), batch_size),
+        actual_freq_mhz=actual_freq_mhz,
     )
 
 
@@ -181,4 +183,5 @@ class Runner:
             window_energy_j=window_energy_j,
             energy_scope=self.energy_scope,
             batch_size=config.batch_size,
+            actual_freq_mhz=self.device.current_freq_mhz(),
         )

@@ -13,6 +13,8 @@ from edpilot import __version__
 from edpilot.backends import build_space, open_backends
 from edpilot.cli.common import console, err_console, handle_errors, print_json
 from edpilot.errors import ConfigError
+from edpilot.hardware import Device
+from edpilot.hardware.guard import guarded
 from edpilot.objective import parse_objective
 from edpilot.runlog import RunLog
 from edpilot.runner import Runner
@@ -21,10 +23,14 @@ from edpilot.space import parse_config
 from edpilot.tuner import Round, TuneResult, tune
 from edpilot.workload import Workload
 
+MIN_WINDOWS_PER_INTERVAL = 10  # a window should span many power-averaging intervals
+
 
 @handle_errors
 def tune_command(
-    device: Annotated[str, typer.Option(help="Device spec: sim, sim:orin-agx-32gb, sim:orin-agx-64gb.")] = "sim",
+    device: Annotated[
+        str, typer.Option(help="Device: sim, sim:orin-agx-32gb, sim:orin-agx-64gb, jetson, nvml[:INDEX], cpu.")
+    ] = "sim",
     profile: Annotated[
         Path | None, typer.Option(help="Replay this profile table (CSV) instead of the analytic simulator.")
     ] = None,
@@ -62,6 +68,18 @@ def tune_command(
     max_wait: Annotated[
         float | None, typer.Option(help="Flush a partial batch once its oldest request waited this long (s).")
     ] = None,
+    sysfs_root: Annotated[
+        str | None, typer.Option(help="Read the Jetson's files under this root (env EDPILOT_SYSFS_ROOT).")
+    ] = None,
+    rails: Annotated[
+        str | None, typer.Option(help="Jetson power rails that make the total (comma list); default VDD_IN or all.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Never change clocks: measure at the current one, log what would be set.")
+    ] = False,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Never change clocks; search batch size only at the current clock.")
+    ] = False,
     output: Annotated[Path | None, typer.Option(help="Write the run log (JSONL), round by round.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")] = False,
 ) -> None:
@@ -80,11 +98,20 @@ def tune_command(
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
     backends = open_backends(
-        device=device, engine=engine, model=model, profile=str(profile) if profile else None, seed=seed
+        device=device,
+        engine=engine,
+        model=model,
+        profile=str(profile) if profile else None,
+        seed=seed,
+        sysfs_root=sysfs_root,
+        rails=[r.strip() for r in rails.split(",") if r.strip()] if rails else None,
+        dry_run=dry_run,
+        read_only=read_only,
     )
-    try:
+    with guarded(backends.device):
         space = build_space(backends, freqs=freqs, batches=batches)
         base = space.validate(parse_config(baseline)) if baseline else space.baseline()
+        describe_limits(backends.device, quiet=json_output)
         runner = Runner(
             device=backends.device,
             engine=backends.engine,
@@ -127,8 +154,17 @@ def tune_command(
             ) as progress:
                 task = progress.add_task("baseline", total=budget + 1)
 
+                interval_ms = getattr(backends.device, "update_interval_ms", None)
+                warned = []
+
                 def on_round(r: Round) -> None:
                     progress.update(task, advance=1, description=f"{r.config} cost {r.cost:.4g}")
+                    if interval_ms and r.obs.window_s * 1000 < MIN_WINDOWS_PER_INTERVAL * interval_ms and not warned:
+                        warned.append(True)
+                        err_console.print(
+                            f"[yellow]warning:[/] a {r.obs.window_s:.2f} s window is short for power readings "
+                            f"averaged over {interval_ms} ms; raise --requests-per-round"
+                        )
 
                 result = tune(
                     runner=runner,
@@ -141,14 +177,26 @@ def tune_command(
                     run_log=run_log,
                     on_round=on_round,
                 )
-    finally:
-        backends.device.restore()
     if json_output:
         print_json(result.summary_record())
     else:
         console.print(result_table(result))
         if output:
             console.print(f"run log: {output}  (plots: edpilot report {output} --out DIR)")
+
+
+def describe_limits(device: Device, *, quiet: bool) -> None:
+    """Say on stderr when clocks will not really change (read-only device, dry run)."""
+    if quiet:
+        return
+    if device.read_only:
+        reason = getattr(device, "read_only_reason", None) or "it has no clock knob"
+        err_console.print(
+            f"note: {device.name} is read-only ({reason}): searching batch size only, "
+            f"at the current clock {device.current_freq_mhz():g} MHz"
+        )
+    elif getattr(device, "dry_run", False):
+        err_console.print("note: dry run: clocks are not changed; every round is measured at the current clock")
 
 
 def result_table(result: TuneResult) -> Table:

@@ -63,4 +63,4 @@ def open_sim(spec: str, *, model: str = "llama-3.2-1b", profile: str | None = No
         perf = AnalyticModel(BOARDS[board_name], get_architecture(model), LLAMA_CPP_Q5_K_M)
         name = f"sim:{board_name}"
     device = SimDevice(perf, clock, name=name)
-    return SimPlatform(clock=clock, device=device, engine=SimEngine(device, rng), model=perf)
+    return SimPlatform(clock=clock, device=device, engine=SimEngine(device, perf, clock, rng), model=perf)

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edpilot.clock import VirtualClock
+from edpilot.clock import Clock, VirtualClock
 from edpilot.engine.base import Completion
 from edpilot.errors import DeviceError
+from edpilot.hardware.base import Device
 from edpilot.sim.model import BatchCost, PerformanceModel
 from edpilot.workload import Request
 
@@ -76,21 +77,27 @@ class SimDevice:
 
 
 class SimEngine:
-    """Runs a batch on a SimDevice: every request decodes exactly its max_new_tokens."""
+    """Runs a batch as the performance model says: every request decodes exactly its max_new_tokens.
+
+    On a SimDevice the batch's time and energy go to the virtual clock and the simulated meter; on a
+    real device the engine only waits on `clock` for the modelled time (the real meter measures).
+    """
 
     name = "sim"
 
-    def __init__(self, device: SimDevice, rng: np.random.Generator) -> None:
-        self.device = device
-        self.rng = rng
+    def __init__(self, device: Device, model: PerformanceModel, clock: Clock, rng: np.random.Generator) -> None:
+        self.device, self.model, self.clock, self.rng = device, model, clock, rng
 
     def generate(self, batch: Sequence[Request]) -> list[Completion]:
-        """Advance the virtual clock by the batch's service time; return empty completions with TTFT."""
+        """Spend the batch's modelled service time; return empty completions with the modelled TTFT."""
         output_tokens = max(r.max_new_tokens for r in batch)
-        cost = self.device.model.batch_cost(
+        cost = self.model.batch_cost(
             self.device.current_freq_mhz(), [r.prompt_tokens for r in batch], output_tokens, self.rng
         )
-        self.device.run_batch(cost)
+        if isinstance(self.device, SimDevice):
+            self.device.run_batch(cost)
+        else:
+            self.clock.sleep_until(self.clock.now_s() + cost.service_s)
         return [Completion(text="", output_tokens=r.max_new_tokens, ttft_s=cost.ttft_s) for r in batch]
 
     def describe(self) -> dict[str, object]:

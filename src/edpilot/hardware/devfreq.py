@@ -1,0 +1,108 @@
+"""The Jetson GPU's devfreq node: find it, read its levels, pin one, and put it back.
+
+JetPack 5: /sys/devices/17000000.ga10b/devfreq/17000000.ga10b; JetPack 6:
+/sys/devices/platform/bus@0/17000000.gpu/devfreq/17000000.gpu (also /sys/class/devfreq/17000000.gpu).
+Files hold Hz: available_frequencies, cur_freq, min_freq, max_freq, governor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edpilot.errors import DeviceError
+from edpilot.hardware.sysfs import read_attr, read_int, writable, write_attr
+
+GPU_NODE_NAMES = ("17000000.ga10b", "17000000.gpu", "17000000.gv11b", "57000000.gpu")  # Orin JP5, Orin JP6, Xavier, TX2
+ALLOW_HINT = (
+    "Run edpilot with sudo, or allow your user to write the GPU clock files, e.g. a udev rule "
+    '\'SUBSYSTEM=="devfreq", KERNEL=="17000000.*", RUN+="/bin/chmod 0666 /sys%p/min_freq /sys%p/max_freq"\'; '
+    "or measure without changing clocks: --dry-run"
+)
+
+
+def find_gpu_devfreq(root: Path) -> Path:
+    """The GPU's devfreq directory under `root`, found by looking (class links first, then devices)."""
+    candidates: list[Path] = []
+    class_dir = root / "sys/class/devfreq"
+    if class_dir.is_dir():
+        candidates += [class_dir / name for name in GPU_NODE_NAMES if (class_dir / name).exists()]
+    devices = root / "sys/devices"
+    if devices.is_dir():
+        for name in GPU_NODE_NAMES:
+            candidates += sorted(devices.glob(f"{name}/devfreq/{name}"))
+            candidates += sorted(devices.glob(f"platform/**/{name}/devfreq/{name}"))
+    for path in candidates:
+        if (path / "available_frequencies").is_file():
+            return path.resolve()
+    raise DeviceError(
+        f"no Jetson GPU devfreq node under {root} (looked for {', '.join(GPU_NODE_NAMES)} in "
+        "sys/class/devfreq and sys/devices); is this a Jetson? Use --device sim otherwise"
+    )
+
+
+@dataclass(frozen=True)
+class DevfreqState:
+    """The clock settings to put back: min/max in Hz and the governor."""
+
+    min_hz: int
+    max_hz: int
+    governor: str
+
+
+class GpuDevfreq:
+    """Read and pin the GPU clock through devfreq; values kept as exact Hz."""
+
+    def __init__(self, node: Path) -> None:
+        self.node = node
+        text = read_attr(node / "available_frequencies")
+        try:
+            self.levels_hz = tuple(sorted(int(v) for v in text.split()))
+        except ValueError:
+            raise DeviceError(f"{node / 'available_frequencies'} should list integers (Hz), got {text!r}") from None
+        if not self.levels_hz:
+            raise DeviceError(f"{node / 'available_frequencies'} is empty")
+
+    @property
+    def name(self) -> str:
+        """The node's name, e.g. 17000000.ga10b."""
+        return self.node.name
+
+    def cur_hz(self) -> int:
+        """The clock right now (Hz)."""
+        return read_int(self.node / "cur_freq")
+
+    def state(self) -> DevfreqState:
+        """Current min, max and governor."""
+        return DevfreqState(
+            min_hz=read_int(self.node / "min_freq"),
+            max_hz=read_int(self.node / "max_freq"),
+            governor=read_attr(self.node / "governor"),
+        )
+
+    def can_write(self) -> bool:
+        """Whether this process may write min_freq and max_freq."""
+        return writable(self.node / "min_freq") and writable(self.node / "max_freq")
+
+    def set_range(self, min_hz: int, max_hz: int) -> None:
+        """Write min and max in the order that never leaves min > max."""
+        current_max = read_int(self.node / "max_freq")
+        order = (
+            [("max_freq", max_hz), ("min_freq", min_hz)]
+            if min_hz > current_max
+            else [("min_freq", min_hz), ("max_freq", max_hz)]
+        )
+        for name, value in order:
+            write_attr(self.node / name, str(value), how_to_allow=ALLOW_HINT)
+
+    def pin(self, level_hz: int) -> None:
+        """Pin the GPU at one exact level (min = max = level)."""
+        if level_hz not in self.levels_hz:
+            raise DeviceError(f"{level_hz} Hz is not a level of {self.name}")
+        self.set_range(level_hz, level_hz)
+
+    def apply(self, state: DevfreqState) -> None:
+        """Put back a saved state: range first, then the governor."""
+        self.set_range(state.min_hz, state.max_hz)
+        if read_attr(self.node / "governor") != state.governor:
+            write_attr(self.node / "governor", state.governor, how_to_allow=ALLOW_HINT)
