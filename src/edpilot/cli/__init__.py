@@ -1,9 +1,10 @@
-"""The `edpilot` command line: tune, report (and more as backends land)."""
+"""The `edpilot` command line: tune, report, devices, apply, restore."""
 
 from __future__ import annotations
 
 import typer
 
+from edpilot.cli.devices import apply_command, devices_command, restore_command
 from edpilot.cli.report import report_command
 from edpilot.cli.tune import tune_command
 
@@ -17,6 +18,9 @@ app = typer.Typer(
 )
 app.command("tune")(tune_command)
 app.command("report")(report_command)
+app.command("devices")(devices_command)
+app.command("apply")(apply_command)
+app.command("restore")(restore_command)
 
 
 def main() -> None:
