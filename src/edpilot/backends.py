@@ -8,7 +8,7 @@ import numpy as np
 
 from edpilot.architectures import get_architecture
 from edpilot.clock import Clock, WallClock
-from edpilot.engine.base import Engine
+from edpilot.engine import Engine, EngineOptions, open_engine
 from edpilot.errors import ConfigError, ProfileError
 from edpilot.hardware import Device, open_device
 from edpilot.sim import AnalyticModel, ProfileModel, ProfileTable, SimEngine, open_sim
@@ -22,8 +22,6 @@ from edpilot.space import (
     parse_number_list,
     spread_levels,
 )
-
-ENGINE_KINDS = ("sim",)
 
 
 @dataclass
@@ -47,11 +45,13 @@ def open_backends(
     rails: list[str] | None = None,
     dry_run: bool = False,
     read_only: bool = False,
+    engine_options: EngineOptions | None = None,
 ) -> Backends:
     """Open the backends the specs name, e.g. device `sim:orin-agx-64gb` with engine `sim`.
 
     On a real device the `sim` engine stands in for inference: it waits (wall clock) as long as the
-    simulated Orin would take for each batch, so the whole pipeline runs without a model.
+    simulated Orin would take for each batch, so the whole pipeline runs without a model; `hf:...` and
+    `openai:...` generate real tokens.
     """
     kind = device.partition(":")[0]
     if kind == "sim":
@@ -62,12 +62,16 @@ def open_backends(
         return Backends(platform.device, platform.engine, platform.clock, table)
     if profile is not None:
         raise ConfigError("--profile only applies to --device sim")
-    if engine.partition(":")[0] not in ENGINE_KINDS:
-        raise ConfigError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINE_KINDS)}")
     real = open_device(device, sysfs_root=sysfs_root, rails=rails, dry_run=dry_run, read_only=read_only)
     clock = WallClock()
-    perf = AnalyticModel(BOARDS[DEFAULT_BOARD], get_architecture(model), LLAMA_CPP_Q5_K_M)
-    return Backends(real, SimEngine(real, perf, clock, np.random.default_rng(seed)), clock)
+    try:
+        if engine == "sim":
+            perf = AnalyticModel(BOARDS[DEFAULT_BOARD], get_architecture(model), LLAMA_CPP_Q5_K_M)
+            return Backends(real, SimEngine(real, perf, clock, np.random.default_rng(seed)), clock)
+        return Backends(real, open_engine(engine, engine_options), clock)
+    except BaseException:
+        getattr(real, "close", lambda: None)()
+        raise
 
 
 def build_space(backends: Backends, *, freqs: str | None = None, batches: str | None = None) -> ConfigSpace:

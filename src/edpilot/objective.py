@@ -24,7 +24,8 @@ class Observation:
     Energies in joules, times in seconds, power in watts. `energy_per_request_j` is None when the
     device has no energy meter. `keeps_up` is False when batches take longer than arrivals fill them.
     `actual_freq_mhz` is the clock the device reported at the window's end (it differs from the
-    config's on read-only devices and in dry runs).
+    config's on read-only devices and in dry runs). `failed_requests` counts requests the engine
+    answered with an error (timeouts, HTTP errors); they still count in latency and energy.
     """
 
     requests: int
@@ -38,6 +39,7 @@ class Observation:
     window_s: float
     keeps_up: bool
     actual_freq_mhz: float | None = None
+    failed_requests: int = 0
 
     @property
     def edp(self) -> float | None:

@@ -21,7 +21,7 @@ from edpilot.errors import ConfigError, EngineError
 from edpilot.hardware.base import Device
 from edpilot.objective import Observation
 from edpilot.space import Config
-from edpilot.workload import Request, Workload
+from edpilot.workload import Request, RequestSource
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class ServedBatch:
     end_s: float
     energy_j: float | None
     ttfts_s: tuple[float | None, ...]
+    errors: tuple[str, ...] = ()
 
 
 def serve_window(
@@ -72,7 +73,10 @@ def serve_window(
             raise EngineError(f"engine returned {len(completions)} completions for a batch of {len(batch)}")
         energy_after_j = device.energy_j()
         energy_j = None if energy_before_j is None or energy_after_j is None else energy_after_j - energy_before_j
-        batches.append(ServedBatch(batch, start_s, end_s, energy_j, tuple(c.ttft_s for c in completions)))
+        errors = tuple(c.error for c in completions if c.error)
+        for error in errors[:1]:
+            log.warning("%d of %d requests failed, e.g.: %s", len(errors), len(batch), error)
+        batches.append(ServedBatch(batch, start_s, end_s, energy_j, tuple(c.ttft_s for c in completions), errors))
         i = stop
     return batches
 
@@ -119,6 +123,7 @@ def summarize(
         window_s=float(window_s),
         keeps_up=keeps_up(arrivals_s, float(service_s.mean()), batch_size),
         actual_freq_mhz=actual_freq_mhz,
+        failed_requests=sum(len(b.errors) for b in batches),
     )
 
 
@@ -141,7 +146,7 @@ class Runner:
     device: Device
     engine: Engine
     clock: Clock
-    workload: Workload
+    workload: RequestSource
     requests_per_round: int = 32
     energy_scope: EnergyScope = "total"
     max_wait_s: float | None = None

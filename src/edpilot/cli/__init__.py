@@ -1,10 +1,11 @@
-"""The `edpilot` command line: tune, report, devices, apply, restore."""
+"""The `edpilot` command line: tune, profile, report, devices, apply, restore."""
 
 from __future__ import annotations
 
 import typer
 
 from edpilot.cli.devices import apply_command, devices_command, restore_command
+from edpilot.cli.profile import profile_command
 from edpilot.cli.report import report_command
 from edpilot.cli.tune import tune_command
 
@@ -17,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("tune")(tune_command)
+app.command("profile")(profile_command)
 app.command("report")(report_command)
 app.command("devices")(devices_command)
 app.command("apply")(apply_command)

@@ -12,6 +12,25 @@ from rich.table import Table
 from edpilot import __version__
 from edpilot.backends import build_space, open_backends
 from edpilot.cli.common import console, err_console, handle_errors, print_json
+from edpilot.cli.options import (
+    BatchesOpt,
+    CompileOpt,
+    DeviceOpt,
+    DryRunOpt,
+    DtypeOpt,
+    EngineOpt,
+    FixedLengthOpt,
+    FreqsOpt,
+    JsonOpt,
+    ModelOpt,
+    RailsOpt,
+    ReadOnlyOpt,
+    SeedOpt,
+    SysfsRootOpt,
+    TorchDeviceOpt,
+    split_list,
+)
+from edpilot.engine import EngineOptions
 from edpilot.errors import ConfigError
 from edpilot.hardware import Device
 from edpilot.hardware.guard import guarded
@@ -21,41 +40,38 @@ from edpilot.runner import Runner
 from edpilot.search import STRATEGIES
 from edpilot.space import parse_config
 from edpilot.tuner import Round, TuneResult, tune
-from edpilot.workload import Workload
+from edpilot.workload import RequestSource, TraceWorkload, Workload, read_trace
 
 MIN_WINDOWS_PER_INTERVAL = 10  # a window should span many power-averaging intervals
 
 
 @handle_errors
 def tune_command(
-    device: Annotated[
-        str, typer.Option(help="Device: sim, sim:orin-agx-32gb, sim:orin-agx-64gb, jetson, nvml[:INDEX], cpu.")
-    ] = "sim",
+    device: DeviceOpt = "sim",
     profile: Annotated[
         Path | None, typer.Option(help="Replay this profile table (CSV) instead of the analytic simulator.")
     ] = None,
-    model: Annotated[str, typer.Option(help="Model the simulator runs: llama-3.2-1b, qwen2.5-3b.")] = "llama-3.2-1b",
-    engine: Annotated[str, typer.Option(help="Engine spec: sim.")] = "sim",
+    model: ModelOpt = "llama-3.2-1b",
+    engine: EngineOpt = "sim",
     arrival_rate: Annotated[float, typer.Option(help="Requests per second (λ).")] = 1.0,
     arrivals: Annotated[
         str, typer.Option(help="Arrival process: uniform (every 1/λ s), poisson, saturated.")
     ] = "uniform",
+    trace: Annotated[
+        Path | None, typer.Option(help='Replay a JSONL trace of {"arrival_s", "prompt", "max_new_tokens"}.')
+    ] = None,
     output_tokens: Annotated[int, typer.Option(help="New tokens each request generates.")] = 70,
     prompt_tokens: Annotated[
         int | None, typer.Option(help="Fixed prompt length; default: the shipped prompt set.")
     ] = None,
-    freqs: Annotated[
-        str | None,
-        typer.Option(help="GPU levels in MHz (comma list) or 'all'; default: 7 spread over the range."),
-    ] = None,
-    batches: Annotated[str | None, typer.Option(help="Batch sizes (comma list); default 4,8,...,28.")] = None,
+    freqs: FreqsOpt = None,
+    batches: BatchesOpt = None,
     baseline: Annotated[
-        str | None,
-        typer.Option(help="FREQ_MHZ,BATCH to compare against; default: highest level, largest batch."),
+        str | None, typer.Option(help="FREQ_MHZ,BATCH to compare against; default: highest level, largest batch.")
     ] = None,
     strategy: Annotated[str, typer.Option(help=f"Search strategy: {', '.join(STRATEGIES)}.")] = "camel",
     budget: Annotated[int, typer.Option(help="Search rounds after the baseline round.")] = 30,
-    seed: Annotated[int, typer.Option(help="Seed for arrivals, noise and the strategy.")] = 0,
+    seed: SeedOpt = 0,
     objective: Annotated[
         str, typer.Option(help="edp, ed2p, energy, latency, or weighted:ALPHA (the paper's cost).")
     ] = "edp",
@@ -68,32 +84,32 @@ def tune_command(
     max_wait: Annotated[
         float | None, typer.Option(help="Flush a partial batch once its oldest request waited this long (s).")
     ] = None,
-    sysfs_root: Annotated[
-        str | None, typer.Option(help="Read the Jetson's files under this root (env EDPILOT_SYSFS_ROOT).")
-    ] = None,
-    rails: Annotated[
-        str | None, typer.Option(help="Jetson power rails that make the total (comma list); default VDD_IN or all.")
-    ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Never change clocks: measure at the current one, log what would be set.")
-    ] = False,
-    read_only: Annotated[
-        bool, typer.Option("--read-only", help="Never change clocks; search batch size only at the current clock.")
-    ] = False,
+    sysfs_root: SysfsRootOpt = None,
+    rails: RailsOpt = None,
+    dry_run: DryRunOpt = False,
+    read_only: ReadOnlyOpt = False,
+    torch_device: TorchDeviceOpt = None,
+    dtype: DtypeOpt = None,
+    compile_decode: CompileOpt = False,
+    fixed_output_length: FixedLengthOpt = True,
     output: Annotated[Path | None, typer.Option(help="Write the run log (JSONL), round by round.")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")] = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Find the GPU frequency and batch size with the lowest energy-delay product.
 
     With no options: the paper's setting on the simulated Jetson AGX Orin 32GB (MAXN), Llama-3.2-1B,
     a request every second, 70 output tokens, 7 GPU levels x batch 4..28, camel search.
     """
-    workload = Workload(
-        arrivals=arrivals,  # type: ignore[arg-type]
-        rate_per_s=arrival_rate,
-        output_tokens=output_tokens,
-        prompt_tokens=prompt_tokens,
-    )
+    workload: RequestSource
+    if trace is not None:
+        workload = TraceWorkload(read_trace(trace))
+    else:
+        workload = Workload(
+            arrivals=arrivals,  # type: ignore[arg-type]
+            rate_per_s=arrival_rate,
+            output_tokens=output_tokens,
+            prompt_tokens=prompt_tokens,
+        )
     obj = parse_objective(objective)
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
@@ -104,9 +120,16 @@ def tune_command(
         profile=str(profile) if profile else None,
         seed=seed,
         sysfs_root=sysfs_root,
-        rails=[r.strip() for r in rails.split(",") if r.strip()] if rails else None,
+        rails=split_list(rails),
         dry_run=dry_run,
         read_only=read_only,
+        engine_options=EngineOptions(
+            torch_device=torch_device,
+            dtype=dtype,
+            compiled=compile_decode,
+            fixed_output_length=fixed_output_length,
+            seed=seed,
+        ),
     )
     with guarded(backends.device):
         space = build_space(backends, freqs=freqs, batches=batches)
@@ -130,7 +153,7 @@ def tune_command(
                     "device": backends.device.describe(),
                     "engine": backends.engine.describe(),
                     "model": model,
-                    "arrivals": arrivals,
+                    "arrivals": workload.arrivals,
                     "arrival_rate_per_s": arrival_rate,
                     "output_tokens": output_tokens,
                     "objective": str(obj),
@@ -204,8 +227,8 @@ def result_table(result: TuneResult) -> Table:
     best, base = result.best, result.baseline
     table = Table(title="edpilot tune: chosen config vs baseline")
     table.add_column("")
-    table.add_column(f"baseline {base.config}", justify="right")
-    table.add_column(f"chosen {best.config}", justify="right")
+    table.add_column(f"baseline\n{base.config.freq_mhz:g} MHz, b={base.config.batch_size}", justify="right")
+    table.add_column(f"chosen\n{best.config.freq_mhz:g} MHz, b={best.config.batch_size}", justify="right")
     table.add_column("change", justify="right")
 
     def row(label: str, b: float | None, c: float | None, fmt: str) -> None:
@@ -213,11 +236,11 @@ def result_table(result: TuneResult) -> Table:
         show = lambda v: "n/a" if v is None else format(v, fmt)  # noqa: E731
         table.add_row(label, show(b), show(c), change)
 
-    row("energy / request (J)", base.energy_per_request_j, best.energy_per_request_j, ".3f")
+    row("energy/request (J)", base.energy_per_request_j, best.energy_per_request_j, ".3f")
     row("mean latency (s)", base.mean_latency_s, best.mean_latency_s, ".3f")
     row("p95 latency (s)", base.p95_latency_s, best.p95_latency_s, ".3f")
     row("EDP (J·s)", base.edp, best.edp, ".3f")
-    table.add_row("keeps up with arrivals", str(base.keeps_up), str(best.keeps_up), "")
+    table.add_row("keeps up", str(base.keeps_up), str(best.keeps_up), "")
     gain = result.edp_gain_pct
     table.caption = f"{len(result.rounds) - 1} search rounds; EDP gain {'n/a' if gain is None else f'{gain:.1f}%'}"
     return table

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from edpilot.clock import WallClock
 from edpilot.errors import DeviceError
 from edpilot.hardware.devfreq import ALLOW_HINT, DevfreqState, GpuDevfreq, find_gpu_devfreq
 from edpilot.hardware.ina3221 import PowerRails, open_rails
@@ -64,16 +64,17 @@ class JetsonDevice:
             return
         original = self.gpu.state()
         self.store.save(self.key, {"backend": "jetson", "node": str(self.gpu.node), **original.__dict__})
-        start_s = time.monotonic()
+        clock = WallClock()
+        start_s = clock.now_s()
         self.gpu.pin(level_hz)
         while self.gpu.cur_hz() != level_hz:
-            if time.monotonic() - start_s > SETTLE_TIMEOUT_S:
+            if clock.now_s() - start_s > SETTLE_TIMEOUT_S:
                 raise DeviceError(
                     f"{self.name} did not reach {level_hz} Hz within {SETTLE_TIMEOUT_S:g} s "
                     f"(cur_freq {self.gpu.cur_hz()} Hz); is another tool (jetson_clocks, nvpmodel) setting clocks?"
                 )
-            time.sleep(0.005)
-        self.last_switch_s = time.monotonic() - start_s
+            clock.sleep(0.005)
+        self.last_switch_s = clock.now_s() - start_s
 
     def energy_j(self) -> float:
         """Joules integrated over the total rails since the device was opened."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
+
+from edpilot.clock import WallClock
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,8 @@ class SampledEnergyMeter:
         self.interval_s = interval_s
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._t_s = time.monotonic()
+        self._clock = WallClock()
+        self._t_s = self._clock.now_s()
         self._power_w = read_power_w()
         self._energy_j = 0.0
         self._errors = 0
@@ -42,7 +44,7 @@ class SampledEnergyMeter:
                 log.warning("power reading failed (holding the last value): %s", exc)
             self._errors += 1
             power_w = self._power_w
-        now_s = time.monotonic()
+        now_s = self._clock.now_s()
         with self._lock:
             self._energy_j += 0.5 * (self._power_w + power_w) * (now_s - self._t_s)
             self._t_s, self._power_w = now_s, power_w
@@ -50,7 +52,7 @@ class SampledEnergyMeter:
     def energy_j(self) -> float:
         """Joules since the meter started (monotonic)."""
         with self._lock:
-            return self._energy_j + self._power_w * (time.monotonic() - self._t_s)
+            return self._energy_j + self._power_w * (self._clock.now_s() - self._t_s)
 
     def power_w(self) -> float:
         """The last sampled power (W)."""

@@ -1,13 +1,15 @@
 """Workloads: which requests arrive, when, and how long their prompts and answers are.
 
 `Workload(...).requests(count, rng)` returns `Request`s with arrival times relative to a window start.
-Arrivals are `uniform` (every 1/λ s, the paper's setting), `poisson` (rate λ) or `saturated` (all at once).
+Arrivals are `uniform` (every 1/λ s, the paper's setting), `poisson` (rate λ) or `saturated` (all at once);
+`TraceWorkload(read_trace(path))` replays a recorded JSONL trace.
 Raises `WorkloadError` on bad settings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -15,8 +17,29 @@ from edpilot.errors import WorkloadError
 from edpilot.workload.arrivals import ARRIVAL_KINDS, ArrivalKind, arrival_times_s
 from edpilot.workload.prompts import builtin_prompts, estimate_tokens, synthetic_prompt
 from edpilot.workload.request import Request
+from edpilot.workload.trace import TraceEntry, TraceWorkload, read_trace
 
-__all__ = ["ARRIVAL_KINDS", "ArrivalKind", "Request", "Workload", "arrival_times_s", "builtin_prompts"]
+__all__ = [
+    "ARRIVAL_KINDS",
+    "ArrivalKind",
+    "Request",
+    "RequestSource",
+    "TraceEntry",
+    "TraceWorkload",
+    "Workload",
+    "arrival_times_s",
+    "builtin_prompts",
+    "read_trace",
+]
+
+
+class RequestSource(Protocol):
+    """Anything that hands the runner a window of requests."""
+
+    @property
+    def arrivals(self) -> str: ...
+
+    def requests(self, count: int, rng: np.random.Generator) -> list[Request]: ...
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,146 @@
+"""`edpilot profile`: measure every config of a grid N times and write a profile table."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edpilot.backends import build_space, open_backends
+from edpilot.cli.common import console, err_console, handle_errors, print_json
+from edpilot.cli.options import (
+    BatchesOpt,
+    CompileOpt,
+    DeviceOpt,
+    DryRunOpt,
+    DtypeOpt,
+    EngineOpt,
+    FixedLengthOpt,
+    FreqsOpt,
+    JsonOpt,
+    ModelOpt,
+    RailsOpt,
+    ReadOnlyOpt,
+    SeedOpt,
+    SysfsRootOpt,
+    TorchDeviceOpt,
+    split_list,
+)
+from edpilot.cli.tune import describe_limits
+from edpilot.engine import EngineOptions
+from edpilot.hardware.guard import guarded
+from edpilot.profiler import config_stats, profile
+from edpilot.workload import Workload
+
+
+@handle_errors
+def profile_command(
+    output: Annotated[Path, typer.Option(help="Profile table to write (CSV with # metadata lines).")],
+    device: DeviceOpt = "sim",
+    engine: EngineOpt = "sim",
+    model: ModelOpt = "llama-3.2-1b",
+    freqs: FreqsOpt = None,
+    batches: BatchesOpt = None,
+    repeats: Annotated[int, typer.Option(help="Samples (batches) per config.")] = 3,
+    output_tokens: Annotated[int, typer.Option(help="New tokens each request generates.")] = 128,
+    prompt_tokens: Annotated[
+        int | None, typer.Option(help="Fixed prompt length; default: the shipped prompt set.")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a partial table; skip finished configs.")] = False,
+    seed: SeedOpt = 0,
+    sysfs_root: SysfsRootOpt = None,
+    rails: RailsOpt = None,
+    dry_run: DryRunOpt = False,
+    read_only: ReadOnlyOpt = False,
+    torch_device: TorchDeviceOpt = None,
+    dtype: DtypeOpt = None,
+    compile_decode: CompileOpt = False,
+    fixed_output_length: FixedLengthOpt = True,
+    json_output: JsonOpt = False,
+) -> None:
+    """Measure latency and energy of every (frequency, batch) config, N batches each.
+
+    `edpilot tune --device sim --profile FILE` then replays the table.
+    """
+    workload = Workload(arrivals="saturated", output_tokens=output_tokens, prompt_tokens=prompt_tokens)
+    backends = open_backends(
+        device=device,
+        engine=engine,
+        model=model,
+        seed=seed,
+        sysfs_root=sysfs_root,
+        rails=split_list(rails),
+        dry_run=dry_run,
+        read_only=read_only,
+        engine_options=EngineOptions(
+            torch_device=torch_device,
+            dtype=dtype,
+            compiled=compile_decode,
+            fixed_output_length=fixed_output_length,
+            seed=seed,
+        ),
+    )
+    with guarded(backends.device):
+        space = build_space(backends, freqs=freqs, batches=batches)
+        describe_limits(backends.device, quiet=json_output)
+        engine_info = backends.engine.describe()
+        device_info = backends.device.describe()
+        metadata: dict[str, object] = {
+            "device": device_info.get("gpu") or backends.device.name,
+            "model": engine_info.get("model", model),
+            "engine": engine_info.get("backend"),
+            "decode": engine_info.get("decode", "n/a"),
+            "prompt_tokens": prompt_tokens or "shipped prompt set",
+            "output_tokens": output_tokens,
+            "clocks": "not pinned (read-only)" if backends.device.read_only else "pinned",
+            "date": dt.date.today().isoformat(),
+        }
+        with Progress(
+            TextColumn("[bold]profiling[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=json_output,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("idle power", total=len(space) * repeats)
+            rows = profile(
+                device=backends.device,
+                engine=backends.engine,
+                clock=backends.clock,
+                space=space,
+                repeats=repeats,
+                workload=workload,
+                output=output,
+                metadata=metadata,
+                resume=resume,
+                seed=seed,
+                on_sample=lambda r: progress.update(
+                    task, advance=1, description=f"{r.freq_mhz:g} MHz, batch {r.batch_size}: {r.latency_s:.3f} s"
+                ),
+            )
+    stats = config_stats(rows, output_tokens)
+    if json_output:
+        print_json([{**s.__dict__, "config": s.config.__dict__} for s in stats])
+        return
+    table = Table(title=f"{output}: {len(rows)} samples")
+    for col in ("freq (MHz)", "batch", "samples", "latency (s)", "tokens/s", "J/token", "power (W)"):
+        table.add_column(col, justify="right")
+    for s in stats:
+        table.add_row(
+            f"{s.config.freq_mhz:g}",
+            str(s.config.batch_size),
+            str(s.samples),
+            f"{s.mean_latency_s:.3f}",
+            f"{s.tokens_per_s:.1f}",
+            f"{s.joules_per_token:.4f}",
+            f"{s.power_w:.1f}",
+        )
+    console.print(table)
+    console.print(f"replay it: edpilot tune --device sim --profile {output}")
