@@ -1,0 +1,149 @@
+"""`edpilot profile`: samples per config, atomic partial tables, resume, replay."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from edpilot.backends import build_space, open_backends
+from edpilot.cli import app
+from edpilot.errors import ConfigError, ProfileError
+from edpilot.profiler import config_stats, profile
+from edpilot.sim import read_profile
+from edpilot.workload import Workload
+
+runner = CliRunner()
+
+
+class CountingEngine:
+    name = "counting"
+
+    def __init__(self, inner, fail_after=None):
+        self.inner, self.calls, self.fail_after = inner, 0, fail_after
+
+    def generate(self, batch):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt
+        return self.inner.generate(batch)
+
+    def describe(self):
+        return {}
+
+
+def run_profile(tmp_path, engine_wrapper=None, resume=False, repeats=3):
+    b = open_backends(device="sim")
+    engine = engine_wrapper(b.engine) if engine_wrapper else b.engine
+    space = build_space(b, freqs="420.75,930.75", batches="1,4")
+    rows = profile(
+        device=b.device,
+        engine=engine,
+        clock=b.clock,
+        space=space,
+        repeats=repeats,
+        workload=Workload(arrivals="saturated", output_tokens=32),
+        output=tmp_path / "p.csv",
+        metadata={"device": "sim", "model": "llama-3.2-1b", "output_tokens": 32},
+        resume=resume,
+    )
+    return rows, engine
+
+
+def test_profile_measures_every_config_n_times(tmp_path):
+    rows, _ = run_profile(tmp_path)
+    table = read_profile(tmp_path / "p.csv")
+    assert table.configs == [(420.75, 1), (420.75, 4), (930.75, 1), (930.75, 4)]
+    assert all(len(table.samples(f, b)) == 3 for f, b in table.configs)
+    assert float(table.metadata["idle_power_w"]) == pytest.approx(8.45, abs=0.05)  # the sim's idle at 930.75 MHz
+    stats = config_stats(rows, 32)
+    slow, fast = stats[0], stats[2]
+    assert slow.mean_latency_s > fast.mean_latency_s  # lower clock, slower batch
+    assert stats[1].tokens_per_s > 3 * stats[0].tokens_per_s  # batching raises throughput
+
+
+def test_interrupted_profile_resumes_without_repeating(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run_profile(tmp_path, lambda e: CountingEngine(e, fail_after=9))  # 2 configs done (4 batches each)
+    assert len(read_profile(tmp_path / "p.csv").rows) == 6
+    with pytest.raises(ConfigError, match="--resume"):
+        run_profile(tmp_path)
+    rows, engine = run_profile(tmp_path, CountingEngine, resume=True)
+    assert len(rows) == 12 and engine.calls == 2 * 4  # only the two missing configs, warm-up included
+
+
+def test_resume_refuses_another_model(tmp_path):
+    run_profile(tmp_path, repeats=1)
+    b = open_backends(device="sim")
+    with pytest.raises(ProfileError, match="measured with model"):
+        profile(
+            device=b.device,
+            engine=b.engine,
+            clock=b.clock,
+            space=build_space(b, freqs="420.75", batches="1"),
+            repeats=1,
+            workload=Workload(arrivals="saturated"),
+            output=tmp_path / "p.csv",
+            metadata={"device": "sim", "model": "qwen2.5-3b", "output_tokens": 32},
+            resume=True,
+        )
+
+
+def test_profile_cli_then_tune_replays_it(tmp_path):
+    out = tmp_path / "prof.csv"
+    r = runner.invoke(
+        app,
+        [
+            "profile",
+            "--output",
+            str(out),
+            "--freqs",
+            "216.75,930.75",
+            "--batches",
+            "2,8",
+            "--repeats",
+            "2",
+            "--output-tokens",
+            "32",
+            "--json",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    stats = json.loads(r.stdout)
+    assert len(stats) == 4 and all(s["samples"] == 2 for s in stats)
+    r = runner.invoke(app, ["tune", "--profile", str(out), "--strategy", "grid", "--budget", "4", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["baseline"] == {"freq_mhz": 930.75, "batch_size": 8}
+
+
+def test_cpu_device_runs_real_engines_but_needs_latency_objective(tmp_path):
+    pytest.importorskip("transformers")
+    args = [
+        "tune",
+        "--device",
+        "cpu",
+        "--engine",
+        "hf:tiny",
+        "--torch-device",
+        "cpu",
+        "--arrivals",
+        "saturated",
+        "--batches",
+        "1,2",
+        "--output-tokens",
+        "4",
+        "--requests-per-round",
+        "4",
+        "--strategy",
+        "grid",
+        "--budget",
+        "2",
+    ]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and "needs an energy meter" in r.stderr and "--objective latency" in r.stderr
+    r = runner.invoke(app, [*args, "--objective", "latency", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["best_stats"]["edp"] is None
+    r = runner.invoke(app, ["profile", "--device", "cpu", "--engine", "hf:tiny", "--output", str(tmp_path / "x.csv")])
+    assert r.exit_code == 2 and "needs an energy meter" in r.stderr
