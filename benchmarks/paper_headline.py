@@ -32,8 +32,12 @@ def true_edp(model: str, rate: float, config: Config) -> float:
     """EDP of one config measured over a long window (noise averages out)."""
     backends = open_backends(device="sim", model=model, seed=123)
     runner = Runner(
-        device=backends.device, engine=backends.engine, clock=backends.clock,
-        workload=Workload(rate_per_s=rate), requests_per_round=EVAL_REQUESTS, seed=123,
+        device=backends.device,
+        engine=backends.engine,
+        clock=backends.clock,
+        workload=Workload(rate_per_s=rate),
+        requests_per_round=EVAL_REQUESTS,
+        seed=123,
     )
     return runner.measure(config).edp
 
@@ -75,8 +79,12 @@ def main() -> None:
                     device=b.device, engine=b.engine, clock=b.clock, workload=Workload(rate_per_s=rate), seed=seed
                 )
                 result = tune(
-                    runner=runner, space=space, strategy="camel", objective=Objective("edp"),
-                    budget=args.budget, seed=seed,
+                    runner=runner,
+                    space=space,
+                    strategy="camel",
+                    objective=Objective("edp"),
+                    budget=args.budget,
+                    seed=seed,
                 )
                 pick = result.best.config
                 picks.append(pick)
@@ -96,8 +104,10 @@ def main() -> None:
                 }
             )
     if args.markdown:
-        print("| model | λ (req/s) | optimum (MHz, b) | its EDP gain | camel picks | camel gain | camel regret | "
-              "optimum, service-only latency | paper |")
+        print(
+            "| model | λ (req/s) | optimum (MHz, b) | its EDP gain | camel picks | camel gain | camel regret | "
+            "optimum, service-only latency | paper |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             picks = ", ".join(f"({f:g}, {b})" for f, b in r["camel_picks"])

@@ -97,12 +97,17 @@ def profile(
         metadata["idle_power_w"] = round(measure_idle_power_w(device, clock), 3)
     rng = np.random.default_rng(seed)
     for config in space:
-        done = sum(1 for r in rows if (r.freq_mhz, r.batch_size) == (config.freq_mhz, config.batch_size))
+        done = sum(
+            1 for r in rows if r.batch_size == config.batch_size and (device.read_only or r.freq_mhz == config.freq_mhz)
+        )
         if done >= repeats:
             continue
         if not device.read_only:
             device.set_freq_mhz(config.freq_mhz)
         engine.generate(workload.requests(config.batch_size, rng))  # warm-up: caches, compilation, clocks
+        freq_mhz = config.freq_mhz
+        if device.read_only:  # clocks float: label the samples with the level seen under load
+            freq_mhz = min(device.freqs_mhz(), key=lambda lv: abs(lv - device.current_freq_mhz()))
         for _ in range(repeats - done):
             batch = workload.requests(config.batch_size, rng)
             e0, t0 = device.energy_j(), clock.now_s()
@@ -110,7 +115,7 @@ def profile(
             t1, e1 = clock.now_s(), device.energy_j()
             if e0 is None or e1 is None:
                 raise ConfigError(f"edpilot profile needs an energy meter, and {device.name} has none")
-            row = ProfileRow(config.freq_mhz, config.batch_size, t1 - t0, e1 - e0)
+            row = ProfileRow(freq_mhz, config.batch_size, t1 - t0, e1 - e0)
             rows.append(row)
             if on_sample is not None:
                 on_sample(row)

@@ -22,6 +22,7 @@ from edpilot.workload import Request
 log = logging.getLogger(__name__)
 
 DTYPES = ("float32", "bfloat16", "float16")
+COMPILED_PAD_MULTIPLE = 64
 
 
 def _torch() -> Any:
@@ -78,7 +79,11 @@ class HfEngine:
         """Greedy-decode the batch together; each request is cut to its own max_new_tokens."""
         torch = self.torch
         max_new = max(r.max_new_tokens for r in batch)
-        inputs = self.tokenizer([r.prompt for r in batch], return_tensors="pt", padding=True).to(self.device)
+        # The compiled path pads prompts to a multiple of 64 tokens so that shapes, and so compiled graphs, repeat.
+        pad_multiple = COMPILED_PAD_MULTIPLE if self.compiled else None
+        inputs = self.tokenizer(
+            [r.prompt for r in batch], return_tensors="pt", padding=True, pad_to_multiple_of=pad_multiple
+        ).to(self.device)
         timer = FirstTokenTimer(torch, self.device)
         kwargs: dict[str, Any] = dict(
             max_new_tokens=max_new,

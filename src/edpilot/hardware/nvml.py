@@ -124,8 +124,8 @@ class NvmlDevice:
         }
 
     def restore(self) -> None:
-        """Reset locked clocks if this device locked them (idempotent)."""
-        if self.store.load(self.key) is None:
+        """Reset locked clocks if this device locked them (idempotent; a read-only device never touches them)."""
+        if self.read_only or self.store.load(self.key) is None:
             return
         self.nvml.nvmlDeviceResetGpuLockedClocks(self.handle)
         self.store.remove(self.key)
