@@ -137,3 +137,32 @@ def test_batcher_properties(linear_platform, gaps, batch_size, service, max_wait
         assert all(b.end_s - r.arrival_s >= service - 1e-12 for r in b.requests)  # latency >= service time
         if max_wait is None and b is not batches[-1]:
             assert len(b.requests) == batch_size
+
+
+class CountingEngine:
+    """Wraps an engine and counts batches; asks for warm-up like a compiled engine does."""
+
+    needs_warmup = True
+
+    def __init__(self, inner):
+        self.inner, self.batches = inner, 0
+
+    def generate(self, batch):
+        self.batches += 1
+        return self.inner.generate(batch)
+
+    def describe(self):
+        return {}
+
+
+def test_engines_that_compile_get_one_untimed_batch_per_new_size(linear_platform):
+    device, engine, clock, model = linear_platform()
+    counting = CountingEngine(engine)
+    runner = Runner(
+        device=device, engine=counting, clock=clock, workload=Workload(arrivals="saturated"), requests_per_round=8
+    )
+    obs = runner.measure(Config(500.0, 4))
+    assert counting.batches == 3  # warm-up + 2 measured
+    assert obs.window_s == pytest.approx(2 * model.service_s(4))  # the warm-up is outside the window
+    runner.measure(Config(1000.0, 4))
+    assert counting.batches == 5  # no second warm-up for the same size

@@ -20,7 +20,11 @@ class Completion:
 
 
 class Engine(Protocol):
-    """Runs one static batch to completion."""
+    """Runs one static batch to completion.
+
+    An engine whose first batch of a new size is slow (compilation) sets `needs_warmup = True`; the
+    runner then serves one untimed batch of each new size before measuring it.
+    """
 
     name: str
 

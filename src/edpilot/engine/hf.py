@@ -22,7 +22,7 @@ from edpilot.workload import Request
 log = logging.getLogger(__name__)
 
 DTYPES = ("float32", "bfloat16", "float16")
-COMPILED_PAD_MULTIPLE = 64
+COMPILED_PAD_MULTIPLE = 256  # one prompt-length bucket covers typical prompts: one compiled graph per batch size
 
 
 def _torch() -> Any:
@@ -60,6 +60,7 @@ class HfEngine:
         if compiled and not self.device.startswith("cuda"):
             raise ConfigError("the compiled decode path needs CUDA (--torch-device cuda)")
         self.dtype_name, self.compiled, self.fixed_output_length = dtype, compiled, fixed_output_length
+        self.needs_warmup = compiled  # the first batch of each shape compiles: keep it out of measurements
         torch_dtype = getattr(torch, dtype)
         self.model_name = model
         if model in ARCHITECTURES:
@@ -79,7 +80,7 @@ class HfEngine:
         """Greedy-decode the batch together; each request is cut to its own max_new_tokens."""
         torch = self.torch
         max_new = max(r.max_new_tokens for r in batch)
-        # The compiled path pads prompts to a multiple of 64 tokens so that shapes, and so compiled graphs, repeat.
+        # The compiled path pads prompts to a multiple of 256 tokens so that shapes, and so compiled graphs, repeat.
         pad_multiple = COMPILED_PAD_MULTIPLE if self.compiled else None
         inputs = self.tokenizer(
             [r.prompt for r in batch], return_tensors="pt", padding=True, pad_to_multiple_of=pad_multiple
