@@ -94,3 +94,12 @@ def test_profile_replay_uses_the_files_grid(tmp_path):
     assert header["freqs_mhz"] == [400.0, 800.0] and header["batch_sizes"] == [1, 2, 4]
     r = runner.invoke(app, ["tune", "--profile", str(prof), "--batches", "1,3", "--budget", "2"])
     assert r.exit_code == 2 and "no samples" in r.stderr
+
+
+def test_bench_reports_times():
+    r = runner.invoke(app, ["bench", "--rounds", "10", "--repeats", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["rounds"] == 10 and data["grid_configs"] == 49
+    assert 0 < data["decision_ms_mean"] <= data["decision_ms_max"]
+    assert runner.invoke(app, ["bench", "--strategy", "nope"]).exit_code == 2

@@ -1,9 +1,10 @@
-"""The `edpilot` command line: tune, profile, report, devices, apply, restore."""
+"""The `edpilot` command line: tune, profile, report, devices, apply, restore, bench."""
 
 from __future__ import annotations
 
 import typer
 
+from edpilot.cli.bench import bench_command
 from edpilot.cli.devices import apply_command, devices_command, restore_command
 from edpilot.cli.profile import profile_command
 from edpilot.cli.report import report_command
@@ -23,6 +24,7 @@ app.command("report")(report_command)
 app.command("devices")(devices_command)
 app.command("apply")(apply_command)
 app.command("restore")(restore_command)
+app.command("bench")(bench_command)
 
 
 def main() -> None:
