@@ -103,3 +103,14 @@ def test_bench_reports_times():
     assert data["rounds"] == 10 and data["grid_configs"] == 49
     assert 0 < data["decision_ms_mean"] <= data["decision_ms_max"]
     assert runner.invoke(app, ["bench", "--strategy", "nope"]).exit_code == 2
+
+
+def test_error_text_in_brackets_survives(monkeypatch):
+    import edpilot.hardware.nvml as nvml
+
+    def missing():
+        raise nvml.DeviceError("the nvml device needs nvidia-ml-py: pip install 'edpilot[nvml]'")
+
+    monkeypatch.setattr(nvml, "load_nvml", missing)
+    r = runner.invoke(app, ["tune", "--device", "nvml"])
+    assert r.exit_code == 2 and "pip install 'edpilot[nvml]'" in r.stderr

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from edpilot.errors import EdpilotError
 
@@ -20,7 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def fail(message: str) -> typer.Exit:
     """Print `edpilot: error: message` on stderr and return the Exit(2) to raise."""
-    err_console.print(f"[bold red]edpilot: error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]edpilot: error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
 

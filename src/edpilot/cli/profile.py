@@ -32,6 +32,7 @@ from edpilot.cli.options import (
 )
 from edpilot.cli.tune import describe_limits
 from edpilot.engine import EngineOptions
+from edpilot.errors import ConfigError
 from edpilot.hardware.guard import guarded
 from edpilot.profiler import config_stats, profile
 from edpilot.workload import Workload
@@ -66,6 +67,8 @@ def profile_command(
 
     `edpilot tune --device sim --profile FILE` then replays the table.
     """
+    if repeats < 1:
+        raise ConfigError(f"--repeats must be >= 1, got {repeats}")
     workload = Workload(arrivals="saturated", output_tokens=output_tokens, prompt_tokens=prompt_tokens)
     backends = open_backends(
         device=device,
