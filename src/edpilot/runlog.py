@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from edpilot.errors import ConfigError
+from edpilot.textfile import read_lines
 
 
 class RunLog:
@@ -51,12 +52,7 @@ class RunLog:
 def read_run_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """All records of a run log; a torn last line is dropped, any other bad line raises ConfigError."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ConfigError(f"run log {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read run log {path}: {exc}") from None
+    lines = read_lines(path, what="run log", error=ConfigError)
     records = []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():

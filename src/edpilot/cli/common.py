@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edpilot.errors import EdpilotError
 
@@ -44,3 +45,17 @@ def handle_errors(func: F) -> F:
 def print_json(data: object) -> None:
     """Machine-readable output on stdout."""
     typer.echo(json.dumps(data, indent=2))
+
+
+def progress_bar(label: str, *, disable: bool) -> Progress:
+    """A progress bar on stderr: label, bar, done/total, the latest step, elapsed time."""
+    return Progress(
+        TextColumn(f"[bold]{label}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=disable,
+        transient=True,
+    )

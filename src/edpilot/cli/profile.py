@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from edpilot.backends import build_space, open_backends
-from edpilot.cli.common import console, err_console, handle_errors, print_json
+from edpilot.cli.common import console, handle_errors, print_json, progress_bar
 from edpilot.cli.options import (
     BatchesOpt,
     CompileOpt,
@@ -102,16 +101,7 @@ def profile_command(
             "clocks": "not pinned (read-only)" if backends.device.read_only else "pinned",
             "date": dt.date.today().isoformat(),
         }
-        with Progress(
-            TextColumn("[bold]profiling[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=json_output,
-            transient=True,
-        ) as progress:
+        with progress_bar("profiling", disable=json_output) as progress:
             task = progress.add_task("idle power", total=len(space) * repeats)
             rows = profile(
                 device=backends.device,

@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from edpilot import __version__
 from edpilot.backends import build_space, open_backends
-from edpilot.cli.common import console, err_console, handle_errors, print_json
+from edpilot.cli.common import console, err_console, handle_errors, print_json, progress_bar
 from edpilot.cli.options import (
     BatchesOpt,
     CompileOpt,
@@ -165,16 +164,7 @@ def tune_command(
                     "batch_sizes": list(space.batch_sizes),
                 }
             )
-            with Progress(
-                TextColumn("[bold]tuning[/]"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.description}"),
-                TimeElapsedColumn(),
-                console=err_console,
-                disable=json_output,
-                transient=True,
-            ) as progress:
+            with progress_bar("tuning", disable=json_output) as progress:
                 task = progress.add_task("baseline", total=budget + 1)
 
                 interval_ms = getattr(backends.device, "update_interval_ms", None)

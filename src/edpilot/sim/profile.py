@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edpilot.errors import ProfileError
+from edpilot.textfile import read_lines
 
 HEADER = "freq_mhz,batch_size,latency_s,energy_j"
 COLUMNS = tuple(HEADER.split(","))
@@ -90,12 +91,7 @@ class ProfileTable:
 def read_profile(path: str | os.PathLike[str]) -> ProfileTable:
     """Read and validate a profile table; raise ProfileError naming the file, line and problem."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ProfileError(f"profile {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"cannot read profile {path}: {exc}") from None
+    lines = read_lines(path, what="profile", error=ProfileError)
     metadata: dict[str, str] = {}
     rows: list[ProfileRow] = []
     header_seen = False

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edpilot.errors import WorkloadError
+from edpilot.textfile import read_lines
 from edpilot.workload.prompts import estimate_tokens
 from edpilot.workload.request import Request
 
@@ -32,12 +33,7 @@ class TraceEntry:
 def read_trace(path: str | os.PathLike[str]) -> list[TraceEntry]:
     """Parse and validate a trace; WorkloadError names the file, line and problem."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise WorkloadError(f"trace {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WorkloadError(f"cannot read trace {path}: {exc}") from None
+    lines = read_lines(path, what="trace", error=WorkloadError)
     entries: list[TraceEntry] = []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
