@@ -38,7 +38,7 @@ def open_device(
 
         if arg:
             raise ConfigError(f"--device jetson takes no argument, got {spec!r}")
-        return JetsonDevice(root=sysfs_root, rails=rails, dry_run=dry_run or read_only, state_store=state_store)
+        return JetsonDevice(root=sysfs_root, rails=rails, dry_run=dry_run, read_only=read_only, state_store=state_store)
     if kind == "nvml":
         from edpilot.hardware.nvml import NvmlDevice
 

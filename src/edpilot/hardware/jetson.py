@@ -23,14 +23,13 @@ NVPMODEL_STATUS = "var/lib/nvpmodel/status"
 class JetsonDevice:
     """A Jetson GPU: exact devfreq levels, a sampled joule counter over the chosen rails, undo on restore."""
 
-    read_only = False
-
     def __init__(
         self,
         *,
         root: str | Path | None = None,
         rails: Sequence[str] | None = None,
         dry_run: bool = False,
+        read_only: bool = False,
         sample_interval_s: float = 0.02,
         state_store: StateStore | None = None,
     ) -> None:
@@ -38,6 +37,8 @@ class JetsonDevice:
         self.gpu = GpuDevfreq(find_gpu_devfreq(self.root))
         self.rails: PowerRails = open_rails(self.root, rails)
         self.dry_run = dry_run
+        self.read_only = read_only
+        self.read_only_reason = "--read-only was given" if read_only else None
         self.store = state_store or StateStore()
         self.key = f"jetson:{self.gpu.node}"
         self.name = f"jetson:{self.gpu.name}"
@@ -58,6 +59,8 @@ class JetsonDevice:
         level_hz = min(self.gpu.levels_hz, key=lambda hz: abs(hz / 1e6 - freq_mhz))
         if abs(level_hz / 1e6 - freq_mhz) > 0.5:
             raise DeviceError(f"{freq_mhz:g} MHz is not a level of {self.name}")
+        if self.read_only:
+            raise DeviceError(f"{self.name} is read-only: {self.read_only_reason}")
         if self.dry_run:
             self.would_set_mhz = level_hz / 1e6
             log.info("dry run: would pin %s at %g MHz", self.name, level_hz / 1e6)
@@ -120,7 +123,8 @@ class JetsonDevice:
             "gpu_load_pct": self.gpu_load_pct(),
             "nvpmodel": self.nvpmodel_mode(),
             "dry_run": self.dry_run,
-            "can_set_clocks": can_write,
+            "read_only": self.read_only,
+            "can_set_clocks": can_write and not self.read_only,
             "why_not": None if can_write else f"cannot write {self.gpu.node}/min_freq and max_freq. {ALLOW_HINT}",
         }
 
