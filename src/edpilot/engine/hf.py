@@ -72,10 +72,6 @@ class HfEngine:
             self.weights = str(path)
         self.model.eval()
 
-    def count_tokens(self, text: str) -> int:
-        """Prompt length in this model's tokens."""
-        return len(self.tokenizer(text)["input_ids"])
-
     def generate(self, batch: Sequence[Request]) -> list[Completion]:
         """Greedy-decode the batch together; each request is cut to its own max_new_tokens."""
         torch = self.torch

@@ -54,11 +54,6 @@ class SampledEnergyMeter:
         with self._lock:
             return self._energy_j + self._power_w * (self._clock.now_s() - self._t_s)
 
-    def power_w(self) -> float:
-        """The last sampled power (W)."""
-        with self._lock:
-            return self._power_w
-
     def close(self) -> None:
         """Stop the sampling thread."""
         self._stop.set()
