@@ -1,38 +1,193 @@
-"""The run log: JSON lines written as they happen, so a crash keeps every finished round.
+"""The run log: typed records written as JSON lines as they happen, so a crash keeps every finished round.
 
-Record types: `run` (header), `round` (one measurement window), `summary` (the outcome). A torn last
-line (a crash mid-write) is skipped when reading.
+Records: `RunHeader` (type `run`: what ran), `RoundRecord` (type `round`: one measurement window) and
+`Summary` (type `summary`: the outcome). `tune` and `serve` write them; `report` reads them back with
+`read_run_log`, which checks every field's type and says which line is wrong. A torn last line (a crash
+mid-write) is skipped. Output is strict JSON: no NaN or Infinity.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from edpilot.errors import ConfigError
+from edpilot.objective import Observation
+from edpilot.space import Config
 from edpilot.textfile import read_lines
+
+
+@dataclass(frozen=True)
+class RunHeader:
+    """What ran: device, engine and model, traffic, objective, strategy and grid."""
+
+    version: str
+    device: dict[str, Any]
+    engine: dict[str, Any]
+    model: str | None
+    arrivals: str
+    arrival_rate_per_s: float | None
+    output_tokens: float | None
+    objective: str
+    energy_scope: str
+    strategy: str
+    budget: int | None
+    seed: int
+    freqs_mhz: list[float | None]
+    batch_sizes: list[int]
+    baseline: dict[str, Any]
+    mode: str = "tune"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `run` record."""
+        return {"type": "run", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One measurement window: where (config), what was observed, and its cost (None: the window failed)."""
+
+    round: int
+    role: str
+    config: Config
+    obs: Observation
+    cost: float | None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `round` record: config and observation fields flattened, EDP included."""
+        record = {
+            "type": "round",
+            "round": self.round,
+            "role": self.role,
+            "freq_mhz": self.config.freq_mhz,
+            "batch_size": self.config.batch_size,
+            **self.obs.to_dict(),
+            "cost": self.cost,
+        }
+        if self.note:
+            record["note"] = self.note
+        return record
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, where: str) -> RoundRecord:
+        """Parse a `round` record, checking every field's type; ConfigError names `where`."""
+        obs_fields = {f.name: f for f in fields(Observation)}
+        values: dict[str, Any] = {}
+        for name in obs_fields:
+            if name in d:
+                values[name] = d[name]
+        try:
+            config = Config(_opt_num(d.get("freq_mhz"), "freq_mhz"), _int(d.get("batch_size"), "batch_size"))
+            for name in ("requests", "failed_requests"):
+                if name in values:
+                    values[name] = _int(values[name], name)
+            for name in ("mean_latency_s", "p95_latency_s", "mean_batch_s", "window_s"):
+                values[name] = _num(values.get(name), name)
+            for name in ("energy_per_request_j", "mean_ttft_s", "power_w", "energy_per_batch_j", "actual_freq_mhz"):
+                values[name] = _opt_num(values.get(name), name)
+            if "meter_updates" in values:
+                values["meter_updates"] = _opt_num(values["meter_updates"], "meter_updates")
+            if values.get("first_error") is not None and not isinstance(values["first_error"], str):
+                raise ValueError("first_error must be text")
+            if not isinstance(values.get("keeps_up"), bool):
+                raise ValueError("keeps_up must be true or false")
+            values["requests"] = _int(values.get("requests"), "requests")
+            obs = Observation(**values)
+            return cls(
+                round=_int(d.get("round"), "round"),
+                role=str(d.get("role", "search")),
+                config=config,
+                obs=obs,
+                cost=_opt_num(d.get("cost"), "cost"),
+                note=d.get("note") if isinstance(d.get("note"), str) else None,
+            )
+        except (ValueError, TypeError, ConfigError) as exc:
+            raise ConfigError(f"{where}: not a valid round record ({exc})") from None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The outcome: the chosen config and the baseline, their costs under the objective and their EDP."""
+
+    objective: str
+    best: dict[str, Any]
+    baseline: dict[str, Any]
+    rounds: int
+    failed_rounds: int
+
+    @property
+    def edp_gain_pct(self) -> float | None:
+        """How much lower the chosen config's EDP is than the baseline's, in percent."""
+        return _gain_pct(self.best.get("edp"), self.baseline.get("edp"))
+
+    @property
+    def cost_gain_pct(self) -> float | None:
+        """How much lower the chosen config's cost (the optimised objective) is than the baseline's, in percent."""
+        return _gain_pct(self.best.get("cost"), self.baseline.get("cost"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `summary` record."""
+        return {
+            "type": "summary",
+            "objective": self.objective,
+            "best": self.best,
+            "baseline": self.baseline,
+            "cost_best": self.best.get("cost"),
+            "cost_baseline": self.baseline.get("cost"),
+            "cost_gain_pct": self.cost_gain_pct,
+            "edp_best": self.best.get("edp"),
+            "edp_baseline": self.baseline.get("edp"),
+            "edp_gain_pct": self.edp_gain_pct,
+            "rounds": self.rounds,
+            "failed_rounds": self.failed_rounds,
+        }
+
+
+@dataclass(frozen=True)
+class RunLogData:
+    """A run log read back: its header (if any), rounds and summary (if the run finished)."""
+
+    header: dict[str, Any] | None
+    rounds: list[RoundRecord]
+    summary: dict[str, Any] | None
 
 
 class RunLog:
     """Appends one JSON object per line; each line is one write, flushed and fsynced."""
 
-    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None, *, overwrite: bool = False) -> None:
         self.path = Path(path) if path is not None else None
         self._fh = None
-        if self.path is not None:
+        if self.path is None:
+            return
+        if self.path.is_dir():
+            raise ConfigError(f"--output {self.path} is a directory; give a file name such as {self.path}/run.jsonl")
+        if self.path.exists() and not overwrite:
+            raise ConfigError(f"--output {self.path} exists; choose another file or pass --overwrite")
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise ConfigError(f"cannot write the run log {self.path}: {exc.strerror or exc}") from None
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: RunHeader | RoundRecord | Summary | dict[str, Any]) -> None:
         """Append `record` as one line and make it durable."""
         if self._fh is None:
             return
-        self._fh.write(json.dumps(record, separators=(", ", ": ")) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        data = record if isinstance(record, dict) else record.to_dict()
+        try:
+            self._fh.write(dumps(data) + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            raise ConfigError(f"cannot write the run log {self.path}: {exc.strerror or exc}") from None
 
     def close(self) -> None:
         """Close the file (idempotent)."""
@@ -49,23 +204,73 @@ class RunLog:
         self.close()
 
 
-def read_run_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """All records of a run log; a torn last line is dropped, any other bad line raises ConfigError."""
+def dumps(data: Any) -> str:
+    """Strict JSON: a non-finite number becomes null (it was not measured), never NaN or Infinity."""
+    return json.dumps(_finite(data), separators=(", ", ": "), allow_nan=False)
+
+
+def read_run_log(path: str | os.PathLike[str]) -> RunLogData:
+    """Read a run log; a torn last line is dropped, any other bad line raises ConfigError naming it."""
     path = Path(path)
     lines = read_lines(path, what="run log", error=ConfigError)
-    records = []
+    header: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
+    rounds: list[RoundRecord] = []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = json.loads(line, parse_constant=_reject_constant)
+        except (json.JSONDecodeError, ValueError, RecursionError):
             if lineno == len(lines):
                 break
             raise ConfigError(f"{path}:{lineno}: not a JSON object") from None
-        if not isinstance(record, dict) or "type" not in record:
+        if not isinstance(record, dict) or not isinstance(record.get("type"), str):
             raise ConfigError(f"{path}:{lineno}: not a run-log record (no 'type')")
-        records.append(record)
-    if not any(r["type"] == "round" for r in records):
+        if record["type"] == "run":
+            header = record
+        elif record["type"] == "round":
+            rounds.append(RoundRecord.from_dict(record, where=f"{path}:{lineno}"))
+        elif record["type"] == "summary":
+            if not isinstance(record.get("best"), dict):
+                raise ConfigError(f"{path}:{lineno}: summary without a 'best' config")
+            summary = record
+    if not rounds:
         raise ConfigError(f"{path}: no rounds recorded")
-    return records
+    return RunLogData(header, rounds, summary)
+
+
+def _gain_pct(best: Any, base: Any) -> float | None:
+    if not isinstance(best, int | float) or not isinstance(base, int | float) or base == 0:
+        return None
+    return 100.0 * (1.0 - best / base)
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _num(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _opt_num(value: Any, name: str) -> float | None:
+    return None if value is None else _num(value, name)
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return value

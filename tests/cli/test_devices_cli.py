@@ -169,7 +169,7 @@ def test_dry_run_tune_measures_without_touching_clocks(env, tmp_path):
         timeout=120,
     )
     assert r.returncode == 0, r.stderr
-    assert "dry run" in r.stderr and "short for power readings" in r.stderr
+    assert "dry run" in r.stderr and "meter updates" in r.stderr
     rounds = [json.loads(line) for line in log.read_text().splitlines() if '"round"' in line]
     assert [x["freq_mhz"] for x in rounds] == [420.75, 216.75]
     assert all(x["actual_freq_mhz"] == 624.75 for x in rounds)

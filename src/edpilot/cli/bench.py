@@ -11,19 +11,18 @@ from edpilot.bench import tune_speed
 from edpilot.cli.common import console, handle_errors, print_json
 from edpilot.cli.options import JsonOpt
 from edpilot.errors import ConfigError
-from edpilot.search import STRATEGIES
+from edpilot.search import DEFAULT_STRATEGY, STRATEGIES, strategy_class
 
 
 @handle_errors
 def bench_command(
     rounds: Annotated[int, typer.Option(help="Rounds per simulated tuning run.")] = 100,
-    strategy: Annotated[str, typer.Option(help=f"Strategy: {', '.join(STRATEGIES)}.")] = "camel",
+    strategy: Annotated[str, typer.Option(help=f"Strategy: {', '.join(STRATEGIES)}.")] = DEFAULT_STRATEGY,
     repeats: Annotated[int, typer.Option(help="Runs to time.")] = 5,
     json_output: JsonOpt = False,
 ) -> None:
     """Time a simulated tuning run and one strategy decision (targets: < 2 s per 100 rounds, < 1 ms per decision)."""
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    strategy_class(strategy)
     if rounds < 1 or repeats < 1:
         raise ConfigError("--rounds and --repeats must be >= 1")
     result = tune_speed(rounds=rounds, strategy=strategy, repeats=repeats)

@@ -5,22 +5,25 @@ Energy-based objectives stop with a clear error on it; `--objective latency` wor
 
 from __future__ import annotations
 
+from edpilot.clock import WallClock
 from edpilot.errors import DeviceError
+from edpilot.hardware.base import DeviceCapabilities
 
 
 class CpuDevice:
-    """A device with one nominal level and no meter."""
+    """A device with no clock knob (no levels at all) and no meter."""
 
-    read_only = True
     name = "cpu"
+    clock = WallClock()
+    capabilities = DeviceCapabilities(can_set_clocks=False, read_only_reason="no clock knob", has_meter=False)
 
     def freqs_mhz(self) -> tuple[float, ...]:
-        """One nominal level (the CPU is not tuned)."""
-        return (1.0,)
+        """No levels: the CPU's clock is not tuned."""
+        return ()
 
-    def current_freq_mhz(self) -> float:
-        """The nominal level."""
-        return 1.0
+    def current_freq_mhz(self) -> None:
+        """Unknown: the cpu device reads no clock."""
+        return None
 
     def set_freq_mhz(self, freq_mhz: float) -> None:
         """Refused: the CPU device has no knob."""
@@ -36,3 +39,6 @@ class CpuDevice:
 
     def restore(self) -> None:
         """Nothing to undo."""
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edpilot.clock import WallClock
 from edpilot.errors import DeviceError
+from edpilot.hardware.base import DeviceCapabilities
 from edpilot.hardware.devfreq import ALLOW_HINT, DevfreqState, GpuDevfreq, find_gpu_devfreq
 from edpilot.hardware.ina3221 import PowerRails, open_rails
 from edpilot.hardware.meter import SampledEnergyMeter
@@ -45,6 +46,19 @@ class JetsonDevice:
         self.would_set_mhz: float | None = None
         self.last_switch_s: float | None = None
         self._meter = SampledEnergyMeter(self.rails.power_w, interval_s=sample_interval_s)
+
+    clock = WallClock()
+
+    @property
+    def capabilities(self) -> DeviceCapabilities:
+        """Clocks settable unless read-only or a dry run; the rails' meter and its averaging interval."""
+        reason = self.read_only_reason or ("dry run: clocks are never written" if self.dry_run else None)
+        return DeviceCapabilities(
+            can_set_clocks=reason is None,
+            read_only_reason=reason,
+            dry_run=self.dry_run,
+            meter_update_interval_ms=self.update_interval_ms,
+        )
 
     def freqs_mhz(self) -> tuple[float, ...]:
         """Exact levels in MHz (Hz / 1e6, e.g. 1020.75)."""

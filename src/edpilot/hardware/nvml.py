@@ -12,7 +12,9 @@ import os
 from types import ModuleType
 from typing import Any
 
+from edpilot.clock import WallClock
 from edpilot.errors import DeviceError, PermissionDenied
+from edpilot.hardware.base import DeviceCapabilities
 from edpilot.hardware.meter import SampledEnergyMeter
 from edpilot.hardware.state import StateStore
 
@@ -36,6 +38,8 @@ def load_nvml() -> ModuleType:
 
 class NvmlDevice:
     """One NVIDIA GPU; `read_only=True` never changes a clock."""
+
+    clock = WallClock()
 
     def __init__(
         self,
@@ -68,6 +72,9 @@ class NvmlDevice:
             sorted(float(f) for f in self.nvml.nvmlDeviceGetSupportedGraphicsClocks(self.handle, self.mem_clock_mhz))
         )
         self._meter: SampledEnergyMeter | None = None
+        self.capabilities = DeviceCapabilities(
+            can_set_clocks=not self.read_only, read_only_reason=self.read_only_reason, meter_update_interval_ms=100.0
+        )
         try:
             self._counter_start_mj = self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
             self.energy_source = "total-energy counter"
