@@ -6,7 +6,8 @@
 
 `energy_j` is None when the meter has no reading at either end (no meter, or a read that failed), or
 when it did not advance over a stretch of time (a counter that has not updated yet reads 0 J, which is
-not a measurement): a measurement that could not be taken is missing, never held or invented. `begin()`/`end()` do the same for
+not a measurement): a measurement that could not be taken is missing, never held or invented.
+`begin()`/`end()` do the same for
 drivers whose window does not fit one block (the live server).
 """
 
