@@ -21,9 +21,12 @@ from edpilot.search.hardware import IdlePower, LogResponse, features, prior
 from edpilot.serving.traffic import Traffic
 from edpilot.space import Config
 
+CHOOSER = "lcb"
 KAPPA = 1.0  # optimism of `propose`, in posterior standard deviations of log time and log energy
-TIME_SLOPES = {"slope_b": 0.5, "slope_f": -0.5}  # assumed: batch time grows with b, shrinks with f
-ENERGY_SLOPES = {"slope_b": 0.5, "slope_f": 0.0}  # assumed: batch energy grows with b, roughly flat in f
+# Prior slopes of log time / log energy in log b and log f. Time: between flat (memory- or host-bound) and
+# proportional (compute-bound) in b, and between flat and 1/f in f; energy = power × time, power rising with f.
+TIME_SLOPES = {"slope_b": 0.5, "slope_f": -0.5, "slope_sd": 0.5}
+ENERGY_SLOPES = {"slope_b": 0.5, "slope_f": 0.0, "slope_sd": 0.5}
 
 
 class EdpilotStrategy(Strategy):
@@ -72,20 +75,23 @@ class EdpilotStrategy(Strategy):
         self._cache.clear()
 
     def outlook(self, kind: str = "mean") -> Outlook:
-        """Predicted cost, latency, power of every config: at the posterior mean, or optimistic ('lcb')."""
+        """Predicted cost, latency, power of every config: at the posterior mean, optimistic ('lcb') or a draw."""
         if kind not in self._cache:
             shift = KAPPA if kind == "lcb" else 0.0
+            log_s, log_e = self.time.mean - shift * self.time.sd, self.energy.mean - shift * self.energy.sd
+            if kind == "draw":
+                log_s, log_e = self.time.sample(self.rng), self.energy.sample(self.rng)
             self._cache[kind] = self.forecast.outlook(
                 self.ctx.objective,
-                service_s=np.exp(self.time.mean - shift * self.time.sd),
-                energy_per_batch_j=np.exp(self.energy.mean - shift * self.energy.sd),
+                service_s=np.exp(log_s),
+                energy_per_batch_j=np.exp(log_e),
                 idle_power_w=self.idle.predict(),
                 with_p95=self.ctx.slo_p95_s is not None,
             )
         return self._cache[kind]
 
     def allowed(self) -> np.ndarray:
-        """Configs that may be served: not failed, keeping up and within the constraints (as predicted)."""
+        """Configs that may be served: not failed, and keeping up and within the constraints as predicted."""
         if not self.time.windows.any():
             return ~self.failed
         mean = self.outlook("mean")
@@ -103,17 +109,21 @@ class EdpilotStrategy(Strategy):
         """The config with the lowest optimistic predicted cost among the allowed ones."""
         if not self.time.windows.any():
             return self.ctx.baseline
-        cost = np.where(self.allowed(), self.outlook("lcb").cost, np.inf)
+        cost = np.where(self.allowed(), self.outlook(CHOOSER).cost, np.inf)
+        self._cache.pop("draw", None)
         if not np.isfinite(cost).any():
             return self.ctx.baseline
         return self._configs[int(np.argmin(cost))]
 
     def best(self) -> Config:
-        """The measured config with the lowest predicted cost at the current traffic (allowed ones first)."""
+        """The measured config with the lowest predicted cost at the current traffic among the allowed ones;
+        when no measured config is allowed (the traffic changed), the allowed config predicted best."""
         measured = (self.time.windows > 0) & ~self.failed
         if not measured.any():
             return super().best()
-        pool = measured & self.allowed()
-        pool = pool if pool.any() else measured
+        allowed = self.allowed()
+        pool = measured & allowed
+        if not pool.any():
+            pool = allowed if allowed.any() else measured
         cost = np.where(pool, self.outlook("mean").cost, np.inf)
         return self._configs[int(np.argmin(cost))]

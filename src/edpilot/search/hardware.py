@@ -17,6 +17,7 @@ OFFSET_SD = 0.05  # assumed: prior spread (log units) of a config around the smo
 OFFSET_PRIOR_DOF = 4.0  # weight of OFFSET_SD against the residuals of measured configs
 NOISE_SD = 0.05  # assumed: per-batch noise (log units) before any config is measured twice
 NOISE_PRIOR_DOF = 3.0
+CURVATURE_SD = 0.3
 
 
 def features(space: ConfigSpace) -> np.ndarray:
@@ -45,20 +46,23 @@ def features(space: ConfigSpace) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def prior(space: ConfigSpace, *, slope_b: float, slope_f: float) -> tuple[np.ndarray, np.ndarray]:
-    """Prior mean and sd of the weights, in the column order of `features`."""
+def prior(space: ConfigSpace, *, slope_b: float, slope_f: float, slope_sd: float) -> tuple[np.ndarray, np.ndarray]:
+    """Prior mean and sd of the weights, in the column order of `features`.
+
+    Curvature and the cross term get sd CURVATURE_SD.
+    """
     has_b, has_f = len(space.batch_sizes) > 1, len(space.freqs_mhz) > 1
     mean, sd = [0.0], [10.0]
     if has_b:
-        mean, sd = mean + [slope_b], sd + [0.5]
+        mean, sd = mean + [slope_b], sd + [slope_sd]
     if has_f:
-        mean, sd = mean + [slope_f], sd + [0.5]
+        mean, sd = mean + [slope_f], sd + [slope_sd]
     if has_b:
-        mean, sd = mean + [0.0], sd + [0.3]
+        mean, sd = mean + [0.0], sd + [CURVATURE_SD]
     if has_f:
-        mean, sd = mean + [0.0], sd + [0.3]
+        mean, sd = mean + [0.0], sd + [CURVATURE_SD]
     if has_b and has_f:
-        mean, sd = mean + [0.0], sd + [0.3]
+        mean, sd = mean + [0.0], sd + [CURVATURE_SD]
     return np.array(mean), np.array(sd)
 
 
@@ -74,6 +78,7 @@ class LogResponse:
         self.windows = np.zeros(k)
         self.mean = np.zeros(k)
         self.sd = np.ones(k)
+        self._draw: tuple[np.ndarray, ...] | None = None
 
     def add(self, index: int, value: float, batches: int) -> None:
         """One window's mean (> 0) at config `index`, averaged over `batches` batches."""
@@ -114,6 +119,16 @@ class LogResponse:
         shrink = (1.0 / tau2) / prec
         self.mean = shrink * smooth + (1 - shrink) * own_mean
         self.sd = np.sqrt(1.0 / prec + shrink**2 * smooth_var)
+        self._draw = (w_mean, np.linalg.cholesky(w_cov + 1e-12 * np.eye(len(w_mean))), shrink, own_mean, prec)
+
+    def sample(self, rng: np.random.Generator) -> np.ndarray:
+        """One joint posterior draw of log y at every config (smooth weights, then each config's offset)."""
+        if self._draw is None:
+            return self.mean + self.sd * rng.standard_normal(len(self.mean))
+        w_mean, w_chol, shrink, own_mean, prec = self._draw
+        w = w_mean + w_chol @ rng.standard_normal(len(w_mean))
+        centre = shrink * (self.phi @ w) + (1 - shrink) * own_mean
+        return centre + rng.standard_normal(len(centre)) / np.sqrt(prec)
 
     def _weights(self, seen: np.ndarray, ybar: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = self.phi[seen]
