@@ -145,9 +145,13 @@ def default_scenarios(*, profiles: Sequence[str] = (), quick: bool = False) -> l
         Scenario("ed2p-qwen-p1", "objectives", "poisson", 1.0, model="qwen2.5-3b", objective="ed2p"),
         Scenario("energy-p2", "objectives", "poisson", 2.0, objective="energy"),
         Scenario("freqs-all-p1", "objectives", "poisson", 1.0, board="orin-agx-64gb", freqs="all"),
-        Scenario("slo-p1", "constrained", "poisson", 1.0, slo=True),
-        Scenario("slo-qwen-u2", "constrained", "uniform", 2.0, model="qwen2.5-3b", slo=True),
-        Scenario("powercap-p1", "constrained", "poisson", 1.0, board="orin-agx-64gb", power_cap=True),
+        Scenario("slo-qwen-64-p4", "constrained", "poisson", 4.0, board="orin-agx-64gb", model="qwen2.5-3b", slo=True),
+        Scenario("cap-llama-32-u4", "constrained", "uniform", 4.0, power_cap=True),
+        Scenario("cap-llama-32-p4", "constrained", "poisson", 4.0, power_cap=True),
+        Scenario("cap-qwen-32-u2", "constrained", "uniform", 2.0, model="qwen2.5-3b", power_cap=True),
+        Scenario(
+            "cap-qwen-64-u4", "constrained", "uniform", 4.0, board="orin-agx-64gb", model="qwen2.5-3b", power_cap=True
+        ),
         Scenario("drift-p1", "drift", "poisson", 1.0, drift=(4.0, 1.0)),
         Scenario("drift-u0.5", "drift", "uniform", 0.5, model="qwen2.5-3b", drift=(4.0, 1.0)),
         Scenario("drift-syn-p1", "drift", "poisson", 1.0, synthetic="throttle", drift=(4.0, 1.0)),

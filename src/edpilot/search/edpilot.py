@@ -18,6 +18,7 @@ from edpilot.objective import Observation
 from edpilot.search.base import SearchContext, Strategy
 from edpilot.search.forecast import GridForecast, Outlook
 from edpilot.search.hardware import IdlePower, LogResponse, features, prior
+from edpilot.serving.queueing import keeps_up_at
 from edpilot.serving.traffic import Traffic
 from edpilot.space import Config
 
@@ -43,6 +44,7 @@ class EdpilotStrategy(Strategy):
         freqs = np.array([c.freq_mhz or 0.0 for c in self._configs])
         self.idle = IdlePower(freqs, ctx.idle_power_w)
         self.failed = np.zeros(len(self._configs), dtype=bool)
+        self._behind_votes = np.zeros(len(self._configs))
         self.forecast = GridForecast(ctx.space, ctx.traffic, energy_scope=ctx.energy_scope)
         self._cache: dict[str, Outlook] = {}
 
@@ -50,6 +52,8 @@ class EdpilotStrategy(Strategy):
         """Cost the window, and learn the config's batch time, batch energy and idle power from it."""
         cost = super().observe(config, obs)
         i = self.space.index(config)
+        if not obs.failed:  # windows at this traffic that fell behind the arrivals, minus those that kept up
+            self._behind_votes[i] += -1 if obs.keeps_up else 1
         if obs.failed:
             self.failed[i] = True
         elif obs.mean_batch_s > 0:
@@ -71,6 +75,7 @@ class EdpilotStrategy(Strategy):
     def set_traffic(self, traffic: Traffic) -> None:
         """Re-rank every config at the new traffic from the hardware model: nothing is measured again."""
         super().set_traffic(traffic)
+        self._behind_votes[:] = 0
         self.forecast = GridForecast(self.space, traffic, energy_scope=self.ctx.energy_scope)
         self._cache.clear()
 
@@ -91,16 +96,19 @@ class EdpilotStrategy(Strategy):
         return self._cache[kind]
 
     def allowed(self) -> np.ndarray:
-        """Configs that may be served: not failed, and keeping up and within the constraints as predicted."""
+        """Configs that may be served: not failed, and keeping up and within the constraints as predicted
+        (and as measured at this traffic: a config whose windows mostly fell behind stays out)."""
         if not self.time.windows.any():
             return ~self.failed
-        mean = self.outlook("mean")
-        ok = ~self.failed
-        if self.ctx.slo_p95_s is not None:
-            ok &= mean.p95_latency_s <= self.ctx.slo_p95_s
-        if self.ctx.power_cap_w is not None:
-            ok &= mean.power_w <= self.ctx.power_cap_w
-        keeping = ok & mean.keeps_up
+        ok = ~self.failed & (self._behind_votes <= 0)
+        if self.ctx.slo_p95_s is not None or self.ctx.power_cap_w is not None:
+            mean = self.outlook("mean")
+            if self.ctx.slo_p95_s is not None:
+                ok &= mean.p95_latency_s <= self.ctx.slo_p95_s
+            if self.ctx.power_cap_w is not None:
+                ok &= mean.power_w <= self.ctx.power_cap_w
+        batch = self.forecast.batch_of
+        keeping = ok & keeps_up_at(self.ctx.traffic, batch, np.exp(self.time.mean))
         if keeping.any():
             return keeping
         return ok if ok.any() else ~self.failed

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edpilot.objective import BoundObjective
-from edpilot.serving.queueing import arrival_draws_s, batch_ends_s, batch_ready_s, keeps_up_at
+from edpilot.serving.queueing import arrival_draws_s, batch_ends_first_s, batch_ready_s, keeps_up_at
 from edpilot.serving.traffic import Traffic
 from edpilot.space import ConfigSpace
 
@@ -62,8 +62,8 @@ class GridForecast:
             weight[j, nb - 1] = n - (nb - 1) * b
             weight[j] /= n
         pick = np.array([sizes.index(c.batch_size) for c in space])
-        self._ready = ready[pick]
-        self._weight = weight[pick]
+        self._ready = np.ascontiguousarray(np.moveaxis(ready[pick], -1, 0))  # (batch, config, draw)
+        self._weight = np.ascontiguousarray(weight[pick].T)
         self._last = np.array(nbs)[pick]
         self._batches = self._last.astype(float)[:, None]
         self._requests = np.array(counts, dtype=float)[pick][:, None]
@@ -71,8 +71,8 @@ class GridForecast:
         self._pick, self._sizes = pick, sizes
 
     def window_ends_s(self, service_s: np.ndarray) -> np.ndarray:
-        """Batch end times (s) per config, draw and batch (padding after each config's last batch)."""
-        return batch_ends_s(self._ready, np.asarray(service_s, dtype=float)[:, None, None])
+        """Batch end times (s) per batch, config and draw (padding after each config's last batch)."""
+        return batch_ends_first_s(self._ready, np.asarray(service_s, dtype=float)[:, None])
 
     def outlook(
         self,
@@ -86,8 +86,8 @@ class GridForecast:
         """Expected cost (mean over the arrival draws of each window's cost) and what goes with it, per config."""
         s = np.asarray(service_s, dtype=float)
         ends = self.window_ends_s(s)
-        mean_latency_s = np.einsum("kdn,kn->kd", ends, self._weight) - self._mean_arrival_s
-        window_s = np.take_along_axis(ends, (self._last - 1)[:, None, None], axis=-1)[..., 0]
+        mean_latency_s = np.einsum("nkd,nk->kd", ends, self._weight) - self._mean_arrival_s
+        window_s = ends[self._last - 1, np.arange(len(s))]
         active_j = self._batches * np.asarray(energy_per_batch_j, dtype=float)[:, None]
         idle_s = np.maximum(window_s - self._batches * s[:, None], 0.0)
         total_j = active_j + np.asarray(idle_power_w, dtype=float)[:, None] * idle_s
@@ -112,6 +112,6 @@ class GridForecast:
             rows = np.flatnonzero(self._pick == j)
             arrivals = self._arrivals[b]
             n = arrivals.shape[1]
-            per_request = np.repeat(ends[rows, :, : -(-n // b)], b, axis=-1)[..., :n]
+            per_request = np.repeat(np.moveaxis(ends[: -(-n // b), rows], 0, -1), b, axis=-1)[..., :n]
             out[rows] = np.percentile(per_request - arrivals, 95, axis=-1).mean(axis=-1)
         return out

@@ -78,6 +78,7 @@ class LogResponse:
         self.windows = np.zeros(k)
         self.mean = np.zeros(k)
         self.sd = np.ones(k)
+        self.tau2 = OFFSET_SD**2
         self._draw: tuple[np.ndarray, ...] | None = None
 
     def add(self, index: int, value: float, batches: int) -> None:
@@ -104,15 +105,15 @@ class LogResponse:
         sigma2 = self.noise_var()
         ybar = self.sum_y[seen] / self.batches[seen]
         data_var = sigma2 / self.batches[seen]
-        tau2 = OFFSET_SD**2
-        for _ in range(2):  # empirical Bayes: the offsets' spread from the residuals of the smooth fit
-            w_mean, w_cov = self._weights(seen, ybar, tau2 + data_var)
-            resid2 = (ybar - self.phi[seen] @ w_mean) ** 2 - data_var
-            tau2 = (OFFSET_PRIOR_DOF * OFFSET_SD**2 + float(np.sum(np.maximum(resid2, 0.0)))) / (
-                OFFSET_PRIOR_DOF + seen.size
-            )
+        # Empirical Bayes: the offsets' spread from the residuals of the last fit (one pass per window).
+        w_mean, w_cov = self._weights(seen, ybar, self.tau2 + data_var)
+        resid2 = (ybar - self.phi[seen] @ w_mean) ** 2 - data_var
+        tau2 = (OFFSET_PRIOR_DOF * OFFSET_SD**2 + float(np.sum(np.maximum(resid2, 0.0)))) / (
+            OFFSET_PRIOR_DOF + seen.size
+        )
+        self.tau2 = tau2
         smooth = self.phi @ w_mean
-        smooth_var = np.einsum("kp,pq,kq->k", self.phi, w_cov, self.phi)
+        smooth_var = ((self.phi @ w_cov) * self.phi).sum(axis=1)
         own_prec = self.batches / sigma2
         prec = 1.0 / tau2 + own_prec
         own_mean = np.divide(self.sum_y, self.batches, out=np.zeros_like(self.sum_y), where=self.batches > 0)
@@ -139,27 +140,42 @@ class LogResponse:
 
 
 class IdlePower:
-    """Device power (W) between batches per frequency: given, or learned from the windows' idle stretches."""
+    """Device power (W) between batches per frequency: given, or learned from the windows' idle stretches.
+
+    A line in f fitted to each window's idle energy over its idle time (weighted by idle time); a constant
+    while only one level has idle data; 0 before any.
+    """
 
     def __init__(self, freqs_mhz: np.ndarray, known_w: float | None) -> None:
-        self.freqs_mhz, self.known_w = freqs_mhz, known_w
-        self._rows: list[tuple[float, float, float]] = []  # (freq, idle J, idle s)
+        self.known_w = known_w
+        self.scale_mhz = float(freqs_mhz.max()) or 1.0
+        self.x = freqs_mhz / self.scale_mhz
+        self._sums = np.zeros(5)  # Σ s, Σ s·x, Σ s·x², Σ J, Σ J·x (s = idle time, J = idle energy)
+        self._levels: set[float] = set()
+        self._cached: np.ndarray | None = None
 
     def add(self, freq_mhz: float, *, idle_j: float, idle_s: float) -> None:
         """One window's idle energy (J) over its idle time (s)."""
         if idle_s > 1e-6 and np.isfinite(idle_j):
-            self._rows.append((freq_mhz, idle_j, idle_s))
+            x = freq_mhz / self.scale_mhz
+            self._sums += (idle_s, idle_s * x, idle_s * x * x, idle_j, idle_j * x)
+            self._levels.add(freq_mhz)
+            self._cached = None
 
     def predict(self) -> np.ndarray:
-        """Idle power (W) per config: a line in f fitted by idle time, a constant from one level, 0 if unknown."""
+        """Idle power (W) per config."""
+        if self._cached is None:
+            self._cached = self._predict()
+        return self._cached
+
+    def _predict(self) -> np.ndarray:
         if self.known_w is not None:
-            return np.full(len(self.freqs_mhz), self.known_w)
-        if not self._rows:
-            return np.zeros(len(self.freqs_mhz))
-        f, joules, seconds = (np.array(c) for c in zip(*self._rows))
-        level = float(joules.sum() / seconds.sum())
-        if len(np.unique(f)) < 2:
-            return np.full(len(self.freqs_mhz), max(level, 0.0))
-        x = np.column_stack([np.ones_like(f), f / f.max()])
-        w = np.linalg.lstsq(x * np.sqrt(seconds)[:, None], joules / np.sqrt(seconds), rcond=None)[0]
-        return np.maximum(w[0] + w[1] * self.freqs_mhz / f.max(), 0.0)
+            return np.full(len(self.x), self.known_w)
+        s, sx, sxx, j, jx = self._sums
+        if s <= 0:
+            return np.zeros(len(self.x))
+        det = s * sxx - sx * sx
+        if len(self._levels) < 2 or det <= 1e-12 * s * sxx:
+            return np.full(len(self.x), max(j / s, 0.0))
+        slope = (s * jx - sx * j) / det
+        return np.maximum((j - slope * sx) / s + slope * self.x, 0.0)

@@ -38,16 +38,26 @@ def keeps_up(arrivals_s: np.ndarray, mean_batch_s: float, batch_size: int) -> bo
 
 
 def batch_ends_s(ready_s: np.ndarray, service_s: ArrayLike) -> np.ndarray:
-    """End time of every batch from the time its last request arrived, with a constant service time.
+    """End time of every batch (last axis) from the time its last request arrived, with a constant service time.
 
-    end_k = max(ready_k, end_{k−1}) + s unrolls to end_k = (k+1)·s + max_{j≤k}(ready_j − j·s). `service_s`
-    broadcasts against `ready_s[..., :1]` (one service time per leading index); −inf entries of `ready_s`
-    after the last batch are padding and leave the real entries unchanged.
+    Batch k starts when its last request has arrived and batch k−1 has ended: end_k = max(ready_k, end_{k−1}) + s.
+    `service_s` broadcasts against `ready_s[..., 0]` (one service time per leading index); −inf entries of
+    `ready_s` after the last batch are padding and leave the real entries unchanged.
     """
-    ready_s = np.asarray(ready_s, dtype=float)
+    ready = np.moveaxis(np.asarray(ready_s, dtype=float), -1, 0)
+    return np.moveaxis(batch_ends_first_s(ready, service_s), 0, -1)
+
+
+def batch_ends_first_s(ready_s: np.ndarray, service_s: ArrayLike) -> np.ndarray:
+    """`batch_ends_s` with the batch axis first (contiguous rows: one numpy step per batch, fast)."""
+    ready = np.asarray(ready_s, dtype=float)
     s = np.asarray(service_s, dtype=float)
-    k = np.arange(ready_s.shape[-1])
-    return (k + 1) * s + np.maximum.accumulate(ready_s - k * s, axis=-1)
+    ends = np.empty(np.broadcast_shapes(ready.shape, (1, *s.shape)))
+    prev = np.full(ends.shape[1:], -np.inf)
+    for k in range(ready.shape[0]):
+        prev = np.maximum(ready[k], prev) + s
+        ends[k] = prev
+    return ends
 
 
 def batch_ready_s(arrivals_s: np.ndarray, batch_size: int) -> np.ndarray:
@@ -118,7 +128,7 @@ def forecast_window(
     arrivals_s = np.atleast_2d(np.asarray(arrivals_s, dtype=float))
     n = arrivals_s.shape[-1]
     batches = -(-n // batch_size)
-    s = np.asarray(service_s, dtype=float)[..., None, None]
+    s = np.asarray(service_s, dtype=float)[..., None]
     e_batch = np.asarray(energy_per_batch_j, dtype=float)[..., None]
     idle_w = np.asarray(idle_power_w, dtype=float)[..., None]
     ends = batch_ends_s(batch_ready_s(arrivals_s, batch_size), s)
@@ -131,7 +141,7 @@ def forecast_window(
         p95_latency_s = np.percentile(latencies_s, 95, axis=-1)
     window_s = ends[..., -1] - arrivals_s[:, 0]
     active_j = batches * e_batch
-    total_j = active_j + idle_w * np.maximum(window_s - batches * s[..., 0], 0.0)
+    total_j = active_j + idle_w * np.maximum(window_s - batches * s, 0.0)
     energy_j = total_j if energy_scope == "total" else active_j + 0.0 * window_s
     return WindowForecast(
         energy_per_request_j=energy_j / n,
