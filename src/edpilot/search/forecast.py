@@ -107,7 +107,7 @@ class GridForecast:
 
     def _p95_s(self, ends: np.ndarray) -> np.ndarray:
         """Mean over draws of each window's p95 latency (s), per config (the runner's `np.percentile`)."""
-        out = np.empty(ends.shape[0])
+        out = np.empty(ends.shape[1])
         for j, b in enumerate(self._sizes):
             rows = np.flatnonzero(self._pick == j)
             arrivals = self._arrivals[b]
