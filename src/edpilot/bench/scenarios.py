@@ -130,7 +130,7 @@ def default_scenarios(*, profiles: Sequence[str] = (), quick: bool = False) -> l
         "nonmonotone": ("uniform", 2.0),
         "noisy": ("poisson", 1.0),
         "small-b": ("poisson", 0.3),
-        "cliff": ("uniform", 5.0),
+        "cliff": ("uniform", 4.0),
         "one-freq": ("poisson", 2.0),
         "two-batch": ("uniform", 1.0),
         "uneven": ("poisson", 1.5),

@@ -22,8 +22,8 @@ from edpilot.serving.queueing import keeps_up_at
 from edpilot.serving.traffic import Traffic
 from edpilot.space import Config
 
-CHOOSER = "lcb"
-KAPPA = 1.0  # optimism of `propose`, in posterior standard deviations of log time and log energy
+KAPPA = 1.0
+KEEP_UP_KAPPA = 0.0  # a config is ruled out as falling behind when its batch time, this many sd lower, still does  # optimism of `propose`, in posterior standard deviations of log time and log energy
 # Prior slopes of log time / log energy in log b and log f. Time: between flat (memory- or host-bound) and
 # proportional (compute-bound) in b, and between flat and 1/f in f; energy = power × time, power rising with f.
 TIME_SLOPES = {"slope_b": 0.5, "slope_f": -0.5, "slope_sd": 0.5}
@@ -80,12 +80,10 @@ class EdpilotStrategy(Strategy):
         self._cache.clear()
 
     def outlook(self, kind: str = "mean") -> Outlook:
-        """Predicted cost, latency, power of every config: at the posterior mean, optimistic ('lcb') or a draw."""
+        """Predicted cost, latency, power of every config: at the posterior mean, or optimistic ('lcb')."""
         if kind not in self._cache:
             shift = KAPPA if kind == "lcb" else 0.0
             log_s, log_e = self.time.mean - shift * self.time.sd, self.energy.mean - shift * self.energy.sd
-            if kind == "draw":
-                log_s, log_e = self.time.sample(self.rng), self.energy.sample(self.rng)
             self._cache[kind] = self.forecast.outlook(
                 self.ctx.objective,
                 service_s=np.exp(log_s),
@@ -96,29 +94,29 @@ class EdpilotStrategy(Strategy):
         return self._cache[kind]
 
     def allowed(self) -> np.ndarray:
-        """Configs that may be served: not failed, and keeping up and within the constraints as predicted
-        (and as measured at this traffic: a config whose windows mostly fell behind stays out)."""
+        """Configs that may be served: not failed, within the constraints as predicted, and keeping up with the
+        arrivals as predicted and as measured at this traffic (a config whose windows mostly fell behind stays
+        out) — each filter dropped when nothing would pass it."""
+        ok = ~self.failed
         if not self.time.windows.any():
-            return ~self.failed
-        ok = ~self.failed & (self._behind_votes <= 0)
+            return ok
         if self.ctx.slo_p95_s is not None or self.ctx.power_cap_w is not None:
             mean = self.outlook("mean")
+            within = ok.copy()
             if self.ctx.slo_p95_s is not None:
-                ok &= mean.p95_latency_s <= self.ctx.slo_p95_s
+                within &= mean.p95_latency_s <= self.ctx.slo_p95_s
             if self.ctx.power_cap_w is not None:
-                ok &= mean.power_w <= self.ctx.power_cap_w
-        batch = self.forecast.batch_of
-        keeping = ok & keeps_up_at(self.ctx.traffic, batch, np.exp(self.time.mean))
-        if keeping.any():
-            return keeping
-        return ok if ok.any() else ~self.failed
+                within &= mean.power_w <= self.ctx.power_cap_w
+            ok = within if within.any() else ok
+        keeping = ok & (self._behind_votes <= 0)
+        keeping &= keeps_up_at(self.ctx.traffic, self.forecast.batch_of, np.exp(self.time.mean))
+        return keeping if keeping.any() else ok
 
     def propose(self) -> Config:
         """The config with the lowest optimistic predicted cost among the allowed ones."""
         if not self.time.windows.any():
             return self.ctx.baseline
-        cost = np.where(self.allowed(), self.outlook(CHOOSER).cost, np.inf)
-        self._cache.pop("draw", None)
+        cost = np.where(self.allowed(), self.outlook("lcb").cost, np.inf)
         if not np.isfinite(cost).any():
             return self.ctx.baseline
         return self._configs[int(np.argmin(cost))]

@@ -79,7 +79,6 @@ class LogResponse:
         self.mean = np.zeros(k)
         self.sd = np.ones(k)
         self.tau2 = OFFSET_SD**2
-        self._draw: tuple[np.ndarray, ...] | None = None
 
     def add(self, index: int, value: float, batches: int) -> None:
         """One window's mean (> 0) at config `index`, averaged over `batches` batches."""
@@ -120,16 +119,6 @@ class LogResponse:
         shrink = (1.0 / tau2) / prec
         self.mean = shrink * smooth + (1 - shrink) * own_mean
         self.sd = np.sqrt(1.0 / prec + shrink**2 * smooth_var)
-        self._draw = (w_mean, np.linalg.cholesky(w_cov + 1e-12 * np.eye(len(w_mean))), shrink, own_mean, prec)
-
-    def sample(self, rng: np.random.Generator) -> np.ndarray:
-        """One joint posterior draw of log y at every config (smooth weights, then each config's offset)."""
-        if self._draw is None:
-            return self.mean + self.sd * rng.standard_normal(len(self.mean))
-        w_mean, w_chol, shrink, own_mean, prec = self._draw
-        w = w_mean + w_chol @ rng.standard_normal(len(w_mean))
-        centre = shrink * (self.phi @ w) + (1 - shrink) * own_mean
-        return centre + rng.standard_normal(len(centre)) / np.sqrt(prec)
 
     def _weights(self, seen: np.ndarray, ybar: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = self.phi[seen]
