@@ -22,8 +22,7 @@ from edpilot.serving.queueing import keeps_up_at
 from edpilot.serving.traffic import Traffic
 from edpilot.space import Config
 
-KAPPA = 1.0
-KEEP_UP_KAPPA = 0.0  # a config is ruled out as falling behind when its batch time, this many sd lower, still does  # optimism of `propose`, in posterior standard deviations of log time and log energy
+KAPPA = 1.0  # optimism of `propose`, in posterior standard deviations of log time and log energy
 # Prior slopes of log time / log energy in log b and log f. Time: between flat (memory- or host-bound) and
 # proportional (compute-bound) in b, and between flat and 1/f in f; energy = power × time, power rising with f.
 TIME_SLOPES = {"slope_b": 0.5, "slope_f": -0.5, "slope_sd": 0.5}
