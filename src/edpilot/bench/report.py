@@ -169,7 +169,7 @@ def plot_curves(results: Sequence[RunResult], path: Path) -> None:
     for ax in axes[1, len(names) :]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
