@@ -75,6 +75,8 @@ class HfEngine:
 
     def generate(self, batch: Sequence[Request]) -> list[Completion]:
         """Greedy-decode the batch together; each request is cut to its own max_new_tokens."""
+        if self.model is None:
+            raise EngineError("the hf engine is closed")
         torch = self.torch
         max_new = max(r.max_new_tokens for r in batch)
         # The compiled path pads prompts to a multiple of 256 tokens so that shapes, and so compiled graphs, repeat.
