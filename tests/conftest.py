@@ -21,6 +21,8 @@ from edpilot.workload import RequestSource, Workload
 class LinearModel:
     """Deterministic platform: service = a + c·b seconds, energy = service × active power, fixed idle power."""
 
+    has_energy = True
+
     def __init__(
         self, *, base_s: float = 0.5, per_request_s: float = 0.1, active_w: float = 20.0, idle_w: float = 5.0
     ) -> None:

@@ -24,6 +24,7 @@ def test_oracle_matches_the_runner_on_noise_free_hardware():
     # Uniform arrivals are deterministic: the runner on the profile's per-config means gives the oracle's EDP.
     class Means:
         freqs_mhz = space.freqs_mhz
+        has_energy = True
 
         def idle_power_w(self, freq_mhz):
             return float(hw.idle_power_w[0])

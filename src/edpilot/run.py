@@ -130,7 +130,7 @@ def start_session(
         strategy=search.strategy,
         baseline=baseline,
         energy_scope=search.energy_scope,  # type: ignore[arg-type]
-        idle_power_w=backends.profile.idle_power_w if backends.profile else None,
+        idle_power_w=backends.profile.idle_power_w if backends.profile and backends.profile.has_energy else None,
         seed=search.seed,
         slo_p95_s=search.slo_p95_s,
         power_cap_w=search.power_cap_w,

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from edpilot.errors import ProfileError
+from edpilot.objective import Objective
 from edpilot.sim import ProfileModel, ProfileRow, read_profile, write_profile
+from edpilot.workload import Workload
 
 GOOD = (
     "# device: test\n# idle_power_w: 4.5\nfreq_mhz,batch_size,latency_s,energy_j\n"
@@ -73,3 +75,24 @@ def test_replay_draws_recorded_samples(tmp_path):
     draws = {m.batch_cost(500.0, [10], 70, rng).service_s for _ in range(50)}
     assert draws == {1.0, 1.2}
     assert m.idle_power_w(900.0) == 4.5
+
+
+def test_a_latency_only_table_replays_without_inventing_energy(tmp_path):
+    from edpilot.backends import open_backends
+    from tests.conftest import run_tune
+
+    path = tmp_path / "cpu.csv"
+    path.write_text("# device: cpu\nfreq_mhz,batch_size,latency_s,energy_j\n1000,1,1.0,\n1000,4,2.0,\n")
+    table = read_profile(path)
+    assert not table.has_energy and [r.energy_j for r in table.rows] == [None, None]
+    backends = open_backends(device="sim", profile=str(path))
+    assert backends.device.energy_j() is None and not backends.device.capabilities.has_meter
+    result = run_tune(backends, objective=Objective("latency"), budget=2, workload=Workload(arrivals="saturated"))
+    assert result.best.energy_per_request_j is None and result.best.config.batch_size in (1, 4)
+
+
+def test_energy_on_some_rows_only_is_refused(tmp_path):
+    path = tmp_path / "mixed.csv"
+    path.write_text("freq_mhz,batch_size,latency_s,energy_j\n1000,1,1.0,\n1000,4,2.0,5.0\n")
+    with pytest.raises(ProfileError, match="some rows"):
+        read_profile(path)

@@ -28,10 +28,10 @@ from edpilot.sim.profile import ProfileTable
 
 @dataclass(frozen=True)
 class BatchCost:
-    """Service time (s), device energy during it (J), and time to first token from batch start (s)."""
+    """Service time (s), device energy during it (J; None when not known), and TTFT from batch start (s)."""
 
     service_s: float
-    energy_j: float
+    energy_j: float | None
     ttft_s: float | None
 
 
@@ -39,6 +39,7 @@ class PerformanceModel(Protocol):
     """What the simulated device and engine ask of a model of the platform."""
 
     freqs_mhz: tuple[float, ...]
+    has_energy: bool
 
     def idle_power_w(self, freq_mhz: float) -> float:
         """Device power (W) with the GPU pinned at `freq_mhz` and no batch running."""
@@ -63,6 +64,8 @@ def gpu_voltage_v(freq_mhz: float) -> float:
 
 class AnalyticModel:
     """Roofline-style model of an LLM runtime on a Jetson board, with multiplicative noise."""
+
+    has_energy = True
 
     def __init__(self, board: BoardSpec, arch: ModelArch, runtime: RuntimeSpec) -> None:
         if arch.name not in runtime.weight_bits_per_param:
@@ -146,7 +149,7 @@ class AnalyticModel:
         energy_factor = time_factor * float(np.exp(rng.normal(0.0, ENERGY_NOISE_SIGMA)))
         return BatchCost(
             service_s=mean.service_s * time_factor,
-            energy_j=mean.energy_j * energy_factor,
+            energy_j=None if mean.energy_j is None else mean.energy_j * energy_factor,
             ttft_s=None if mean.ttft_s is None else mean.ttft_s * time_factor,
         )
 
@@ -157,6 +160,7 @@ class ProfileModel:
     def __init__(self, table: ProfileTable) -> None:
         self.table = table
         self.freqs_mhz = table.freqs_mhz
+        self.has_energy = table.has_energy
 
     def describe(self) -> dict[str, object]:
         """The profile's metadata and source file."""
@@ -172,4 +176,4 @@ class ProfileModel:
         """A recorded (latency, energy) sample of (freq, batch size); TTFT is not recorded."""
         samples = self.table.samples(freq_mhz, len(prompt_tokens))
         latency_s, energy_j = samples[rng.integers(len(samples))]
-        return BatchCost(service_s=float(latency_s), energy_j=float(energy_j), ttft_s=None)
+        return BatchCost(service_s=float(latency_s), energy_j=float(energy_j) if self.has_energy else None, ttft_s=None)

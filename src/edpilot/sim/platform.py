@@ -30,7 +30,11 @@ class SimDevice:
         self.name = name
         reason = "--read-only was given" if read_only else ("dry run: clocks are never written" if dry_run else None)
         self.capabilities = DeviceCapabilities(
-            can_set_clocks=reason is None, read_only_reason=reason, dry_run=dry_run and not read_only
+            can_set_clocks=reason is None,
+            read_only_reason=reason,
+            dry_run=dry_run and not read_only,
+            has_meter=model.has_energy,
+            meter_update_interval_ms=None,
         )
         self.model = model
         self.clock = clock
@@ -59,8 +63,10 @@ class SimDevice:
         self._accrue_idle()
         self._freq_mhz = freq_mhz
 
-    def energy_j(self) -> float:
-        """Monotonic energy counter (J), idle time included up to the clock's now."""
+    def energy_j(self) -> float | None:
+        """Monotonic energy counter (J), idle time included up to the clock's now; None for a latency-only model."""
+        if not self.capabilities.has_meter:
+            return None
         self._accrue_idle()
         return self._energy_j
 
@@ -68,7 +74,7 @@ class SimDevice:
         """Spend a batch's service time on the clock and add its energy to the counter."""
         self._accrue_idle()
         self.clock.sleep(cost.service_s)
-        self._energy_j += cost.energy_j
+        self._energy_j += cost.energy_j or 0.0
         self._accounted_until_s = self.clock.now_s()
 
     def describe(self) -> dict[str, object]:
@@ -91,7 +97,7 @@ class SimDevice:
     def _accrue_idle(self) -> None:
         now_s = self.clock.now_s()
         idle_s = now_s - self._accounted_until_s
-        if idle_s > 0:
+        if idle_s > 0 and self.capabilities.has_meter:
             self._energy_j += self.model.idle_power_w(self._freq_mhz) * idle_s
         self._accounted_until_s = now_s
 

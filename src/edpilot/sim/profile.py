@@ -26,12 +26,12 @@ COLUMNS = tuple(HEADER.split(","))
 
 @dataclass(frozen=True)
 class ProfileRow:
-    """One measured batch: its config, service time (s) and device energy during it (J)."""
+    """One measured batch: its config, service time (s) and device energy during it (J; None: no meter)."""
 
     freq_mhz: float
     batch_size: int
     latency_s: float
-    energy_j: float
+    energy_j: float | None
 
 
 @dataclass
@@ -44,10 +44,18 @@ class ProfileTable:
     _by_config: dict[tuple[float, int], np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if len({r.energy_j is None for r in self.rows}) > 1:
+            raise ProfileError(f"{self.source}: energy_j is given on some rows and empty on others")
         groups: dict[tuple[float, int], list[tuple[float, float]]] = {}
         for r in self.rows:
-            groups.setdefault((r.freq_mhz, r.batch_size), []).append((r.latency_s, r.energy_j))
+            energy_j = math.nan if r.energy_j is None else r.energy_j
+            groups.setdefault((r.freq_mhz, r.batch_size), []).append((r.latency_s, energy_j))
         self._by_config = {k: np.asarray(v) for k, v in groups.items()}
+
+    @property
+    def has_energy(self) -> bool:
+        """Whether the rows carry energy (a latency-only table comes from a device without a meter)."""
+        return self.rows[0].energy_j is not None
 
     @property
     def configs(self) -> list[tuple[float, int]]:
@@ -123,12 +131,13 @@ def _parse_row(line: str, *, where: str) -> ProfileRow:
     if len(parts) != len(COLUMNS):
         raise ProfileError(f"{where}: expected {len(COLUMNS)} values ({HEADER}), got {len(parts)}")
     try:
-        f, b, lat, e = (float(p) for p in parts)
+        f, b, lat = (float(p) for p in parts[:3])
+        e = None if parts[3] == "" else float(parts[3])  # empty: measured without an energy meter
     except ValueError:
         raise ProfileError(f"{where}: non-numeric value in '{line}'") from None
-    if not all(math.isfinite(x) for x in (f, b, lat, e)):
+    if not all(math.isfinite(x) for x in (f, b, lat, 0.0 if e is None else e)):
         raise ProfileError(f"{where}: values must be finite, got '{line}'")
-    if f <= 0 or lat <= 0 or e < 0:
+    if f <= 0 or lat <= 0 or (e is not None and e < 0):
         raise ProfileError(f"{where}: freq_mhz and latency_s must be > 0 and energy_j >= 0, got '{line}'")
     if b != int(b) or b < 1:
         raise ProfileError(f"{where}: batch_size must be a whole number >= 1, got '{parts[1]}'")
@@ -138,7 +147,10 @@ def _parse_row(line: str, *, where: str) -> ProfileRow:
 def format_profile(metadata: Mapping[str, object], rows: Iterable[ProfileRow]) -> str:
     """The table as text: metadata lines, header, one row per sample."""
     out = [f"# {k}: {v}" for k, v in metadata.items()] + [HEADER]
-    out += [f"{r.freq_mhz:g},{r.batch_size},{r.latency_s:.6g},{r.energy_j:.6g}" for r in rows]
+    out += [
+        f"{r.freq_mhz:g},{r.batch_size},{r.latency_s:.6g},{'' if r.energy_j is None else format(r.energy_j, '.6g')}"
+        for r in rows
+    ]
     return "\n".join(out) + "\n"
 
 
