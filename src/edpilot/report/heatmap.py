@@ -57,8 +57,7 @@ def plot_heatmap(report: RunReport, path: Path) -> None:
     freqs, batches, grid = cost_grid(report)
     measured = grid[~np.isnan(grid)]
     fig, ax = plt.subplots(figsize=(max(7.0, 2.2 + 0.95 * len(batches)), 2.9 + 0.5 * len(freqs)))
-    cmap = plt.get_cmap("viridis_r").copy()
-    cmap.set_bad(UNMEASURED)
+    cmap = plt.get_cmap("viridis_r").with_extremes(bad=UNMEASURED)
     norm = _norm(measured) if measured.size else None
     im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap=cmap, norm=norm)
     ax.set_xticks(range(len(batches)), [str(b) for b in batches])
