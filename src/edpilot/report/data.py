@@ -1,233 +1,131 @@
-"""A run log as the report sees it: what was optimised, every round, per-config means, the chosen config.
+"""A run log as the report sees it: what was optimised, every round, one `ConfigStats` per config, the choice.
 
-`load_report(records)` checks the shape of every record it reads (types, finite numbers) and raises
-ConfigError naming the record and field, so a damaged or foreign log is one clear line, never a traceback.
+`load_report(data)` groups the checked rounds of `read_run_log` by config into the core's `ConfigStats` and
+ranks them by the optimised cost; it does no checking of its own (the records did it on reading).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from edpilot.errors import ConfigError
-from edpilot.report.fields import Fields, mean_of, objective_label
+from edpilot.records import RoundRecord, RunHeader
+from edpilot.runlog import RunLogData
+from edpilot.space import Config
+from edpilot.stats import ConfigStats
 
-Key = tuple[float, int]
+_UNITS = {
+    "edp": "EDP (J·s)",
+    "ed2p": "ED²P (J·s²)",
+    "energy": "energy per request (J)",
+    "latency": "mean latency (s)",
+}
+
+
+def objective_label(objective: str | None) -> str:
+    """Label of an objective's cost with its unit, e.g. 'EDP (J·s)' or 'weighted cost α=0.5 (baseline = 1)'."""
+    if objective is None:
+        return "cost"
+    name, _, alpha = objective.partition(":")
+    if name == "weighted":
+        return f"weighted cost α={alpha or '0.5'} (baseline = 1)"
+    return _UNITS.get(name, f"{objective} cost")
+
+
+def freq_text(freq_mhz: float | None) -> str:
+    """'816' for a level in MHz; 'no clock' for a device without a clock knob."""
+    return "no clock" if freq_mhz is None else f"{freq_mhz:g}"
 
 
 @dataclass(frozen=True)
-class RunInfo:
-    """What the run's `run` header says: where, what, at which traffic, optimising what."""
+class RunReport:
+    """Everything the table and the plots show; `configs` sorted by the optimised cost, lowest first."""
 
-    device: str | None
-    model: str | None
-    arrivals: str | None
-    arrival_rate_per_s: float | None
-    objective: str | None  # as written by tune: "edp", "weighted:0.5", ...; None for a log without header
-    energy_scope: str | None
-    freqs_mhz: tuple[float, ...]
-    batch_sizes: tuple[int, ...]
+    header: RunHeader | None
+    rounds: tuple[RoundRecord, ...]
+    configs: tuple[ConfigStats, ...]
+    best: Config | None
+    baseline: Config | None
+
+    @property
+    def objective(self) -> str | None:
+        """The optimised objective as the run wrote it ('edp', 'weighted:0.5', ...); None without a header."""
+        return None if self.header is None else self.header.objective
 
     @property
     def objective_label(self) -> str:
         """Axis/column label of the optimised cost, with its unit."""
         return objective_label(self.objective)
 
-    def title(self, *, has_energy: bool) -> str:
-        """One line naming device, model, arrival rate, objective and energy scope."""
-        rate = "λ ?" if self.arrival_rate_per_s is None else f"λ = {self.arrival_rate_per_s:g} req/s"
-        if self.arrivals:
-            rate += f" ({self.arrivals})"
-        energy = f"energy: {self.energy_scope or '?'}" if has_energy else "energy: not measured"
-        objective = f"objective: {self.objective or '?'}"
-        return " · ".join([self.device or "device ?", self.model or "model ?", rate, objective, energy])
-
-
-@dataclass(frozen=True)
-class RoundPoint:
-    """One measurement window; `cost` is the optimised objective, None where the log has none."""
-
-    round: int
-    freq_mhz: float
-    batch_size: int
-    cost: float | None
-    edp: float | None
-    energy_per_request_j: float | None
-    mean_latency_s: float | None
-    p95_latency_s: float | None
-    keeps_up: bool
-    failed: bool
-
-    @property
-    def key(self) -> Key:
-        """(frequency MHz, batch size)."""
-        return (self.freq_mhz, self.batch_size)
-
-
-@dataclass(frozen=True)
-class ConfigPoint:
-    """Mean of the successful windows a run log recorded at one config (None: not measured)."""
-
-    freq_mhz: float
-    batch_size: int
-    windows: int
-    failed_windows: int
-    cost: float | None
-    energy_per_request_j: float | None
-    mean_latency_s: float | None
-    p95_latency_s: float | None
-    edp: float | None
-    keeps_up: bool
-
-    @property
-    def key(self) -> Key:
-        """(frequency MHz, batch size)."""
-        return (self.freq_mhz, self.batch_size)
-
-    def to_dict(self) -> dict[str, object]:
-        """Plain dict for JSON output."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True)
-class RunReport:
-    """Everything the table and the plots show; `points` sorted by the optimised cost, lowest first."""
-
-    info: RunInfo
-    rounds: tuple[RoundPoint, ...]
-    points: tuple[ConfigPoint, ...]
-    best: Key | None
-    baseline: Key | None
-
     @property
     def has_energy(self) -> bool:
         """Whether any config has an energy reading (a latency-only device has none)."""
-        return any(p.energy_per_request_j is not None for p in self.points)
+        return any(s.energy_per_request_j is not None for s in self.configs)
 
-    def point(self, key: Key | None) -> ConfigPoint | None:
-        """The aggregate of one config, or None."""
-        return next((p for p in self.points if p.key == key), None)
+    def stats(self, config: Config | None) -> ConfigStats | None:
+        """The statistics of one config, or None where it was not measured."""
+        return next((s for s in self.configs if s.config == config), None)
 
-
-def _info(header: dict[str, Any] | None) -> RunInfo:
-    f = Fields(header or {}, where="run header")
-    device = (header or {}).get("device")
-    device_name = Fields(device, where="run header device").text("name") if isinstance(device, dict) else None
-    return RunInfo(
-        device=device_name if device_name is not None else f.text("device"),
-        model=f.text("model"),
-        arrivals=f.text("arrivals"),
-        arrival_rate_per_s=f.number("arrival_rate_per_s", minimum=0.0),
-        objective=f.text("objective"),
-        energy_scope=f.text("energy_scope"),
-        freqs_mhz=tuple(f.numbers("freqs_mhz", minimum=0.0)),
-        batch_sizes=tuple(int(b) for b in f.numbers("batch_sizes", minimum=1.0, integer=True)),
-    )
+    def title(self) -> str:
+        """One line naming device, model, arrival rate, objective and energy scope."""
+        h = self.header
+        if h is None:
+            return "device ? · model ? · λ ? · objective: ? · energy: ?"
+        rate = h.arrivals if h.arrival_rate_per_s is None else f"λ = {h.arrival_rate_per_s:g} req/s ({h.arrivals})"
+        energy = f"energy: {h.energy_scope}" if self.has_energy else "energy: not measured"
+        parts = [h.device_name or "device ?", h.model or "model ?", rate]
+        return " · ".join([*parts, f"objective: {h.objective}", energy])
 
 
-def _round(record: dict[str, Any], index: int) -> RoundPoint:
-    f = Fields(record, where=f"round record {index}")
-    requests = f.number("requests", minimum=0.0, integer=True)
-    failed_requests = f.number("failed_requests", minimum=0.0, integer=True)
-    failed = f.flag("failed")
-    if failed is None:
-        failed = requests is not None and failed_requests is not None and requests > 0 and failed_requests >= requests
-    latency = f.number("mean_latency_s", minimum=0.0, required=not failed)
-    return RoundPoint(
-        round=int(f.number("round", minimum=0.0, integer=True, required=True)),  # type: ignore[arg-type]
-        freq_mhz=f.number("freq_mhz", minimum=0.0, required=True),  # type: ignore[arg-type]
-        batch_size=int(f.number("batch_size", minimum=1.0, integer=True, required=True)),  # type: ignore[arg-type]
-        cost=None if failed else f.number("cost"),
-        edp=f.number("edp", minimum=0.0),
-        energy_per_request_j=f.number("energy_per_request_j", minimum=0.0),
-        mean_latency_s=latency,
-        p95_latency_s=f.number("p95_latency_s", minimum=0.0),
-        keeps_up=bool(f.flag("keeps_up", default=True)),
-        failed=failed,
-    )
-
-
-def _config(key: Key, rounds: list[RoundPoint]) -> ConfigPoint:
-    ok = [r for r in rounds if not r.failed]
-    return ConfigPoint(
-        freq_mhz=key[0],
-        batch_size=key[1],
-        windows=len(ok),
-        failed_windows=len(rounds) - len(ok),
-        cost=mean_of([r.cost for r in ok]),
-        energy_per_request_j=mean_of([r.energy_per_request_j for r in ok]),
-        mean_latency_s=mean_of([r.mean_latency_s for r in ok]),
-        p95_latency_s=mean_of([r.p95_latency_s for r in ok]),
-        edp=mean_of([r.edp for r in ok]),
-        keeps_up=sum(r.keeps_up for r in ok) * 2 > len(ok),
-    )
-
-
-def sort_key(p: ConfigPoint) -> tuple[float, ...]:
-    """Lowest optimised cost first; configs without a cost (failed, legacy logs) by EDP, then latency."""
+def sort_key(s: ConfigStats) -> tuple[float, ...]:
+    """Lowest optimised cost first; configs without a cost (failed, or not costed) by EDP, then latency."""
     inf = float("inf")
     return (
-        p.windows == 0,
-        inf if p.cost is None else p.cost,
-        inf if p.edp is None else p.edp,
-        inf if p.mean_latency_s is None else p.mean_latency_s,
+        not s.served,
+        inf if s.cost is None else s.cost,
+        inf if s.edp is None else s.edp,
+        inf if s.mean_latency_s is None else s.mean_latency_s,
     )
 
 
-def _config_key(record: dict[str, Any], name: str) -> Key | None:
-    value = record.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ConfigError(f"summary record: '{name}' must be an object with freq_mhz and batch_size")
-    f = Fields(value, where=f"summary record '{name}'")
-    freq = f.number("freq_mhz", minimum=0.0, required=True)
-    batch = f.number("batch_size", minimum=1.0, integer=True, required=True)
-    return (float(freq), int(batch))  # type: ignore[arg-type]
-
-
-def load_report(records: Sequence[dict[str, Any]]) -> RunReport:
-    """Check and aggregate the records of one run log; ConfigError on a record of the wrong shape."""
-    header = next((r for r in records if r.get("type") == "run"), None)
-    summary = next((r for r in records if r.get("type") == "summary"), None)
-    rounds = tuple(_round(r, i) for i, r in enumerate(r for r in records if r.get("type") == "round"))
-    if not rounds:
-        raise ConfigError("the run log has no rounds")
-    groups: dict[Key, list[RoundPoint]] = {}
-    for r in rounds:
-        groups.setdefault(r.key, []).append(r)
-    points = sorted((_config(k, rs) for k, rs in groups.items()), key=sort_key)
-    baseline = _config_key(summary, "baseline") if summary else None
-    if baseline is None and rounds[0].round == 0:
-        baseline = rounds[0].key
+def load_report(data: RunLogData) -> RunReport:
+    """The report of a run log read by `read_run_log`: rounds grouped by config into ConfigStats and ranked."""
+    groups: dict[Config, ConfigStats] = {}
+    for r in data.rounds:
+        groups.setdefault(r.config, ConfigStats(r.config)).add(r.obs, r.cost)
+    if data.summary is not None:
+        baseline: Config | None = data.summary.baseline_config
+    elif data.header is not None:
+        baseline = data.header.baseline_config
+    else:
+        baseline = data.rounds[0].config if data.rounds[0].role == "baseline" else None
     return RunReport(
-        info=_info(header),
-        rounds=rounds,
-        points=tuple(points),
-        best=_config_key(summary, "best") if summary else None,
+        header=data.header,
+        rounds=tuple(data.rounds),
+        configs=tuple(sorted(groups.values(), key=sort_key)),
+        best=None if data.summary is None else data.summary.best_config,
         baseline=baseline,
     )
 
 
-def pareto_front(points: Sequence[ConfigPoint]) -> list[ConfigPoint]:
-    """Points no other beats on both energy per request and mean latency, by latency (energy needed)."""
-    front: list[ConfigPoint] = []
+def pareto_front(configs: Sequence[ConfigStats]) -> list[ConfigStats]:
+    """Configs no other beats on both energy per request and mean latency, by latency (energy needed)."""
+    front: list[ConfigStats] = []
     best_energy = float("inf")
-    measured = [p for p in points if p.energy_per_request_j is not None and p.mean_latency_s is not None]
-    for p in sorted(measured, key=lambda p: (p.mean_latency_s, p.energy_per_request_j)):
-        if p.energy_per_request_j < best_energy:  # type: ignore[operator]
-            front.append(p)
-            best_energy = p.energy_per_request_j  # type: ignore[assignment]
+    measured = [s for s in configs if s.energy_per_request_j is not None and s.mean_latency_s is not None]
+    for s in sorted(measured, key=lambda s: (s.mean_latency_s, s.energy_per_request_j)):
+        if s.energy_per_request_j < best_energy:  # type: ignore[operator]
+            front.append(s)
+            best_energy = s.energy_per_request_j  # type: ignore[assignment]
     return front
 
 
-def incumbent_cost(rounds: Sequence[RoundPoint]) -> list[float | None]:
-    """The lowest cost observed up to and including each round (None until one is)."""
+def running_min(values: Iterable[float | None]) -> list[float | None]:
+    """The lowest value seen up to and including each position (None until one is)."""
     out: list[float | None] = []
     best: float | None = None
-    for r in rounds:
-        if r.cost is not None and (best is None or r.cost < best):
-            best = r.cost
+    for v in values:
+        if v is not None and (best is None or v < best):
+            best = v
         out.append(best)
     return out

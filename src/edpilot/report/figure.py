@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from edpilot.errors import ConfigError
-from edpilot.report.data import ConfigPoint, Key, RunReport
+from edpilot.records import RoundRecord
+from edpilot.report.data import RunReport
+from edpilot.space import Config
+from edpilot.stats import ConfigStats
 
 CHOSEN_STYLE = {"marker": "*", "s": 260, "color": "#d62728", "edgecolors": "black", "linewidths": 0.8, "zorder": 5}
 BASELINE_STYLE = {"marker": "s", "s": 130, "color": "none", "edgecolors": "black", "linewidths": 2.2, "zorder": 4}
@@ -24,9 +27,9 @@ def pyplot() -> Any:
     return plt
 
 
-def config_text(key: Key | None) -> str:
-    """'(816 MHz, batch 20)', or '?' when the run log does not say."""
-    return "?" if key is None else f"({key[0]:g} MHz, batch {key[1]})"
+def config_text(config: Config | None) -> str:
+    """'(816 MHz, batch 20)', '(batch 4)' without a clock knob, or '?' when the run log does not say."""
+    return "?" if config is None else str(config)
 
 
 def chosen_label(report: RunReport) -> str:
@@ -39,13 +42,28 @@ def baseline_label(report: RunReport) -> str:
     return f"baseline {config_text(report.baseline)}"
 
 
-def shown_metric(report: RunReport) -> tuple[str, Any]:
-    """The label and getter of what the plots colour and rank by: the optimised cost, else EDP, else latency."""
-    if any(p.cost is not None for p in report.points):
-        return report.info.objective_label, lambda p: p.cost
+Metric = Literal["cost", "edp", "mean_latency_s"]
+
+
+def shown_metric(report: RunReport) -> tuple[str, Metric]:
+    """The label and name of what the plots colour and rank by: the optimised cost, else EDP, else latency."""
+    if any(s.cost is not None for s in report.configs):
+        return report.objective_label, "cost"
     if report.has_energy:
-        return "EDP (J·s)", lambda p: p.edp
-    return "mean latency (s)", lambda p: p.mean_latency_s
+        return "EDP (J·s)", "edp"
+    return "mean latency (s)", "mean_latency_s"
+
+
+def config_value(stats: ConfigStats, metric: Metric) -> float | None:
+    """A config's mean of `metric` (None: not measured)."""
+    return getattr(stats, metric)
+
+
+def round_value(record: RoundRecord, metric: Metric) -> float | None:
+    """One round's `metric` (None: not measured, or the round failed)."""
+    if record.obs.failed:
+        return None
+    return record.cost if metric == "cost" else getattr(record.obs, metric)
 
 
 LOG_SCALE_MIN_RATIO = 5.0  # a cost axis goes logarithmic when its largest value is this many times its smallest
@@ -69,7 +87,7 @@ def plain_ticks(axis: Any) -> None:
 def finish(fig: Any, ax: Any, path: Path, *, heading: str, report: RunReport, legend_handles: Any = None) -> None:
     """Title the plot with `heading` and the run's line, put `legend_handles` under it, save it as PNG, close it."""
     fig.suptitle(heading[:1].upper() + heading[1:], fontsize=12, fontweight="bold")
-    ax.set_title(report.info.title(has_energy=report.has_energy), fontsize=8, color="0.25")
+    ax.set_title(report.title(), fontsize=8, color="0.25")
     bottom = 0.0
     if legend_handles:
         fig.legend(handles=legend_handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
@@ -85,10 +103,10 @@ def finish(fig: Any, ax: Any, path: Path, *, heading: str, report: RunReport, le
 
 def mark_points(ax: Any, report: RunReport, x_of: Any, y_of: Any) -> None:
     """Draw the chosen config (star) and the baseline (square) at (x_of(p), y_of(p)) where both are known."""
-    for key, style, label in (
+    for config, style, label in (
         (report.baseline, BASELINE_STYLE, baseline_label(report)),
         (report.best, CHOSEN_STYLE, chosen_label(report)),
     ):
-        p: ConfigPoint | None = report.point(key)
-        if p is not None and x_of(p) is not None and y_of(p) is not None:
-            ax.scatter([x_of(p)], [y_of(p)], label=label, **style)
+        s = report.stats(config)
+        if s is not None and x_of(s) is not None and y_of(s) is not None:
+            ax.scatter([x_of(s)], [y_of(s)], label=label, **style)

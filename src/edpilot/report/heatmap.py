@@ -7,36 +7,52 @@ from typing import Any
 
 import numpy as np
 
-from edpilot.report.data import Key, RunReport
-from edpilot.report.figure import baseline_label, chosen_label, finish, plain_ticks, pyplot, shown_metric, wants_log
+from edpilot.report.data import RunReport, freq_text
+from edpilot.report.figure import (
+    baseline_label,
+    chosen_label,
+    config_value,
+    finish,
+    plain_ticks,
+    pyplot,
+    shown_metric,
+)
+from edpilot.space import Config
 
 UNMEASURED = "0.93"
 
 
-def cost_grid(report: RunReport) -> tuple[list[float], list[int], np.ndarray]:
-    """Frequencies (rows), batch sizes (columns) and the shown metric per cell (NaN: not measured or failed)."""
-    _, value_of = shown_metric(report)
-    freqs = sorted(set(report.info.freqs_mhz) | {p.freq_mhz for p in report.points})
-    batches = sorted(set(report.info.batch_sizes) | {p.batch_size for p in report.points})
+def cost_grid(report: RunReport) -> tuple[list[float | None], list[int], np.ndarray]:
+    """Frequencies (rows; [None] without a clock knob), batch sizes (columns) and the shown metric per cell.
+
+    A cell is NaN where its config was not measured or every window there failed.
+    """
+    _, metric = shown_metric(report)
+    grid_freqs = report.header.freqs_mhz if report.header else []
+    grid_batches = report.header.batch_sizes if report.header else []
+    freqs = sorted(set(grid_freqs) | {s.config.freq_mhz for s in report.configs}, key=lambda f: (f is not None, f))
+    batches = sorted(set(grid_batches) | {s.config.batch_size for s in report.configs})
     grid = np.full((len(freqs), len(batches)), np.nan)
-    for p in report.points:
-        if value_of(p) is not None:
-            grid[freqs.index(p.freq_mhz), batches.index(p.batch_size)] = value_of(p)
+    for s in report.configs:
+        value = config_value(s, metric)
+        if value is not None:
+            grid[freqs.index(s.config.freq_mhz), batches.index(s.config.batch_size)] = value
     return freqs, batches, grid
 
 
-def cell_of(key: Key | None, freqs: list[float], batches: list[int]) -> tuple[int, int] | None:
+def cell_of(config: Config | None, freqs: list[float | None], batches: list[int]) -> tuple[int, int] | None:
     """(row, column) of a config in the grid, or None when it is not on it."""
-    if key is None or key[0] not in freqs or key[1] not in batches:
+    if config is None or config.freq_mhz not in freqs or config.batch_size not in batches:
         return None
-    return freqs.index(key[0]), batches.index(key[1])
+    return freqs.index(config.freq_mhz), batches.index(config.batch_size)
 
 
-def _norm(values: np.ndarray) -> Any:
+def colour_norm(values: np.ndarray) -> Any:
+    """A log colour scale over the measured values; linear only where one is <= 0 or all are equal."""
     from matplotlib.colors import LogNorm, Normalize
 
     lo, hi = float(np.min(values)), float(np.max(values))
-    if wants_log(values):
+    if 0 < lo < hi:
         return LogNorm(vmin=lo, vmax=hi)
     return Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1)
 
@@ -48,7 +64,7 @@ def _box(plt: Any, ax: Any, cell: tuple[int, int], *, inset: float, **style: Any
 
 
 def plot_heatmap(report: RunReport, path: Path) -> None:
-    """The shown metric per config; chosen config boxed in red, baseline boxed dashed; unmeasured cells grey."""
+    """The shown metric per config on a log colour scale; chosen boxed red, baseline dashed; unmeasured grey."""
     plt = pyplot()
     from matplotlib.colors import LogNorm
     from matplotlib.lines import Line2D
@@ -58,10 +74,10 @@ def plot_heatmap(report: RunReport, path: Path) -> None:
     measured = grid[~np.isnan(grid)]
     fig, ax = plt.subplots(figsize=(max(7.0, 2.2 + 0.95 * len(batches)), 2.9 + 0.5 * len(freqs)))
     cmap = plt.get_cmap("viridis_r").with_extremes(bad=UNMEASURED)
-    norm = _norm(measured) if measured.size else None
+    norm = colour_norm(measured) if measured.size else None
     im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap=cmap, norm=norm)
     ax.set_xticks(range(len(batches)), [str(b) for b in batches])
-    ax.set_yticks(range(len(freqs)), [f"{f:g}" for f in freqs])
+    ax.set_yticks(range(len(freqs)), [freq_text(f) for f in freqs])
     ax.set_xlabel("batch size")
     ax.set_ylabel("GPU frequency (MHz)")
     ax.set_xticks(np.arange(-0.5, len(batches)), minor=True)
@@ -73,9 +89,8 @@ def plot_heatmap(report: RunReport, path: Path) -> None:
             r, g, b, _ = cmap(norm(v))
             ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
             ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=8, color=ink)
-    failed = [p for p in report.points if p.windows == 0]
-    for p in failed:
-        cell = cell_of(p.key, freqs, batches)
+    for s in report.configs:
+        cell = cell_of(s.config, freqs, batches) if not s.served else None
         if cell is not None:
             ax.text(cell[1], cell[0], "failed", ha="center", va="center", fontsize=7, color="#b00000")
     handles = []
