@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edpilot.cli import app
+from tests.report.logs import latency_only, write
 
 pytest.importorskip("matplotlib")
 
@@ -39,7 +40,8 @@ def test_report_of_a_weighted_run_sorts_by_its_cost_and_marks_the_chosen(weighte
     assert costs == sorted(costs) and len(costs) >= 5
     assert data["objective"] == "weighted:0.5" and data["run"]["energy_scope"] == "active"
     summary = [json.loads(line) for line in weighted_log.read_text().splitlines()][-1]
-    assert (data["chosen"]["freq_mhz"], data["chosen"]["batch_size"]) == tuple(summary["best"].values())
+    assert data["chosen"] == summary["best"] and data["baseline"] == summary["baseline"]
+    assert data["configs"][0]["cost"] <= data["chosen"]["cost"]
     assert data["baseline"]["cost"] == pytest.approx(1.0)
     assert data["gain"]["edp_pct"] == pytest.approx(100 * (1 - data["chosen"]["edp"] / data["baseline"]["edp"]))
     assert [p.rsplit("/", 1)[1] for p in data["plots"]] == ["heatmap.png", "convergence.png", "pareto.png"]
@@ -58,41 +60,17 @@ def test_report_table_names_the_objective_and_shows_edp_beside_it(weighted_log):
 
 
 def test_report_of_a_latency_only_run_prints_the_table_and_plots_latency(tmp_path):
-    header = {
-        "type": "run",
-        "device": {"name": "cpu"},
-        "model": "tiny",
-        "objective": "latency",
-        "arrival_rate_per_s": 2,
-    }
-    rounds = [
-        {
-            "type": "round",
-            "round": i,
-            "freq_mhz": 1.0,
-            "batch_size": b,
-            "mean_latency_s": lat,
-            "p95_latency_s": lat,
-            "energy_per_request_j": None,
-            "edp": None,
-            "keeps_up": True,
-            "cost": lat,
-        }
-        for i, (b, lat) in enumerate([(8, 5.0), (1, 1.5), (4, 3.0)])
-    ]
-    summary = {
-        "type": "summary",
-        "best": {"freq_mhz": 1.0, "batch_size": 1},
-        "baseline": {"freq_mhz": 1.0, "batch_size": 8},
-    }
     log = tmp_path / "lat.jsonl"
-    log.write_text("\n".join(json.dumps(x) for x in [header, *rounds, summary]) + "\n")
+    write(log, *latency_only())
     r = runner.invoke(app, ["report", str(log), "--out", str(tmp_path / "p")], env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     rows = [line for line in r.stdout.splitlines() if line.startswith("│")]
-    assert [row.split("│")[3].strip() for row in rows] == ["1", "4", "8"]
+    assert [row.split("│")[2].strip() for row in rows] == ["no clock"] * 3
+    assert [row.split("│")[3].strip() for row in rows] == ["1", "2", "4"]
     assert "★ chosen" in rows[0] and "baseline" in rows[-1]
-    assert "energy: not measured" in r.stdout and "EDP" not in r.stdout.split("\n", 3)[2]
+    assert "cpu · llama-3.2-1b" in r.stdout and "energy: not measured" in r.stdout
+    assert "EDP" not in r.stdout and "energy/req" not in r.stdout
+    assert "chosen (batch 1) vs baseline (batch 4): mean latency (s) 2 vs 9 (77.8% lower)" in r.stdout
     assert (tmp_path / "p" / "latency.png").stat().st_size > 5000
 
 
