@@ -153,6 +153,7 @@ def plot_latency(report: RunReport, path: Path) -> None:
     if wants_log([p.mean_latency_s for p in points]):
         ax.set_yscale("log")
         plain_ticks(ax.yaxis)
+    ax.set_xticks(sorted({p.config.batch_size for p in points}))
     ax.set_xlabel("batch size")
     ax.set_ylabel("mean latency (s), lower is better")
     ax.legend(fontsize=8, loc="best", ncol=2 if len(freqs) > 6 else 1)
