@@ -218,4 +218,7 @@ def gain_pct(best: Any, base: Any) -> float | None:
 def _config(d: Record, name: str | None) -> Config:
     """The config a record names: its own freq_mhz and batch_size (`name` None), or those of its object `name`."""
     c = d if name is None else obj(d, name)
-    return Config(optional(number, c, "freq_mhz", positive=True), whole(c, "batch_size", minimum=1))
+    try:
+        return Config(optional(number, c, "freq_mhz", positive=True), whole(c, "batch_size", minimum=1))
+    except ValueError as exc:
+        raise ValueError(f"{exc} in '{name}'" if name else str(exc)) from None

@@ -118,7 +118,7 @@ def _parse_line(line: str, *, where: str, last: bool) -> dict[str, Any] | None:
     except RecursionError:
         raise ConfigError(f"{where}: nested too deeply to be a run-log record") from None
     except ValueError as exc:  # NaN/Infinity, or beyond json's limits (an integer of more than 4300 digits)
-        raise ConfigError(f"{where}: not a run-log record ({exc})") from None
+        raise ConfigError(f"{where}: not a run-log record ({str(exc).partition(':')[0]})") from None
     if not isinstance(record, dict) or not isinstance(record.get("type"), str):
         raise ConfigError(f"{where}: not a run-log record (no 'type')")
     return record
