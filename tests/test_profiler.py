@@ -36,7 +36,7 @@ class CountingEngine:
 def run_profile(tmp_path, engine_wrapper=None, resume=False, repeats=3):
     b = open_backends(device="sim")
     engine = engine_wrapper(b.engine) if engine_wrapper else b.engine
-    space = build_space(b, freqs="420.75,930.75", batches="1,4")
+    space = build_space(b, freqs="408,930.75", batches="1,4")
     rows = profile(
         device=b.device,
         engine=engine,
@@ -53,7 +53,7 @@ def run_profile(tmp_path, engine_wrapper=None, resume=False, repeats=3):
 def test_profile_measures_every_config_n_times(tmp_path):
     rows, _ = run_profile(tmp_path)
     table = read_profile(tmp_path / "p.csv")
-    assert table.configs == [(420.75, 1), (420.75, 4), (930.75, 1), (930.75, 4)]
+    assert table.configs == [(408.0, 1), (408.0, 4), (930.75, 1), (930.75, 4)]
     assert all(len(table.samples(f, b)) == 3 for f, b in table.configs)
     assert float(table.metadata["idle_power_w"]) == pytest.approx(8.45, abs=0.05)  # the sim's idle at 930.75 MHz
     stats = config_stats(rows, 32)
@@ -79,7 +79,7 @@ def test_resume_refuses_another_model(tmp_path):
         profile(
             device=b.device,
             engine=b.engine,
-            space=build_space(b, freqs="420.75", batches="1"),
+            space=build_space(b, freqs="408", batches="1"),
             repeats=1,
             workload=Workload(arrivals="saturated"),
             output=tmp_path / "p.csv",
@@ -97,7 +97,7 @@ def test_profile_cli_then_tune_replays_it(tmp_path):
             "--output",
             str(out),
             "--freqs",
-            "216.75,930.75",
+            "306,930.75",
             "--batches",
             "2,8",
             "--repeats",

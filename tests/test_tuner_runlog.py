@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from typer.testing import CliRunner
 
 from edpilot.backends import open_backends
+from edpilot.cli import app
 from edpilot.engine.base import Completion
 from edpilot.errors import ConfigError, EngineError
 from edpilot.objective import Objective
+from edpilot.records import RoundRecord, RunHeader, Summary
 from edpilot.runlog import RunLog, read_run_log
 from tests.conftest import run_tune
 
@@ -28,13 +31,13 @@ def test_log_has_rounds_and_summary(tmp_path):
         assert key in raw
     assert raw["edp"] == pytest.approx(raw["energy_per_request_j"] * raw["mean_latency_s"])
     summary = data.summary
-    assert summary["rounds"] == 5 and summary["objective"] == "edp"
-    assert summary["baseline"]["edp"] == pytest.approx(r0.obs.edp)
-    assert summary["edp_gain_pct"] == pytest.approx(result.summary.edp_gain_pct)
-    best = (summary["best"]["freq_mhz"], summary["best"]["batch_size"])
-    best_rounds = [r for r in data.rounds if (r.config.freq_mhz, r.config.batch_size) == best]
-    assert summary["best"]["edp"] == pytest.approx(sum(r.obs.edp for r in best_rounds) / len(best_rounds))
-    assert summary["best"]["cost"] == pytest.approx(summary["best"]["edp"])
+    assert summary.rounds == 5 and summary.objective == "edp"
+    assert summary.baseline["edp"] == pytest.approx(r0.obs.edp)
+    assert summary.edp_gain_pct == pytest.approx(result.summary.edp_gain_pct)
+    best_rounds = [r for r in data.rounds if r.config == summary.best_config]
+    assert summary.best["edp"] == pytest.approx(sum(r.obs.edp for r in best_rounds) / len(best_rounds))
+    assert summary.best["cost"] == pytest.approx(summary.best["edp"])
+    assert [r.to_dict() for r in data.rounds] == [json.loads(line) for line in path.read_text().splitlines()[:-1]]
 
 
 class FailingEngine:
@@ -81,16 +84,96 @@ def test_torn_last_line_is_skipped(tmp_path):
     "line,message",
     [
         ('{"type": "round", "round": "zero"}', "not a valid round record"),
-        ('{"type": "round", "round": 0, "freq_mhz": NaN}', "not a JSON object"),
-        ("[" * 100000 + "]" * 100000, "not a JSON object"),
+        ('{"type": "round", "round": 0, "freq_mhz": NaN}', "NaN is not a number"),
+        ('{"type": "round", "round": ' + "9" * 5000 + "}", r"Exceeds the limit \(4300 digits\)"),
+        ("[" * 100000 + "]" * 100000, "nested too deeply"),
         ('{"type": 3}', "no 'type'"),
+        ("[1, 2, 3]", "no 'type'"),
     ],
 )
 def test_run_logs_of_the_wrong_shape_are_clear_errors(tmp_path, line, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(line + "\n\n")
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=f"^{tmp_path}/bad.jsonl:1: .*{message}"):
         read_run_log(path)
+
+
+@pytest.fixture(scope="module")
+def good_log(tmp_path_factory):
+    """A real `edpilot tune --output` log: its header, first round and summary as dicts."""
+    path = tmp_path_factory.mktemp("log") / "run.jsonl"
+    result = CliRunner().invoke(app, ["tune", "--budget", "2", "--output", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = read_run_log(path)
+    assert data.header.device_name == "sim:orin-agx-32gb" and data.header.baseline_config == data.rounds[0].config
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert RunHeader.from_dict(lines[0], where="1").to_dict() == lines[0]
+    assert Summary.from_dict(lines[-1], where="4").to_dict() == lines[-1]
+    return lines[0], lines[1], lines[-1]
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ({"freq_mhz": "fast"}, "'freq_mhz' must be a finite number > 0, got 'fast'"),
+        ({"freq_mhz": [[[[900]]]]}, "'freq_mhz' must be a finite number > 0, got a list"),
+        ({"freq_mhz": 0}, "'freq_mhz' must be a finite number > 0"),
+        ({"batch_size": 2.5}, "'batch_size' must be a whole number >= 1"),
+        ({"batch_size": True}, "'batch_size' must be a whole number >= 1"),
+        ({"mean_latency_s": float("nan")}, "'mean_latency_s' must be a finite number"),
+        ({"mean_batch_s": None}, "'mean_batch_s' is missing"),
+        ({"energy_per_request_j": float("inf")}, "'energy_per_request_j' must be a finite number"),
+        ({"energy_per_request_j": -1.0}, "'energy_per_request_j' must be a finite number >= 0"),
+        ({"cost": 10**400}, "'cost' must be a finite number"),
+        ({"keeps_up": "yes"}, "'keeps_up' must be true or false, got 'yes'"),
+        ({"first_error": 3}, "'first_error' must be text, got 3"),
+        ({"role": ["search"]}, "'role' must be text, got a list"),
+        ({"failed_requests": 99}, r"'failed_requests' \(99\) exceeds 'requests'"),
+        (
+            {"requests": 28, "failed_requests": 28, "first_error": "refused"},
+            "'cost' must be null: every request of the window failed",
+        ),
+        ({"round": None}, "'round' is missing"),
+    ],
+)
+def test_a_round_of_the_wrong_shape_names_the_field(good_log, bad, message):
+    _, round0, _ = good_log
+    with pytest.raises(ConfigError, match=f"^run.jsonl:2: not a valid round record: {message}"):
+        RoundRecord.from_dict({**round0, **bad}, where="run.jsonl:2")
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ({"objective": {"name": "edp"}}, "'objective' must be text, got a JSON object"),
+        ({"objective": "fastest"}, "unknown objective 'fastest'"),
+        ({"energy_scope": "gpu"}, "'energy_scope' must be one of: total, active"),
+        ({"device": {"name": 3}}, "'name' must be text, got 3"),
+        ({"freqs_mhz": [900, "x"]}, "'freqs_mhz' must be a finite number > 0, got 'x'"),
+        ({"arrival_rate_per_s": -1}, "'arrival_rate_per_s' must be a finite number >= 0"),
+        ({"baseline": {"freq_mhz": 900}}, "'batch_size' is missing in 'baseline'"),
+        ({"seed": None}, "'seed' is missing"),
+    ],
+)
+def test_a_header_of_the_wrong_shape_names_the_field(good_log, bad, message):
+    header, _, _ = good_log
+    with pytest.raises(ConfigError, match=f"^run.jsonl:1: not a valid run header: {message}"):
+        RunHeader.from_dict({**header, **bad}, where="run.jsonl:1")
+
+
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ({"best": [500, 4]}, "'best' must be a JSON object, got a list"),
+        ({"baseline": {"freq_mhz": 900, "batch_size": 0}}, "'batch_size' must be a whole number >= 1"),
+        ({"best": {"freq_mhz": 900, "batch_size": 4, "edp": "low"}}, "'edp' must be a finite number, got 'low'"),
+        ({"rounds": -1}, "'rounds' must be a whole number >= 0"),
+    ],
+)
+def test_a_summary_of_the_wrong_shape_names_the_field(good_log, bad, message):
+    _, _, summary = good_log
+    with pytest.raises(ConfigError, match=f"^run.jsonl:9: not a valid summary record: {message}"):
+        Summary.from_dict({**summary, **bad}, where="run.jsonl:9")
 
 
 def test_output_is_never_silently_overwritten(tmp_path):

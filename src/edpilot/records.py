@@ -1,16 +1,16 @@
 """The run log's records, typed: `RunHeader` (what ran), `RoundRecord` (one window), `Summary` (the outcome).
 
-`tune` and `serve` write them, `report` reads them; `RoundRecord.from_dict` checks every field's type.
+`tune` and `serve` write them, `report` reads them. Each `from_dict` is the one place that checks a record read
+back: every field's type, finite numbers within range, and ConfigError naming the line and the field.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edpilot.errors import ConfigError
-from edpilot.objective import Observation
+from edpilot.jsonfields import Record, checking, flag, items, number, obj, optional, text, whole
+from edpilot.objective import ENERGY_SCOPES, Observation, parse_objective
 from edpilot.space import Config
 
 
@@ -36,9 +36,48 @@ class RunHeader:
     mode: str = "tune"
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def device_name(self) -> str | None:
+        """The device's name as it described itself ('sim:orin-agx-32gb', 'cpu', ...)."""
+        return self.device.get("name")
+
+    @property
+    def baseline_config(self) -> Config:
+        """The config every other is compared against."""
+        return Config(self.baseline["freq_mhz"], self.baseline["batch_size"])
+
     def to_dict(self) -> dict[str, Any]:
         """The `run` record."""
         return {"type": "run", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: Record, *, where: str) -> RunHeader:
+        """Parse a `run` record, checking every field; ConfigError names `where` and the field."""
+        with checking(where, "run header"):
+            optional(text, obj(d, "device"), "name")
+            parse_objective(text(d, "objective"))
+            if text(d, "energy_scope") not in ENERGY_SCOPES:
+                raise ValueError(f"'energy_scope' must be one of: {', '.join(ENERGY_SCOPES)}")
+            _config(d, "baseline")
+            return cls(
+                version=text(d, "version"),
+                device=d["device"],
+                engine=obj(d, "engine"),
+                model=optional(text, d, "model"),
+                arrivals=text(d, "arrivals"),
+                arrival_rate_per_s=optional(number, d, "arrival_rate_per_s"),
+                output_tokens=optional(number, d, "output_tokens"),
+                objective=d["objective"],
+                energy_scope=d["energy_scope"],
+                strategy=text(d, "strategy"),
+                budget=optional(whole, d, "budget"),
+                seed=whole(d, "seed"),
+                freqs_mhz=items(d, "freqs_mhz", lambda e, n: optional(number, e, n, positive=True)),
+                batch_sizes=items(d, "batch_sizes", lambda e, n: whole(e, n, minimum=1)),
+                baseline=d["baseline"],
+                mode=text(d, "mode"),
+                extra=obj(d, "extra") if "extra" in d else {},
+            )
 
 
 @dataclass(frozen=True)
@@ -68,40 +107,40 @@ class RoundRecord:
         return record
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], *, where: str) -> RoundRecord:
-        """Parse a `round` record, checking every field's type; ConfigError names `where`."""
-        obs_fields = {f.name: f for f in fields(Observation)}
-        values: dict[str, Any] = {}
-        for name in obs_fields:
-            if name in d:
-                values[name] = d[name]
-        try:
-            config = Config(_opt_num(d.get("freq_mhz"), "freq_mhz"), _int(d.get("batch_size"), "batch_size"))
-            for name in ("requests", "failed_requests"):
-                if name in values:
-                    values[name] = _int(values[name], name)
-            for name in ("mean_latency_s", "p95_latency_s", "mean_batch_s", "window_s"):
-                values[name] = _num(values.get(name), name)
-            for name in ("energy_per_request_j", "mean_ttft_s", "power_w", "energy_per_batch_j", "actual_freq_mhz"):
-                values[name] = _opt_num(values.get(name), name)
-            if "meter_updates" in values:
-                values["meter_updates"] = _opt_num(values["meter_updates"], "meter_updates")
-            if values.get("first_error") is not None and not isinstance(values["first_error"], str):
-                raise ValueError("first_error must be text")
-            if not isinstance(values.get("keeps_up"), bool):
-                raise ValueError("keeps_up must be true or false")
-            values["requests"] = _int(values.get("requests"), "requests")
-            obs = Observation(**values)
-            return cls(
-                round=_int(d.get("round"), "round"),
-                role=str(d.get("role", "search")),
-                config=config,
-                obs=obs,
-                cost=_opt_num(d.get("cost"), "cost"),
-                note=d.get("note") if isinstance(d.get("note"), str) else None,
+    def from_dict(cls, d: Record, *, where: str) -> RoundRecord:
+        """Parse a `round` record, checking every field; ConfigError names `where` and the field."""
+        with checking(where, "round record"):
+            requests = whole(d, "requests")
+            failed_requests = optional(whole, d, "failed_requests") or 0
+            if failed_requests > requests:
+                raise ValueError(f"'failed_requests' ({failed_requests}) exceeds 'requests' ({requests})")
+            obs = Observation(
+                requests=requests,
+                energy_per_request_j=optional(number, d, "energy_per_request_j"),
+                mean_latency_s=number(d, "mean_latency_s"),
+                p95_latency_s=number(d, "p95_latency_s"),
+                mean_ttft_s=optional(number, d, "mean_ttft_s"),
+                power_w=optional(number, d, "power_w"),
+                mean_batch_s=number(d, "mean_batch_s"),
+                energy_per_batch_j=optional(number, d, "energy_per_batch_j"),
+                window_s=number(d, "window_s"),
+                keeps_up=flag(d, "keeps_up"),
+                actual_freq_mhz=optional(number, d, "actual_freq_mhz", positive=True),
+                failed_requests=failed_requests,
+                meter_updates=optional(number, d, "meter_updates"),
+                first_error=optional(text, d, "first_error"),
             )
-        except (ValueError, TypeError, ConfigError) as exc:
-            raise ConfigError(f"{where}: not a valid round record ({exc})") from None
+            cost = optional(number, d, "cost", minimum=None)
+            if obs.failed and cost is not None:
+                raise ValueError("'cost' must be null: every request of the window failed")
+            return cls(
+                round=whole(d, "round"),
+                role=text(d, "role"),
+                config=_config(d, None),
+                obs=obs,
+                cost=cost,
+                note=optional(text, d, "note"),
+            )
 
 
 @dataclass(frozen=True)
@@ -115,14 +154,24 @@ class Summary:
     failed_rounds: int
 
     @property
+    def best_config(self) -> Config:
+        """The chosen config."""
+        return Config(self.best["freq_mhz"], self.best["batch_size"])
+
+    @property
+    def baseline_config(self) -> Config:
+        """The config the chosen one is compared against."""
+        return Config(self.baseline["freq_mhz"], self.baseline["batch_size"])
+
+    @property
     def edp_gain_pct(self) -> float | None:
         """How much lower the chosen config's EDP is than the baseline's, in percent."""
-        return _gain_pct(self.best.get("edp"), self.baseline.get("edp"))
+        return gain_pct(self.best.get("edp"), self.baseline.get("edp"))
 
     @property
     def cost_gain_pct(self) -> float | None:
         """How much lower the chosen config's cost (the optimised objective) is than the baseline's, in percent."""
-        return _gain_pct(self.best.get("cost"), self.baseline.get("cost"))
+        return gain_pct(self.best.get("cost"), self.baseline.get("cost"))
 
     def to_dict(self) -> dict[str, Any]:
         """The `summary` record."""
@@ -141,24 +190,35 @@ class Summary:
             "failed_rounds": self.failed_rounds,
         }
 
+    @classmethod
+    def from_dict(cls, d: Record, *, where: str) -> Summary:
+        """Parse a `summary` record: the objective, both configs and their numbers; ConfigError names the field."""
+        with checking(where, "summary record"):
+            for name in ("best", "baseline"):
+                _config(d, name)
+                for key, value in d[name].items():
+                    if key not in ("freq_mhz", "batch_size", "keeps_up") and value is not None:
+                        number(d[name], key, minimum=None)
+            return cls(
+                objective=str(parse_objective(text(d, "objective"))),
+                best=d["best"],
+                baseline=d["baseline"],
+                rounds=whole(d, "rounds"),
+                failed_rounds=whole(d, "failed_rounds"),
+            )
 
-def _gain_pct(best: Any, base: Any) -> float | None:
+
+def gain_pct(best: Any, base: Any) -> float | None:
+    """How much lower `best` is than `base`, in percent (None where either is missing or `base` is 0)."""
     if not isinstance(best, int | float) or not isinstance(base, int | float) or base == 0:
         return None
     return 100.0 * (1.0 - best / base)
 
 
-def _num(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _opt_num(value: Any, name: str) -> float | None:
-    return None if value is None else _num(value, name)
-
-
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    return value
+def _config(d: Record, name: str | None) -> Config:
+    """The config a record names: its own freq_mhz and batch_size (`name` None), or those of its object `name`."""
+    c = d if name is None else obj(d, name)
+    try:
+        return Config(optional(number, c, "freq_mhz", positive=True), whole(c, "batch_size", minimum=1))
+    except ValueError as exc:
+        raise ValueError(f"{exc} in '{name}'" if name else str(exc)) from None

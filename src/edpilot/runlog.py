@@ -2,8 +2,8 @@
 
 Records: `RunHeader` (type `run`: what ran), `RoundRecord` (type `round`: one measurement window) and
 `Summary` (type `summary`: the outcome). `tune` and `serve` write them; `report` reads them back with
-`read_run_log`, which checks every field's type and says which line is wrong. A torn last line (a crash
-mid-write) is skipped. Output is strict JSON: no NaN or Infinity.
+`read_run_log`, which checks every record through its `from_dict` and says which line and field is wrong.
+A torn last line (a crash mid-write) is skipped. Output is strict JSON: no NaN or Infinity.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ __all__ = ["RoundRecord", "RunHeader", "RunLog", "RunLogData", "Summary", "dumps
 
 @dataclass(frozen=True)
 class RunLogData:
-    """A run log read back: its header (if any), rounds and summary (if the run finished)."""
+    """A run log read back: its header (if any), rounds and summary (if the run finished), each checked."""
 
-    header: dict[str, Any] | None
+    header: RunHeader | None
     rounds: list[RoundRecord]
-    summary: dict[str, Any] | None
+    summary: Summary | None
 
 
 class RunLog:
@@ -86,31 +86,42 @@ def read_run_log(path: str | os.PathLike[str]) -> RunLogData:
     """Read a run log; a torn last line is dropped, any other bad line raises ConfigError naming it."""
     path = Path(path)
     lines = read_lines(path, what="run log", error=ConfigError)
-    header: dict[str, Any] | None = None
-    summary: dict[str, Any] | None = None
+    header: RunHeader | None = None
+    summary: Summary | None = None
     rounds: list[RoundRecord] = []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line, parse_constant=_reject_constant)
-        except (json.JSONDecodeError, ValueError, RecursionError):
-            if lineno == len(lines):
-                break
-            raise ConfigError(f"{path}:{lineno}: not a JSON object") from None
-        if not isinstance(record, dict) or not isinstance(record.get("type"), str):
-            raise ConfigError(f"{path}:{lineno}: not a run-log record (no 'type')")
+        where = f"{path}:{lineno}"
+        record = _parse_line(line, where=where, last=lineno == len(lines))
+        if record is None:
+            break
         if record["type"] == "run":
-            header = record
+            header = RunHeader.from_dict(record, where=where)
         elif record["type"] == "round":
-            rounds.append(RoundRecord.from_dict(record, where=f"{path}:{lineno}"))
+            rounds.append(RoundRecord.from_dict(record, where=where))
         elif record["type"] == "summary":
-            if not isinstance(record.get("best"), dict):
-                raise ConfigError(f"{path}:{lineno}: summary without a 'best' config")
-            summary = record
+            summary = Summary.from_dict(record, where=where)
     if not rounds:
         raise ConfigError(f"{path}: no rounds recorded")
     return RunLogData(header, rounds, summary)
+
+
+def _parse_line(line: str, *, where: str, last: bool) -> dict[str, Any] | None:
+    """One line as a record with a 'type'; None for a torn last line (a crash mid-write)."""
+    try:
+        record = json.loads(line, parse_constant=_reject_constant)
+    except json.JSONDecodeError:
+        if last:
+            return None
+        raise ConfigError(f"{where}: not a JSON object") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to be a run-log record") from None
+    except ValueError as exc:  # NaN/Infinity, or beyond json's limits (an integer of more than 4300 digits)
+        raise ConfigError(f"{where}: not a run-log record ({str(exc).partition(':')[0]})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("type"), str):
+        raise ConfigError(f"{where}: not a run-log record (no 'type')")
+    return record
 
 
 def _finite(data: Any) -> Any:

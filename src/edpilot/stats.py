@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,7 +51,12 @@ class ConfigStats:
     def mean_cost(self) -> float:
         """Mean cost over the costed windows (inf when there is none)."""
         costs = [c for c in self.costs if c is not None]
-        return float(np.mean(costs)) if costs else float("inf")
+        return _mean(costs) if costs else float("inf")
+
+    @property
+    def cost(self) -> float | None:
+        """Mean cost over the costed windows, None when there is none (nothing was served here)."""
+        return self.mean_cost if self.usable else None
 
     @property
     def keeps_up(self) -> bool:
@@ -97,7 +103,7 @@ class ConfigStats:
             "batch_size": self.config.batch_size,
             "windows": self.windows,
             "failed_windows": self.failed_windows,
-            "cost": self.mean_cost if self.usable else None,
+            "cost": self.cost,
             "energy_per_request_j": self.energy_per_request_j,
             "mean_latency_s": self.mean_latency_s,
             "p95_latency_s": self.p95_latency_s,
@@ -110,4 +116,11 @@ class ConfigStats:
 def _mean_or_none(values: list[float | None]) -> float | None:
     if not values or any(v is None for v in values):
         return None
-    return float(np.mean(values))
+    return _mean(values)  # type: ignore[arg-type]
+
+
+def _mean(values: list[float]) -> float:
+    """Mean of finite values that does not overflow (1e308 and 1e308 average to 1e308, not inf)."""
+    with np.errstate(over="ignore"):
+        mean = float(np.mean(values))
+    return mean if math.isfinite(mean) else sum(v / len(values) for v in values)

@@ -78,7 +78,7 @@ def test_same_seed_same_result():
         (["--paper", "--objective", "edp"], "--paper sets --objective weighted:0.5"),
         (["--arrivals", "bursty"], "unknown arrival process"),
         (["--budget", "0"], "--budget must be between 1"),
-        (["--freqs", "816"], "not a level of this device"),
+        (["--freqs", "828.75"], "not a level of this device"),
         (["--baseline", "930.75,30"], "batch size 30 is not in the grid"),
         (["--baseline", "726.75,28"], "not a frequency of the grid"),
         (["--batches", "4,x"], "--batches must be"),

@@ -7,7 +7,8 @@ import pytest
 
 from edpilot.architectures import get_architecture
 from edpilot.sim import AnalyticModel, open_sim
-from edpilot.sim.constants import BOARDS, LLAMA_CPP_Q5_K_M
+from edpilot.sim.constants import BOARDS, GPU_VOLTAGE_CURVE, LLAMA_CPP_Q5_K_M
+from edpilot.space import spread_levels
 
 
 @pytest.fixture(params=["llama-3.2-1b", "qwen2.5-3b"])
@@ -15,10 +16,32 @@ def model(request):
     return AnalyticModel(BOARDS["orin-agx-64gb"], get_architecture(request.param), LLAMA_CPP_Q5_K_M)
 
 
-def test_presets_have_the_published_levels():
-    assert len(BOARDS["orin-agx-64gb"].freqs_mhz) == 13
-    assert BOARDS["orin-agx-64gb"].freqs_mhz[0] == 114.75 and BOARDS["orin-agx-64gb"].freqs_mhz[-1] == 1300.5
-    assert BOARDS["orin-agx-32gb"].freqs_mhz[-1] == 930.75
+def test_the_64gb_preset_has_jetpack_5s_levels():
+    board = BOARDS["orin-agx-64gb"]
+    assert len(board.freqs_mhz) == 13 and board.level_table == "JetPack 5"
+    assert board.freqs_mhz[0] == 114.75 and board.freqs_mhz[-1] == 1300.5 and 828.75 in board.freqs_mhz
+    assert board.assumed_freqs_mhz == ()
+
+
+def test_the_32gb_preset_has_jetpack_6s_levels_with_the_papers_306_and_816():
+    board = BOARDS["orin-agx-32gb"]
+    assert board.level_table == "JetPack 6"
+    assert board.freqs_mhz == (306.0, 408.0, 510.0, 612.0, 714.0, 816.0, 918.0, 930.75)
+    assert np.allclose(np.diff(board.freqs_mhz[:-1]), 102.0)
+    assert board.assumed_freqs_mhz == (930.75,)
+    assert set(board.assumed_freqs_mhz) <= set(board.freqs_mhz)
+
+
+def test_the_papers_grid_on_the_32gb_preset_holds_its_reported_levels():
+    freqs = spread_levels(BOARDS["orin-agx-32gb"].freqs_mhz, 7)
+    assert freqs == (306.0, 408.0, 510.0, 714.0, 816.0, 918.0, 930.75)
+    assert {306.0, 816.0, 930.75} <= set(freqs)
+
+
+def test_every_preset_level_is_ascending_and_in_the_voltage_curves_range():
+    for board in BOARDS.values():
+        assert list(board.freqs_mhz) == sorted(set(board.freqs_mhz))
+        assert GPU_VOLTAGE_CURVE[0][0] <= board.freqs_mhz[0] and board.freqs_mhz[-1] <= GPU_VOLTAGE_CURVE[-1][0]
 
 
 def test_service_time_falls_and_power_rises_with_frequency(model):

@@ -1,4 +1,4 @@
-"""`edpilot report`: a table and plots of what a tuning run tried."""
+"""`edpilot report`: what a tuning run measured, ranked by the objective it optimised, and its plots."""
 
 from __future__ import annotations
 
@@ -9,45 +9,98 @@ import typer
 from rich.table import Table
 
 from edpilot.cli.common import console, handle_errors, print_json
-from edpilot.report import config_points, write_plots
+from edpilot.records import gain_pct
+from edpilot.report import RunReport, load_report, write_plots
+from edpilot.report.data import freq_text
+from edpilot.report.figure import config_text, shown_metric
 from edpilot.runlog import read_run_log
+from edpilot.stats import ConfigStats
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def gains(report: RunReport) -> dict[str, float | None]:
+    """The chosen config's gain over the baseline on the optimised cost and on EDP, in percent."""
+    best, base = report.stats(report.best), report.stats(report.baseline)
+    if best is None or base is None:
+        return {"objective_pct": None, "edp_pct": None}
+    return {"objective_pct": gain_pct(best.cost, base.cost), "edp_pct": gain_pct(best.edp, base.edp)}
+
+
+def _role(report: RunReport, s: ConfigStats) -> str:
+    marks = (("[bold red]★ chosen[/]", report.best), ("baseline", report.baseline))
+    return ", ".join(name for name, config in marks if config == s.config)
+
+
+def report_table(report: RunReport, *, source: str) -> Table:
+    """Every measured config, lowest optimised cost first, the chosen one and the baseline marked."""
+    objective = report.objective
+    has_cost = any(s.cost is not None for s in report.configs)
+    measures = [
+        (report.objective_label, lambda p: p.cost, has_cost),
+        ("energy/req (J)", lambda p: p.energy_per_request_j, report.has_energy and objective != "energy"),
+        ("mean latency (s)", lambda p: p.mean_latency_s, objective != "latency"),
+        ("p95 latency (s)", lambda p: p.p95_latency_s, True),
+        ("EDP (J·s)", lambda p: p.edp, report.has_energy and (objective != "edp" or not has_cost)),
+    ]
+    shown = [(name, get) for name, get, show in measures if show]
+    table = Table(title=f"{source}: configs measured, lowest {shown_metric(report)[0]} first\n{report.title()}")
+    for col in ["", "freq (MHz)", "batch", "windows", *(name for name, _ in shown), "keeps up"]:
+        table.add_column(col, justify="right")
+    for s in report.configs:
+        served = len(s.served)
+        windows = str(served) + (f" [red]+{s.failed_windows} failed[/]" if s.failed_windows else "")
+        keeps_up = "—" if not served else "yes" if s.keeps_up else "[red]no[/]"
+        values = [_num(get(s)) for _, get in shown]
+        freq = freq_text(s.config.freq_mhz)
+        table.add_row(_role(report, s), freq, str(s.config.batch_size), windows, *values, keeps_up)
+    return table
+
+
+def summary_line(report: RunReport) -> str:
+    """'chosen (…) vs baseline (…): <objective> N% lower, EDP M% lower', or why it cannot be said."""
+    best, base = report.stats(report.best), report.stats(report.baseline)
+    if report.best is None:
+        return "the run log has no summary: the run did not finish, so no config was chosen"
+    if best is None or base is None:
+        return f"chosen {config_text(report.best)}; the run log has no measurement of it or of the baseline"
+    g = gains(report)
+    parts = [f"{report.objective_label} {_num(best.cost)} vs {_num(base.cost)}"]
+    if g["objective_pct"] is not None:
+        parts[-1] += f" ({g['objective_pct']:.1f}% lower)"
+    if report.objective != "edp" and best.edp is not None and base.edp is not None:
+        parts.append(f"EDP {_num(best.edp)} vs {_num(base.edp)} J·s ({g['edp_pct']:.1f}% lower)")
+    return f"chosen {config_text(report.best)} vs baseline {config_text(report.baseline)}: " + "; ".join(parts)
 
 
 @handle_errors
 def report_command(
     run_log: Annotated[Path, typer.Argument(help="Run log written by `edpilot tune --output`.")],
-    out: Annotated[Path | None, typer.Option(help="Folder for heatmap.png, convergence.png, pareto.png.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for heatmap.png, convergence.png and pareto.png (latency.png).")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the per-config table as JSON.")] = False,
 ) -> None:
-    """Show every config a run measured (best EDP first) and, with --out, write the plots."""
-    data = read_run_log(run_log)
-    records = [r for r in (data.header, *(x.to_dict() for x in data.rounds), data.summary) if r is not None]
-    points = config_points(records)
-    paths = write_plots(records, out) if out is not None else []
+    """Show every config a run measured, lowest optimised cost first (EDP beside it); --out writes the plots."""
+    report = load_report(read_run_log(run_log))
+    paths = write_plots(report, out) if out is not None else []
     if json_output:
-        print_json({"configs": [p.__dict__ for p in points], "plots": [str(p) for p in paths]})
-        return
-    table = Table(title=f"{run_log}: configs measured, best EDP first")
-    for col in (
-        "freq (MHz)",
-        "batch",
-        "windows",
-        "energy/req (J)",
-        "mean latency (s)",
-        "EDP (J·s)",
-        "keeps up",
-    ):
-        table.add_column(col, justify="right")
-    for p in points:
-        table.add_row(
-            f"{p.freq_mhz:g}",
-            str(p.batch_size),
-            str(p.windows),
-            f"{p.energy_per_request_j:.3f}",
-            f"{p.mean_latency_s:.3f}",
-            f"{p.edp:.3f}",
-            "yes" if p.keeps_up else "[red]no[/]",
+        chosen, baseline = report.stats(report.best), report.stats(report.baseline)
+        print_json(
+            {
+                "run": None if report.header is None else report.header.to_dict(),
+                "objective": report.objective,
+                "chosen": None if chosen is None else chosen.to_dict(),
+                "baseline": None if baseline is None else baseline.to_dict(),
+                "gain": gains(report),
+                "configs": [s.to_dict() for s in report.configs],
+                "plots": [str(p) for p in paths],
+            }
         )
-    console.print(table)
+        return
+    console.print(report_table(report, source=str(run_log)))
+    console.print(summary_line(report))
     for path in paths:
         console.print(f"wrote {path}")

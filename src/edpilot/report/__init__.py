@@ -1,6 +1,11 @@
-"""Reports from run logs: per-config aggregates, the Pareto front, and PNG plots (needs `edpilot[plot]`)."""
+"""Reports from run logs: the per-config table sorted by the optimised objective, and PNG plots.
 
-from edpilot.report.data import ConfigPoint, config_points, incumbent_edp, pareto_front
+`load_report(read_run_log(path))` groups the checked rounds by config into the core's `ConfigStats` and ranks
+them (the records raise ConfigError on a line of the wrong shape); `write_plots(report, folder)` writes the
+plots (needs `edpilot[plot]`).
+"""
+
+from edpilot.report.data import RunReport, load_report, objective_label, pareto_front, running_min
 from edpilot.report.plots import write_plots
 
-__all__ = ["ConfigPoint", "config_points", "incumbent_edp", "pareto_front", "write_plots"]
+__all__ = ["RunReport", "load_report", "objective_label", "pareto_front", "running_min", "write_plots"]

@@ -1,69 +1,131 @@
-"""Per-config aggregates of a run log, the Pareto front and the incumbent trace."""
+"""A run log as the report sees it: what was optimised, every round, one `ConfigStats` per config, the choice.
+
+`load_report(data)` groups the checked rounds of `read_run_log` by config into the core's `ConfigStats` and
+ranks them by the optimised cost; it does no checking of its own (the records did it on reading).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
+from edpilot.records import RoundRecord, RunHeader
+from edpilot.runlog import RunLogData
+from edpilot.space import Config
+from edpilot.stats import ConfigStats
+
+_UNITS = {
+    "edp": "EDP (J·s)",
+    "ed2p": "ED²P (J·s²)",
+    "energy": "energy per request (J)",
+    "latency": "mean latency (s)",
+}
+
+
+def objective_label(objective: str | None) -> str:
+    """Label of an objective's cost with its unit, e.g. 'EDP (J·s)' or 'weighted cost α=0.5 (baseline = 1)'."""
+    if objective is None:
+        return "cost"
+    name, _, alpha = objective.partition(":")
+    if name == "weighted":
+        return f"weighted cost α={alpha or '0.5'} (baseline = 1)"
+    return _UNITS.get(name, f"{objective} cost")
+
+
+def freq_text(freq_mhz: float | None) -> str:
+    """'816' for a level in MHz; 'no clock' for a device without a clock knob."""
+    return "no clock" if freq_mhz is None else f"{freq_mhz:g}"
 
 
 @dataclass(frozen=True)
-class ConfigPoint:
-    """Mean of the windows a run log recorded at one config."""
+class RunReport:
+    """Everything the table and the plots show; `configs` sorted by the optimised cost, lowest first."""
 
-    freq_mhz: float
-    batch_size: int
-    windows: int
-    energy_per_request_j: float
-    mean_latency_s: float
-    edp: float
-    keeps_up: bool
+    header: RunHeader | None
+    rounds: tuple[RoundRecord, ...]
+    configs: tuple[ConfigStats, ...]
+    best: Config | None
+    baseline: Config | None
+
+    @property
+    def objective(self) -> str | None:
+        """The optimised objective as the run wrote it ('edp', 'weighted:0.5', ...); None without a header."""
+        return None if self.header is None else self.header.objective
+
+    @property
+    def objective_label(self) -> str:
+        """Axis/column label of the optimised cost, with its unit."""
+        return objective_label(self.objective)
+
+    @property
+    def has_energy(self) -> bool:
+        """Whether any config has an energy reading (a latency-only device has none)."""
+        return any(s.energy_per_request_j is not None for s in self.configs)
+
+    def stats(self, config: Config | None) -> ConfigStats | None:
+        """The statistics of one config, or None where it was not measured."""
+        return next((s for s in self.configs if s.config == config), None)
+
+    def title(self) -> str:
+        """One line naming device, model, arrival rate, objective and energy scope."""
+        h = self.header
+        if h is None:
+            return "device ? · model ? · λ ? · objective: ? · energy: ?"
+        rate = h.arrivals if h.arrival_rate_per_s is None else f"λ = {h.arrival_rate_per_s:g} req/s ({h.arrivals})"
+        energy = f"energy: {h.energy_scope}" if self.has_energy else "energy: not measured"
+        parts = [h.device_name or "device ?", h.model or "model ?", rate]
+        return " · ".join([*parts, f"objective: {h.objective}", energy])
 
 
-def rounds_of(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The `round` records, in order."""
-    return [r for r in records if r.get("type") == "round"]
+def sort_key(s: ConfigStats) -> tuple[float, ...]:
+    """Lowest optimised cost first; configs without a cost (failed, or not costed) by EDP, then latency."""
+    inf = float("inf")
+    return (
+        not s.served,
+        inf if s.cost is None else s.cost,
+        inf if s.edp is None else s.edp,
+        inf if s.mean_latency_s is None else s.mean_latency_s,
+    )
 
 
-def config_points(records: Sequence[dict[str, Any]]) -> list[ConfigPoint]:
-    """One point per observed config (rounds with an energy reading), sorted by EDP."""
-    groups: dict[tuple[float, int], list[dict[str, Any]]] = {}
-    for r in rounds_of(records):
-        if r.get("edp") is not None:
-            groups.setdefault((float(r["freq_mhz"]), int(r["batch_size"])), []).append(r)
-    points = [
-        ConfigPoint(
-            freq_mhz=f,
-            batch_size=b,
-            windows=len(rs),
-            energy_per_request_j=float(np.mean([r["energy_per_request_j"] for r in rs])),
-            mean_latency_s=float(np.mean([r["mean_latency_s"] for r in rs])),
-            edp=float(np.mean([r["edp"] for r in rs])),
-            keeps_up=sum(bool(r["keeps_up"]) for r in rs) * 2 > len(rs),
-        )
-        for (f, b), rs in groups.items()
-    ]
-    return sorted(points, key=lambda p: p.edp)
+def load_report(data: RunLogData) -> RunReport:
+    """The report of a run log read by `read_run_log`: rounds grouped by config into ConfigStats and ranked."""
+    groups: dict[Config, ConfigStats] = {}
+    for r in data.rounds:
+        groups.setdefault(r.config, ConfigStats(r.config)).add(r.obs, r.cost)
+    if data.summary is not None:
+        baseline: Config | None = data.summary.baseline_config
+    elif data.header is not None:
+        baseline = data.header.baseline_config
+    else:
+        baseline = data.rounds[0].config if data.rounds[0].role == "baseline" else None
+    return RunReport(
+        header=data.header,
+        rounds=tuple(data.rounds),
+        configs=tuple(sorted(groups.values(), key=sort_key)),
+        best=None if data.summary is None else data.summary.best_config,
+        baseline=baseline,
+    )
 
 
-def pareto_front(points: Sequence[ConfigPoint]) -> list[ConfigPoint]:
-    """Points no other point beats on both energy per request and mean latency, by latency."""
-    front = []
-    best_energy = np.inf
-    for p in sorted(points, key=lambda p: (p.mean_latency_s, p.energy_per_request_j)):
-        if p.energy_per_request_j < best_energy:
-            front.append(p)
-            best_energy = p.energy_per_request_j
+def pareto_front(configs: Sequence[ConfigStats]) -> list[ConfigStats]:
+    """Configs no other beats on both energy per request and mean latency, by latency (energy needed)."""
+    front: list[ConfigStats] = []
+    best_energy = float("inf")
+    measured = [s for s in configs if s.energy_per_request_j is not None and s.mean_latency_s is not None]
+    for s in sorted(measured, key=lambda s: (s.mean_latency_s, s.energy_per_request_j)):
+        if s.energy_per_request_j < best_energy:  # type: ignore[operator]
+            front.append(s)
+            best_energy = s.energy_per_request_j  # type: ignore[assignment]
     return front
 
 
-def incumbent_edp(records: Sequence[dict[str, Any]]) -> list[float]:
-    """The lowest EDP observed up to and including each round."""
-    out, best = [], np.inf
-    for r in rounds_of(records):
-        if r.get("edp") is not None:
-            best = min(best, float(r["edp"]))
+def running_min(values: Iterable[float | None]) -> list[float | None]:
+    """The lowest value seen up to and including each position (None until one is)."""
+    out: list[float | None] = []
+    best: float | None = None
+    for v in values:
+        if v is not None and (best is None or v < best):
+            best = v
         out.append(best)
     return out

@@ -26,6 +26,14 @@ ORIN_GPU_LEVELS_MHZ: tuple[float, ...] = (
     1300.5,
 )
 
+# The GPU levels of JetPack 6 (r36), node 17000000.gpu: a 102 MHz grid from 306 MHz. Published
+# `available_frequencies` listings of r36 Orin boards show 306, 408, 510, 612, 714, 816 and 918 MHz
+# (an Orin NX in its 25 W mode; AGX Orin scripts on r36 pin 1020, 1122 and 1300.5 MHz on the same grid).
+ORIN_JP6_GPU_LEVELS_MHZ: tuple[float, ...] = (306.0, 408.0, 510.0, 612.0, 714.0, 816.0, 918.0)
+# The AGX Orin 32GB's GPU cap in MAXN, its top level (the paper's default config runs at it). Assumed: no
+# public r36 listing of a 32GB module confirms that devfreq lists it beside 918 MHz.
+ORIN_32GB_MAXN_GPU_MHZ = 930.75
+
 
 @dataclass(frozen=True)
 class BoardSpec:
@@ -42,6 +50,8 @@ class BoardSpec:
     gpu_dyn_w_per_sm_per_mhz_v2: float  # GPU switching power per SM at full activity, per MHz·V²
     gpu_idle_activity: float  # fraction of full switching power a pinned but idle GPU draws
     dram_energy_j_per_byte: float
+    level_table: str = "JetPack 5"  # whose devfreq level table `freqs_mhz` is
+    assumed_freqs_mhz: tuple[float, ...] = ()  # levels no public listing confirms
 
 
 # Voltage of the GPU rail against clock (MHz, V). Assumed: the shape of a typical DVFS table
@@ -66,13 +76,15 @@ _ORIN_COMMON = dict(
 )
 
 BOARDS: dict[str, BoardSpec] = {
-    # Jetson AGX Orin 64GB: 2048 CUDA cores in 16 SMs, up to 1300.5 MHz (MAXN).
+    # Jetson AGX Orin 64GB: 2048 CUDA cores in 16 SMs, up to 1300.5 MHz (MAXN), JetPack 5's levels.
     "orin-agx-64gb": BoardSpec(name="orin-agx-64gb", freqs_mhz=ORIN_GPU_LEVELS_MHZ, sm_count=16, **_ORIN_COMMON),
-    # Jetson AGX Orin 32GB: 1792 CUDA cores in 14 SMs, up to 930.75 MHz in MAXN (the paper's board).
-    # Assumed: the same ga10b level table, capped at 930.75 MHz.
+    # Jetson AGX Orin 32GB: 1792 CUDA cores in 14 SMs, up to 930.75 MHz in MAXN (the paper's board). JetPack 6's
+    # levels (the paper's 306 and 816 MHz lie on them, not on JetPack 5's), capped at 930.75 MHz.
     "orin-agx-32gb": BoardSpec(
         name="orin-agx-32gb",
-        freqs_mhz=tuple(f for f in ORIN_GPU_LEVELS_MHZ if f <= 930.75),
+        freqs_mhz=(*ORIN_JP6_GPU_LEVELS_MHZ, ORIN_32GB_MAXN_GPU_MHZ),
+        level_table="JetPack 6",
+        assumed_freqs_mhz=(ORIN_32GB_MAXN_GPU_MHZ,),
         sm_count=14,
         **_ORIN_COMMON,
     ),
