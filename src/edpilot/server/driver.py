@@ -130,7 +130,7 @@ class ServingDriver:
         for change in changes:
             self.session.set_traffic(change.traffic)
             self.metrics.arrival_rate.set(change.traffic.rate_per_s)
-            if change.first:
+            if change.kind != "drift":
                 log.info("traffic: %s", change.reason)
                 continue
             log.warning("re-planning: %s", change.reason)

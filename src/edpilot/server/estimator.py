@@ -5,7 +5,9 @@ model: 2·[n ln m − k ln m₁ − (n−k) ln m₂] maximised over the split k,
 output lengths with the same scan for a shift in the mean of log tokens. A change is reported when the
 statistic passes `threshold` and the change is large enough to matter (`min_rate_ratio`,
 `min_length_change`); the history then restarts at the change point, so the new estimate uses only the
-traffic after it. No timer is involved: only arrivals move the estimate.
+traffic after it. The estimated split can be a few arrivals off, so once `4·min_segment` arrivals have
+followed a drift the oldest `min_segment` of them are dropped and the estimate is refined (reported as
+`refined`, not as another drift). No timer is involved: only arrivals move the estimate.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -25,11 +28,11 @@ UNIFORM_GAP_CV = 0.5  # gaps whose coefficient of variation is below this look e
 
 @dataclass(frozen=True)
 class TrafficChange:
-    """A new traffic estimate and why it was made; `first` marks the first estimate (not a drift)."""
+    """A new traffic estimate and why it was made: the `first` one, a `drift`, or a `refined` drift estimate."""
 
     traffic: Traffic
     reason: str
-    first: bool = False
+    kind: Literal["first", "drift", "refined"] = "drift"
 
 
 class TrafficEstimator:
@@ -53,6 +56,7 @@ class TrafficEstimator:
         self._prompt: deque[float] = deque(maxlen=max_history)
         self._output: deque[float] = deque(maxlen=max_history)
         self._last_arrival_s: float | None = None
+        self._refine_at: int | None = None
         self.current: Traffic | None = None
 
     def observe(self, arrival_s: float, *, prompt_tokens: int, output_tokens: int) -> TrafficChange | None:
@@ -66,10 +70,20 @@ class TrafficEstimator:
             if len(self._gaps_s) < self.first_estimate_after:
                 return None
             self.current = self._estimate()
-            return TrafficChange(
-                self.current, f"first estimate from {len(self._gaps_s)} arrivals: {_describe(self.current)}", first=True
-            )
+            reason = f"first estimate from {len(self._gaps_s)} arrivals: {_describe(self.current)}"
+            return TrafficChange(self.current, reason, kind="first")
+        if self._refine_at is not None and len(self._gaps_s) >= self._refine_at:
+            self._refine_at = None
+            self._drop_oldest(self.min_segment)
+            self.current = self._estimate()
+            reason = f"refined from the {len(self._gaps_s)} arrivals since the drift: {_describe(self.current)}"
+            return TrafficChange(self.current, reason, kind="refined")
         return self._check_drift()
+
+    def _drop_oldest(self, count: int) -> None:
+        for history in (self._gaps_s, self._prompt, self._output):
+            for _ in range(count):
+                history.popleft()
 
     def _check_drift(self) -> TrafficChange | None:
         gaps = np.asarray(self._gaps_s)
@@ -79,13 +93,12 @@ class TrafficEstimator:
         for name, values in (("prompt length", self._prompt), ("output length", self._output)):
             tests.append((name, *_mean_shift_scan(np.asarray(values), self.min_segment)))
         for name, stat, split in sorted(tests, key=lambda t: -t[1]):
-            if stat < self.threshold or not self._matters(name, split):
-                continue
+            if stat < self.threshold or split >= gaps.size - self.min_segment or not self._matters(name, split):
+                continue  # a split at the edge may lie later still: wait for the arrivals that say where
             before = self.current
-            for history in (self._gaps_s, self._prompt, self._output):
-                for _ in range(split):
-                    history.popleft()
             assert before is not None
+            self._drop_oldest(split)
+            self._refine_at = 4 * self.min_segment
             self.current = self._estimate()
             reason = (
                 f"{name} changed (change-point statistic {stat:.1f} > {self.threshold:g}, "
