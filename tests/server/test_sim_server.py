@@ -177,3 +177,22 @@ def _wait_for(predicate, timeout_s: float = 60.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition never held"
         time.sleep(0.02)
+
+
+def test_a_client_that_goes_away_is_dropped_and_the_batch_goes_on(serve):
+    srv = serve("--device", "sim", "--freq", "828.75", "--batch", "4", "--max-wait-s", "100000", "--sim-speed", "50")
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up while its request waits for company
+        httpx.post(srv.url + "/v1/completions", json={"model": MODEL, "prompt": "gone", "max_tokens": 2}, timeout=0.5)
+    _wait_for(lambda: httpx.get(srv.url + "/healthz").json()["queue"] == 1)
+    client = srv.client()
+    with cf.ThreadPoolExecutor(max_workers=3) as pool:
+        texts = list(
+            pool.map(
+                lambda i: client.completions.create(model=MODEL, prompt=f"stay{i}", max_tokens=2).choices[0].text,
+                range(3),
+            )
+        )
+    assert texts == ["stay0 stay0", "stay1 stay1", "stay2 stay2"]  # released with the gone one, which was dropped
+    metrics = httpx.get(srv.url + "/metrics").text
+    assert "edpilot_dropped_requests_total 1.0" in metrics
+    assert "edpilot_batches_total 1.0" in metrics

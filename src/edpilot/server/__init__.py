@@ -4,6 +4,7 @@
     run_server(backends, session, settings=ServeSettings(port=8000), online=True, ...)
 
 - `app`: FastAPI routes (/v1/completions, /v1/chat/completions, /v1/models, /healthz, /metrics), OpenAI errors.
+- `service`, `protocol`: one request answered (whole or SSE) in the OpenAI wire shapes.
 - `worker`: the core's StaticBatcher, live: an asyncio queue and one worker thread for batches.
 - `driver`: rounds measured on live traffic and recorded by the same TuningSession as `tune`.
 - `estimator`: arrival rate and lengths of live traffic, and a change-point test for drift.

@@ -25,10 +25,11 @@ from edpilot.engine.hf import HfEngine
 from edpilot.errors import ConfigError
 from edpilot.objective import EnergyScope
 from edpilot.run import MAX_BUDGET, MAX_OUTPUT_TOKENS, MAX_PROMPT_TOKENS
-from edpilot.server.app import Service, create_app
+from edpilot.server.app import create_app
 from edpilot.server.driver import ServingDriver
 from edpilot.server.estimator import TrafficEstimator
 from edpilot.server.metrics import ServerMetrics
+from edpilot.server.service import Service
 from edpilot.server.worker import LiveBatcher
 from edpilot.sim import ProfileModel, SimEngine, open_sim
 from edpilot.tuner import TuningSession
