@@ -66,7 +66,7 @@ async def load(url: str, *, phases: list[tuple[float, int]], clients: int, speed
         try:
             r = await client.completions.create(model=MODEL, prompt=f"{rid} {FILLER}", max_tokens=OUTPUT_TOKENS)
         except openai.APIError as exc:
-            errors.append(f"{rid}: {exc}")
+            errors.append(f"{rid}: {type(exc).__name__}: {exc}")
             return
         latencies_s[rid] = (time.monotonic() - t0) * speed
         answers.setdefault(rid, []).append(r.choices[0].text)
@@ -97,6 +97,7 @@ async def load(url: str, *, phases: list[tuple[float, int]], clients: int, speed
         "duplicated": sum(len(t) - 1 for t in answers.values()),
         "wrong_owner": len(wrong),
         "errors": len(errors),
+        "first_error": errors[0] if errors else None,
         "offered_rate_per_s": (len(sends_s) - 1) / ((max(sends_s) - min(sends_s)) * speed),
         "throughput_per_s": len(answers) / (wall_s * speed),
         "p50_latency_s": float(np.percentile(lat, 50)),

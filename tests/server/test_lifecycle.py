@@ -80,7 +80,8 @@ def test_online_tuning_records_rounds_that_report_reads(serve, tmp_path):
     assert {(r.config.freq_mhz, r.config.batch_size) for r in data.rounds} == {
         (f, b) for f in (420.75, 930.75) for b in (1, 2)
     }  # grid visited every config
-    assert all(r.obs.requests >= 4 and r.obs.energy_per_request_j > 0 for r in data.rounds)
+    assert all(r.obs.energy_per_request_j > 0 for r in data.rounds)
+    assert all(r.obs.requests >= 4 for r in data.rounds if "cut short" not in (r.note or ""))
     assert data.summary is not None and data.summary["best"]["batch_size"] in (1, 2)
     out = tmp_path / "plots"
     r = edpilot("report", str(log), "--out", str(out))
