@@ -53,3 +53,10 @@ def test_an_exception_leaves_the_window_open():
         raise KeyError("boom")
     with pytest.raises(RuntimeError):
         _ = w.duration_s
+
+
+def test_a_meter_that_did_not_advance_is_not_a_zero_energy_winner():
+    clock = VirtualClock()
+    with EnergyWindow(ScriptedMeter([7.0, 7.0]), clock) as w:
+        clock.sleep(0.2)
+    assert w.energy_j is None

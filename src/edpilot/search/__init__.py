@@ -12,15 +12,16 @@ from edpilot.errors import ConfigError
 from edpilot.search.base import SearchContext, Strategy
 from edpilot.search.baseline import BaselineStrategy
 from edpilot.search.camel import CamelStrategy
+from edpilot.search.edpilot import EdpilotStrategy
 from edpilot.search.grid import GridStrategy
 from edpilot.search.random import RandomStrategy
 
 __all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "SearchContext", "Strategy", "make_strategy"]
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (BaselineStrategy, GridStrategy, RandomStrategy, CamelStrategy)
+    cls.name: cls for cls in (EdpilotStrategy, BaselineStrategy, GridStrategy, RandomStrategy, CamelStrategy)
 }
-DEFAULT_STRATEGY = "camel"
+DEFAULT_STRATEGY = "edpilot"
 
 
 def make_strategy(name: str, ctx: SearchContext) -> Strategy:

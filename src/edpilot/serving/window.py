@@ -4,8 +4,10 @@
         ...serve...
     w.energy_j, w.duration_s, w.meter_updates
 
-`energy_j` is None when the meter has no reading at either end (no meter, or a read that failed): a
-measurement that could not be taken is missing, never held or invented. `begin()`/`end()` do the same for
+`energy_j` is None when the meter has no reading at either end (no meter, or a read that failed), or
+when it did not advance over a stretch of time (a counter that has not updated yet reads 0 J, which is
+not a measurement): a measurement that could not be taken is missing, never held or invented.
+`begin()`/`end()` do the same for
 drivers whose window does not fit one block (the live server).
 """
 
@@ -56,10 +58,13 @@ class EnergyWindow:
 
     @property
     def energy_j(self) -> float | None:
-        """Joules spent in the window, or None when the meter could not be read at either end."""
+        """Joules spent in the window, or None when the meter could not be read or did not advance."""
         if self._start_j is None or self._end_j is None:
             return None
-        return self._end_j - self._start_j
+        energy_j = self._end_j - self._start_j
+        if energy_j <= 0 and self.duration_s > 0:
+            return None
+        return energy_j
 
     @property
     def meter_updates(self) -> float | None:

@@ -8,7 +8,7 @@ from edpilot.backends import Backends, build_space, open_backends
 from edpilot.clock import WallClock
 from edpilot.objective import Objective
 from edpilot.runner import Runner
-from edpilot.search import SearchContext, make_strategy
+from edpilot.search import DEFAULT_STRATEGY, SearchContext, make_strategy
 from edpilot.tuner import SessionSettings, TuningSession, tune
 from edpilot.workload import Workload
 
@@ -22,7 +22,7 @@ def simulated_session(backends: Backends, *, strategy: str, seed: int) -> Tuning
     return TuningSession(settings, Workload().traffic(32))
 
 
-def tune_speed(*, rounds: int = 100, strategy: str = "camel", repeats: int = 5) -> dict[str, object]:
+def tune_speed(*, rounds: int = 100, strategy: str = DEFAULT_STRATEGY, repeats: int = 5) -> dict[str, object]:
     """Wall time (s) of `repeats` simulated tuning runs of `rounds` rounds, and time per decision (ms)."""
     clock = WallClock()
     wall_s = []
