@@ -150,6 +150,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=1200, help="requests per run (all clients)")
     parser.add_argument("--drift", action="store_true", help="only the drift run")
+    parser.add_argument("--modes", default="online,baseline,tuned", help="which configs to serve at each rate")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write every result here")
     args = parser.parse_args()
@@ -162,10 +163,14 @@ def main() -> None:
     else:
         for rate in (float(r) for r in args.rates.split(",")):
             phases = [(rate, args.requests)]
-            results.append(scenario(f"λ={rate:g} online", [], phases=phases, **common))
-            results.append(
-                scenario(f"λ={rate:g} baseline", ["--freq", "930.75", "--batch", "28"], phases=phases, **common)
-            )
+            modes = args.modes.split(",")
+            if "online" in modes:
+                results.append(scenario(f"λ={rate:g} online", [], phases=phases, **common))
+            if "baseline" in modes:
+                fixed = ["--freq", "930.75", "--batch", "28"]
+                results.append(scenario(f"λ={rate:g} baseline", fixed, phases=phases, **common))
+            if "tuned" not in modes:
+                continue
             with tempfile.TemporaryDirectory() as tmp:
                 tuned = Path(tmp) / "tune.jsonl"
                 command = [
