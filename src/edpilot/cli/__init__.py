@@ -9,6 +9,7 @@ from edpilot.cli.common import err_console
 from edpilot.cli.devices import apply_command, devices_command, restore_command
 from edpilot.cli.profile import profile_command
 from edpilot.cli.report import report_command
+from edpilot.cli.serve import serve_command
 from edpilot.cli.tune import tune_command
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.command("devices")(devices_command)
 app.command("apply")(apply_command)
 app.command("restore")(restore_command)
 app.command("bench")(bench_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:

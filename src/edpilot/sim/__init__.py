@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edpilot.architectures import get_architecture
-from edpilot.clock import VirtualClock
+from edpilot.clock import ScaledClock, VirtualClock
 from edpilot.errors import ConfigError
 from edpilot.sim.constants import BOARDS, DEFAULT_BOARD, LLAMA_CPP_Q5_K_M
 from edpilot.sim.model import AnalyticModel, BatchCost, PerformanceModel, ProfileModel
@@ -39,7 +39,7 @@ __all__ = [
 class SimPlatform:
     """Everything a simulated run needs, sharing one clock."""
 
-    clock: VirtualClock
+    clock: VirtualClock | ScaledClock
     device: SimDevice
     engine: SimEngine
     model: PerformanceModel
@@ -53,10 +53,15 @@ def open_sim(
     seed: int = 0,
     dry_run: bool = False,
     read_only: bool = False,
+    clock: VirtualClock | ScaledClock | None = None,
+    filler_text: bool = False,
 ) -> SimPlatform:
-    """Build a simulated platform from a `sim[:BOARD]` spec, a model name, or a profile table."""
+    """Build a simulated platform from a `sim[:BOARD]` spec, a model name, or a profile table.
+
+    `clock` defaults to a fresh VirtualClock (time jumps); the live server passes a ScaledClock (wall-paced).
+    """
     _, _, board_name = spec.partition(":")
-    clock = VirtualClock()
+    clock = clock or VirtualClock()
     rng = np.random.default_rng(seed)
     if profile is not None:
         if board_name:
@@ -71,4 +76,6 @@ def open_sim(
         perf = AnalyticModel(BOARDS[board_name], get_architecture(model), LLAMA_CPP_Q5_K_M)
         name = f"sim:{board_name}"
     device = SimDevice(perf, clock, name=name, dry_run=dry_run, read_only=read_only)
-    return SimPlatform(clock=clock, device=device, engine=SimEngine(device, perf, clock, rng), model=perf)
+    return SimPlatform(
+        clock=clock, device=device, engine=SimEngine(device, perf, clock, rng, filler_text=filler_text), model=perf
+    )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edpilot.clock import Clock, VirtualClock
+from edpilot.clock import Clock, ScaledClock, VirtualClock
 from edpilot.engine.base import Completion
 from edpilot.errors import DeviceError
 from edpilot.hardware.base import Device, DeviceCapabilities
@@ -25,7 +25,13 @@ class SimDevice:
     """
 
     def __init__(
-        self, model: PerformanceModel, clock: VirtualClock, *, name: str, read_only: bool = False, dry_run: bool = False
+        self,
+        model: PerformanceModel,
+        clock: VirtualClock | ScaledClock,
+        *,
+        name: str,
+        read_only: bool = False,
+        dry_run: bool = False,
     ) -> None:
         self.name = name
         reason = "--read-only was given" if read_only else ("dry run: clocks are never written" if dry_run else None)
@@ -107,13 +113,24 @@ class SimEngine:
 
     On a SimDevice the batch's time and energy go to the virtual clock and the simulated meter; on a
     real device the engine only waits on `clock` for the modelled time (the real meter measures).
+    `filler_text` answers each request with its prompt's words repeated to its output length (the live
+    server's sim engine: an answer that shows which prompt it belongs to); otherwise the text is empty.
     """
 
     name = "sim"
     needs_warmup = False
 
-    def __init__(self, device: Device, model: PerformanceModel, clock: Clock, rng: np.random.Generator) -> None:
+    def __init__(
+        self,
+        device: Device,
+        model: PerformanceModel,
+        clock: Clock,
+        rng: np.random.Generator,
+        *,
+        filler_text: bool = False,
+    ) -> None:
         self.device, self.model, self.clock, self.rng = device, model, clock, rng
+        self.filler_text = filler_text
 
     def generate(self, batch: Sequence[Request]) -> list[Completion]:
         """Spend the batch's modelled service time; return empty completions with the modelled TTFT."""
@@ -125,7 +142,14 @@ class SimEngine:
             self.device.run_batch(cost)
         else:
             self.clock.sleep_until(self.clock.now_s() + cost.service_s)
-        return [Completion(text="", output_tokens=r.max_new_tokens, ttft_s=cost.ttft_s) for r in batch]
+        return [
+            Completion(
+                text=filler_text(r.prompt, r.max_new_tokens) if self.filler_text else "",
+                output_tokens=r.max_new_tokens,
+                ttft_s=cost.ttft_s,
+            )
+            for r in batch
+        ]
 
     def describe(self) -> dict[str, object]:
         """Engine backend and the model it models."""
@@ -133,3 +157,9 @@ class SimEngine:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def filler_text(prompt: str, tokens: int) -> str:
+    """`tokens` words cycled from `prompt` (a word counts as one token), e.g. ("a b", 3) -> "a b a"."""
+    words = prompt.split() or ["_"]
+    return " ".join(words[i % len(words)] for i in range(tokens))

@@ -1,0 +1,179 @@
+"""`edpilot serve`: an OpenAI-compatible endpoint that batches live requests at a tuned (or tuning) config."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edpilot.cli.common import err_console, handle_errors
+from edpilot.cli.options import (
+    BaselineOpt,
+    BatchesOpt,
+    DeviceOpt,
+    DryRunOpt,
+    DtypeOpt,
+    EnergyScopeOpt,
+    EngineOpt,
+    FreqsOpt,
+    ModelOpt,
+    ObjectiveOpt,
+    OverwriteOpt,
+    PaperOpt,
+    PowerCapOpt,
+    RailsOpt,
+    ReadOnlyOpt,
+    SeedOpt,
+    SloOpt,
+    StrategyOpt,
+    SysfsRootOpt,
+    TorchDeviceOpt,
+    split_list,
+)
+from edpilot.engine import EngineOptions
+from edpilot.errors import ConfigError
+from edpilot.hardware.guard import guarded
+from edpilot.run import SearchRequest, resolve_paper, start_session
+from edpilot.runlog import RunLog
+from edpilot.search import DEFAULT_STRATEGY
+from edpilot.serving.traffic import Traffic
+
+
+@handle_errors
+def serve_command(
+    engine: EngineOpt = "sim",
+    device: DeviceOpt = "sim",
+    model: ModelOpt = "llama-3.2-1b",
+    tune: Annotated[str | None, typer.Option(help="online: tune on live traffic (default without a config).")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Serve the config a tuning run chose (its run log's summary).")
+    ] = None,
+    freq: Annotated[float | None, typer.Option(help="Serve at this GPU frequency (MHz); needs --batch.")] = None,
+    batch: Annotated[int | None, typer.Option(help="Serve at this static batch size.")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; other than loopback needs --api-key or --insecure.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port (0: any free one; the address is printed).")] = 8000,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="EDPILOT_API_KEY", help="Require 'Authorization: Bearer KEY'.")
+    ] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback bind without a key.")] = False,
+    max_wait_s: Annotated[
+        float | None,
+        typer.Option(
+            "--max-wait-s", "--max-wait", help="Flush a partial batch once its oldest request waited this long (s)."
+        ),
+    ] = 5.0,
+    max_queue: Annotated[int, typer.Option(help="Queued requests before answering 429.")] = 1024,
+    sim_speed: Annotated[
+        float, typer.Option(help="--device sim: run the simulated board this many times faster.")
+    ] = 1.0,
+    model_name: Annotated[str | None, typer.Option(help="Model id clients use (default: the engine's model).")] = None,
+    budget: Annotated[int, typer.Option(help="Search rounds online, at start and after each traffic drift.")] = 30,
+    requests_per_round: Annotated[int, typer.Option(help="Served requests per measurement round (at least).")] = 32,
+    strategy: StrategyOpt = DEFAULT_STRATEGY,
+    objective: ObjectiveOpt = None,
+    energy_scope: EnergyScopeOpt = None,
+    paper: PaperOpt = False,
+    freqs: FreqsOpt = None,
+    batches: BatchesOpt = None,
+    baseline: BaselineOpt = None,
+    slo_p95: SloOpt = None,
+    power_cap: PowerCapOpt = None,
+    seed: SeedOpt = 0,
+    output: Annotated[Path | None, typer.Option(help="Write the run log (JSONL), round by round.")] = None,
+    overwrite: OverwriteOpt = False,
+    profile: Annotated[Path | None, typer.Option(help="--device sim: replay this profile table.")] = None,
+    sysfs_root: SysfsRootOpt = None,
+    rails: RailsOpt = None,
+    dry_run: DryRunOpt = False,
+    read_only: ReadOnlyOpt = False,
+    torch_device: TorchDeviceOpt = None,
+    dtype: DtypeOpt = None,
+) -> None:
+    """Serve /v1/completions and /v1/chat/completions, batching requests at the tuned GPU frequency and batch size.
+
+    Online tuning (the default) searches on live traffic and re-plans when it drifts; --config serves what
+    `edpilot tune --output run.jsonl` chose; --freq/--batch serve one config. Stop with Ctrl-C or SIGTERM:
+    queued requests get an error, the running batch finishes, the device is restored.
+    """
+    from edpilot.server.launch import ServeSettings, open_serving_backends, run_server
+    from edpilot.server.plan import plan_search, resolve_plan
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ServeSettings(
+        host=host,
+        port=port,
+        api_key=api_key,
+        insecure=insecure,
+        max_queue=max_queue,
+        max_wait_s=max_wait_s,
+        sim_speed=sim_speed,
+        budget=budget,
+        model_name=model_name,
+    )
+    plan = resolve_plan(tune=tune, config=config, freq_mhz=freq, batch_size=batch)
+    objective_name, scope, rail_list = resolve_paper(
+        paper=paper, objective=objective, energy_scope=energy_scope, rails=split_list(rails)
+    )
+    search = SearchRequest(
+        freqs=freqs,
+        batches=batches,
+        baseline=baseline,
+        strategy=strategy,
+        budget=budget,
+        objective=objective_name,
+        energy_scope=scope,
+        requests_per_round=requests_per_round,
+        max_wait_s=max_wait_s,
+        slo_p95_s=slo_p95,
+        power_cap_w=power_cap,
+        seed=seed,
+    )
+    if not plan.online and (freqs or batches or baseline):
+        raise ConfigError("--freqs/--batches/--baseline shape online tuning; a fixed config takes none of them")
+    backends = open_serving_backends(
+        device=device,
+        engine=engine,
+        model=model,
+        sim_speed=sim_speed,
+        profile=str(profile) if profile else None,
+        seed=seed,
+        sysfs_root=sysfs_root,
+        rails=rail_list,
+        dry_run=dry_run,
+        read_only=read_only,
+        engine_options=EngineOptions(torch_device=torch_device, dtype=dtype, fixed_output_length=False, seed=seed),
+    )
+    with guarded(backends.device), RunLog(output, overwrite=overwrite) as run_log:
+        try:
+            search = plan_search(plan, search, backends.device)
+            traffic = Traffic(arrivals="saturated", requests_per_round=requests_per_round)  # until live arrivals tell
+            session = start_session(
+                backends,
+                search,
+                traffic,
+                run_log=run_log,
+                model=model,
+                mode="serve",
+                workload_name="live",
+                output_tokens=None,
+            )
+
+            def ready(url: str) -> None:
+                what = "tuning online" if plan.online else f"at {session.baseline} ({plan.source})"
+                err_console.print(f"edpilot: serving on {url} — {backends.device.name}, {what}", highlight=False)
+
+            run_server(
+                backends,
+                session,
+                settings=settings,
+                online=plan.online,
+                energy_scope=search.energy_scope,  # type: ignore[arg-type]
+                model=model,
+                on_ready=ready,
+            )
+        finally:
+            backends.engine.close()

@@ -1,0 +1,19 @@
+"""`edpilot serve`: an OpenAI-compatible HTTP service that batches live requests and tunes itself on them.
+
+    backends = open_serving_backends(device="sim", engine="sim", model="llama-3.2-1b", sim_speed=10)
+    run_server(backends, session, settings=ServeSettings(port=8000), online=True, ...)
+
+- `app`: FastAPI routes (/v1/completions, /v1/chat/completions, /v1/models, /healthz, /metrics), OpenAI errors.
+- `service`, `protocol`: one request answered (whole or SSE) in the OpenAI wire shapes.
+- `worker`: the core's StaticBatcher, live: an asyncio queue and one worker thread for batches.
+- `driver`: rounds measured on live traffic and recorded by the same TuningSession as `tune`.
+- `estimator`: arrival rate and lengths of live traffic, and a change-point test for drift.
+- `plan`: online tuning, a tuning run's choice (`--config`), or a fixed config.
+Needs the `[serve]` extra (fastapi, uvicorn, prometheus-client). Raises ConfigError for bad settings.
+"""
+
+from __future__ import annotations
+
+from edpilot.server.launch import ServeSettings, open_serving_backends, run_server
+
+__all__ = ["ServeSettings", "open_serving_backends", "run_server"]

@@ -1,0 +1,132 @@
+"""The HTTP face of the server (FastAPI): OpenAI-compatible completions and chat, models, health, metrics.
+
+Every error is answered in OpenAI's shape: invalid JSON 400, a field missing or of the wrong type 422,
+a bad value (max_tokens, a prompt over the context) 400, an unknown model 404, a missing or wrong API key
+401, a full queue 429 with Retry-After, shutting down 503, an engine failure 502.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from edpilot.server import protocol as p
+from edpilot.server.service import Service, answer
+from edpilot.server.worker import LiveBatcher
+
+log = logging.getLogger(__name__)
+
+
+def create_app(service: Service) -> FastAPI:
+    """The FastAPI app around `service`; its lifespan starts and stops the batch loop."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.live.start()
+        try:
+            yield
+        finally:
+            await service.live.stop()
+            if service.on_stop is not None:
+                await asyncio.get_running_loop().run_in_executor(None, service.on_stop)
+
+    app = FastAPI(title="edpilot", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(p.ApiError)
+    async def api_error(request: Request, exc: p.ApiError) -> JSONResponse:
+        service.metrics.requests.labels(request.url.path, str(exc.status)).inc()
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return await api_error(request, p.ApiError(exc.status_code, str(exc.detail), code="not_found"))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return await api_error(request, p.ApiError(500, f"internal error: {type(exc).__name__}", type="server_error"))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        live = service.live
+        return {"status": "draining" if live.draining else "ok", "queue": len(live.batcher), **_config(live)}
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        _authorize(service, request)
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        _authorize(service, request)
+        return {"object": "list", "data": [{"id": service.model_id, "object": "model", "owned_by": "edpilot"}]}
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        body = await _parse(service, request, p.CompletionBody)
+        assert isinstance(body, p.CompletionBody)
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        if len(prompts) != 1:
+            raise p.ApiError(400, "prompt must be one string (or a list of exactly one)", param="prompt")
+        max_tokens = p.DEFAULT_COMPLETION_MAX_TOKENS if body.max_tokens is None else body.max_tokens
+        return await answer(service, request, body, prompts[0], max_tokens, chat=False)
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        body = await _parse(service, request, p.ChatBody)
+        assert isinstance(body, p.ChatBody)
+        max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+        max_tokens = p.DEFAULT_CHAT_MAX_TOKENS if max_tokens is None else max_tokens
+        return await answer(service, request, body, p.chat_prompt(body.messages), max_tokens, chat=True)
+
+    return app
+
+
+def _config(live: LiveBatcher) -> dict[str, Any]:
+    c = live.driver.config
+    return {"freq_mhz": c.freq_mhz, "batch_size": c.batch_size}
+
+
+def _authorize(service: Service, request: Request) -> None:
+    if service.api_key is None:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), service.api_key.encode()):
+        raise p.ApiError(401, "missing or wrong API key (Authorization: Bearer KEY)", code="invalid_api_key")
+
+
+async def _parse(service: Service, request: Request, model: type[BaseModel]) -> BaseModel:
+    _authorize(service, request)
+    try:
+        data = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise p.ApiError(400, "the body is not valid JSON", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise p.ApiError(400, "the body must be a JSON object", code="invalid_json")
+    try:
+        body = model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(x) for x in first["loc"]) or None
+        raise p.ApiError(422, f"{param}: {first['msg']}", param=param, code="invalid_field") from None
+    if body.model != service.model_id:  # type: ignore[attr-defined]
+        raise p.ApiError(
+            404,
+            f"model {body.model!r} does not exist; this server serves {service.model_id!r}",  # type: ignore[attr-defined]
+            param="model",
+            code="model_not_found",
+        )
+    if body.n != 1:  # type: ignore[attr-defined]
+        raise p.ApiError(400, "only n=1 is supported", param="n")
+    return body

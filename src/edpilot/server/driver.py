@@ -1,0 +1,194 @@
+"""The worker thread's side of the server: run batches, measure rounds, move to the session's next config.
+
+A round is a window of served requests at one config (at least `Traffic.window_requests(b)` of them),
+measured with an `EnergyWindow` and turned into an Observation by `runner.summarize`, exactly as `tune`
+does with replayed traffic; the same `TuningSession` records it, so the run log is the same format.
+Online, the session proposes configs for `budget` rounds, then the server holds the session's best
+config (still measuring it); a traffic drift re-plans at once and opens another `budget` rounds.
+Everything here runs on one worker thread; `offer_traffic` is the only entry from the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from edpilot.backends import Backends
+from edpilot.engine.base import Completion
+from edpilot.errors import EdpilotError
+from edpilot.objective import EnergyScope
+from edpilot.runner import ServedBatch, run_batch, summarize
+from edpilot.server.estimator import TrafficChange
+from edpilot.server.metrics import ServerMetrics
+from edpilot.serving.window import EnergyWindow
+from edpilot.space import Config
+from edpilot.tuner import TuneResult, TuningSession
+from edpilot.workload import Request
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch gave back: one completion and one energy share (J, None: no meter) per request."""
+
+    completions: list[Completion]
+    energy_j: list[float | None]
+    batch_size: int
+
+
+class _Recorder:
+    """The engine, keeping the completions of its last batch (run_batch measures, the server needs the text)."""
+
+    def __init__(self, engine: object) -> None:
+        self.engine = engine
+        self.name = engine.name  # type: ignore[attr-defined]
+        self.needs_warmup = False
+        self.last: list[Completion] = []
+
+    def generate(self, batch: Sequence[Request]) -> list[Completion]:
+        self.last = self.engine.generate(batch)  # type: ignore[attr-defined]
+        return self.last
+
+
+class ServingDriver:
+    """Runs batches at the session's current config and records a round whenever a window is complete."""
+
+    def __init__(
+        self,
+        backends: Backends,
+        session: TuningSession,
+        *,
+        metrics: ServerMetrics,
+        online: bool,
+        budget: int,
+        energy_scope: EnergyScope,
+    ) -> None:
+        self.device, self.clock, self.session = backends.device, backends.clock, session
+        self.metrics, self.online, self.budget, self.energy_scope = metrics, online, budget, energy_scope
+        self._engine = _Recorder(backends.engine)
+        self._search_until = budget
+        self._lock = threading.Lock()
+        self._pending: list[TrafficChange] = []
+        self._batches: list[ServedBatch] = []
+        self._window: EnergyWindow | None = None
+        self._note: str | None = None
+        self.config = session.next_config()
+
+    def start(self) -> Config:
+        """Open the first round at the session's first config (the baseline); returns it."""
+        self._open_round(self.config)
+        return self.config
+
+    def offer_traffic(self, change: TrafficChange) -> None:
+        """A new traffic estimate from the event loop; applied at the next batch boundary."""
+        with self._lock:
+            self._pending.append(change)
+
+    def serve(self, requests: list[Request]) -> BatchResult:
+        """Run one batch at the current config; close the round when its window is full."""
+        self._apply_traffic()
+        try:
+            served = run_batch(requests, engine=self._engine, device=self.device, clock=self.clock)  # type: ignore[arg-type]
+            completions = list(self._engine.last)
+        except Exception as exc:  # an engine failure is the batch's answer, never the server's end
+            log.error("batch of %d failed: %s", len(requests), exc)
+            error = f"{type(exc).__name__}: {exc}"
+            return BatchResult(
+                [Completion("", 0, error=error)] * len(requests), [None] * len(requests), self.config.batch_size
+            )
+        share = None if served.energy_j is None else served.energy_j / len(requests)
+        self.metrics.batches.inc()
+        if share is not None:
+            self.metrics.energy_j.inc(served.energy_j)  # type: ignore[arg-type]
+        self._batches.append(served)
+        if sum(len(b.requests) for b in self._batches) >= self.session.traffic.window_requests(self.config.batch_size):
+            self._close_round()
+            self._next_round()
+        return BatchResult(completions, [share] * len(requests), self.config.batch_size)
+
+    def finish(self) -> TuneResult | None:
+        """End of service: the summary record when a round was recorded (a partial round is not)."""
+        if self._batches:
+            log.info(
+                "shutdown: %d requests of an unfinished round are not recorded",
+                sum(len(b.requests) for b in self._batches),
+            )
+        if not self.session.rounds:
+            return None
+        try:
+            return self.session.finish()
+        except EdpilotError as exc:
+            log.error("no summary: %s", exc)
+            return None
+
+    def _apply_traffic(self) -> None:
+        with self._lock:
+            changes, self._pending = self._pending, []
+        for change in changes:
+            self.session.set_traffic(change.traffic)
+            self.metrics.arrival_rate.set(change.traffic.rate_per_s)
+            if change.kind != "drift":
+                log.info("traffic: %s", change.reason)
+                continue
+            log.warning("re-planning: %s", change.reason)
+            self.metrics.retunes.inc()
+            if self.online:
+                self._search_until = len(self.session.rounds) - 1 + self.budget
+                if self._batches and self.session.strategy is not None:
+                    self._close_round(cut="cut short by a traffic drift")
+                    self._next_round()
+            self._note = f"traffic drift: {change.reason}"
+
+    def _close_round(self, *, cut: str | None = None) -> None:
+        window, batches = self._window, self._batches
+        assert window is not None
+        window.end()
+        self._batches = []
+        obs = summarize(
+            batches,
+            window=window,
+            energy_scope=self.energy_scope,
+            batch_size=self.config.batch_size,
+            actual_freq_mhz=self.device.current_freq_mhz(),
+        )
+        note = "; ".join(n for n in (self._note, cut) if n) or None
+        self._note = None
+        try:
+            record = self.session.record(self.config, obs, note=note)
+        except EdpilotError as exc:  # e.g. a baseline round whose every request failed: measure it again
+            log.error("round at %s not recorded: %s", self.config, exc)
+            return
+        self.metrics.rounds.inc()
+        if obs.edp is not None:
+            self.metrics.edp.set(obs.edp)
+        if obs.energy_per_request_j is not None:
+            self.metrics.energy_per_request_j.set(obs.energy_per_request_j)
+        cost = "failed" if record.cost is None else f"cost {record.cost:.4g}"
+        log.info("round %d at %s: %d requests, %s", record.round, self.config, obs.requests, cost)
+
+    def _next_round(self) -> None:
+        if not self.online or self.session.strategy is None or len(self.session.rounds) - 1 < self._search_until:
+            config = self.session.next_config()
+        else:
+            config = self.session.best()
+            self._note = self._note or "hold: the session's best config"
+        if config != self.config:
+            log.info("serving at %s (was %s)", config, self.config)
+        self._open_round(config)
+
+    def _open_round(self, config: Config) -> None:
+        caps = self.device.capabilities
+        self._window = EnergyWindow(self.device, self.clock, update_interval_ms=caps.meter_update_interval_ms).begin()
+        if (
+            config.freq_mhz is not None
+            and (caps.can_set_clocks or caps.dry_run)
+            and (config.freq_mhz != self.config.freq_mhz or not self.session.rounds)
+        ):
+            self.device.set_freq_mhz(config.freq_mhz)
+        self.config = config
+        self.metrics.batch_size.set(config.batch_size)
+        if config.freq_mhz is not None:
+            self.metrics.freq_mhz.set(config.freq_mhz)

@@ -1,0 +1,159 @@
+"""Live traffic as the search sees it: arrival rate and lengths, and a change-point test for drift.
+
+Arrivals are tested with a likelihood-ratio change-point scan on the inter-arrival gaps (exponential
+model: 2·[n ln m − k ln m₁ − (n−k) ln m₂] maximised over the split k, m the segment means); prompt and
+output lengths with the same scan for a shift in the mean of log tokens. A change is reported when the
+statistic passes `threshold` and the change is large enough to matter (`min_rate_ratio`,
+`min_length_change`); the history then restarts at the change point, so the new estimate uses only the
+traffic after it. The estimated split can be a few arrivals off, so once `4·min_segment` arrivals have
+followed a drift the oldest `min_segment` of them are dropped and the estimate is refined (reported as
+`refined`, not as another drift). No timer is involved: only arrivals move the estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from edpilot.serving.traffic import Traffic
+
+MIN_MEAN_GAP_S = 1e-6  # requests in the same instant: a burst, not an infinite rate
+LOG_LENGTH_VAR_FLOOR = 0.01  # (10 %)² on the log scale, so constant lengths do not make every wiggle significant
+UNIFORM_GAP_CV = 0.5  # gaps whose coefficient of variation is below this look evenly spaced, not Poisson
+
+
+@dataclass(frozen=True)
+class TrafficChange:
+    """A new traffic estimate and why it was made: the `first` one, a `drift`, or a `refined` drift estimate."""
+
+    traffic: Traffic
+    reason: str
+    kind: Literal["first", "drift", "refined"] = "drift"
+
+
+class TrafficEstimator:
+    """Feeds on arrivals (clock time, prompt and output tokens); says when the traffic has changed."""
+
+    def __init__(
+        self,
+        *,
+        requests_per_round: int,
+        first_estimate_after: int = 16,
+        min_segment: int = 20,
+        max_history: int = 400,
+        threshold: float = 24.0,
+        min_rate_ratio: float = 1.5,
+        min_length_change: float = 0.25,
+    ) -> None:
+        self.requests_per_round = requests_per_round
+        self.first_estimate_after, self.min_segment, self.threshold = first_estimate_after, min_segment, threshold
+        self.min_rate_ratio, self.min_length_change = min_rate_ratio, min_length_change
+        self._gaps_s: deque[float] = deque(maxlen=max_history)
+        self._prompt: deque[float] = deque(maxlen=max_history)
+        self._output: deque[float] = deque(maxlen=max_history)
+        self._last_arrival_s: float | None = None
+        self._refine_at: int | None = None
+        self.current: Traffic | None = None
+
+    def observe(self, arrival_s: float, *, prompt_tokens: int, output_tokens: int) -> TrafficChange | None:
+        """One arrival; returns a TrafficChange when there is a first estimate or a detected drift."""
+        if self._last_arrival_s is not None:
+            self._gaps_s.append(max(0.0, arrival_s - self._last_arrival_s))
+            self._prompt.append(math.log(max(1, prompt_tokens)))
+            self._output.append(math.log(max(1, output_tokens)))
+        self._last_arrival_s = arrival_s
+        if self.current is None:
+            if len(self._gaps_s) < self.first_estimate_after:
+                return None
+            self.current = self._estimate()
+            reason = f"first estimate from {len(self._gaps_s)} arrivals: {_describe(self.current)}"
+            return TrafficChange(self.current, reason, kind="first")
+        if self._refine_at is not None and len(self._gaps_s) >= self._refine_at:
+            self._refine_at = None
+            self._drop_oldest(self.min_segment)
+            self.current = self._estimate()
+            reason = f"refined from the {len(self._gaps_s)} arrivals since the drift: {_describe(self.current)}"
+            return TrafficChange(self.current, reason, kind="refined")
+        return self._check_drift()
+
+    def _drop_oldest(self, count: int) -> None:
+        for history in (self._gaps_s, self._prompt, self._output):
+            for _ in range(count):
+                history.popleft()
+
+    def _check_drift(self) -> TrafficChange | None:
+        gaps = np.asarray(self._gaps_s)
+        if gaps.size < 2 * self.min_segment:
+            return None
+        tests = [("arrival rate", *_exponential_scan(gaps, self.min_segment))]
+        for name, values in (("prompt length", self._prompt), ("output length", self._output)):
+            tests.append((name, *_mean_shift_scan(np.asarray(values), self.min_segment)))
+        for name, stat, split in sorted(tests, key=lambda t: -t[1]):
+            if stat < self.threshold or split >= gaps.size - self.min_segment or not self._matters(name, split):
+                continue  # a split at the edge may lie later still: wait for the arrivals that say where
+            before = self.current
+            assert before is not None
+            self._drop_oldest(split)
+            self._refine_at = 4 * self.min_segment
+            self.current = self._estimate()
+            reason = (
+                f"{name} changed (change-point statistic {stat:.1f} > {self.threshold:g}, "
+                f"{len(self._gaps_s)} arrivals since): {_describe(before)} -> {_describe(self.current)}"
+            )
+            return TrafficChange(self.current, reason)
+        return None
+
+    def _matters(self, name: str, split: int) -> bool:
+        if name == "arrival rate":
+            gaps = np.asarray(self._gaps_s)
+            ratio = max(gaps[:split].mean(), MIN_MEAN_GAP_S) / max(gaps[split:].mean(), MIN_MEAN_GAP_S)
+            return max(ratio, 1 / ratio) >= self.min_rate_ratio
+        values = np.asarray(self._prompt if name == "prompt length" else self._output)
+        change = math.exp(abs(values[split:].mean() - values[:split].mean())) - 1
+        return change >= self.min_length_change
+
+    def _estimate(self) -> Traffic:
+        gaps = np.asarray(self._gaps_s)
+        mean_gap_s = max(float(gaps.mean()), MIN_MEAN_GAP_S)
+        cv = float(gaps.std() / mean_gap_s)
+        return Traffic(
+            arrivals="uniform" if cv < UNIFORM_GAP_CV else "poisson",
+            rate_per_s=1.0 / mean_gap_s,
+            prompt_tokens=max(1.0, float(np.exp(np.mean(self._prompt)))),
+            output_tokens=max(1.0, float(np.exp(np.mean(self._output)))),
+            requests_per_round=self.requests_per_round,
+        )
+
+
+def _exponential_scan(gaps_s: np.ndarray, min_segment: int) -> tuple[float, int]:
+    """Largest likelihood-ratio statistic of one change in an exponential rate, and where it splits."""
+    n = gaps_s.size
+    k = np.arange(min_segment, n - min_segment + 1)
+    csum = np.cumsum(gaps_s)
+    m1 = np.maximum(csum[k - 1] / k, MIN_MEAN_GAP_S)
+    m2 = np.maximum((csum[-1] - csum[k - 1]) / (n - k), MIN_MEAN_GAP_S)
+    m = max(csum[-1] / n, MIN_MEAN_GAP_S)
+    stat = 2.0 * (n * np.log(m) - k * np.log(m1) - (n - k) * np.log(m2))
+    best = int(np.argmax(stat))
+    return float(stat[best]), int(k[best])
+
+
+def _mean_shift_scan(values: np.ndarray, min_segment: int) -> tuple[float, int]:
+    """Largest squared two-sample t statistic of one shift in the mean, and where it splits."""
+    n = values.size
+    k = np.arange(min_segment, n - min_segment + 1)
+    csum, csq = np.cumsum(values), np.cumsum(values**2)
+    m1, m2 = csum[k - 1] / k, (csum[-1] - csum[k - 1]) / (n - k)
+    ss = (csq[k - 1] - k * m1**2) + (csq[-1] - csq[k - 1] - (n - k) * m2**2)
+    var = np.maximum(ss / (n - 2), LOG_LENGTH_VAR_FLOOR)
+    stat = (m1 - m2) ** 2 / (var * (1.0 / k + 1.0 / (n - k)))
+    best = int(np.argmax(stat))
+    return float(stat[best]), int(k[best])
+
+
+def _describe(t: Traffic) -> str:
+    return f"{t.rate_per_s:.3g} req/s {t.arrivals}, prompt {t.prompt_tokens:.0f} tok, output {t.output_tokens:.0f} tok"

@@ -1,0 +1,163 @@
+"""The OpenAI wire shapes the server speaks: request bodies (strictly typed), responses, chunks and errors.
+
+Sampling parameters (temperature, top_p, stop, ...) are accepted and ignored: engines decode greedily.
+`usage.energy_j` is the request's share of its batch's device energy (J), null without a meter.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from edpilot.clock import unix_time_s
+
+DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+DEFAULT_CHAT_MAX_TOKENS = 256
+
+
+class ApiError(Exception):
+    """An error answered in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class StreamOptions(_Body):
+    include_usage: StrictBool = False
+
+
+class CompletionBody(_Body):
+    model: StrictStr
+    prompt: StrictStr | list[StrictStr]
+    max_tokens: StrictInt | None = None
+    n: StrictInt = 1
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+
+
+class TextPart(_Body):
+    type: Literal["text"]
+    text: StrictStr
+
+
+class Message(_Body):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: StrictStr | list[TextPart] | None = None
+
+
+class ChatBody(_Body):
+    model: StrictStr
+    messages: list[Message] = Field(min_length=1)
+    max_tokens: StrictInt | None = None
+    max_completion_tokens: StrictInt | None = None
+    n: StrictInt = 1
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+
+
+def chat_prompt(messages: list[Message]) -> str:
+    """The conversation as one prompt: `role: content` lines, then `assistant:` to answer."""
+    lines = []
+    for m in messages:
+        content = m.content if isinstance(m.content, str) or m.content is None else "".join(p.text for p in m.content)
+        lines.append(f"{m.role}: {content or ''}")
+    return "\n".join(lines) + "\nassistant:"
+
+
+def new_id(prefix: str) -> str:
+    """A unique response id such as `cmpl-3f2a...`."""
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def usage(prompt_tokens: int, completion_tokens: int, energy_j: float | None) -> dict[str, Any]:
+    """OpenAI usage plus `energy_j`."""
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "energy_j": energy_j,
+    }
+
+
+def finish_reason(output_tokens: int, max_tokens: int) -> str:
+    """`length` when the answer used every token it was allowed, else `stop`."""
+    return "length" if output_tokens >= max_tokens else "stop"
+
+
+def completion_response(
+    *, rid: str, model: str, text: str, reason: str, usage_: dict[str, Any], chat: bool
+) -> dict[str, Any]:
+    """A whole (non-streamed) answer."""
+    if chat:
+        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text}}
+    else:
+        choice = {"index": 0, "text": text, "logprobs": None}
+    return {
+        "id": rid,
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(unix_time_s()),
+        "model": model,
+        "choices": [{**choice, "finish_reason": reason}],
+        "usage": usage_,
+    }
+
+
+def chunk(
+    *,
+    rid: str,
+    model: str,
+    chat: bool,
+    text: str | None = None,
+    reason: str | None = None,
+    role: bool = False,
+    usage_: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One streamed chunk: a piece of text, the finish reason, or (no choices) the usage."""
+    if usage_ is not None:
+        choices: list[dict[str, Any]] = []
+    elif chat:
+        delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
+        if text is not None:
+            delta["content"] = text
+        choices = [{"index": 0, "delta": delta, "finish_reason": reason}]
+    else:
+        choices = [{"index": 0, "text": text or "", "logprobs": None, "finish_reason": reason}]
+    out: dict[str, Any] = {
+        "id": rid,
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": int(unix_time_s()),
+        "model": model,
+        "choices": choices,
+    }
+    if usage_ is not None:
+        out["usage"] = usage_
+    return out
+
+
+def pieces(text: str) -> list[str]:
+    """The text cut into word-sized stream deltas that join back to it exactly."""
+    out: list[str] = []
+    for i, word in enumerate(text.split(" ")):
+        out.append(word if i == 0 else " " + word)
+    return [p for p in out if p] or [""]

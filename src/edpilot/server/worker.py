@@ -1,0 +1,187 @@
+"""The core's static batcher, live: requests queue on the event loop, batches run on one worker thread.
+
+The event loop never blocks on generation: `submit` stamps the arrival on the device's clock and offers
+the request to the sans-IO `StaticBatcher`; the loop task polls it, sleeps until the next arrival or the
+`max_wait_s` deadline, and hands each batch to the worker thread (`ServingDriver.serve`). A request whose
+client went away is dropped when its batch is released (or its answer is discarded if it is already
+running); the batch goes on. `drain` answers every queued request with an error and lets the running
+batch finish: the graceful half of a shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from edpilot.clock import Clock
+from edpilot.server.driver import BatchResult, ServingDriver
+from edpilot.server.estimator import TrafficEstimator
+from edpilot.server.metrics import ServerMetrics
+from edpilot.serving.batcher import StaticBatcher
+from edpilot.workload import Request
+
+log = logging.getLogger(__name__)
+
+
+class Unavailable(Exception):
+    """The server is shutting down: no new requests, and queued ones are answered with this."""
+
+
+class QueueFull(Exception):
+    """Too many requests are waiting; `retry_after_s` (wall seconds) is when a slot is likely free."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__("the request queue is full")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request's result: its completion text and tokens, energy share (J), latency (clock s)."""
+
+    text: str
+    output_tokens: int
+    energy_j: float | None
+    latency_s: float
+    error: str | None
+
+
+@dataclass
+class Pending:
+    """A queued request and the future its handler awaits."""
+
+    request: Request
+    future: asyncio.Future[Answer]
+    cancelled: bool = field(default=False)
+
+    @property
+    def arrival_s(self) -> float:
+        """Arrival on the device's clock (s)."""
+        return self.request.arrival_s
+
+    def cancel(self) -> None:
+        """The client went away: drop it at release, discard its answer if it is running."""
+        self.cancelled = True
+
+
+class LiveBatcher:
+    """Queue, batch loop and worker thread around one ServingDriver."""
+
+    def __init__(
+        self,
+        driver: ServingDriver,
+        *,
+        clock: Clock,
+        wall_per_clock_s: float,
+        max_wait_s: float | None,
+        max_queue: int,
+        estimator: TrafficEstimator,
+        metrics: ServerMetrics,
+    ) -> None:
+        self.driver, self.clock, self.wall_per_clock_s = driver, clock, wall_per_clock_s
+        self.max_queue, self.estimator, self.metrics = max_queue, estimator, metrics
+        self.batcher: StaticBatcher[Pending] = StaticBatcher(driver.config.batch_size, max_wait_s=max_wait_s)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edpilot-batch")
+        self.draining = False
+        self._ids = itertools.count()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._mean_batch_s = 1.0
+
+    async def start(self) -> None:
+        """Open the first round on the worker thread and start the batch loop."""
+        self._loop = loop = asyncio.get_running_loop()
+        config = await loop.run_in_executor(self.executor, self.driver.start)
+        self.batcher.set_batch_size(config.batch_size)
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="edpilot-batch-loop")
+
+    def submit(self, prompt: str, *, prompt_tokens: int, max_new_tokens: int) -> Pending:
+        """Queue one request (on the event loop); raises Unavailable or QueueFull."""
+        if self.draining or self._wake is None:
+            raise Unavailable("the server is shutting down")
+        if len(self.batcher) >= self.max_queue:
+            batches_ahead = len(self.batcher) / self.batcher.batch_size + 1
+            raise QueueFull(batches_ahead * self._mean_batch_s * self.wall_per_clock_s)
+        now_s = self.clock.now_s()
+        request = Request(next(self._ids), now_s, prompt, prompt_tokens, max_new_tokens)
+        pending = Pending(request, asyncio.get_running_loop().create_future())
+        self.batcher.offer(pending, now_s)
+        self.metrics.queue_depth.set(len(self.batcher))
+        change = self.estimator.observe(now_s, prompt_tokens=prompt_tokens, output_tokens=max_new_tokens)
+        if change is not None:
+            self.driver.offer_traffic(change)
+        self._wake.set()
+        return pending
+
+    def drain(self) -> None:
+        """Refuse new requests and answer every queued one with Unavailable (on the event loop)."""
+        if self.draining:
+            return
+        self.draining = True
+        queued = self.batcher.flush()
+        for pending in queued:
+            if not pending.future.done():
+                pending.future.set_exception(Unavailable("the server is shutting down"))
+        log.info("shutting down: %d queued requests answered with an error; finishing the running batch", len(queued))
+        self.metrics.queue_depth.set(0)
+        if self._wake is not None:
+            self._wake.set()
+
+    def drain_threadsafe(self) -> None:
+        """`drain` from any thread or a signal handler (scheduled on the event loop)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.drain)
+
+    async def stop(self) -> None:
+        """Drain, wait for the running batch, and stop the worker thread."""
+        self.drain()
+        if self._task is not None:
+            await self._task
+        self.executor.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            batch = self.batcher.poll(self.clock.now_s())
+            if batch is not None:
+                self.metrics.queue_depth.set(len(self.batcher))
+                live = [p for p in batch if not p.cancelled]
+                self.metrics.dropped.inc(len(batch) - len(live))
+                if live:
+                    await self._serve(loop, live)
+                continue
+            if self.draining:
+                return
+            deadline_s = self.batcher.next_deadline_s()
+            timeout_s = (
+                None if deadline_s is None else max(0.0, deadline_s - self.clock.now_s()) * self.wall_per_clock_s
+            )
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop, batch: list[Pending]) -> None:
+        requests = [p.request for p in batch]
+        start_s = self.clock.now_s()
+        result: BatchResult = await loop.run_in_executor(self.executor, self.driver.serve, requests)
+        done_s = self.clock.now_s()
+        self._mean_batch_s = 0.8 * self._mean_batch_s + 0.2 * (done_s - start_s)
+        if result.batch_size != self.batcher.batch_size:
+            self.batcher.set_batch_size(result.batch_size)
+        for pending, completion, energy_j in zip(batch, result.completions, result.energy_j):
+            latency_s = done_s - pending.arrival_s
+            if completion.error is None:
+                self.metrics.latency_s.observe(latency_s)
+            answer = Answer(completion.text, completion.output_tokens, energy_j, latency_s, completion.error)
+            if pending.cancelled or pending.future.done():
+                self.metrics.dropped.inc()
+                continue
+            pending.future.set_result(answer)

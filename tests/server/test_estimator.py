@@ -1,0 +1,62 @@
+"""The live traffic estimator: first estimate, no false alarms on steady traffic, drift found and re-estimated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edpilot.server.estimator import TrafficEstimator
+
+
+def feed(est, gaps_s, *, prompt=100, output=50, start_s=0.0):
+    changes, t = [], start_s
+    for i, gap in enumerate(gaps_s):
+        t += gap
+        change = est.observe(t, prompt_tokens=prompt, output_tokens=output)
+        if change is not None:
+            changes.append((i, change))
+    return changes, t
+
+
+def test_first_estimate_after_enough_arrivals():
+    est = TrafficEstimator(requests_per_round=32, first_estimate_after=16)
+    changes, _ = feed(est, np.full(40, 0.5))
+    assert len(changes) == 1
+    i, change = changes[0]
+    assert change.kind == "first" and i == 16
+    assert change.traffic.rate_per_s == pytest.approx(2.0)
+    assert change.traffic.arrivals == "uniform"
+    assert change.traffic.prompt_tokens == pytest.approx(100) and change.traffic.output_tokens == pytest.approx(50)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_steady_poisson_traffic_raises_no_drift(seed):
+    rng = np.random.default_rng(seed)
+    est = TrafficEstimator(requests_per_round=32)
+    changes, _ = feed(est, rng.exponential(1 / 3.0, size=3000))
+    assert [c.kind for _, c in changes] == ["first"]
+    assert est.current is not None and est.current.arrivals == "poisson"
+
+
+@pytest.mark.parametrize(("seed", "factor"), [(0, 4.0), (1, 4.0), (2, 0.25)])
+def test_a_4x_rate_change_is_found_and_the_new_rate_estimated(seed, factor):
+    rng = np.random.default_rng(seed)
+    est = TrafficEstimator(requests_per_round=32)
+    before, t = feed(est, rng.exponential(1 / 2.0, size=300))
+    after, _ = feed(est, rng.exponential(1 / (2.0 * factor), size=300), start_s=t)
+    assert [c.kind for _, c in before] == ["first"]
+    assert [c.kind for _, c in after] == ["drift", "refined"]
+    i, change = after[0]
+    assert i < 60  # found within the next 60 arrivals
+    assert "arrival rate" in change.reason
+    assert change.traffic.rate_per_s == pytest.approx(2.0 * factor, rel=0.6)
+    assert est.current.rate_per_s == pytest.approx(2.0 * factor, rel=0.3)
+
+
+def test_an_output_length_change_is_found():
+    rng = np.random.default_rng(3)
+    est = TrafficEstimator(requests_per_round=32)
+    _, t = feed(est, rng.exponential(0.5, size=200), output=64)
+    after, _ = feed(est, rng.exponential(0.5, size=200), output=256, start_s=t)
+    assert after and after[0][1].kind == "drift" and "output length" in after[0][1].reason
+    assert after[0][1].traffic.output_tokens == pytest.approx(256)
