@@ -32,28 +32,32 @@ MAX_BATCHES_PER_SAMPLE = 1000
 
 
 @dataclass(frozen=True)
-class ConfigStats:
-    """Aggregates of one config's samples: latency (s), tokens/s, joules per output token, power (W)."""
+class BatchProfile:
+    """What a profile table says of one config's saturated batches (not of served windows, see `stats`):
+    batch time (s), output tokens/s, joules per output token and power (W; None without a meter)."""
 
     config: Config
     samples: int
     mean_latency_s: float
     tokens_per_s: float
-    joules_per_token: float
-    power_w: float
+    joules_per_token: float | None
+    power_w: float | None
 
 
-def config_stats(rows: list[ProfileRow], output_tokens: int) -> list[ConfigStats]:
-    """Per-config aggregates, in grid order."""
+def config_stats(rows: list[ProfileRow], output_tokens: int) -> list[BatchProfile]:
+    """Per-config aggregates of a profile's samples, in grid order."""
     groups: dict[Config, list[ProfileRow]] = {}
     for r in rows:
         groups.setdefault(Config(r.freq_mhz, r.batch_size), []).append(r)
     out = []
     for config, rs in sorted(groups.items()):
         lat = float(np.mean([r.latency_s for r in rs]))
-        energy = float(np.mean([r.energy_j for r in rs]))
         tokens = config.batch_size * output_tokens
-        out.append(ConfigStats(config, len(rs), lat, tokens / lat, energy / tokens, energy / lat))
+        if any(r.energy_j is None for r in rs):
+            out.append(BatchProfile(config, len(rs), lat, tokens / lat, None, None))
+            continue
+        energy = float(np.mean([r.energy_j for r in rs]))
+        out.append(BatchProfile(config, len(rs), lat, tokens / lat, energy / tokens, energy / lat))
     return out
 
 

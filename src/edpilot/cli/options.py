@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S, EngineOptions
 from edpilot.search import STRATEGIES
 
 DeviceOpt = Annotated[
@@ -112,3 +113,29 @@ RequestTimeoutOpt = Annotated[
         help="openai engine: total deadline per request in seconds (bounds a slow or trickling server).",
     ),
 ]
+
+
+def engine_options(
+    *,
+    seed: int,
+    torch_device: str | None = None,
+    dtype: str | None = None,
+    compiled: bool = False,
+    fixed_output_length: bool = True,
+    threads: int | None = None,
+    gpu_layers: int | None = None,
+    model_name: str | None = None,
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+) -> EngineOptions:
+    """The engine options every command that opens an engine takes, validated."""
+    return EngineOptions(
+        torch_device=torch_device,
+        dtype=dtype,
+        compiled=compiled,
+        fixed_output_length=fixed_output_length,
+        seed=seed,
+        threads=threads,
+        gpu_layers=gpu_layers,
+        model_name=model_name,
+        request_timeout_s=request_timeout_s,
+    )

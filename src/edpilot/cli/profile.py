@@ -20,17 +20,22 @@ from edpilot.cli.options import (
     EngineOpt,
     FixedLengthOpt,
     FreqsOpt,
+    GpuLayersOpt,
     JsonOpt,
+    ModelNameOpt,
     ModelOpt,
     RailsOpt,
     ReadOnlyOpt,
+    RequestTimeoutOpt,
     SeedOpt,
     SysfsRootOpt,
+    ThreadsOpt,
     TorchDeviceOpt,
+    engine_options,
     split_list,
 )
 from edpilot.cli.results import describe_limits
-from edpilot.engine import EngineOptions
+from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S
 from edpilot.errors import ConfigError
 from edpilot.hardware.guard import guarded
 from edpilot.profiler import config_stats, profile
@@ -60,6 +65,10 @@ def profile_command(
     dtype: DtypeOpt = None,
     compile_decode: CompileOpt = False,
     fixed_output_length: FixedLengthOpt = True,
+    threads: ThreadsOpt = None,
+    gpu_layers: GpuLayersOpt = None,
+    model_name: ModelNameOpt = None,
+    request_timeout: RequestTimeoutOpt = DEFAULT_REQUEST_TIMEOUT_S,
     json_output: JsonOpt = False,
 ) -> None:
     """Measure latency and energy of every (frequency, batch) config, N batches each.
@@ -78,12 +87,16 @@ def profile_command(
         rails=split_list(rails),
         dry_run=dry_run,
         read_only=read_only,
-        engine_options=EngineOptions(
+        engine_options=engine_options(
+            seed=seed,
             torch_device=torch_device,
             dtype=dtype,
             compiled=compile_decode,
             fixed_output_length=fixed_output_length,
-            seed=seed,
+            threads=threads,
+            gpu_layers=gpu_layers,
+            model_name=model_name,
+            request_timeout_s=request_timeout,
         ),
     )
     with guarded(backends.device):
@@ -131,8 +144,8 @@ def profile_command(
             str(s.samples),
             f"{s.mean_latency_s:.3f}",
             f"{s.tokens_per_s:.1f}",
-            f"{s.joules_per_token:.4f}",
-            f"{s.power_w:.1f}",
+            "n/a" if s.joules_per_token is None else f"{s.joules_per_token:.4f}",
+            "n/a" if s.power_w is None else f"{s.power_w:.1f}",
         )
     console.print(table)
     console.print(f"replay it: edpilot tune --device sim --profile {output}")

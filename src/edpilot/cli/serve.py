@@ -18,6 +18,7 @@ from edpilot.cli.options import (
     EnergyScopeOpt,
     EngineOpt,
     FreqsOpt,
+    GpuLayersOpt,
     ModelOpt,
     ObjectiveOpt,
     OverwriteOpt,
@@ -25,14 +26,17 @@ from edpilot.cli.options import (
     PowerCapOpt,
     RailsOpt,
     ReadOnlyOpt,
+    RequestTimeoutOpt,
     SeedOpt,
     SloOpt,
     StrategyOpt,
     SysfsRootOpt,
+    ThreadsOpt,
     TorchDeviceOpt,
+    engine_options,
     split_list,
 )
-from edpilot.engine import EngineOptions
+from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S
 from edpilot.errors import ConfigError
 from edpilot.hardware.guard import guarded
 from edpilot.run import SearchRequest, resolve_paper, start_session
@@ -92,6 +96,13 @@ def serve_command(
     read_only: ReadOnlyOpt = False,
     torch_device: TorchDeviceOpt = None,
     dtype: DtypeOpt = None,
+    threads: ThreadsOpt = None,
+    gpu_layers: GpuLayersOpt = None,
+    upstream_model: Annotated[
+        str | None,
+        typer.Option(help="openai engine (gateway): model name sent upstream (default: the first the server lists)."),
+    ] = None,
+    request_timeout: RequestTimeoutOpt = DEFAULT_REQUEST_TIMEOUT_S,
 ) -> None:
     """Serve /v1/completions and /v1/chat/completions, batching requests at the tuned GPU frequency and batch size.
 
@@ -145,7 +156,16 @@ def serve_command(
         rails=rail_list,
         dry_run=dry_run,
         read_only=read_only,
-        engine_options=EngineOptions(torch_device=torch_device, dtype=dtype, fixed_output_length=False, seed=seed),
+        engine_options=engine_options(
+            seed=seed,
+            torch_device=torch_device,
+            dtype=dtype,
+            fixed_output_length=False,
+            threads=threads,
+            gpu_layers=gpu_layers,
+            model_name=upstream_model,
+            request_timeout_s=request_timeout,
+        ),
     )
     with guarded(backends.device), RunLog(output, overwrite=overwrite) as run_log:
         try:

@@ -22,8 +22,10 @@ from edpilot.cli.options import (
     EngineOpt,
     FixedLengthOpt,
     FreqsOpt,
+    GpuLayersOpt,
     JsonOpt,
     MaxWaitOpt,
+    ModelNameOpt,
     ModelOpt,
     ObjectiveOpt,
     OutputTokensOpt,
@@ -33,16 +35,19 @@ from edpilot.cli.options import (
     PromptTokensOpt,
     RailsOpt,
     ReadOnlyOpt,
+    RequestTimeoutOpt,
     SeedOpt,
     SloOpt,
     StrategyOpt,
     SysfsRootOpt,
+    ThreadsOpt,
     TorchDeviceOpt,
     TraceOpt,
+    engine_options,
     split_list,
 )
 from edpilot.cli.results import describe_limits, result_table, warn_short_windows
-from edpilot.engine import EngineOptions
+from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S
 from edpilot.hardware.guard import guarded
 from edpilot.run import SearchRequest, WorkloadRequest, resolve_paper, start_session
 from edpilot.runlog import RunLog
@@ -87,6 +92,10 @@ def tune_command(
     dtype: DtypeOpt = None,
     compile_decode: CompileOpt = False,
     fixed_output_length: FixedLengthOpt = True,
+    threads: ThreadsOpt = None,
+    gpu_layers: GpuLayersOpt = None,
+    model_name: ModelNameOpt = None,
+    request_timeout: RequestTimeoutOpt = DEFAULT_REQUEST_TIMEOUT_S,
     output: Annotated[Path | None, typer.Option(help="Write the run log (JSONL), round by round.")] = None,
     overwrite: OverwriteOpt = False,
     json_output: JsonOpt = False,
@@ -132,12 +141,16 @@ def tune_command(
         rails=rail_list,
         dry_run=dry_run,
         read_only=read_only,
-        engine_options=EngineOptions(
+        engine_options=engine_options(
+            seed=seed,
             torch_device=torch_device,
             dtype=dtype,
             compiled=compile_decode,
             fixed_output_length=fixed_output_length,
-            seed=seed,
+            threads=threads,
+            gpu_layers=gpu_layers,
+            model_name=model_name,
+            request_timeout_s=request_timeout,
         ),
     )
     with guarded(backends.device), RunLog(output, overwrite=overwrite) as run_log:

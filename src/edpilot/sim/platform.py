@@ -135,9 +135,10 @@ class SimEngine:
     def generate(self, batch: Sequence[Request]) -> list[Completion]:
         """Spend the batch's modelled service time; return empty completions with the modelled TTFT."""
         output_tokens = max(r.max_new_tokens for r in batch)
-        cost = self.model.batch_cost(
-            self.device.current_freq_mhz(), [r.prompt_tokens for r in batch], output_tokens, self.rng
-        )
+        freq_mhz = self.device.current_freq_mhz()
+        if freq_mhz is None:  # a device without a clock (cpu): the modelled board at its highest level
+            freq_mhz = max(self.model.freqs_mhz)
+        cost = self.model.batch_cost(freq_mhz, [r.prompt_tokens for r in batch], output_tokens, self.rng)
         if isinstance(self.device, SimDevice):
             self.device.run_batch(cost)
         else:
