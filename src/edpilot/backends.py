@@ -80,7 +80,8 @@ def build_space(backends: Backends, *, freqs: str | None = None, batches: str | 
     if backends.device.read_only:
         if freqs is not None:
             raise ConfigError(f"{backends.device.name} is read-only: --freqs cannot be searched, only batch sizes")
-        freqs_mhz: tuple[float, ...] = (backends.device.current_freq_mhz(),)
+        current_mhz = backends.device.current_freq_mhz()  # None on cpu: one nominal column until Config allows none
+        freqs_mhz: tuple[float, ...] = (current_mhz if current_mhz is not None else 1.0,)
     elif freqs is None:
         freqs_mhz = table.freqs_mhz if table else spread_levels(levels, PAPER_FREQ_LEVELS)
     elif freqs.strip() == "all":

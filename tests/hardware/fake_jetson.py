@@ -59,7 +59,13 @@ class FakeJetson:
     t0: float = 0.0  # monotonic time the waveform starts at
 
     def read(self, name: str) -> str:
-        return (self.devfreq / name).read_text().strip()
+        """A devfreq file as sysfs would show it: a write in flight (truncated, not yet written) is waited out."""
+        for _ in range(1000):
+            text = (self.devfreq / name).read_text().strip()
+            if text:
+                return text
+            time.sleep(0.001)
+        return text
 
     def start(self, *, period_s: float = 0.002) -> FakeJetson:
         self.t0 = t0 = time.monotonic()

@@ -1,34 +1,55 @@
-"""The Device interface every hardware backend implements."""
+"""The Device interface every hardware backend implements, and the capabilities it declares."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
+
+from edpilot.clock import Clock
+
+
+@dataclass(frozen=True)
+class DeviceCapabilities:
+    """What a device can do, declared once when it is opened (callers never probe with getattr)."""
+
+    can_set_clocks: bool  # False: read-only, dry run, or no knob; set_freq_mhz never writes
+    read_only_reason: str | None  # why not ("dry run: ...", "no permission to ...", "no clock knob")
+    dry_run: bool  # set_freq_mhz only logs what it would set
+    has_meter: bool  # energy_j() returns numbers (else always None)
+    meter_update_interval_ms: float | None  # how often the meter's reading changes; None if unknown
+
+    def __post_init__(self) -> None:
+        if self.can_set_clocks and (self.read_only_reason is not None or self.dry_run):
+            raise ValueError("a device that can set clocks has no read-only reason and is not a dry run")
+        if not self.can_set_clocks and not self.read_only_reason:
+            raise ValueError("a device that cannot set clocks must say why")
 
 
 class Device(Protocol):
     """A GPU with a frequency knob and (maybe) an energy meter.
 
-    `read_only` devices report levels and energy but never change the clock. `energy_j()` returns
-    None when there is no meter (never a fake 0).
+    `energy_j()` returns None when energy could not be measured (no meter, a failed read): never a fake
+    or held value. `restore()` undoes only what this device object changed.
     """
 
     name: str
-    read_only: bool
+    clock: Clock
+    capabilities: DeviceCapabilities
 
     def freqs_mhz(self) -> tuple[float, ...]:
-        """Selectable GPU frequency levels in MHz, ascending (exact device values)."""
+        """Selectable GPU frequency levels in MHz, ascending (exact device values); () without a knob."""
         ...
 
-    def current_freq_mhz(self) -> float:
-        """The GPU frequency in MHz right now."""
+    def current_freq_mhz(self) -> float | None:
+        """The GPU frequency in MHz right now, or None when it cannot be read."""
         ...
 
     def set_freq_mhz(self, freq_mhz: float) -> None:
-        """Pin the GPU at `freq_mhz` (one of `freqs_mhz()`)."""
+        """Pin the GPU at `freq_mhz` (one of `freqs_mhz()`); a dry run only logs it."""
         ...
 
     def energy_j(self) -> float | None:
-        """Monotonic energy counter in joules, or None without a meter."""
+        """Monotonic energy counter in joules, or None when it could not be measured."""
         ...
 
     def describe(self) -> dict[str, object]:
@@ -38,3 +59,29 @@ class Device(Protocol):
     def restore(self) -> None:
         """Undo every change this device made (idempotent)."""
         ...
+
+    def close(self) -> None:
+        """Stop sampler threads and release locks (idempotent)."""
+        ...
+
+
+class LegacyReadOnly:
+    """The old attributes (`read_only`, `dry_run`, `read_only_reason`), derived from capabilities, for callers
+    not yet rewritten to read `device.capabilities`; to be deleted with them."""
+
+    capabilities: DeviceCapabilities
+
+    @property
+    def read_only(self) -> bool:
+        """Batch-only search (a dry run still walks the frequency grid, logging what it would set)."""
+        return not self.capabilities.can_set_clocks and not self.capabilities.dry_run
+
+    @property
+    def dry_run(self) -> bool:
+        """set_freq_mhz only logs."""
+        return self.capabilities.dry_run
+
+    @property
+    def read_only_reason(self) -> str | None:
+        """Why clocks are not changed."""
+        return self.capabilities.read_only_reason

@@ -5,22 +5,35 @@ Energy-based objectives stop with a clear error on it; `--objective latency` wor
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
+from edpilot.clock import WallClock
 from edpilot.errors import DeviceError
+from edpilot.hardware.base import DeviceCapabilities, LegacyReadOnly
 
 
-class CpuDevice:
-    """A device with one nominal level and no meter."""
+class CpuDevice(LegacyReadOnly):
+    """A device with no frequency levels (none is invented) and no meter."""
 
-    read_only = True
     name = "cpu"
+    capabilities = DeviceCapabilities(
+        can_set_clocks=False,
+        read_only_reason="no clock knob: the cpu device is not tuned",
+        dry_run=False,
+        has_meter=False,
+        meter_update_interval_ms=None,
+    )
+
+    def __init__(self) -> None:
+        self.clock = WallClock()
 
     def freqs_mhz(self) -> tuple[float, ...]:
-        """One nominal level (the CPU is not tuned)."""
-        return (1.0,)
+        """No levels: the CPU has no knob edpilot turns."""
+        return ()
 
-    def current_freq_mhz(self) -> float:
-        """The nominal level."""
-        return 1.0
+    def current_freq_mhz(self) -> None:
+        """Not read: there is no GPU clock."""
+        return None
 
     def set_freq_mhz(self, freq_mhz: float) -> None:
         """Refused: the CPU device has no knob."""
@@ -32,7 +45,10 @@ class CpuDevice:
 
     def describe(self) -> dict[str, object]:
         """Backend name and what it lacks."""
-        return {"backend": "cpu", "name": self.name, "can_set_clocks": False, "energy_meter": False}
+        return {"backend": "cpu", "name": self.name, "freqs_mhz": [], **asdict(self.capabilities)}
 
     def restore(self) -> None:
         """Nothing to undo."""
+
+    def close(self) -> None:
+        """Nothing to stop."""
