@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import math
-import signal
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,6 +21,8 @@ from edpilot.hardware.nvml_api import NvmlApi
 from edpilot.runlog import read_run_log
 from edpilot.sim import open_sim
 from edpilot.sim.constants import BOARDS
+
+HOLD_POLL_S = 0.1
 
 SysfsRoot = Annotated[
     str | None, typer.Option(help="Read the Jetson's files under this root (env EDPILOT_SYSFS_ROOT).")
@@ -146,8 +147,8 @@ def apply_command(
             dev.set_freq_mhz(level)
             with contextlib.suppress(OSError):  # a hung-up terminal must not stop the hold
                 err_console.print(f"pinned {dev.name} at {level:g} MHz; holding until Ctrl-C or SIGTERM")
-            while True:
-                signal.pause()
+            while True:  # wake often: a signal taken by another thread still runs its handler here promptly
+                dev.clock.sleep_until(dev.clock.now_s() + HOLD_POLL_S)
     try:
         with guarded(dev, keep_on_success=True):
             dev.set_freq_mhz(level)
