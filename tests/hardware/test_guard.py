@@ -10,7 +10,7 @@ import pytest
 from edpilot.clock import WallClock
 from edpilot.errors import DeviceError
 from edpilot.hardware.base import DeviceCapabilities
-from edpilot.hardware.guard import RestoreFailed, guarded
+from edpilot.hardware.guard import RestoreFailed, guarded, raise_if_signalled
 
 
 class SlowRestoreDevice:
@@ -82,3 +82,28 @@ def test_a_failed_restore_says_to_run_edpilot_restore():
     with pytest.raises(RestoreFailed, match=r"putting test back failed: cannot write min_freq.*`edpilot restore`"):
         with guarded(Broken([])):
             pass
+
+
+def test_a_signal_whose_exception_was_swallowed_still_ends_the_block():
+    dev = SlowRestoreDevice([])
+    with pytest.raises(SystemExit) as exit_info, guarded(dev):
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+            signal.pause()
+        except SystemExit:
+            pass  # as when the handler runs inside a finaliser, whose exceptions Python ignores
+        raise_if_signalled()
+    assert exit_info.value.code == 128 + signal.SIGHUP and dev.steps == ["min", "max", "governor"]
+
+
+def test_a_repeated_signal_before_the_restore_raises_again():
+    dev = SlowRestoreDevice([])
+    with pytest.raises(SystemExit), guarded(dev):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pause()
+        except SystemExit:
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.pause()
+    assert dev.steps == ["min", "max", "governor"]

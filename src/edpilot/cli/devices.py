@@ -17,6 +17,7 @@ from edpilot.cli.common import console, err_console, handle_errors, print_json
 from edpilot.errors import ConfigError, DeviceError, EdpilotError
 from edpilot.hardware import DeviceOptions, RestoreFailed, guarded, open_device, restore_saved
 from edpilot.hardware.devfreq import NoDevfreqNode
+from edpilot.hardware.guard import raise_if_signalled
 from edpilot.hardware.nvml_api import NvmlApi
 from edpilot.runlog import read_run_log
 from edpilot.sim import open_sim
@@ -147,7 +148,8 @@ def apply_command(
             dev.set_freq_mhz(level)
             with contextlib.suppress(OSError):  # a hung-up terminal must not stop the hold
                 err_console.print(f"pinned {dev.name} at {level:g} MHz; holding until Ctrl-C or SIGTERM")
-            while True:  # wake often: a signal taken by another thread still runs its handler here promptly
+            while True:  # wake often: a signal whose exception was lost (raised in a finaliser) still ends the hold
+                raise_if_signalled()
                 dev.clock.sleep_until(dev.clock.now_s() + HOLD_POLL_S)
     try:
         with guarded(dev, keep_on_success=True):

@@ -204,10 +204,9 @@ def describe_limits(device: Device, *, quiet: bool) -> None:
         return
     if device.read_only:
         reason = getattr(device, "read_only_reason", None) or "it has no clock knob"
-        err_console.print(
-            f"note: {device.name} is read-only ({reason}): searching batch size only, "
-            f"at the current clock {device.current_freq_mhz():g} MHz"
-        )
+        current_mhz = device.current_freq_mhz()
+        clock = "" if current_mhz is None else f", at the current clock {current_mhz:g} MHz"
+        err_console.print(f"note: {device.name} is read-only ({reason}): searching batch size only{clock}")
     elif getattr(device, "dry_run", False):
         err_console.print("note: dry run: clocks are not changed; every round is measured at the current clock")
 

@@ -21,28 +21,46 @@ class RestoreFailed(DeviceError):
 
 
 class _Shield:
-    """Turns the first signal into an exception; every later one is ignored so the restore runs to its end."""
+    """Turns each signal into an exception until the restore starts; from then on signals are ignored.
+
+    A raise can be lost (a handler that runs inside a finaliser has its exception swallowed), so the signal is
+    also remembered: `raise_if_signalled()` raises it again, and a repeated signal raises again.
+    """
 
     def __init__(self) -> None:
-        self.exiting = False
+        self.signum: int | None = None
+        self.restoring = False
         self.ignored: list[int] = []
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.exiting:
+        if self.restoring:
             self.ignored.append(signum)
             return
-        self.exiting = True
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SystemExit(128 + signum)
+        self.signum = signum
+        _raise_for(signum)
+
+
+def _raise_for(signum: int) -> None:
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + signum)
+
+
+_shields: list[_Shield] = []
+
+
+def raise_if_signalled() -> None:
+    """Raise (again) for a signal the innermost `guarded` block received; loops that wait call this."""
+    if _shields and _shields[-1].signum is not None:
+        _raise_for(_shields[-1].signum)
 
 
 @contextlib.contextmanager
 def guarded(device: Device, *, keep_on_success: bool = False) -> Iterator[Device]:
     """Yield `device`; afterwards restore it (unless the block succeeded and `keep_on_success`) and close it.
 
-    SIGTERM and SIGHUP become SystemExit and SIGINT KeyboardInterrupt, so that `finally` blocks run; once
-    exiting, further SIGINT/SIGTERM/SIGHUP are ignored until the device is restored and closed. SIGKILL
+    SIGTERM and SIGHUP become SystemExit and SIGINT KeyboardInterrupt, so that `finally` blocks run; once the
+    restore starts, further SIGINT/SIGTERM/SIGHUP are ignored until the device is restored and closed. SIGKILL
     cannot be caught: its saved state file is left for `edpilot restore`.
     """
     shield = _Shield()
@@ -52,16 +70,18 @@ def guarded(device: Device, *, keep_on_success: bool = False) -> Iterator[Device
             previous[sig] = signal.signal(sig, shield.handle)
         except ValueError:  # not the main thread: leave signals alone
             break
+    _shields.append(shield)
     succeeded = False
     try:
         yield device
-        succeeded = True
+        succeeded = shield.signum is None
     finally:
-        shield.exiting = True
+        shield.restoring = True
         try:
             if not (succeeded and keep_on_success):
                 _restore(device)
         finally:
+            _shields.remove(shield)
             close = getattr(device, "close", None)  # SimDevice gains close() with the core rewrite
             if close is not None:
                 close()
