@@ -8,8 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edpilot.backends import Backends, build_space
 from edpilot.clock import VirtualClock
+from edpilot.objective import Objective
+from edpilot.runlog import RunLog
+from edpilot.runner import Runner
 from edpilot.sim import BatchCost, SimDevice, SimEngine
+from edpilot.tuner import SessionSettings, TuneResult, TuningSession, tune
+from edpilot.workload import RequestSource, Workload
 
 
 class LinearModel:
@@ -70,3 +76,46 @@ def write_synthetic_profile(
                 lines.append(f"{f},{b},{lat * k:.6f},{energy * k:.6f}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def run_tune(
+    backends: Backends,
+    *,
+    strategy: str = "grid",
+    objective: Objective | None = None,
+    budget: int = 5,
+    workload: RequestSource | None = None,
+    requests_per_round: int = 32,
+    energy_scope: str = "total",
+    seed: int = 0,
+    run_log: RunLog | None = None,
+    engine: object | None = None,
+    batches: str | None = None,
+    freqs: str | None = None,
+    **settings: object,
+) -> TuneResult:
+    """A replayed tuning run on `backends` with the library API, as the CLI builds it."""
+    workload = workload or Workload()
+    space = build_space(backends, freqs=freqs, batches=batches)
+    session = TuningSession(
+        SessionSettings(
+            space=space,
+            objective=objective or Objective("edp"),
+            strategy=strategy,
+            baseline=space.baseline(),
+            energy_scope=energy_scope,  # type: ignore[arg-type]
+            seed=seed,
+            **settings,  # type: ignore[arg-type]
+        ),
+        workload.traffic(requests_per_round),
+        run_log=run_log,
+    )
+    runner = Runner(
+        device=backends.device,
+        engine=engine or backends.engine,  # type: ignore[arg-type]
+        workload=workload,
+        requests_per_round=requests_per_round,
+        energy_scope=energy_scope,  # type: ignore[arg-type]
+        seed=seed,
+    )
+    return tune(runner=runner, session=session, budget=budget)

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edpilot.runner import Runner, serve_window
+from edpilot.serving import StaticBatcher
 from edpilot.space import Config
 from edpilot.workload import Request, Workload, arrival_times_s
 
@@ -33,7 +34,7 @@ def test_runner_edp_matches_exact_queue(linear_platform, arrivals, batch_size, s
     rate = 2.0
     workload = Workload(arrivals=arrivals, rate_per_s=rate, output_tokens=8, prompt_tokens=16)
     runner = Runner(
-        device=device, engine=engine, clock=clock, workload=workload, requests_per_round=40, energy_scope=scope, seed=3
+        device=device, engine=engine, workload=workload, requests_per_round=40, energy_scope=scope, seed=3
     )
     clock.sleep(10.0)  # the window does not start at t = 0
     obs = runner.measure(Config(1000.0, batch_size))
@@ -63,7 +64,7 @@ def test_uniform_mean_wait_is_b_minus_1_over_2_lambda(linear_platform, batch_siz
     device, engine, clock, model = linear_platform(base_s=0.2, per_request_s=0.01)
     rate = 1.0
     runner = Runner(
-        device=device, engine=engine, clock=clock, workload=Workload(rate_per_s=rate), requests_per_round=64
+        device=device, engine=engine, workload=Workload(rate_per_s=rate), requests_per_round=64
     )
     obs = runner.measure(Config(500.0, batch_size))
     assert obs.keeps_up
@@ -75,7 +76,7 @@ def test_overloaded_config_is_flagged_and_latency_grows_with_window(linear_platf
     latencies = []
     for requests in (32, 128):
         runner = Runner(
-            device=device, engine=engine, clock=clock, workload=Workload(rate_per_s=1.0), requests_per_round=requests
+            device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=requests
         )
         obs = runner.measure(Config(500.0, 4))
         assert not obs.keeps_up
@@ -86,7 +87,7 @@ def test_overloaded_config_is_flagged_and_latency_grows_with_window(linear_platf
 def test_saturated_serves_everything_back_to_back(linear_platform):
     device, engine, clock, model = linear_platform()
     runner = Runner(
-        device=device, engine=engine, clock=clock, workload=Workload(arrivals="saturated"), requests_per_round=12
+        device=device, engine=engine, workload=Workload(arrivals="saturated"), requests_per_round=12
     )
     obs = runner.measure(Config(500.0, 4))
     s = model.service_s(4)
@@ -98,7 +99,7 @@ def test_saturated_serves_everything_back_to_back(linear_platform):
 def test_ttft_is_measured_from_arrival(linear_platform):
     device, engine, clock, model = linear_platform()
     runner = Runner(
-        device=device, engine=engine, clock=clock, workload=Workload(arrivals="saturated"), requests_per_round=4
+        device=device, engine=engine, workload=Workload(arrivals="saturated"), requests_per_round=4
     )
     obs = runner.measure(Config(500.0, 4))
     s = model.service_s(4)
@@ -119,13 +120,7 @@ def test_batcher_properties(linear_platform, gaps, batch_size, service, max_wait
     arrivals = np.cumsum(gaps)
     requests = [Request(i, float(t), "x", 1, 1) for i, t in enumerate(arrivals)]
     batches = serve_window(
-        requests,
-        batch_size=batch_size,
-        engine=engine,
-        device=device,
-        clock=clock,
-        window_start_s=0.0,
-        max_wait_s=max_wait,
+        requests, batcher=StaticBatcher(batch_size, max_wait_s=max_wait), engine=engine, device=device, clock=clock
     )
     served = [r.request_id for b in batches for r in b.requests]
     assert served == list(range(len(requests)))  # every request once, FIFO
@@ -159,7 +154,7 @@ def test_engines_that_compile_get_one_untimed_batch_per_new_size(linear_platform
     device, engine, clock, model = linear_platform()
     counting = CountingEngine(engine)
     runner = Runner(
-        device=device, engine=counting, clock=clock, workload=Workload(arrivals="saturated"), requests_per_round=8
+        device=device, engine=counting, workload=Workload(arrivals="saturated"), requests_per_round=8
     )
     obs = runner.measure(Config(500.0, 4))
     assert counting.batches == 3  # warm-up + 2 measured

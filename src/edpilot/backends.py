@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edpilot.architectures import get_architecture
-from edpilot.clock import Clock, WallClock
+from edpilot.clock import Clock
 from edpilot.engine import Engine, EngineOptions, open_engine
 from edpilot.errors import ConfigError, ProfileError
 from edpilot.hardware import Device, open_device
@@ -26,12 +26,23 @@ from edpilot.space import (
 
 @dataclass
 class Backends:
-    """The device, engine and clock a run uses, plus the profile table when replaying one."""
+    """The device and engine a run uses (time is the device's clock), plus the profile table when replaying one."""
 
     device: Device
     engine: Engine
-    clock: Clock
     profile: ProfileTable | None = None
+
+    @property
+    def clock(self) -> Clock:
+        """The device's clock."""
+        return self.device.clock
+
+    def close(self) -> None:
+        """Release the engine and the device."""
+        try:
+            self.engine.close()
+        finally:
+            self.device.close()
 
 
 def open_backends(
@@ -57,31 +68,33 @@ def open_backends(
     if kind == "sim":
         if engine != "sim":
             raise ConfigError(f"the simulated device runs only the sim engine, not {engine!r}")
-        platform = open_sim(device, model=model, profile=profile, seed=seed)
+        platform = open_sim(device, model=model, profile=profile, seed=seed, dry_run=dry_run, read_only=read_only)
         table = platform.model.table if isinstance(platform.model, ProfileModel) else None
-        return Backends(platform.device, platform.engine, platform.clock, table)
+        return Backends(platform.device, platform.engine, table)
     if profile is not None:
         raise ConfigError("--profile only applies to --device sim")
     real = open_device(device, sysfs_root=sysfs_root, rails=rails, dry_run=dry_run, read_only=read_only)
-    clock = WallClock()
     try:
         if engine == "sim":
             perf = AnalyticModel(BOARDS[DEFAULT_BOARD], get_architecture(model), LLAMA_CPP_Q5_K_M)
-            return Backends(real, SimEngine(real, perf, clock, np.random.default_rng(seed)), clock)
-        return Backends(real, open_engine(engine, engine_options), clock)
+            return Backends(real, SimEngine(real, perf, real.clock, np.random.default_rng(seed)))
+        return Backends(real, open_engine(engine, engine_options))
     except BaseException:
-        getattr(real, "close", lambda: None)()
+        real.close()
         raise
 
 
 def build_space(backends: Backends, *, freqs: str | None = None, batches: str | None = None) -> ConfigSpace:
     """The grid: the paper's (7 spread levels × batch 4..28) or the profile's, narrowed by --freqs/--batches."""
-    levels, table = backends.device.freqs_mhz(), backends.profile
-    if backends.device.read_only:
+    device, table = backends.device, backends.profile
+    levels, caps = device.freqs_mhz(), device.capabilities
+    if not caps.can_set_clocks and not caps.dry_run:
         if freqs is not None:
-            raise ConfigError(f"{backends.device.name} is read-only: --freqs cannot be searched, only batch sizes")
-        current_mhz = backends.device.current_freq_mhz()  # None on cpu: one nominal column until Config allows none
-        freqs_mhz: tuple[float, ...] = (current_mhz if current_mhz is not None else 1.0,)
+            raise ConfigError(
+                f"{device.name} cannot change clocks ({caps.read_only_reason}): --freqs cannot be searched, "
+                "only batch sizes"
+            )
+        freqs_mhz: tuple[float | None, ...] = (device.current_freq_mhz(),)
     elif freqs is None:
         freqs_mhz = table.freqs_mhz if table else spread_levels(levels, PAPER_FREQ_LEVELS)
     elif freqs.strip() == "all":

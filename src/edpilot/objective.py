@@ -11,10 +11,15 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+import numpy as np
+from numpy.typing import ArrayLike
+
 from edpilot.errors import ConfigError
 
 ObjectiveName = Literal["edp", "ed2p", "energy", "latency", "weighted"]
 OBJECTIVE_NAMES: tuple[str, ...] = ("edp", "ed2p", "energy", "latency", "weighted:ALPHA")
+EnergyScope = Literal["total", "active"]
+ENERGY_SCOPES: tuple[str, ...] = ("total", "active")
 
 
 @dataclass(frozen=True)
@@ -25,7 +30,9 @@ class Observation:
     device has no energy meter. `keeps_up` is False when batches take longer than arrivals fill them.
     `actual_freq_mhz` is the clock the device reported at the window's end (it differs from the
     config's on read-only devices and in dry runs). `failed_requests` counts requests the engine
-    answered with an error (timeouts, HTTP errors); they still count in latency and energy.
+    answered with an error (timeouts, HTTP errors); they still count in latency and energy; a window
+    whose every request failed is `failed`. `meter_updates` is how many meter updates the window spans
+    (None when the meter's interval is unknown).
     """
 
     requests: int
@@ -40,6 +47,13 @@ class Observation:
     keeps_up: bool
     actual_freq_mhz: float | None = None
     failed_requests: int = 0
+    meter_updates: float | None = None
+    first_error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Every request of the window failed: nothing was served, so nothing can be chosen from it."""
+        return self.failed_requests >= self.requests
 
     @property
     def edp(self) -> float | None:
@@ -75,22 +89,57 @@ class Objective:
 
     def cost(self, obs: Observation, baseline: Observation | None = None) -> float:
         """Cost of `obs` (lower is better); `weighted` needs the `baseline` observation."""
-        if self.name == "latency":
-            return obs.mean_latency_s
-        energy_j = obs.energy_per_request_j
-        if energy_j is None:
-            raise ConfigError(f"objective {self} needs an energy meter, and this device has none")
-        if self.name == "edp":
-            return energy_j * obs.mean_latency_s
-        if self.name == "ed2p":
-            return energy_j * obs.mean_latency_s**2
-        if self.name == "energy":
-            return energy_j
+        return float(self.bind(baseline).cost(obs))
+
+    def bind(self, baseline: Observation | None) -> BoundObjective:
+        """This objective with its normaliser fixed by the baseline observation (`weighted` needs one)."""
+        if self.name != "weighted":
+            return BoundObjective(self)
         if baseline is None or baseline.energy_per_request_j is None:
-            raise ConfigError("objective weighted needs a measured baseline")
-        return self.alpha * energy_j / baseline.energy_per_request_j + (1 - self.alpha) * (
-            obs.mean_latency_s / baseline.mean_latency_s
-        )
+            raise ConfigError("objective weighted needs a measured baseline with an energy reading")
+        return BoundObjective(self, baseline.energy_per_request_j, baseline.mean_latency_s)
+
+
+@dataclass(frozen=True)
+class BoundObjective:
+    """An objective bound to its baseline: a cost from an observation, or from predicted E (J) and L (s).
+
+    `cost_of` is vectorised over numpy arrays, so a strategy can cost every config of a grid at once.
+    """
+
+    objective: Objective
+    base_energy_per_request_j: float | None = None
+    base_mean_latency_s: float | None = None
+
+    @property
+    def needs_energy(self) -> bool:
+        """Whether an energy reading is needed."""
+        return self.objective.needs_energy
+
+    def __str__(self) -> str:
+        return str(self.objective)
+
+    def cost(self, obs: Observation) -> float:
+        """Cost of an observed window (lower is better)."""
+        if self.needs_energy and obs.energy_per_request_j is None:
+            raise ConfigError(f"objective {self} needs an energy meter, and this window has no energy reading")
+        return float(self.cost_of(obs.energy_per_request_j or 0.0, obs.mean_latency_s))
+
+    def cost_of(self, energy_per_request_j: ArrayLike, mean_latency_s: ArrayLike) -> np.ndarray | float:
+        """Cost from energy per request (J) and mean latency (s); arrays broadcast."""
+        e, lat = np.asarray(energy_per_request_j, dtype=float), np.asarray(mean_latency_s, dtype=float)
+        name = self.objective.name
+        if name == "latency":
+            return lat
+        if name == "edp":
+            return e * lat
+        if name == "ed2p":
+            return e * lat**2
+        if name == "energy":
+            return e
+        assert self.base_energy_per_request_j is not None and self.base_mean_latency_s is not None
+        alpha = self.objective.alpha
+        return alpha * e / self.base_energy_per_request_j + (1 - alpha) * lat / self.base_mean_latency_s
 
 
 def parse_objective(text: str) -> Objective:

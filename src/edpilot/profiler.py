@@ -1,8 +1,10 @@
 """Measure every config of a grid N times and keep the samples as a profile table (DESIGN.md format).
 
-Each sample is one saturated batch of b requests: its service time and the device energy during it.
-The table is rewritten atomically after every config, so an interrupted run loses at most one config,
-and `resume` skips configs that already have enough samples.
+Each sample is one saturated batch of b requests: its service time and the device energy during it. A
+meter that updates slowly (NVML: ~100 ms; Jetson INA3221: ~430 ms averaging) cannot measure one short
+batch, so a sample runs the batch back to back until its window spans `MIN_METER_UPDATES` updates, and
+divides. The table is rewritten atomically after every config, so an interrupted run loses at most one
+config, and `resume` skips configs that already have enough samples.
 """
 
 from __future__ import annotations
@@ -14,17 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
-from edpilot.clock import Clock
 from edpilot.engine import Engine
 from edpilot.errors import ConfigError, ProfileError
 from edpilot.hardware import Device
+from edpilot.serving.window import EnergyWindow
 from edpilot.sim.profile import ProfileRow, read_profile, write_profile
 from edpilot.space import Config, ConfigSpace
-from edpilot.workload import Workload
+from edpilot.workload import Request, Workload
 
 log = logging.getLogger(__name__)
 
 IDLE_MEASURE_S = 2.0
+MIN_METER_UPDATES = 10
+MAX_BATCHES_PER_SAMPLE = 1000
 
 
 @dataclass(frozen=True)
@@ -53,21 +57,43 @@ def config_stats(rows: list[ProfileRow], output_tokens: int) -> list[ConfigStats
     return out
 
 
-def measure_idle_power_w(device: Device, clock: Clock, duration_s: float = IDLE_MEASURE_S) -> float:
+def level_seen(device: Device) -> float | None:
+    """Clocks float on a device that cannot pin them: the nearest level to the clock seen under load."""
+    current, levels = device.current_freq_mhz(), device.freqs_mhz()
+    if current is None or not levels:
+        return current
+    return min(levels, key=lambda lv: abs(lv - current))
+
+
+def measure_idle_power_w(device: Device, duration_s: float = IDLE_MEASURE_S) -> float:
     """Mean device power (W) over `duration_s` with nothing running."""
-    e0, t0 = device.energy_j(), clock.now_s()
-    clock.sleep_until(t0 + duration_s)
-    e1, t1 = device.energy_j(), clock.now_s()
-    if e0 is None or e1 is None:
-        raise ConfigError(f"edpilot profile needs an energy meter, and {device.name} has none")
-    return (e1 - e0) / (t1 - t0)
+    with EnergyWindow(device, device.clock) as window:
+        device.clock.sleep_until(window.start_s + duration_s)  # type: ignore[operator]
+    if window.energy_j is None:
+        raise ConfigError(f"edpilot profile needs an energy meter, and {device.name} gave no reading")
+    return window.energy_j / window.duration_s
+
+
+def measure_sample(device: Device, engine: Engine, batch: list[Request], *, freq_mhz: float | None) -> ProfileRow:
+    """One sample: the batch run back to back until the window spans enough meter updates, divided per batch."""
+    interval_ms = device.capabilities.meter_update_interval_ms
+    with EnergyWindow(device, device.clock, update_interval_ms=interval_ms) as window:
+        runs = 0
+        while True:
+            engine.generate(batch)
+            runs += 1
+            spanned = (device.clock.now_s() - window.start_s) * 1000.0 / interval_ms if interval_ms else None  # type: ignore[operator]
+            if spanned is None or spanned >= MIN_METER_UPDATES or runs >= MAX_BATCHES_PER_SAMPLE:
+                break
+    if window.energy_j is None:
+        raise ConfigError(f"edpilot profile needs an energy meter, and {device.name} gave no reading")
+    return ProfileRow(freq_mhz, len(batch), window.duration_s / runs, window.energy_j / runs)
 
 
 def profile(
     *,
     device: Device,
     engine: Engine,
-    clock: Clock,
     space: ConfigSpace,
     repeats: int,
     workload: Workload,
@@ -94,28 +120,21 @@ def profile(
     elif output.exists() and not resume:
         raise ConfigError(f"{output} exists: pass --resume to continue it, or choose another --output")
     if "idle_power_w" not in metadata:
-        metadata["idle_power_w"] = round(measure_idle_power_w(device, clock), 3)
+        metadata["idle_power_w"] = round(measure_idle_power_w(device), 3)
     rng = np.random.default_rng(seed)
     for config in space:
+        pinned = device.capabilities.can_set_clocks
         done = sum(
-            1 for r in rows if r.batch_size == config.batch_size and (device.read_only or r.freq_mhz == config.freq_mhz)
+            1 for r in rows if r.batch_size == config.batch_size and (not pinned or r.freq_mhz == config.freq_mhz)
         )
         if done >= repeats:
             continue
-        if not device.read_only:
+        if pinned and config.freq_mhz is not None:
             device.set_freq_mhz(config.freq_mhz)
         engine.generate(workload.requests(config.batch_size, rng))  # warm-up: caches, compilation, clocks
-        freq_mhz = config.freq_mhz
-        if device.read_only:  # clocks float: label the samples with the level seen under load
-            freq_mhz = min(device.freqs_mhz(), key=lambda lv: abs(lv - device.current_freq_mhz()))
+        freq_mhz = config.freq_mhz if pinned else level_seen(device)
         for _ in range(repeats - done):
-            batch = workload.requests(config.batch_size, rng)
-            e0, t0 = device.energy_j(), clock.now_s()
-            engine.generate(batch)
-            t1, e1 = clock.now_s(), device.energy_j()
-            if e0 is None or e1 is None:
-                raise ConfigError(f"edpilot profile needs an energy meter, and {device.name} has none")
-            row = ProfileRow(freq_mhz, config.batch_size, t1 - t0, e1 - e0)
+            row = measure_sample(device, engine, workload.requests(config.batch_size, rng), freq_mhz=freq_mhz)
             rows.append(row)
             if on_sample is not None:
                 on_sample(row)

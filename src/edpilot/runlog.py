@@ -1,38 +1,66 @@
-"""The run log: JSON lines written as they happen, so a crash keeps every finished round.
+"""The run log: typed records written as JSON lines as they happen, so a crash keeps every finished round.
 
-Record types: `run` (header), `round` (one measurement window), `summary` (the outcome). A torn last
-line (a crash mid-write) is skipped when reading.
+Records: `RunHeader` (type `run`: what ran), `RoundRecord` (type `round`: one measurement window) and
+`Summary` (type `summary`: the outcome). `tune` and `serve` write them; `report` reads them back with
+`read_run_log`, which checks every field's type and says which line is wrong. A torn last line (a crash
+mid-write) is skipped. Output is strict JSON: no NaN or Infinity.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from edpilot.errors import ConfigError
+from edpilot.records import RoundRecord, RunHeader, Summary
 from edpilot.textfile import read_lines
+
+__all__ = ["RoundRecord", "RunHeader", "RunLog", "RunLogData", "Summary", "dumps", "read_run_log"]
+
+
+@dataclass(frozen=True)
+class RunLogData:
+    """A run log read back: its header (if any), rounds and summary (if the run finished)."""
+
+    header: dict[str, Any] | None
+    rounds: list[RoundRecord]
+    summary: dict[str, Any] | None
 
 
 class RunLog:
     """Appends one JSON object per line; each line is one write, flushed and fsynced."""
 
-    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None, *, overwrite: bool = False) -> None:
         self.path = Path(path) if path is not None else None
         self._fh = None
-        if self.path is not None:
+        if self.path is None:
+            return
+        if self.path.is_dir():
+            raise ConfigError(f"--output {self.path} is a directory; give a file name such as {self.path}/run.jsonl")
+        if self.path.exists() and not overwrite:
+            raise ConfigError(f"--output {self.path} exists; choose another file or pass --overwrite")
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise ConfigError(f"cannot write the run log {self.path}: {exc.strerror or exc}") from None
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: RunHeader | RoundRecord | Summary | dict[str, Any]) -> None:
         """Append `record` as one line and make it durable."""
         if self._fh is None:
             return
-        self._fh.write(json.dumps(record, separators=(", ", ": ")) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        data = record if isinstance(record, dict) else record.to_dict()
+        try:
+            self._fh.write(dumps(data) + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            raise ConfigError(f"cannot write the run log {self.path}: {exc.strerror or exc}") from None
 
     def close(self) -> None:
         """Close the file (idempotent)."""
@@ -49,23 +77,51 @@ class RunLog:
         self.close()
 
 
-def read_run_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """All records of a run log; a torn last line is dropped, any other bad line raises ConfigError."""
+def dumps(data: Any) -> str:
+    """Strict JSON: a non-finite number becomes null (it was not measured), never NaN or Infinity."""
+    return json.dumps(_finite(data), separators=(", ", ": "), allow_nan=False)
+
+
+def read_run_log(path: str | os.PathLike[str]) -> RunLogData:
+    """Read a run log; a torn last line is dropped, any other bad line raises ConfigError naming it."""
     path = Path(path)
     lines = read_lines(path, what="run log", error=ConfigError)
-    records = []
+    header: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
+    rounds: list[RoundRecord] = []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = json.loads(line, parse_constant=_reject_constant)
+        except (json.JSONDecodeError, ValueError, RecursionError):
             if lineno == len(lines):
                 break
             raise ConfigError(f"{path}:{lineno}: not a JSON object") from None
-        if not isinstance(record, dict) or "type" not in record:
+        if not isinstance(record, dict) or not isinstance(record.get("type"), str):
             raise ConfigError(f"{path}:{lineno}: not a run-log record (no 'type')")
-        records.append(record)
-    if not any(r["type"] == "round" for r in records):
+        if record["type"] == "run":
+            header = record
+        elif record["type"] == "round":
+            rounds.append(RoundRecord.from_dict(record, where=f"{path}:{lineno}"))
+        elif record["type"] == "summary":
+            if not isinstance(record.get("best"), dict):
+                raise ConfigError(f"{path}:{lineno}: summary without a 'best' config")
+            summary = record
+    if not rounds:
         raise ConfigError(f"{path}: no rounds recorded")
-    return records
+    return RunLogData(header, rounds, summary)
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")

@@ -1,9 +1,9 @@
-"""The batcher and one measurement window: serve a config's requests and turn them into an Observation.
+"""The replay driver of the serving core: a config and a workload in, an Observation out.
 
-Static batching (DESIGN.md): the batcher waits until b requests are queued (or, with `max_wait_s`, until
-the oldest has waited that long), runs them as one batch, and requests arriving meanwhile wait for the
-next batch. Latency = batch completion − arrival. Energy per request = device energy over the window ÷
-requests (`total` scope, idle time between batches included) or batch energy only (`active`).
+It feeds a window of requests (absolute arrival times on the device's clock) to the static batcher,
+runs each batch the batcher releases on the engine, and measures the window's energy. Latency = batch
+completion − arrival. Energy per request = device energy over the window ÷ requests (`total` scope, idle
+time between batches included) or batch energy only (`active`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
@@ -19,14 +18,15 @@ from edpilot.clock import Clock
 from edpilot.engine.base import Engine
 from edpilot.errors import ConfigError, EngineError
 from edpilot.hardware.base import Device
-from edpilot.objective import Observation
+from edpilot.objective import ENERGY_SCOPES, EnergyScope, Observation
+from edpilot.serving.batcher import StaticBatcher
+from edpilot.serving.queueing import keeps_up
+from edpilot.serving.traffic import window_requests
+from edpilot.serving.window import EnergyWindow
 from edpilot.space import Config
 from edpilot.workload import Request, RequestSource
 
 log = logging.getLogger(__name__)
-
-EnergyScope = Literal["total", "active"]
-ENERGY_SCOPES: tuple[str, ...] = ("total", "active")
 
 
 @dataclass(frozen=True)
@@ -41,72 +41,69 @@ class ServedBatch:
     errors: tuple[str, ...] = ()
 
 
+def run_batch(batch: Sequence[Request], *, engine: Engine, device: Device, clock: Clock) -> ServedBatch:
+    """Run one batch on the engine and measure its time and energy."""
+    with EnergyWindow(device, clock) as window:
+        completions = engine.generate(batch)
+    if len(completions) != len(batch):
+        raise EngineError(f"engine returned {len(completions)} completions for a batch of {len(batch)}")
+    errors = tuple(c.error for c in completions if c.error)
+    for error in errors[:1]:
+        log.warning("%d of %d requests failed, e.g.: %s", len(errors), len(batch), error)
+    assert window.start_s is not None and window.end_s is not None
+    return ServedBatch(
+        tuple(batch), window.start_s, window.end_s, window.energy_j, tuple(c.ttft_s for c in completions), errors
+    )
+
+
 def serve_window(
     requests: Sequence[Request],
     *,
-    batch_size: int,
+    batcher: StaticBatcher[Request],
     engine: Engine,
     device: Device,
     clock: Clock,
-    window_start_s: float,
-    max_wait_s: float | None = None,
 ) -> list[ServedBatch]:
-    """Serve `requests` (arrival times relative to `window_start_s`) with static batching, in FIFO order."""
+    """Serve `requests` (absolute arrival times, ascending) through `batcher`; the last partial batch is flushed."""
     batches: list[ServedBatch] = []
     i, n = 0, len(requests)
-    while i < n:
-        stop = min(i + batch_size, n)
-        ready_s = window_start_s + requests[stop - 1].arrival_s
-        if max_wait_s is not None:
-            flush_s = max(window_start_s + requests[i].arrival_s + max_wait_s, clock.now_s())
-            if flush_s < ready_s:
-                ready_s = flush_s
-                while stop > i + 1 and window_start_s + requests[stop - 1].arrival_s > flush_s:
-                    stop -= 1
-        clock.sleep_until(ready_s)
-        batch = tuple(requests[i:stop])
-        energy_before_j = device.energy_j()
-        start_s = clock.now_s()
-        completions = engine.generate(batch)
-        end_s = clock.now_s()
-        if len(completions) != len(batch):
-            raise EngineError(f"engine returned {len(completions)} completions for a batch of {len(batch)}")
-        energy_after_j = device.energy_j()
-        energy_j = None if energy_before_j is None or energy_after_j is None else energy_after_j - energy_before_j
-        errors = tuple(c.error for c in completions if c.error)
-        for error in errors[:1]:
-            log.warning("%d of %d requests failed, e.g.: %s", len(errors), len(batch), error)
-        batches.append(ServedBatch(batch, start_s, end_s, energy_j, tuple(c.ttft_s for c in completions), errors))
-        i = stop
-    return batches
+    while True:
+        now_s = clock.now_s()
+        while i < n and requests[i].arrival_s <= now_s:
+            batcher.offer(requests[i], now_s)
+            i += 1
+        batch = batcher.poll(now_s)
+        if batch is None and i == n:
+            batch = batcher.flush() or None
+        if batch is not None:
+            batches.append(run_batch(batch, engine=engine, device=device, clock=clock))
+            continue
+        if i == n:
+            return batches
+        deadline_s = batcher.next_deadline_s()
+        clock.sleep_until(requests[i].arrival_s if deadline_s is None else min(requests[i].arrival_s, deadline_s))
 
 
 def summarize(
     batches: Sequence[ServedBatch],
     *,
-    window_start_s: float,
-    window_energy_j: float | None,
+    window: EnergyWindow,
     energy_scope: EnergyScope,
     batch_size: int,
     actual_freq_mhz: float | None = None,
 ) -> Observation:
     """Turn served batches into an Observation (latencies, energy per request, keeps-up flag)."""
-    arrivals_s = np.array([window_start_s + r.arrival_s for b in batches for r in b.requests])
+    arrivals_s = np.array([r.arrival_s for b in batches for r in b.requests])
     ends_s = np.array([b.end_s for b in batches for _ in b.requests])
     latencies_s = ends_s - arrivals_s
-    ttfts = [
-        b.start_s + t - (window_start_s + r.arrival_s)
-        for b in batches
-        for r, t in zip(b.requests, b.ttfts_s)
-        if t is not None
-    ]
+    ttfts = [b.start_s + t - r.arrival_s for b in batches for r, t in zip(b.requests, b.ttfts_s) if t is not None]
     n = len(latencies_s)
     service_s = np.array([b.end_s - b.start_s for b in batches])
     batch_energy = [b.energy_j for b in batches]
     energy_per_batch_j = None if None in batch_energy else float(np.mean(batch_energy))
-    window_s = batches[-1].end_s - window_start_s
+    window_s = window.duration_s
     if energy_scope == "total":
-        energy_j = window_energy_j
+        energy_j = window.energy_j
     elif energy_scope == "active":
         energy_j = None if energy_per_batch_j is None else float(np.sum(batch_energy))
     else:
@@ -117,26 +114,16 @@ def summarize(
         mean_latency_s=float(latencies_s.mean()),
         p95_latency_s=float(np.percentile(latencies_s, 95)),
         mean_ttft_s=float(np.mean(ttfts)) if ttfts else None,
-        power_w=None if window_energy_j is None else window_energy_j / window_s,
+        power_w=None if window.energy_j is None else window.energy_j / window_s,
         mean_batch_s=float(service_s.mean()),
         energy_per_batch_j=energy_per_batch_j,
         window_s=float(window_s),
         keeps_up=keeps_up(arrivals_s, float(service_s.mean()), batch_size),
         actual_freq_mhz=actual_freq_mhz,
         failed_requests=sum(len(b.errors) for b in batches),
+        meter_updates=window.meter_updates,
+        first_error=next((e for b in batches for e in b.errors), None),
     )
-
-
-def keeps_up(arrivals_s: np.ndarray, mean_batch_s: float, batch_size: int) -> bool:
-    """Whether a batch finishes before the next one fills: mean service ≤ b × mean inter-arrival gap.
-
-    All-at-once (saturated) arrivals have no rate to keep up with, so they always keep up.
-    """
-    span_s = float(arrivals_s.max() - arrivals_s.min())
-    if span_s <= 0:
-        return True
-    mean_gap_s = span_s / (len(arrivals_s) - 1)
-    return mean_batch_s <= batch_size * mean_gap_s
 
 
 @dataclass
@@ -145,7 +132,6 @@ class Runner:
 
     device: Device
     engine: Engine
-    clock: Clock
     workload: RequestSource
     requests_per_round: int = 32
     energy_scope: EnergyScope = "total"
@@ -160,36 +146,35 @@ class Runner:
         self._rng = np.random.default_rng(self.seed)
         self._warm_batch_sizes: set[int] = set()
 
+    @property
+    def clock(self) -> Clock:
+        """The device's clock: wall time on hardware, virtual time on the simulator."""
+        return self.device.clock
+
     def window_requests(self, batch_size: int) -> int:
         """Requests in one window: at least `requests_per_round` and two full batches, a multiple of b."""
-        batches = max(2, -(-self.requests_per_round // batch_size))
-        return batches * batch_size
+        return window_requests(self.requests_per_round, batch_size)
 
     def measure(self, config: Config) -> Observation:
         """Serve one window at `config` and summarise it; the frequency switch is inside the window."""
-        requests = self.workload.requests(self.window_requests(config.batch_size), self._rng)
-        if getattr(self.engine, "needs_warmup", False) and config.batch_size not in self._warm_batch_sizes:
+        count = self.window_requests(config.batch_size)
+        requests = self.workload.requests(count, self._rng)
+        if self.engine.needs_warmup and config.batch_size not in self._warm_batch_sizes:
             self.engine.generate(requests[: config.batch_size])  # untimed: compiles this batch size's graph
             self._warm_batch_sizes.add(config.batch_size)
-        window_start_s = self.clock.now_s()
-        energy_start_j = self.device.energy_j()
-        if not self.device.read_only:
-            self.device.set_freq_mhz(config.freq_mhz)
-        batches = serve_window(
-            requests,
-            batch_size=config.batch_size,
-            engine=self.engine,
-            device=self.device,
-            clock=self.clock,
-            window_start_s=window_start_s,
-            max_wait_s=self.max_wait_s,
-        )
-        energy_end_j = self.device.energy_j()
-        window_energy_j = None if energy_start_j is None or energy_end_j is None else energy_end_j - energy_start_j
+        window = EnergyWindow(
+            self.device, self.clock, update_interval_ms=self.device.capabilities.meter_update_interval_ms
+        ).begin()
+        requests = [r.at(window.start_s) for r in requests]
+        caps = self.device.capabilities
+        if config.freq_mhz is not None and (caps.can_set_clocks or caps.dry_run):
+            self.device.set_freq_mhz(config.freq_mhz)  # a dry run only logs the level it would set
+        batcher: StaticBatcher[Request] = StaticBatcher(config.batch_size, max_wait_s=self.max_wait_s)
+        batches = serve_window(requests, batcher=batcher, engine=self.engine, device=self.device, clock=self.clock)
+        window.end()
         return summarize(
             batches,
-            window_start_s=window_start_s,
-            window_energy_j=window_energy_j,
+            window=window,
             energy_scope=self.energy_scope,
             batch_size=config.batch_size,
             actual_freq_mhz=self.device.current_freq_mhz(),

@@ -15,35 +15,42 @@ PAPER_FREQ_LEVELS = 7
 
 @dataclass(frozen=True, order=True)
 class Config:
-    """One setting to serve at: GPU frequency in MHz and static batch size."""
+    """One setting to serve at: GPU frequency in MHz (None: a device without a clock knob) and batch size."""
 
-    freq_mhz: float
+    freq_mhz: float | None
     batch_size: int
 
     def __post_init__(self) -> None:
-        if not self.freq_mhz > 0:
+        if self.freq_mhz is not None and not (self.freq_mhz > 0 and np.isfinite(self.freq_mhz)):
             raise ConfigError(f"frequency must be > 0 MHz, got {self.freq_mhz}")
         if int(self.batch_size) != self.batch_size or self.batch_size < 1:
             raise ConfigError(f"batch size must be a whole number >= 1, got {self.batch_size}")
 
     def __str__(self) -> str:
+        if self.freq_mhz is None:
+            return f"(batch {self.batch_size})"
         return f"({self.freq_mhz:g} MHz, batch {self.batch_size})"
 
 
 @dataclass(frozen=True)
 class ConfigSpace:
-    """The grid: sorted frequency levels (MHz) × sorted batch sizes."""
+    """The grid: sorted frequency levels (MHz) × sorted batch sizes; `(None,)` when no clock is tuned."""
 
-    freqs_mhz: tuple[float, ...]
+    freqs_mhz: tuple[float | None, ...]
     batch_sizes: tuple[int, ...]
 
     def __post_init__(self) -> None:
         if not self.freqs_mhz or not self.batch_sizes:
             raise ConfigError("the grid needs at least one frequency and one batch size")
-        object.__setattr__(self, "freqs_mhz", tuple(sorted(set(float(f) for f in self.freqs_mhz))))
+        if None in self.freqs_mhz:
+            if len(self.freqs_mhz) != 1:
+                raise ConfigError("a grid without a clock knob has exactly one frequency entry (None)")
+        else:
+            freqs = tuple(sorted(set(float(f) for f in self.freqs_mhz)))  # type: ignore[arg-type]
+            if not all(f > 0 and np.isfinite(f) for f in freqs):
+                raise ConfigError(f"frequencies must be finite and > 0 MHz, got {_fmt(freqs)}")
+            object.__setattr__(self, "freqs_mhz", freqs)
         object.__setattr__(self, "batch_sizes", tuple(sorted(set(int(b) for b in self.batch_sizes))))
-        if self.freqs_mhz[0] <= 0:
-            raise ConfigError(f"frequencies must be > 0 MHz, got {self.freqs_mhz[0]:g}")
         if self.batch_sizes[0] < 1:
             raise ConfigError(f"batch sizes must be >= 1, got {self.batch_sizes[0]}")
 
@@ -73,7 +80,8 @@ class ConfigSpace:
     def validate(self, config: Config) -> Config:
         """Return `config` if it is on the grid, else raise ConfigError naming the nearest values."""
         if config.freq_mhz not in self.freqs_mhz:
-            raise ConfigError(f"{config.freq_mhz:g} MHz is not a frequency of the grid; levels: {_fmt(self.freqs_mhz)}")
+            what = "a device clock" if config.freq_mhz is None else f"{config.freq_mhz:g} MHz"
+            raise ConfigError(f"{what} is not a frequency of the grid; levels: {_fmt(self.freqs_mhz)}")
         if config.batch_size not in self.batch_sizes:
             raise ConfigError(
                 f"batch size {config.batch_size} is not in the grid; batch sizes: {_fmt(self.batch_sizes)}"
@@ -115,6 +123,8 @@ def parse_number_list(text: str, *, what: str) -> list[float]:
         raise ConfigError(f"{what} must be a comma-separated list of numbers, got {text!r}") from None
     if not values:
         raise ConfigError(f"{what} is empty")
+    if not all(np.isfinite(v) for v in values):
+        raise ConfigError(f"{what} must hold finite numbers, got {text!r}")
     return values
 
 
@@ -134,5 +144,5 @@ def parse_config(text: str, *, what: str = "--baseline") -> Config:
     return Config(values[0], int(values[1]) if values[1] == int(values[1]) else -1)
 
 
-def _fmt(values: Sequence[float]) -> str:
-    return ", ".join(f"{v:g}" for v in values)
+def _fmt(values: Sequence[float | None]) -> str:
+    return ", ".join("device clock" if v is None else f"{v:g}" for v in values)

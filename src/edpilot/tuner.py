@@ -1,8 +1,9 @@
-"""The tuning loop: strategy ⇄ runner for a budget of rounds, logged round by round.
+"""The tuning session: the baseline first, then the strategy's proposals, every round logged.
 
-Round 0 measures the baseline (what every gain is quoted against, and the normaliser of the
-`weighted` objective); rounds 1..budget are the strategy's proposals. The strategy is told about
-the baseline too, so its measurement is never wasted.
+`tune` (replayed traffic) and `serve` (live traffic) both drive it: ask `next_config()`, serve a window
+there, hand the Observation to `record()`. Round 0 measures the baseline (what every gain is quoted
+against, and the normaliser of the `weighted` objective); the strategy is built once the baseline is
+known and is told about it too. A round whose every request failed is recorded as failed and never chosen.
 """
 
 from __future__ import annotations
@@ -11,164 +12,149 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
-from edpilot.errors import ConfigError
-from edpilot.objective import Objective, Observation
-from edpilot.runlog import RunLog
+from edpilot.errors import ConfigError, EngineError
+from edpilot.objective import BoundObjective, EnergyScope, Objective, Observation
+from edpilot.runlog import RoundRecord, RunLog, Summary
 from edpilot.runner import Runner
-from edpilot.search import make_strategy
+from edpilot.search import SearchContext, Strategy, make_strategy
+from edpilot.serving.traffic import Traffic
 from edpilot.space import Config, ConfigSpace
+from edpilot.stats import ConfigStats
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Round:
-    """One measurement window of the tuning run."""
+class SessionSettings:
+    """How a session searches: grid, objective, strategy and its limits."""
 
-    index: int
-    role: str  # "baseline" or "search"
-    config: Config
-    obs: Observation
-    cost: float
-
-
-@dataclass(frozen=True)
-class ConfigSummary:
-    """Mean of every observation at one config: energy per request (J), latencies (s), EDP (J·s)."""
-
-    config: Config
-    windows: int
-    energy_per_request_j: float | None
-    mean_latency_s: float
-    p95_latency_s: float
-    edp: float | None
-    keeps_up: bool
-
-    def to_dict(self) -> dict[str, object]:
-        """Plain dict for JSON output."""
-        return {
-            "freq_mhz": self.config.freq_mhz,
-            "batch_size": self.config.batch_size,
-            "windows": self.windows,
-            "energy_per_request_j": self.energy_per_request_j,
-            "mean_latency_s": self.mean_latency_s,
-            "p95_latency_s": self.p95_latency_s,
-            "edp": self.edp,
-            "keeps_up": self.keeps_up,
-        }
+    space: ConfigSpace
+    objective: Objective
+    strategy: str
+    baseline: Config
+    energy_scope: EnergyScope = "total"
+    idle_power_w: float | None = None
+    seed: int = 0
+    slo_p95_s: float | None = None
+    power_cap_w: float | None = None
 
 
 @dataclass(frozen=True)
 class TuneResult:
-    """What a tuning run found: the chosen config against the baseline, and every round."""
+    """What a session found: the chosen config against the baseline, and every round."""
 
-    best: ConfigSummary
-    baseline: ConfigSummary
-    rounds: list[Round]
-
-    @property
-    def edp_gain_pct(self) -> float | None:
-        """How much lower the chosen config's EDP is than the baseline's, in percent."""
-        if self.best.edp is None or self.baseline.edp is None:
-            return None
-        return 100.0 * (1.0 - self.best.edp / self.baseline.edp)
-
-    def summary_record(self) -> dict[str, object]:
-        """The run log's closing `summary` record."""
-        return {
-            "type": "summary",
-            "best": {"freq_mhz": self.best.config.freq_mhz, "batch_size": self.best.config.batch_size},
-            "baseline": {
-                "freq_mhz": self.baseline.config.freq_mhz,
-                "batch_size": self.baseline.config.batch_size,
-            },
-            "edp_best": self.best.edp,
-            "edp_baseline": self.baseline.edp,
-            "edp_gain_pct": self.edp_gain_pct,
-            "rounds": len(self.rounds) - 1,
-            "best_stats": self.best.to_dict(),
-            "baseline_stats": self.baseline.to_dict(),
-        }
+    best: ConfigStats
+    baseline: ConfigStats
+    rounds: list[RoundRecord]
+    summary: Summary
 
 
-def summarize_config(config: Config, observations: list[Observation]) -> ConfigSummary:
-    """Average the observations made at `config`."""
-    energies = [o.energy_per_request_j for o in observations]
-    edps = [o.edp for o in observations]
-    return ConfigSummary(
-        config=config,
-        windows=len(observations),
-        energy_per_request_j=None if None in energies else float(np.mean(energies)),
-        mean_latency_s=float(np.mean([o.mean_latency_s for o in observations])),
-        p95_latency_s=float(np.mean([o.p95_latency_s for o in observations])),
-        edp=None if None in edps else float(np.mean(edps)),
-        keeps_up=sum(o.keeps_up for o in observations) * 2 > len(observations),
-    )
+class TuningSession:
+    """Baseline, next, record, best: the tuning loop without the serving."""
+
+    def __init__(
+        self,
+        settings: SessionSettings,
+        traffic: Traffic,
+        *,
+        run_log: RunLog | None = None,
+        on_round: Callable[[RoundRecord], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.space = settings.space
+        self.traffic = traffic
+        self.run_log = run_log or RunLog(None)
+        self.on_round = on_round
+        self.baseline = self.space.validate(settings.baseline)
+        self.rounds: list[RoundRecord] = []
+        self.stats: dict[Config, ConfigStats] = {}
+        self.strategy: Strategy | None = None
+        self.objective: BoundObjective | None = None
+
+    def next_config(self) -> Config:
+        """The config to serve next: the baseline until it is measured, then the strategy's proposal."""
+        if self.strategy is None:
+            return self.baseline
+        return self.space.validate(self.strategy.propose())
+
+    def record(self, config: Config, obs: Observation, *, note: str | None = None) -> RoundRecord:
+        """Record a window served at `config`: cost it, tell the strategy, log it."""
+        if self.strategy is None:
+            if config != self.baseline:
+                raise ConfigError(f"the first round must measure the baseline {self.baseline}, not {config}")
+            if obs.failed:
+                raise EngineError(f"the baseline round failed: all {obs.requests} requests failed ({obs.first_error})")
+            self.objective = self.settings.objective.bind(obs)
+            self.strategy = make_strategy(self.settings.strategy, self._context())
+        cost = self.strategy.observe(config, obs)
+        self.stats.setdefault(config, ConfigStats(config)).add(obs, cost)
+        role = "baseline" if not self.rounds else "search"
+        record = RoundRecord(len(self.rounds), role, config, obs, cost, note)
+        if obs.failed:
+            log.warning("round %d at %s failed: %s", record.round, config, obs.first_error)
+        self.rounds.append(record)
+        self.run_log.write(record)
+        if self.on_round is not None:
+            self.on_round(record)
+        return record
+
+    def set_traffic(self, traffic: Traffic) -> None:
+        """The traffic changed: the strategy re-plans at once."""
+        self.traffic = traffic
+        if self.strategy is not None:
+            self.strategy.set_traffic(traffic)
+
+    def best(self) -> Config:
+        """The strategy's current choice (the baseline before anything is known)."""
+        return self.baseline if self.strategy is None else self.strategy.best()
+
+    def finish(self) -> TuneResult:
+        """Close the session: the summary record; EngineError when every search round failed."""
+        searched = self.rounds[1:]
+        if searched and all(r.obs.failed for r in searched):
+            raise EngineError(f"every search round failed: {searched[-1].obs.first_error}")
+        best = self.best()
+        best_stats = self._stats_of(best)
+        base_stats = self._stats_of(self.baseline)
+        summary = Summary(
+            objective=str(self.settings.objective),
+            best=best_stats.to_dict(),
+            baseline=base_stats.to_dict(),
+            rounds=len(searched),
+            failed_rounds=sum(r.obs.failed for r in self.rounds),
+        )
+        self.run_log.write(summary)
+        return TuneResult(best=best_stats, baseline=base_stats, rounds=list(self.rounds), summary=summary)
+
+    def _stats_of(self, config: Config) -> ConfigStats:
+        return self.stats.get(config) or ConfigStats(config)
+
+    def _context(self) -> SearchContext:
+        s = self.settings
+        assert self.objective is not None
+        return SearchContext(
+            space=self.space,
+            objective=self.objective,
+            baseline=self.baseline,
+            traffic=self.traffic,
+            energy_scope=s.energy_scope,
+            idle_power_w=s.idle_power_w,
+            seed=s.seed,
+            slo_p95_s=s.slo_p95_s,
+            power_cap_w=s.power_cap_w,
+        )
 
 
-def round_record(r: Round) -> dict[str, object]:
-    """The run log's `round` record for one window."""
-    return {
-        "type": "round",
-        "round": r.index,
-        "role": r.role,
-        "freq_mhz": r.config.freq_mhz,
-        "batch_size": r.config.batch_size,
-        **r.obs.to_dict(),
-        "cost": r.cost,
-    }
-
-
-def tune(
-    *,
-    runner: Runner,
-    space: ConfigSpace,
-    strategy: str,
-    objective: Objective,
-    budget: int,
-    baseline: Config | None = None,
-    seed: int = 0,
-    run_log: RunLog | None = None,
-    on_round: Callable[[Round], None] | None = None,
-) -> TuneResult:
-    """Measure the baseline, then run `budget` rounds of `strategy`; return the chosen config."""
+def tune(*, runner: Runner, session: TuningSession, budget: int) -> TuneResult:
+    """Drive `session` with replayed traffic: the baseline round, then `budget` search rounds."""
     if budget < 1:
         raise ConfigError(f"--budget must be >= 1 round, got {budget}")
-    baseline = space.validate(baseline or space.baseline())
-    if objective.needs_energy and runner.device.energy_j() is None:
+    if session.settings.objective.needs_energy and not runner.device.capabilities.has_meter:
         raise ConfigError(
-            f"objective {objective} needs an energy meter and device {runner.device.name} has none; "
+            f"objective {session.settings.objective} needs an energy meter and device {runner.device.name} has none; "
             "use --objective latency"
         )
-    run_log = run_log or RunLog(None)
-    rounds: list[Round] = []
-
-    def record(r: Round) -> None:
-        rounds.append(r)
-        run_log.write(round_record(r))
-        if on_round is not None:
-            on_round(r)
-
-    baseline_obs = runner.measure(baseline)
-
-    def cost_fn(obs: Observation) -> float:
-        return objective.cost(obs, baseline_obs)
-
-    search = make_strategy(strategy, space, cost_fn=cost_fn, seed=seed)
-    record(Round(0, "baseline", baseline, baseline_obs, search.observe(baseline, baseline_obs)))
-    for index in range(1, budget + 1):
-        config = space.validate(search.propose())
-        obs = runner.measure(config)
-        record(Round(index, "search", config, obs, search.observe(config, obs)))
-        log.debug("round %d %s cost %.4g", index, config, rounds[-1].cost)
-
-    best = search.best()
-    result = TuneResult(
-        best=summarize_config(best, [r.obs for r in rounds if r.config == best]),
-        baseline=summarize_config(baseline, [r.obs for r in rounds if r.config == baseline]),
-        rounds=rounds,
-    )
-    run_log.write(result.summary_record())
-    return result
+    for _ in range(budget + 1):
+        config = session.next_config()
+        session.record(config, runner.measure(config))
+    return session.finish()

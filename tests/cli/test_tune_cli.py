@@ -19,7 +19,8 @@ def test_default_tune_runs_the_paper_setting(tmp_path):
     r = runner.invoke(app, ["tune", "--output", str(log), "--json"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
-    assert summary["baseline"] == {"freq_mhz": 930.75, "batch_size": 28}
+    assert (summary["baseline"]["freq_mhz"], summary["baseline"]["batch_size"]) == (930.75, 28)
+    assert summary["objective"] == "edp" and summary["cost_best"] == summary["edp_best"]
     assert summary["rounds"] == 30
     assert summary["edp_best"] < summary["edp_baseline"]
     header = json.loads(log.read_text().splitlines()[0])
@@ -31,7 +32,26 @@ def test_default_tune_runs_the_paper_setting(tmp_path):
 def test_table_output():
     r = runner.invoke(app, ["tune", "--budget", "3", "--strategy", "grid"])
     assert r.exit_code == 0, r.output
-    assert "EDP gain" in r.stdout and "energy/request" in r.stdout
+    assert "edp gain" in r.stdout and "energy/request" in r.stdout and "cost (edp)" in r.stdout
+
+
+def test_other_objectives_are_reported_as_themselves_with_edp_beside():
+    r = runner.invoke(app, ["tune", "--budget", "3", "--strategy", "grid", "--objective", "energy"])
+    assert r.exit_code == 0, r.output
+    assert "objective: energy" in r.stdout and "energy gain" in r.stdout and "EDP gain" in r.stdout
+    r = runner.invoke(app, ["tune", "--budget", "3", "--strategy", "grid", "--objective", "latency", "--json"])
+    summary = json.loads(r.stdout)
+    assert summary["objective"] == "latency"
+    assert summary["cost_best"] == pytest.approx(summary["best"]["mean_latency_s"])
+
+
+def test_paper_preset_selects_the_papers_setting(tmp_path):
+    log = tmp_path / "run.jsonl"
+    r = runner.invoke(app, ["tune", "--paper", "--budget", "3", "--output", str(log), "--json"])
+    assert r.exit_code == 0, r.output
+    header = json.loads(log.read_text().splitlines()[0])
+    assert header["objective"] == "weighted:0.5" and header["energy_scope"] == "active"
+    assert json.loads(r.stdout)["cost_baseline"] == pytest.approx(1.0)
 
 
 def test_same_seed_same_result():
@@ -47,10 +67,17 @@ def test_same_seed_same_result():
         (["--model", "gpt-5"], "unknown model"),
         (["--strategy", "magic"], "unknown strategy"),
         (["--objective", "joy"], "unknown objective"),
-        (["--arrival-rate", "0"], "arrival rate must be > 0"),
-        (["--arrival-rate", "-1"], "arrival rate must be > 0"),
+        (["--arrival-rate", "0"], "--arrival-rate must be a finite number > 0"),
+        (["--arrival-rate", "-1"], "--arrival-rate must be a finite number > 0"),
+        (["--arrival-rate", "inf"], "--arrival-rate must be a finite number > 0"),
+        (["--max-wait", "-1"], "--max-wait must be a finite number"),
+        (["--freqs", "nan"], "--freqs must hold finite numbers"),
+        (["--seed", "-1"], "--seed must be between 0"),
+        (["--output-tokens", "1000000000"], "--output-tokens must be between 1 and 8192"),
+        (["--slo-p95", "0"], "--slo-p95 must be a finite number > 0"),
+        (["--paper", "--objective", "edp"], "--paper sets --objective weighted:0.5"),
         (["--arrivals", "bursty"], "unknown arrival process"),
-        (["--budget", "0"], "--budget must be >= 1"),
+        (["--budget", "0"], "--budget must be between 1"),
         (["--freqs", "816"], "not a level of this device"),
         (["--baseline", "930.75,30"], "batch size 30 is not in the grid"),
         (["--baseline", "726.75,28"], "not a frequency of the grid"),

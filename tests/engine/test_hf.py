@@ -12,6 +12,7 @@ from edpilot.engine import EngineOptions, open_engine  # noqa: E402
 from edpilot.errors import ConfigError, EngineError  # noqa: E402
 from edpilot.hardware.cpu import CpuDevice  # noqa: E402
 from edpilot.runner import serve_window  # noqa: E402
+from edpilot.serving import StaticBatcher  # noqa: E402
 from edpilot.workload import Request, builtin_prompts  # noqa: E402
 
 
@@ -48,12 +49,12 @@ def test_left_padding_does_not_change_a_requests_output(engine):
 
 def test_ttft_is_before_the_batch_ends_on_real_timestamps(engine):
     clock = WallClock()
-    reqs = [Request(i, 0.15 * i, builtin_prompts()[i], 10, 12) for i in range(4)]
     t0 = clock.now_s()
-    batches = serve_window(reqs, batch_size=2, engine=engine, device=CpuDevice(), clock=clock, window_start_s=t0)
+    reqs = [Request(i, 0.15 * i, builtin_prompts()[i], 10, 12).at(t0) for i in range(4)]
+    batches = serve_window(reqs, batcher=StaticBatcher(2), engine=engine, device=CpuDevice(), clock=clock)
     assert [len(b.requests) for b in batches] == [2, 2]
     for b in batches:
-        assert b.start_s >= t0 + max(r.arrival_s for r in b.requests) - 1e-3  # waited for the batch to fill
+        assert b.start_s >= max(r.arrival_s for r in b.requests) - 1e-3  # waited for the batch to fill
         assert all(0 < t < b.end_s - b.start_s for t in b.ttfts_s)
     assert batches[1].start_s >= batches[0].end_s
 

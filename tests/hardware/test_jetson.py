@@ -193,13 +193,12 @@ def test_restore_saved_undoes_a_left_over_state(tree, store):
 
 def test_read_only_searches_batch_size_at_the_current_clock(tree, store):
     from edpilot.backends import Backends, build_space
-    from edpilot.clock import WallClock
 
     dev = open_jetson(tree, store, read_only=True)
     try:
         with pytest.raises(DeviceError, match="may not change clocks: --read-only"):
             dev.set_freq_mhz(522.75)
-        space = build_space(Backends(dev, None, WallClock()), batches="1,4")  # type: ignore[arg-type]
+        space = build_space(Backends(dev, None), batches="1,4")  # type: ignore[arg-type]
         assert space.freqs_mhz == (624.75,) and space.batch_sizes == (1, 4)
         assert dev.describe()["can_set_clocks"] is False
         assert tree.read("min_freq") == str(ORIN_LEVELS_HZ[0])

@@ -105,7 +105,7 @@ def test_levels_clock_counter_and_capabilities(store):
         True,
         100,
     )
-    assert "--read-only" in caps.read_only_reason and dev.read_only
+    assert "--read-only" in caps.read_only_reason
     info = dev.describe()
     assert info["gpu"] == "NVIDIA H100 80GB HBM3" and info["energy_source"] == "total-energy counter"
     assert info["can_set_clocks"] is False and "--read-only" in info["read_only_reason"]
@@ -126,7 +126,6 @@ def test_dry_run_logs_and_never_writes_like_the_jetson(store, root, caplog):
     dev = NvmlDevice(0, dry_run=True, nvml=nvml, state_store=store)
     caps = dev.capabilities
     assert caps.dry_run and not caps.can_set_clocks and caps.read_only_reason.startswith("dry run")
-    assert dev.read_only is False  # the frequency grid is still walked, each level only logged
     with caplog.at_level("INFO"):
         dev.set_freq_mhz(1950.0)
     assert "would lock nvml:0 at 1950 MHz" in caplog.text and dev.would_set_mhz == 1950.0
@@ -170,7 +169,7 @@ def test_restore_saved_resets_a_killed_runs_lock(store, root):
 def test_not_root_is_read_only_not_a_crash(store, monkeypatch):
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     dev = NvmlDevice(0, nvml=FakeNvml(), state_store=store)
-    assert dev.read_only and dev.capabilities.read_only_reason.startswith("no permission")
+    assert dev.capabilities.read_only_reason.startswith("no permission")
     with pytest.raises(PermissionDenied, match="sudo"):
         dev.set_freq_mhz(1950.0)
 

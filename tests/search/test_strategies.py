@@ -6,12 +6,11 @@ import pytest
 
 from edpilot.backends import build_space, open_backends
 from edpilot.objective import Objective, Observation
-from edpilot.runner import Runner
-from edpilot.search import STRATEGIES, make_strategy
+from edpilot.search import STRATEGIES, SearchContext, make_strategy
+from edpilot.serving import Traffic
 from edpilot.space import Config, ConfigSpace
-from edpilot.tuner import tune
 from edpilot.workload import Workload
-from tests.conftest import write_synthetic_profile
+from tests.conftest import run_tune, write_synthetic_profile
 
 FREQS = (300.0, 600.0, 900.0, 1200.0)
 BATCHES = (1, 2, 4, 8, 16)
@@ -35,25 +34,30 @@ def profile(tmp_path):
 @pytest.mark.parametrize("strategy,budget", [("grid", 20), ("random", 25), ("camel", 40)])
 def test_strategy_finds_the_optimum(profile, strategy, budget, seed):
     backends = open_backends(device="sim", profile=str(profile), seed=seed)
-    space = build_space(backends)
-    assert len(space) == 20
-    runner = Runner(
-        device=backends.device,
-        engine=backends.engine,
-        clock=backends.clock,
+    assert len(build_space(backends)) == 20
+    result = run_tune(
+        backends,
+        strategy=strategy,
+        budget=budget,
         workload=Workload(arrivals="saturated"),
         requests_per_round=16,
         energy_scope="active",
         seed=seed,
     )
-    result = tune(runner=runner, space=space, strategy=strategy, objective=Objective("edp"), budget=budget, seed=seed)
     assert result.best.config == OPTIMUM
-    assert result.edp_gain_pct > 50
+    assert result.summary.edp_gain_pct > 50
 
 
-def test_default_strategy_stays_at_baseline():
+def context(space: ConfigSpace, seed: int = 0) -> SearchContext:
+    """Energy per request is the cost; the baseline is the grid's."""
+    return SearchContext(
+        space=space, objective=Objective("energy").bind(None), baseline=space.baseline(), traffic=Traffic(), seed=seed
+    )
+
+
+def test_baseline_strategy_stays_at_baseline():
     space = ConfigSpace(FREQS, BATCHES)
-    s = make_strategy("default", space, cost_fn=lambda o: 1.0)
+    s = make_strategy("baseline", context(space))
     assert s.propose() == Config(1200.0, 16) == s.best()
 
 
@@ -75,16 +79,16 @@ def _obs(cost: float, keeps_up: bool = True) -> Observation:
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_best_prefers_configs_that_keep_up(name):
     space = ConfigSpace(FREQS, BATCHES)
-    s = make_strategy(name, space, cost_fn=lambda o: o.energy_per_request_j)
+    s = make_strategy(name, context(space))
     s.observe(Config(300.0, 1), _obs(0.1, keeps_up=False))
     s.observe(Config(900.0, 8), _obs(0.5))
-    if name != "default":
+    if name != "baseline":
         assert s.best() == Config(900.0, 8)
 
 
 def test_grid_visits_every_config_once_then_exploits():
     space = ConfigSpace(FREQS, BATCHES)
-    s = make_strategy("grid", space, cost_fn=lambda o: o.energy_per_request_j)
+    s = make_strategy("grid", context(space))
     seen = []
     for _ in range(len(space)):
         c = s.propose()
@@ -96,7 +100,7 @@ def test_grid_visits_every_config_once_then_exploits():
 
 def test_camel_posterior_concentrates_on_repeated_arm():
     space = ConfigSpace(FREQS, BATCHES)
-    s = make_strategy("camel", space, cost_fn=lambda o: o.energy_per_request_j, seed=0)
+    s = make_strategy("camel", context(space))
     for _ in range(10):
         s.observe(OPTIMUM, _obs(1.0))
     s.observe(Config(300.0, 1), _obs(2.0))

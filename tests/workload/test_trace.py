@@ -27,7 +27,10 @@ def entry(t, prompt="hi there", n=16):
     [
         ("{not json", "t.jsonl:2: not valid JSON"),
         ('{"arrival_s": 1.0, "prompt": "x"}', "t.jsonl:2: missing max_new_tokens"),
-        ('{"arrival_s": -1, "prompt": "x", "max_new_tokens": 3}', "t.jsonl:2: arrival_s must be a number >= 0"),
+        ('{"arrival_s": -1, "prompt": "x", "max_new_tokens": 3}', "t.jsonl:2: arrival_s must be a number"),
+        ('{"arrival_s": 1e308, "prompt": "x", "max_new_tokens": 3}', "t.jsonl:2: arrival_s must be a number"),
+        ('{"arrival_s": 2, "prompt": "x", "max_new_tokens": 1000000000}', "t.jsonl:2: max_new_tokens must be"),
+        ("[" * 100000 + "]" * 100000, "t.jsonl:2: nested too deeply"),
         ('{"arrival_s": 2, "prompt": "", "max_new_tokens": 3}', "t.jsonl:2: prompt must be a non-empty string"),
         ('{"arrival_s": 2, "prompt": "x", "max_new_tokens": 0}', "t.jsonl:2: max_new_tokens must be a whole number"),
         ('{"arrival_s": 0.5, "prompt": "x", "max_new_tokens": 3}', "t.jsonl:2: arrival_s 0.5 is before"),

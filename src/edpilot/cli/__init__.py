@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from edpilot.cli.bench import bench_command
+from edpilot.cli.common import err_console
 from edpilot.cli.devices import apply_command, devices_command, restore_command
 from edpilot.cli.profile import profile_command
 from edpilot.cli.report import report_command
@@ -28,5 +29,9 @@ app.command("bench")(bench_command)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point; Ctrl-C anywhere (start-up included) is one line and exit 130."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("edpilot: interrupted")
+        raise SystemExit(130) from None

@@ -1,29 +1,55 @@
-"""`edpilot bench`: how fast the tuning loop runs on the simulator."""
+"""`edpilot bench`: how fast the tuning loop runs on the simulator, or (`--sweep`) how well each strategy searches."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from edpilot.bench import tune_speed
+from edpilot.bench import STRATEGIES as SWEEP_STRATEGIES
+from edpilot.bench import default_scenarios, run_sweep, tune_speed, write_report
 from edpilot.cli.common import console, handle_errors, print_json
 from edpilot.cli.options import JsonOpt
 from edpilot.errors import ConfigError
-from edpilot.search import STRATEGIES
+from edpilot.search import DEFAULT_STRATEGY, STRATEGIES, strategy_class
 
 
 @handle_errors
 def bench_command(
     rounds: Annotated[int, typer.Option(help="Rounds per simulated tuning run.")] = 100,
-    strategy: Annotated[str, typer.Option(help=f"Strategy: {', '.join(STRATEGIES)}.")] = "camel",
+    strategy: Annotated[str, typer.Option(help=f"Strategy: {', '.join(STRATEGIES)}.")] = DEFAULT_STRATEGY,
     repeats: Annotated[int, typer.Option(help="Runs to time.")] = 5,
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="Compare strategies × scenarios × seeds against the exact oracle.")
+    ] = False,
+    output: Annotated[Path, typer.Option(help="--sweep: folder for runs.csv, summary.md, curves.png.")] = Path(
+        "bench-out"
+    ),
+    seeds: Annotated[int, typer.Option(help="--sweep: seeds per strategy and scenario.")] = 10,
+    workers: Annotated[int, typer.Option(help="--sweep: worker processes.")] = 2,
+    profile: Annotated[
+        list[Path] | None, typer.Option(help="--sweep: also benchmark on this profile table (repeatable).")
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="--sweep: fewer arrival rates (a smoke run).")] = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Time a simulated tuning run and one strategy decision (targets: < 2 s per 100 rounds, < 1 ms per decision)."""
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    """Time a simulated tuning run and one decision (targets: < 2 s per 100 rounds, < 1 ms per decision);
+    with --sweep, score every strategy against the oracle of many scenarios."""
+    if sweep:
+        if seeds < 1 or workers < 1:
+            raise ConfigError("--seeds and --workers must be >= 1")
+        scenarios = default_scenarios(profiles=[str(p) for p in profile or []], quick=quick)
+        results = run_sweep(scenarios, strategies=SWEEP_STRATEGIES, seeds=seeds, workers=workers)
+        paths = write_report(results, output)
+        if json_output:
+            print_json({k: str(v) for k, v in paths.items()})
+            return
+        console.print(paths["markdown"].read_text(encoding="utf-8"))
+        console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+        return
+    strategy_class(strategy)
     if rounds < 1 or repeats < 1:
         raise ConfigError("--rounds and --repeats must be >= 1")
     result = tune_speed(rounds=rounds, strategy=strategy, repeats=repeats)

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edpilot.errors import EdpilotError
+from edpilot.runlog import dumps
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -43,8 +44,8 @@ def handle_errors(func: F) -> F:
 
 
 def print_json(data: object) -> None:
-    """Machine-readable output on stdout."""
-    typer.echo(json.dumps(data, indent=2))
+    """Machine-readable output on stdout: strict JSON (a value that was not measured is null, never NaN)."""
+    typer.echo(json.dumps(json.loads(dumps(data)), indent=2, allow_nan=False))
 
 
 def progress_bar(label: str, *, disable: bool) -> Progress:

@@ -98,8 +98,7 @@ def devices_command(
 
 def _best_from_run_log(path: Path) -> tuple[float, int]:
     """The best (freq_mhz, batch_size) of a run log's summary record."""
-    records = read_run_log(path)
-    summary = next((r for r in reversed(records) if r.get("type") == "summary"), None)
+    summary = read_run_log(path).summary
     if summary is None:
         raise ConfigError(f"{path} has no summary record (the run did not finish); choose a level with --freq")
     best = summary.get("best")

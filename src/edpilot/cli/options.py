@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from edpilot.search import STRATEGIES
 
 DeviceOpt = Annotated[
     str, typer.Option(help="Device: sim, sim:orin-agx-32gb, sim:orin-agx-64gb, jetson, nvml[:INDEX], cpu.")
@@ -53,3 +56,40 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON 
 def split_list(text: str | None) -> list[str] | None:
     """'a, b' -> ['a', 'b']; None stays None."""
     return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+ArrivalRateOpt = Annotated[float, typer.Option(help="Requests per second (λ).")]
+ArrivalsOpt = Annotated[str, typer.Option(help="Arrival process: uniform (every 1/λ s), poisson, saturated.")]
+TraceOpt = Annotated[
+    Path | None, typer.Option(help='Replay a JSONL trace of {"arrival_s", "prompt", "max_new_tokens"}.')
+]
+OutputTokensOpt = Annotated[int, typer.Option(help="New tokens each request generates (at most 8192).")]
+PromptTokensOpt = Annotated[int | None, typer.Option(help="Fixed prompt length; default: the shipped prompt set.")]
+BaselineOpt = Annotated[
+    str | None, typer.Option(help="FREQ_MHZ,BATCH to compare against; default: highest level, largest batch.")
+]
+StrategyOpt = Annotated[str, typer.Option(help=f"Search strategy: {', '.join(STRATEGIES)}.")]
+ObjectiveOpt = Annotated[
+    str | None,
+    typer.Option(help="edp (default), ed2p, energy, latency, or weighted:ALPHA (α·E/E_base + (1−α)·L/L_base)."),
+]
+EnergyScopeOpt = Annotated[
+    str | None, typer.Option(help="total (default): idle time between batches counts; active: batch service only.")
+]
+PaperOpt = Annotated[
+    bool,
+    typer.Option(
+        "--paper",
+        help="The paper's setting: objective weighted:0.5 on GPU energy while batches run (--energy-scope active, "
+        "the GPU rail on a Jetson).",
+    ),
+]
+SloOpt = Annotated[float | None, typer.Option("--slo-p95", help="Constraint: p95 latency at most this many seconds.")]
+PowerCapOpt = Annotated[
+    float | None, typer.Option("--power-cap", help="Constraint: mean power at most this many watts.")
+]
+MaxWaitOpt = Annotated[
+    float | None,
+    typer.Option("--max-wait", help="Flush a partial batch once its oldest request waited this long (s)."),
+]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")]

@@ -29,7 +29,7 @@ from edpilot.cli.options import (
     TorchDeviceOpt,
     split_list,
 )
-from edpilot.cli.tune import describe_limits
+from edpilot.cli.results import describe_limits
 from edpilot.engine import EngineOptions
 from edpilot.errors import ConfigError
 from edpilot.hardware.guard import guarded
@@ -98,7 +98,7 @@ def profile_command(
             "decode": engine_info.get("decode", "n/a"),
             "prompt_tokens": prompt_tokens or "shipped prompt set",
             "output_tokens": output_tokens,
-            "clocks": "not pinned (read-only)" if backends.device.read_only else "pinned",
+            "clocks": "pinned" if backends.device.capabilities.can_set_clocks else "not pinned (read-only)",
             "date": dt.date.today().isoformat(),
         }
         with progress_bar("profiling", disable=json_output) as progress:
@@ -106,7 +106,6 @@ def profile_command(
             rows = profile(
                 device=backends.device,
                 engine=backends.engine,
-                clock=backends.clock,
                 space=space,
                 repeats=repeats,
                 workload=workload,

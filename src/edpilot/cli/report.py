@@ -20,7 +20,8 @@ def report_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print the per-config table as JSON.")] = False,
 ) -> None:
     """Show every config a run measured (best EDP first) and, with --out, write the plots."""
-    records = read_run_log(run_log)
+    data = read_run_log(run_log)
+    records = [r for r in (data.header, *(x.to_dict() for x in data.rounds), data.summary) if r is not None]
     points = config_points(records)
     paths = write_plots(records, out) if out is not None else []
     if json_output:

@@ -13,10 +13,10 @@ class DeviceCapabilities:
     """What a device can do, declared once when it is opened (callers never probe with getattr)."""
 
     can_set_clocks: bool  # False: read-only, dry run, or no knob; set_freq_mhz never writes
-    read_only_reason: str | None  # why not ("dry run: ...", "no permission to ...", "no clock knob")
-    dry_run: bool  # set_freq_mhz only logs what it would set
-    has_meter: bool  # energy_j() returns numbers (else always None)
-    meter_update_interval_ms: float | None  # how often the meter's reading changes; None if unknown
+    read_only_reason: str | None = None  # why not ("dry run: ...", "no permission to ...", "no clock knob")
+    dry_run: bool = False  # set_freq_mhz only logs what it would set
+    has_meter: bool = True  # energy_j() returns numbers (else always None)
+    meter_update_interval_ms: float | None = None  # how often the meter's reading changes; None if unknown
 
     def __post_init__(self) -> None:
         if self.can_set_clocks and (self.read_only_reason is not None or self.dry_run):
@@ -63,25 +63,3 @@ class Device(Protocol):
     def close(self) -> None:
         """Stop sampler threads and release locks (idempotent)."""
         ...
-
-
-class LegacyReadOnly:
-    """The old attributes (`read_only`, `dry_run`, `read_only_reason`), derived from capabilities, for callers
-    not yet rewritten to read `device.capabilities`; to be deleted with them."""
-
-    capabilities: DeviceCapabilities
-
-    @property
-    def read_only(self) -> bool:
-        """Batch-only search (a dry run still walks the frequency grid, logging what it would set)."""
-        return not self.capabilities.can_set_clocks and not self.capabilities.dry_run
-
-    @property
-    def dry_run(self) -> bool:
-        """set_freq_mhz only logs."""
-        return self.capabilities.dry_run
-
-    @property
-    def read_only_reason(self) -> str | None:
-        """Why clocks are not changed."""
-        return self.capabilities.read_only_reason

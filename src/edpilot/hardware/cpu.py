@@ -9,10 +9,10 @@ from dataclasses import asdict
 
 from edpilot.clock import WallClock
 from edpilot.errors import DeviceError
-from edpilot.hardware.base import DeviceCapabilities, LegacyReadOnly
+from edpilot.hardware.base import DeviceCapabilities
 
 
-class CpuDevice(LegacyReadOnly):
+class CpuDevice:
     """A device with no frequency levels (none is invented) and no meter."""
 
     name = "cpu"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edpilot.clock import WallClock
 from edpilot.errors import ConfigError, DeviceError, PermissionDenied
-from edpilot.hardware.base import DeviceCapabilities, LegacyReadOnly
+from edpilot.hardware.base import DeviceCapabilities
 from edpilot.hardware.devfreq import ALLOW_HINT, GpuDevfreq, find_gpu_devfreq, restore_devfreq
 from edpilot.hardware.ina3221 import PowerRails, open_rails
 from edpilot.hardware.lock import DeviceLock
@@ -25,7 +25,7 @@ DRY_RUN_REASON = "dry run: clocks are never changed; the level each round would 
 READ_ONLY_REASON = "--read-only was given: clocks are never changed"
 
 
-class JetsonDevice(LegacyReadOnly):
+class JetsonDevice:
     """A Jetson GPU: exact devfreq levels, a sampled joule counter over the chosen rails, undo on restore."""
 
     def __init__(

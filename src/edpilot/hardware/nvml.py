@@ -16,7 +16,7 @@ from typing import Any
 
 from edpilot.clock import WallClock
 from edpilot.errors import ConfigError, DeviceError, PermissionDenied
-from edpilot.hardware.base import DeviceCapabilities, LegacyReadOnly
+from edpilot.hardware.base import DeviceCapabilities
 from edpilot.hardware.devfreq import StaleState
 from edpilot.hardware.lock import DeviceLock
 from edpilot.hardware.meter import SampledEnergyMeter
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 COUNTER_UPDATE_MS = 100  # H100 total-energy counter refresh, as NVIDIA documents it for recent GPUs
 
 
-class NvmlDevice(LegacyReadOnly):
+class NvmlDevice:
     """One NVIDIA GPU; `read_only=True` never changes a clock, `dry_run=True` logs what it would set."""
 
     def __init__(

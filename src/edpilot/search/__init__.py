@@ -1,6 +1,6 @@
 """Search strategies over the (frequency, batch size) grid, behind one ask/tell protocol.
 
-    strategy = make_strategy("camel", space, cost_fn=..., seed=0)
+    strategy = make_strategy("camel", SearchContext(space=..., objective=..., baseline=..., traffic=...))
     config = strategy.propose(); ...; strategy.observe(config, observation); strategy.best()
 
 `STRATEGIES` maps each name to its class, so the CLI lists what exists. Unknown names raise ConfigError.
@@ -8,27 +8,30 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from edpilot.errors import ConfigError
-from edpilot.search.base import CostFn, Strategy
+from edpilot.search.base import SearchContext, Strategy
+from edpilot.search.baseline import BaselineStrategy
 from edpilot.search.camel import CamelStrategy
-from edpilot.search.default import DefaultStrategy
+from edpilot.search.edpilot import EdpilotStrategy
 from edpilot.search.grid import GridStrategy
 from edpilot.search.random import RandomStrategy
-from edpilot.space import ConfigSpace
 
-__all__ = ["STRATEGIES", "CostFn", "Strategy", "make_strategy"]
+__all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "SearchContext", "Strategy", "make_strategy"]
 
 STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (DefaultStrategy, GridStrategy, RandomStrategy, CamelStrategy)
+    cls.name: cls for cls in (EdpilotStrategy, BaselineStrategy, GridStrategy, RandomStrategy, CamelStrategy)
 }
+DEFAULT_STRATEGY = "edpilot"
 
 
-def make_strategy(name: str, space: ConfigSpace, *, cost_fn: CostFn, seed: int | np.random.Generator = 0) -> Strategy:
+def make_strategy(name: str, ctx: SearchContext) -> Strategy:
     """Build the strategy registered as `name`."""
+    return strategy_class(name)(ctx)
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    """The class registered as `name`, or ConfigError listing the names."""
     try:
-        cls = STRATEGIES[name]
+        return STRATEGIES[name]
     except KeyError:
         raise ConfigError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}") from None
-    return cls(space, cost_fn=cost_fn, seed=seed)

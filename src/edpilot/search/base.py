@@ -1,70 +1,79 @@
-"""The ask/tell protocol every search strategy follows, and the bookkeeping they share."""
+"""The ask/tell protocol every search strategy follows, the context it is built with, and shared bookkeeping."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edpilot.objective import Observation
+from edpilot.objective import BoundObjective, EnergyScope, Observation
+from edpilot.serving.traffic import Traffic
 from edpilot.space import Config, ConfigSpace
+from edpilot.stats import ConfigStats
 
-CostFn = Callable[[Observation], float]
 
+@dataclass(frozen=True)
+class SearchContext:
+    """What a strategy is told: the grid, the objective bound to the baseline, the traffic and the limits.
 
-@dataclass
-class ArmStats:
-    """Everything observed at one config: costs and whether each window kept up with arrivals."""
+    `idle_power_w` is the device's idle power (W) when known (a profile records it); `slo_p95_s` and
+    `power_cap_w` are constraints on the p95 latency (s) and the window's mean power (W).
+    """
 
-    costs: list[float] = field(default_factory=list)
-    kept_up: list[bool] = field(default_factory=list)
-
-    @property
-    def mean_cost(self) -> float:
-        """Mean observed cost."""
-        return float(np.mean(self.costs))
-
-    @property
-    def keeps_up(self) -> bool:
-        """True when most windows at this config kept up with the arrivals."""
-        return sum(self.kept_up) * 2 > len(self.kept_up)
+    space: ConfigSpace
+    objective: BoundObjective
+    baseline: Config
+    traffic: Traffic
+    energy_scope: EnergyScope = "total"
+    idle_power_w: float | None = None
+    seed: int | np.random.Generator = 0
+    slo_p95_s: float | None = None
+    power_cap_w: float | None = None
 
 
 class Strategy(ABC):
     """Proposes configs and learns from their observations; it never runs anything itself.
 
-    Subclasses implement `propose`; `observe` records each observation's cost (from `cost_fn`), and
-    `best` returns the config with the lowest mean cost among those that kept up with the arrivals.
+    Subclasses implement `propose`; `observe` costs each observation with the bound objective (a failed
+    window costs None and its config is never chosen), and `best` returns the config with the lowest mean
+    cost among those that kept up and met the constraints.
     """
 
     name: str = ""
 
-    def __init__(self, space: ConfigSpace, *, cost_fn: CostFn, seed: int | np.random.Generator = 0) -> None:
-        self.space = space
-        self.cost_fn = cost_fn
-        self.rng = np.random.default_rng(seed)
-        self.arms: dict[Config, ArmStats] = {}
+    def __init__(self, ctx: SearchContext) -> None:
+        self.ctx = ctx
+        self.space = ctx.space
+        self.rng = np.random.default_rng(ctx.seed)
+        self.arms: dict[Config, ConfigStats] = {}
 
     @abstractmethod
     def propose(self) -> Config:
         """The next config to measure."""
 
-    def observe(self, config: Config, obs: Observation) -> float:
-        """Record an observation at `config`; returns its cost."""
-        cost = self.cost_fn(obs)
-        stats = self.arms.setdefault(config, ArmStats())
-        stats.costs.append(cost)
-        stats.kept_up.append(obs.keeps_up)
+    def observe(self, config: Config, obs: Observation) -> float | None:
+        """Record an observation at `config`; returns its cost (None for a failed window)."""
+        cost = None if obs.failed else self.ctx.objective.cost(obs)
+        self.arms.setdefault(config, ConfigStats(config)).add(obs, cost)
         return cost
 
+    def set_traffic(self, traffic: Traffic) -> None:
+        """The traffic changed (rate, lengths): re-plan from what is known."""
+        self.ctx = replace(self.ctx, traffic=traffic)
+
     def best(self) -> Config:
-        """The incumbent: lowest mean observed cost, preferring configs that keep up."""
-        if not self.arms:
-            return self.space.baseline()
-        feasible = {c: s for c, s in self.arms.items() if s.keeps_up} or self.arms
-        return min(feasible, key=lambda c: feasible[c].mean_cost)
+        """The incumbent: lowest mean observed cost, preferring configs that keep up and meet the constraints."""
+        usable = {c: s for c, s in self.arms.items() if s.usable}
+        if not usable:
+            return self.ctx.baseline
+        ok = {
+            c: s
+            for c, s in usable.items()
+            if s.keeps_up and s.meets(slo_p95_s=self.ctx.slo_p95_s, power_cap_w=self.ctx.power_cap_w)
+        }
+        pool = ok or {c: s for c, s in usable.items() if s.keeps_up} or usable
+        return min(pool, key=lambda c: pool[c].mean_cost)
 
     def unobserved(self) -> list[Config]:
         """Configs of the grid not measured yet, in grid order."""

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from edpilot.objective import Observation
-from edpilot.search.base import CostFn, Strategy
-from edpilot.space import Config, ConfigSpace
+from edpilot.search.base import SearchContext, Strategy
+from edpilot.space import Config
 
 PRIOR_TAU = 0.5  # assumed: prior spread of arm means, in units of the first observed cost
 PRIOR_NOISE_SIGMA = 0.05  # assumed: per-window noise, in units of the first observed cost
@@ -27,15 +27,15 @@ class CamelStrategy(Strategy):
 
     name = "camel"
 
-    def __init__(self, space: ConfigSpace, *, cost_fn: CostFn, seed: int | np.random.Generator = 0) -> None:
-        super().__init__(space, cost_fn=cost_fn, seed=seed)
+    def __init__(self, ctx: SearchContext) -> None:
+        super().__init__(ctx)
         self._scale: float | None = None
-        self._configs = space.configs
+        self._configs = ctx.space.configs
 
-    def observe(self, config: Config, obs: Observation) -> float:
+    def observe(self, config: Config, obs: Observation) -> float | None:
         """Record the cost; the first cost fixes the normalisation scale."""
         cost = super().observe(config, obs)
-        if self._scale is None:
+        if self._scale is None and cost is not None:
             self._scale = abs(cost) or 1.0
         return cost
 
@@ -43,8 +43,9 @@ class CamelStrategy(Strategy):
         """Posterior mean and standard deviation of every arm's normalised cost, in grid order."""
         scale = self._scale or 1.0
         stats = [self.arms.get(c) for c in self._configs]
-        counts = np.array([len(s.costs) if s else 0 for s in stats], dtype=float)
-        sums = np.array([sum(s.costs) / scale if s else 0.0 for s in stats])
+        costs = [[c / scale for c in s.costs if c is not None] if s else [] for s in stats]
+        counts = np.array([len(c) for c in costs], dtype=float)
+        sums = np.array([sum(c) for c in costs])
         seen = counts > 0
         arm_means = np.divide(sums, counts, out=np.zeros_like(sums), where=seen)
 
@@ -52,7 +53,7 @@ class CamelStrategy(Strategy):
         tau = PRIOR_TAU
         if seen.sum() >= 2:
             tau = max(float(arm_means[seen].std(ddof=1)), MIN_TAU)
-        within_ss = sum(float(np.sum((np.asarray(s.costs) / scale - m) ** 2)) for s, m in zip(stats, arm_means) if s)
+        within_ss = sum(float(np.sum((np.asarray(c) - m) ** 2)) for c, m in zip(costs, arm_means) if c)
         within_dof = float((counts[seen] - 1).sum())
         sigma2 = (PRIOR_NOISE_DOF * PRIOR_NOISE_SIGMA**2 + within_ss) / (PRIOR_NOISE_DOF + within_dof)
 
@@ -61,15 +62,19 @@ class CamelStrategy(Strategy):
         return mean, 1.0 / np.sqrt(precision)
 
     def propose(self) -> Config:
-        """Thompson sampling: the arm with the lowest posterior draw."""
+        """Thompson sampling: the arm with the lowest posterior draw (arms whose every window failed excluded)."""
         mean, sd = self.posterior()
         draws = self.rng.normal(mean, sd)
+        for config, stats in self.arms.items():
+            if not stats.usable:
+                draws[self.space.index(config)] = np.inf
         return self._configs[int(np.argmin(draws))]
 
     def best(self) -> Config:
         """Lowest posterior mean among measured arms, preferring arms that keep up."""
-        if not self.arms:
-            return self.space.baseline()
+        usable = [c for c, s in self.arms.items() if s.usable]
+        if not usable:
+            return self.ctx.baseline
         mean, _ = self.posterior()
-        feasible = [c for c, s in self.arms.items() if s.keeps_up] or list(self.arms)
+        feasible = [c for c in usable if self.arms[c].keeps_up] or usable
         return min(feasible, key=lambda c: mean[self.space.index(c)])

@@ -45,7 +45,15 @@ class SimPlatform:
     model: PerformanceModel
 
 
-def open_sim(spec: str, *, model: str = "llama-3.2-1b", profile: str | None = None, seed: int = 0) -> SimPlatform:
+def open_sim(
+    spec: str,
+    *,
+    model: str = "llama-3.2-1b",
+    profile: str | None = None,
+    seed: int = 0,
+    dry_run: bool = False,
+    read_only: bool = False,
+) -> SimPlatform:
     """Build a simulated platform from a `sim[:BOARD]` spec, a model name, or a profile table."""
     _, _, board_name = spec.partition(":")
     clock = VirtualClock()
@@ -62,5 +70,5 @@ def open_sim(spec: str, *, model: str = "llama-3.2-1b", profile: str | None = No
             raise ConfigError(f"unknown simulated board {board_name!r}; known boards: {', '.join(BOARDS)}")
         perf = AnalyticModel(BOARDS[board_name], get_architecture(model), LLAMA_CPP_Q5_K_M)
         name = f"sim:{board_name}"
-    device = SimDevice(perf, clock, name=name)
+    device = SimDevice(perf, clock, name=name, dry_run=dry_run, read_only=read_only)
     return SimPlatform(clock=clock, device=device, engine=SimEngine(device, perf, clock, rng), model=perf)

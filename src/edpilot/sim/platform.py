@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -9,18 +10,28 @@ import numpy as np
 from edpilot.clock import Clock, VirtualClock
 from edpilot.engine.base import Completion
 from edpilot.errors import DeviceError
-from edpilot.hardware.base import Device
+from edpilot.hardware.base import Device, DeviceCapabilities
 from edpilot.sim.model import BatchCost, PerformanceModel
 from edpilot.workload import Request
 
+log = logging.getLogger(__name__)
+
 
 class SimDevice:
-    """A GPU whose clock and energy meter live in the model; idle power accrues between batches."""
+    """A GPU whose clock and energy meter live in the model; idle power accrues between batches.
 
-    read_only = False
+    `read_only` keeps it at its highest level (batch-only search, as on a GPU whose clocks may not change);
+    `dry_run` logs the level it would set and stays where it is, as a real device's dry run does.
+    """
 
-    def __init__(self, model: PerformanceModel, clock: VirtualClock, *, name: str) -> None:
+    def __init__(
+        self, model: PerformanceModel, clock: VirtualClock, *, name: str, read_only: bool = False, dry_run: bool = False
+    ) -> None:
         self.name = name
+        reason = "--read-only was given" if read_only else ("dry run: clocks are never written" if dry_run else None)
+        self.capabilities = DeviceCapabilities(
+            can_set_clocks=reason is None, read_only_reason=reason, dry_run=dry_run and not read_only
+        )
         self.model = model
         self.clock = clock
         self._levels_mhz = tuple(sorted(model.freqs_mhz))
@@ -40,6 +51,11 @@ class SimDevice:
         """Pin a level; idle energy up to now is charged at the old level."""
         if freq_mhz not in self._levels_mhz:
             raise DeviceError(f"{freq_mhz:g} MHz is not a level of {self.name}")
+        if self.capabilities.dry_run:
+            log.info("dry run: would pin %s at %g MHz", self.name, freq_mhz)
+            return
+        if not self.capabilities.can_set_clocks:
+            raise DeviceError(f"{self.name} is read-only: {self.capabilities.read_only_reason}")
         self._accrue_idle()
         self._freq_mhz = freq_mhz
 
@@ -66,7 +82,11 @@ class SimDevice:
 
     def restore(self) -> None:
         """Back to the highest level, the state a fresh simulated board starts in."""
-        self.set_freq_mhz(self._levels_mhz[-1])
+        self._accrue_idle()
+        self._freq_mhz = self._levels_mhz[-1]
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     def _accrue_idle(self) -> None:
         now_s = self.clock.now_s()
@@ -84,6 +104,7 @@ class SimEngine:
     """
 
     name = "sim"
+    needs_warmup = False
 
     def __init__(self, device: Device, model: PerformanceModel, clock: Clock, rng: np.random.Generator) -> None:
         self.device, self.model, self.clock, self.rng = device, model, clock, rng
@@ -101,5 +122,8 @@ class SimEngine:
         return [Completion(text="", output_tokens=r.max_new_tokens, ttft_s=cost.ttft_s) for r in batch]
 
     def describe(self) -> dict[str, object]:
-        """Engine name."""
-        return {"backend": "sim"}
+        """Engine backend and the model it models."""
+        return {"backend": "sim", "model": self.model.describe().get("model")}
+
+    def close(self) -> None:
+        """Nothing to release."""

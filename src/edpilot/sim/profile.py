@@ -142,13 +142,20 @@ def format_profile(metadata: Mapping[str, object], rows: Iterable[ProfileRow]) -
     return "\n".join(out) + "\n"
 
 
+PROFILE_MODE = 0o644
+
+
 def write_profile(path: str | os.PathLike[str], metadata: Mapping[str, object], rows: Iterable[ProfileRow]) -> None:
-    """Write the table atomically (temp file, then rename)."""
+    """Write the table atomically (temp file, then rename), readable by everyone (0644) even when root writes it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(format_profile(metadata, rows))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(format_profile(metadata, rows))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, PROFILE_MODE)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ProfileError(f"cannot write the profile {path}: {exc.strerror or exc}") from None

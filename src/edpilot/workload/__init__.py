@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from edpilot.errors import WorkloadError
+from edpilot.serving.traffic import Traffic
 from edpilot.workload.arrivals import ARRIVAL_KINDS, ArrivalKind, arrival_times_s
 from edpilot.workload.prompts import builtin_prompts, estimate_tokens, synthetic_prompt
 from edpilot.workload.request import Request
@@ -34,12 +35,14 @@ __all__ = [
 
 
 class RequestSource(Protocol):
-    """Anything that hands the runner a window of requests."""
+    """Anything that hands the runner a window of requests (arrivals relative to the window start)."""
 
     @property
     def arrivals(self) -> str: ...
 
     def requests(self, count: int, rng: np.random.Generator) -> list[Request]: ...
+
+    def traffic(self, requests_per_round: int) -> Traffic: ...
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,20 @@ class Workload:
             raise WorkloadError(f"output tokens must be >= 1, got {self.output_tokens}")
         if self.prompt_tokens is not None and self.prompt_tokens < 1:
             raise WorkloadError(f"prompt tokens must be >= 1, got {self.prompt_tokens}")
+
+    def traffic(self, requests_per_round: int) -> Traffic:
+        """This workload as the search sees it: arrival process, rate and mean lengths."""
+        if self.prompt_tokens is None:
+            prompt_tokens = float(np.mean([estimate_tokens(p) for p in builtin_prompts()]))
+        else:
+            prompt_tokens = float(self.prompt_tokens)
+        return Traffic(
+            arrivals=self.arrivals,
+            rate_per_s=self.rate_per_s,
+            prompt_tokens=prompt_tokens,
+            output_tokens=float(self.output_tokens),
+            requests_per_round=requests_per_round,
+        )
 
     def requests(self, count: int, rng: np.random.Generator) -> list[Request]:
         """`count` requests with arrival times (s) from the window start."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edpilot.errors import WorkloadError
+from edpilot.serving.traffic import Traffic
 from edpilot.textfile import read_lines
 from edpilot.workload.prompts import estimate_tokens
 from edpilot.workload.request import Request
@@ -30,7 +31,10 @@ class TraceEntry:
     max_new_tokens: int
 
 
-def read_trace(path: str | os.PathLike[str]) -> list[TraceEntry]:
+MAX_ARRIVAL_S = 1e7  # about 116 days: later arrivals are a unit mistake, and they break float precision
+
+
+def read_trace(path: str | os.PathLike[str], *, max_new_tokens_cap: int = 8192) -> list[TraceEntry]:
     """Parse and validate a trace; WorkloadError names the file, line and problem."""
     path = Path(path)
     lines = read_lines(path, what="trace", error=WorkloadError)
@@ -43,18 +47,24 @@ def read_trace(path: str | os.PathLike[str]) -> list[TraceEntry]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise WorkloadError(f"{where}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise WorkloadError(f"{where}: nested too deeply to be a trace entry") from None
         if not isinstance(obj, dict):
             raise WorkloadError(f"{where}: expected an object with arrival_s, prompt, max_new_tokens")
         missing = [k for k in ("arrival_s", "prompt", "max_new_tokens") if k not in obj]
         if missing:
             raise WorkloadError(f"{where}: missing {', '.join(missing)}")
         arrival, prompt, max_new = obj["arrival_s"], obj["prompt"], obj["max_new_tokens"]
-        if isinstance(arrival, bool) or not isinstance(arrival, int | float) or not np.isfinite(arrival) or arrival < 0:
-            raise WorkloadError(f"{where}: arrival_s must be a number >= 0, got {arrival!r}")
+        if isinstance(arrival, bool) or not isinstance(arrival, int | float) or not 0 <= arrival <= MAX_ARRIVAL_S:
+            raise WorkloadError(
+                f"{where}: arrival_s must be a number of seconds in [0, {MAX_ARRIVAL_S:g}], got {arrival!r}"
+            )
         if not isinstance(prompt, str) or not prompt:
             raise WorkloadError(f"{where}: prompt must be a non-empty string")
-        if isinstance(max_new, bool) or not isinstance(max_new, int) or max_new < 1:
-            raise WorkloadError(f"{where}: max_new_tokens must be a whole number >= 1, got {max_new!r}")
+        if isinstance(max_new, bool) or not isinstance(max_new, int) or not 1 <= max_new <= max_new_tokens_cap:
+            raise WorkloadError(
+                f"{where}: max_new_tokens must be a whole number in [1, {max_new_tokens_cap}], got {max_new!r}"
+            )
         if entries and arrival < entries[-1].arrival_s:
             raise WorkloadError(f"{where}: arrival_s {arrival} is before the previous line's {entries[-1].arrival_s}")
         entries.append(TraceEntry(float(arrival), prompt, max_new))
@@ -77,6 +87,19 @@ class TraceWorkload:
     def arrivals(self) -> str:
         """Name of the arrival process, for the run log."""
         return "trace"
+
+    def traffic(self, requests_per_round: int) -> Traffic:
+        """The trace as the search sees it: its mean rate, gaps and lengths."""
+        times = np.array([e.arrival_s for e in self.entries])
+        gaps_s = np.diff(times) if len(times) > 1 else np.array([self.period_s])
+        return Traffic(
+            arrivals="trace",
+            rate_per_s=len(self.entries) / self.period_s if self.period_s > 0 else 1.0,
+            prompt_tokens=float(np.mean([estimate_tokens(e.prompt) for e in self.entries])),
+            output_tokens=float(np.mean([e.max_new_tokens for e in self.entries])),
+            requests_per_round=requests_per_round,
+            gaps_s=tuple(float(g) for g in gaps_s),
+        )
 
     def requests(self, count: int, rng: np.random.Generator) -> list[Request]:
         """The next `count` requests of the trace, arrivals relative to the first of them."""

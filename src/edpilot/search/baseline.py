@@ -1,4 +1,4 @@
-"""`default`: always the baseline (highest frequency, largest batch), what every gain is quoted against."""
+"""`baseline`: no search; always the baseline config (highest level, largest batch) that gains are quoted against."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ from edpilot.search.base import Strategy
 from edpilot.space import Config
 
 
-class DefaultStrategy(Strategy):
+class BaselineStrategy(Strategy):
     """Serves the baseline and nothing else."""
 
-    name = "default"
+    name = "baseline"
 
     def propose(self) -> Config:
         """The baseline config."""
-        return self.space.baseline()
+        return self.ctx.baseline
 
     def best(self) -> Config:
         """The baseline config."""
-        return self.space.baseline()
+        return self.ctx.baseline

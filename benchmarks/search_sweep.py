@@ -1,0 +1,28 @@
+"""How well each search strategy finds the optimum: strategies × scenarios × seeds against the exact oracle.
+
+    python benchmarks/search_sweep.py [--seeds 10] [--workers 2] [--output bench-out] [--profile FILE.csv ...]
+
+Same as `edpilot bench --sweep`. Writes runs.csv (every run), summary.md and curves.png (regret per round).
+Targets (issue 9): median final cost ≤ 1.01 × oracle, worst ≤ 1.05 ×; mean regret ≤ half of camel's.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edpilot.bench import default_scenarios, run_sweep, write_report
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=Path("bench-out"))
+    parser.add_argument("--profile", action="append", default=[])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    results = run_sweep(
+        default_scenarios(profiles=args.profile, quick=args.quick), seeds=args.seeds, workers=args.workers
+    )
+    paths = write_report(results, args.output)
+    print(paths["markdown"].read_text(encoding="utf-8"))

@@ -1,0 +1,159 @@
+"""Benchmark scenarios: analytic presets, given profile tables, and synthetic profiles built to be hard.
+
+A synthetic profile is a physics-shaped surface — batch time = memory part + (compute part ∝ b) / f, batch
+energy = time × active power growing with f² — with one deliberate difficulty each: a thermal-throttling step,
+a non-monotone batch axis, heavy measurement noise, an optimum at b = 1–3, a memory cliff, or an odd grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edpilot.sim.profile import ProfileRow, write_profile
+
+MODELS = ("llama-3.2-1b", "qwen2.5-3b")
+BOARDS = ("orin-agx-32gb", "orin-agx-64gb")
+RATES_PER_S = (0.1, 0.5, 1.0, 2.0, 4.0)
+ARRIVALS = ("uniform", "poisson")
+PROMPT_TOKENS = 100  # fixed prompt length, so the noise-free batch cost of a config is one number
+OUTPUT_TOKENS = 70
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One benchmark setting; `drift` lists arrival-rate factors applied in turn after the search budget."""
+
+    name: str
+    family: str
+    arrivals: str = "poisson"
+    rate_per_s: float = 1.0
+    board: str = "orin-agx-32gb"
+    model: str = "llama-3.2-1b"
+    profile: str | None = None
+    synthetic: str | None = None
+    freqs: str | None = None
+    batches: str | None = None
+    objective: str = "edp"
+    energy_scope: str = "total"
+    slo: bool = False  # --slo-p95 just below the unconstrained optimum's p95 (it must move)
+    power_cap: bool = False  # --power-cap just below the unconstrained optimum's window power
+    drift: tuple[float, ...] = ()
+    drift_rounds: int = 6
+
+
+FREQS_WIDE = (300.0, 500.0, 700.0, 900.0, 1100.0, 1300.0)
+
+
+def _base(f: float, b: int) -> tuple[float, float]:
+    """Smooth surface: batch time (s) and energy (J) of a 70-token batch."""
+    time_s = 0.6 * (1 + 0.06 * b) + 0.5 * (1 + 0.15 * b) * (900.0 / f)
+    power_w = 9.0 + 14.0 * (f / 1300.0) ** 2
+    return time_s, time_s * power_w
+
+
+def _throttle(f: float, b: int) -> tuple[float, float]:
+    t, e = _base(f, b)
+    return (t * 1.25, e * 1.45) if f >= 1000 and b >= 8 else (t, e)
+
+
+def _nonmonotone(f: float, b: int) -> tuple[float, float]:
+    t, e = _base(f, b)
+    return (t * 1.3, e * 1.3) if b in (6, 10, 14) else (t, e)
+
+
+def _cliff(f: float, b: int) -> tuple[float, float]:
+    t, e = _base(f, b)
+    return (t * 1.8, e * 1.9) if b >= 12 else (t, e)
+
+
+@dataclass(frozen=True)
+class Synthetic:
+    """How to write one synthetic profile: its surface, grid and per-sample noise (log sd)."""
+
+    surface: Callable[[float, int], tuple[float, float]]
+    freqs_mhz: Sequence[float]
+    batch_sizes: Sequence[int]
+    noise: float = 0.02
+    repeats: int = 6
+    idle_power_w: float = 7.0
+    notes: str = field(default="")
+
+
+SYNTHETIC: dict[str, Synthetic] = {
+    "throttle": Synthetic(
+        _throttle, FREQS_WIDE, (1, 2, 4, 8, 12, 16), notes="time ×1.25, energy ×1.45 at f ≥ 1000, b ≥ 8"
+    ),
+    "nonmonotone": Synthetic(_nonmonotone, FREQS_WIDE[::2] + (1200.0,), (2, 4, 6, 8, 10, 12, 14, 16)),
+    "noisy": Synthetic(_base, FREQS_WIDE, (1, 2, 4, 8, 16, 32), noise=0.08, repeats=12),
+    "small-b": Synthetic(_base, FREQS_WIDE + (1200.0,), (1, 2, 3, 4, 6, 8)),
+    "cliff": Synthetic(_cliff, FREQS_WIDE, (2, 4, 8, 12, 16, 24)),
+    "one-freq": Synthetic(_base, (900.0,), (1, 2, 3, 5, 8, 13, 21, 34)),
+    "two-batch": Synthetic(_base, tuple(np.linspace(200.0, 1300.0, 12).round(1)), (4, 16)),
+    "uneven": Synthetic(_base, (300.0, 320.0, 1300.0), (1, 5, 7, 30)),
+}
+
+
+def write_synthetic(name: str, directory: Path) -> Path:
+    """Write synthetic profile `name` into `directory` (deterministic) and return its path."""
+    spec = SYNTHETIC[name]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    rows = []
+    for f in spec.freqs_mhz:
+        for b in spec.batch_sizes:
+            t, e = spec.surface(f, b)
+            noise = np.exp(rng.normal(0.0, spec.noise, size=(spec.repeats, 2)))
+            noise[:, 1] *= noise[:, 0]  # energy follows time, plus its own noise
+            noise /= noise.mean(axis=0)  # the per-config means are exactly the surface
+            rows += [ProfileRow(float(f), int(b), t * k_t, e * k_e) for k_t, k_e in noise]
+    path = directory / f"synthetic-{name}.csv"
+    metadata = {"device": f"synthetic-{name}", "idle_power_w": str(spec.idle_power_w), "notes": spec.notes}
+    write_profile(path, metadata, rows)
+    return path
+
+
+def default_scenarios(*, profiles: Sequence[str] = (), quick: bool = False) -> list[Scenario]:
+    """The sweep: analytic presets × rates × arrivals, synthetic profiles, given profiles, constraints, drift."""
+    out: list[Scenario] = []
+    rates = (0.1, 1.0, 4.0) if quick else RATES_PER_S
+    for model in MODELS:
+        for board in BOARDS:
+            for rate in rates:
+                for arrivals in ARRIVALS:
+                    short = f"{model.split('-')[0]}-{board[-4:]}-{arrivals[0]}{rate:g}"
+                    out.append(Scenario(short, "analytic", arrivals, rate, board, model))
+    synthetic = {
+        "throttle": ("poisson", 3.0),
+        "nonmonotone": ("uniform", 2.0),
+        "noisy": ("poisson", 1.0),
+        "small-b": ("poisson", 0.3),
+        "cliff": ("uniform", 4.0),
+        "one-freq": ("poisson", 2.0),
+        "two-batch": ("uniform", 1.0),
+        "uneven": ("poisson", 1.5),
+    }
+    for name, (arrivals, rate) in synthetic.items():
+        out.append(Scenario(f"syn-{name}", "synthetic", arrivals, rate, synthetic=name))
+    for path in profiles:
+        for arrivals in ARRIVALS:
+            out.append(Scenario(f"{Path(path).stem}-{arrivals[0]}1", "profile", arrivals, 1.0, profile=path))
+    out += [
+        Scenario("paper-weighted", "objectives", "uniform", 1.0, objective="weighted:0.5", energy_scope="active"),
+        Scenario("ed2p-qwen-p1", "objectives", "poisson", 1.0, model="qwen2.5-3b", objective="ed2p"),
+        Scenario("energy-p2", "objectives", "poisson", 2.0, objective="energy"),
+        Scenario("freqs-all-p1", "objectives", "poisson", 1.0, board="orin-agx-64gb", freqs="all"),
+        Scenario("slo-qwen-64-p4", "constrained", "poisson", 4.0, board="orin-agx-64gb", model="qwen2.5-3b", slo=True),
+        Scenario("cap-llama-32-u4", "constrained", "uniform", 4.0, power_cap=True),
+        Scenario("cap-llama-32-p4", "constrained", "poisson", 4.0, power_cap=True),
+        Scenario("cap-qwen-32-u2", "constrained", "uniform", 2.0, model="qwen2.5-3b", power_cap=True),
+        Scenario(
+            "cap-qwen-64-u4", "constrained", "uniform", 4.0, board="orin-agx-64gb", model="qwen2.5-3b", power_cap=True
+        ),
+        Scenario("drift-p1", "drift", "poisson", 1.0, drift=(4.0, 1.0)),
+        Scenario("drift-u0.5", "drift", "uniform", 0.5, model="qwen2.5-3b", drift=(4.0, 1.0)),
+        Scenario("drift-syn-p1", "drift", "poisson", 1.0, synthetic="throttle", drift=(4.0, 1.0)),
+    ]
+    return out

@@ -1,0 +1,117 @@
+"""The traffic's part of a round's cost, for every config of a grid at once.
+
+`GridForecast(space, traffic)` draws the windows the runner would serve at each batch size
+(`queueing.arrival_draws_s`: one row for uniform/saturated, common random numbers for Poisson, offsets into a
+trace), pads them to one array, and turns hardware predictions — service time (s), energy per batch (J) and
+idle power (W) per config — into the expected cost, p95 latency and window power of every config, under the
+runner's static-batching semantics (`queueing.batch_ends_s`). Tests hold it equal to `forecast_window`, which
+tests hold equal to the runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edpilot.objective import BoundObjective
+from edpilot.serving.queueing import arrival_draws_s, batch_ends_first_s, batch_ready_s, keeps_up_at
+from edpilot.serving.traffic import Traffic
+from edpilot.space import ConfigSpace
+
+ARRIVAL_SEED = 20250811  # fixed: the same arrival draws for every config, round and run
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """Expected cost, energy per request (J), mean and p95 latency (s), window power (W) per config, and keeps-up."""
+
+    cost: np.ndarray
+    energy_per_request_j: np.ndarray
+    mean_latency_s: np.ndarray
+    p95_latency_s: np.ndarray
+    power_w: np.ndarray
+    keeps_up: np.ndarray
+
+
+class GridForecast:
+    """Padded arrival windows of one traffic for every config of a grid, evaluated in one pass."""
+
+    def __init__(
+        self,
+        space: ConfigSpace,
+        traffic: Traffic,
+        *,
+        energy_scope: str = "total",
+        draws: int | None = None,
+        seed: int = ARRIVAL_SEED,
+    ) -> None:
+        self.traffic, self.energy_scope = traffic, energy_scope
+        self.batch_of = np.array([c.batch_size for c in space], dtype=float)
+        sizes = space.batch_sizes
+        counts = [traffic.window_requests(b) for b in sizes]
+        longest = arrival_draws_s(traffic, max(counts), seed=seed, draws=draws)  # common random numbers
+        self._arrivals = {b: longest[:, :n] for b, n in zip(sizes, counts)}
+        nbs = [-(-n // b) for b, n in zip(sizes, counts)]
+        width, rows = max(nbs), longest.shape[0]
+        ready = np.full((len(sizes), rows, width), -np.inf)
+        weight = np.zeros((len(sizes), width))
+        for j, (b, n, nb) in enumerate(zip(sizes, counts, nbs)):
+            ready[j, :, :nb] = batch_ready_s(self._arrivals[b], b)
+            weight[j, :nb] = b
+            weight[j, nb - 1] = n - (nb - 1) * b
+            weight[j] /= n
+        pick = np.array([sizes.index(c.batch_size) for c in space])
+        self._ready = np.ascontiguousarray(np.moveaxis(ready[pick], -1, 0))  # (batch, config, draw)
+        self._weight = np.ascontiguousarray(weight[pick].T)
+        self._last = np.array(nbs)[pick]
+        self._batches = self._last.astype(float)[:, None]
+        self._requests = np.array(counts, dtype=float)[pick][:, None]
+        self._mean_arrival_s = np.stack([self._arrivals[b].mean(axis=1) for b in sizes])[pick]
+        self._pick, self._sizes = pick, sizes
+
+    def window_ends_s(self, service_s: np.ndarray) -> np.ndarray:
+        """Batch end times (s) per batch, config and draw (padding after each config's last batch)."""
+        return batch_ends_first_s(self._ready, np.asarray(service_s, dtype=float)[:, None])
+
+    def outlook(
+        self,
+        objective: BoundObjective,
+        *,
+        service_s: np.ndarray,
+        energy_per_batch_j: np.ndarray,
+        idle_power_w: np.ndarray,
+        with_p95: bool = False,
+    ) -> Outlook:
+        """Expected cost (mean over the arrival draws of each window's cost) and what goes with it, per config."""
+        s = np.asarray(service_s, dtype=float)
+        ends = self.window_ends_s(s)
+        mean_latency_s = np.einsum("nkd,nk->kd", ends, self._weight) - self._mean_arrival_s
+        window_s = ends[self._last - 1, np.arange(len(s))]
+        active_j = self._batches * np.asarray(energy_per_batch_j, dtype=float)[:, None]
+        idle_s = np.maximum(window_s - self._batches * s[:, None], 0.0)
+        total_j = active_j + np.asarray(idle_power_w, dtype=float)[:, None] * idle_s
+        energy_j = total_j if self.energy_scope == "total" else np.broadcast_to(active_j, total_j.shape)
+        e = energy_j / self._requests
+        cost = np.asarray(objective.cost_of(e, mean_latency_s)).mean(axis=1)
+        power_w = (total_j / np.where(window_s > 0, window_s, np.inf)).mean(axis=1)
+        p95 = self._p95_s(ends) if with_p95 else np.full(len(s), np.nan)
+        return Outlook(
+            cost=cost,
+            energy_per_request_j=e.mean(axis=1),
+            mean_latency_s=mean_latency_s.mean(axis=1),
+            p95_latency_s=p95,
+            power_w=power_w,
+            keeps_up=keeps_up_at(self.traffic, self.batch_of, s),
+        )
+
+    def _p95_s(self, ends: np.ndarray) -> np.ndarray:
+        """Mean over draws of each window's p95 latency (s), per config (the runner's `np.percentile`)."""
+        out = np.empty(ends.shape[1])
+        for j, b in enumerate(self._sizes):
+            rows = np.flatnonzero(self._pick == j)
+            arrivals = self._arrivals[b]
+            n = arrivals.shape[1]
+            per_request = np.repeat(np.moveaxis(ends[: -(-n // b), rows], 0, -1), b, axis=-1)[..., :n]
+            out[rows] = np.percentile(per_request - arrivals, 95, axis=-1).mean(axis=-1)
+        return out

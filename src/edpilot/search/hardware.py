@@ -1,0 +1,170 @@
+"""The hardware's part of a round's cost: batch time, batch energy and idle power over (f, b), with uncertainty.
+
+These do not depend on the traffic and a window measures them to 1–2 %, so they are what the search learns.
+`LogResponse` is a Bayesian linear regression of a log quantity on a few smooth features of log f and log b,
+plus a per-config offset (a hierarchical random effect) that each config's own windows pin down: the smooth
+part carries what neighbours teach, the offset absorbs what is not smooth (a throttling step, a memory
+cliff). Closed form, numpy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edpilot.space import ConfigSpace
+
+OFFSET_SD = 0.05  # assumed: prior spread (log units) of a config around the smooth surface
+OFFSET_PRIOR_DOF = 4.0  # weight of OFFSET_SD against the residuals of measured configs
+NOISE_SD = 0.05  # assumed: per-batch noise (log units) before any config is measured twice
+NOISE_PRIOR_DOF = 3.0
+CURVATURE_SD = 0.3
+
+
+def features(space: ConfigSpace) -> np.ndarray:
+    """Smooth features per config: 1, x_b, x_f, x_b², x_f², x_b·x_f with x = log(value / grid max).
+
+    Axes with a single value (one-frequency grids, read-only devices) contribute no columns.
+    """
+    configs = space.configs
+    cols = [np.ones(len(configs))]
+    xb = np.log([c.batch_size / space.batch_sizes[-1] for c in configs])
+    xf = np.zeros(len(configs))
+    if len(space.freqs_mhz) > 1:
+        top = float(space.freqs_mhz[-1])  # type: ignore[arg-type]
+        xf = np.log([float(c.freq_mhz) / top for c in configs])  # type: ignore[arg-type]
+    has_b, has_f = len(space.batch_sizes) > 1, len(space.freqs_mhz) > 1
+    if has_b:
+        cols += [xb]
+    if has_f:
+        cols += [xf]
+    if has_b:
+        cols += [xb**2]
+    if has_f:
+        cols += [xf**2]
+    if has_b and has_f:
+        cols += [xb * xf]
+    return np.column_stack(cols)
+
+
+def prior(space: ConfigSpace, *, slope_b: float, slope_f: float, slope_sd: float) -> tuple[np.ndarray, np.ndarray]:
+    """Prior mean and sd of the weights, in the column order of `features`.
+
+    Curvature and the cross term get sd CURVATURE_SD.
+    """
+    has_b, has_f = len(space.batch_sizes) > 1, len(space.freqs_mhz) > 1
+    mean, sd = [0.0], [10.0]
+    if has_b:
+        mean, sd = mean + [slope_b], sd + [slope_sd]
+    if has_f:
+        mean, sd = mean + [slope_f], sd + [slope_sd]
+    if has_b:
+        mean, sd = mean + [0.0], sd + [CURVATURE_SD]
+    if has_f:
+        mean, sd = mean + [0.0], sd + [CURVATURE_SD]
+    if has_b and has_f:
+        mean, sd = mean + [0.0], sd + [CURVATURE_SD]
+    return np.array(mean), np.array(sd)
+
+
+class LogResponse:
+    """Posterior of log y per config: smooth regression + per-config offsets, fed one window at a time."""
+
+    def __init__(self, phi: np.ndarray, prior_mean: np.ndarray, prior_sd: np.ndarray) -> None:
+        self.phi, self.prior_mean, self.prior_prec = phi, prior_mean, 1.0 / prior_sd**2
+        k = len(phi)
+        self.batches = np.zeros(k)  # batches seen per config (each window's mean weighs by its batches)
+        self.sum_y = np.zeros(k)
+        self.sum_yy = np.zeros(k)
+        self.windows = np.zeros(k)
+        self.mean = np.zeros(k)
+        self.sd = np.ones(k)
+        self.tau2 = OFFSET_SD**2
+
+    def add(self, index: int, value: float, batches: int) -> None:
+        """One window's mean (> 0) at config `index`, averaged over `batches` batches."""
+        y = float(np.log(value))
+        self.batches[index] += batches
+        self.sum_y[index] += batches * y
+        self.sum_yy[index] += batches * y * y
+        self.windows[index] += 1
+
+    def noise_var(self) -> float:
+        """Per-batch noise variance (log units²), pooled over configs measured more than once."""
+        seen = self.windows > 0
+        ybar = self.sum_y[seen] / self.batches[seen]
+        within = float(np.sum(self.sum_yy[seen] - self.batches[seen] * ybar**2))
+        dof = float(np.sum(self.windows[seen] - 1))
+        return (NOISE_PRIOR_DOF * NOISE_SD**2 + max(within, 0.0)) / (NOISE_PRIOR_DOF + dof)
+
+    def fit(self) -> None:
+        """Recompute `mean` and `sd` (log units) of every config."""
+        seen = np.flatnonzero(self.windows > 0)
+        if seen.size == 0:
+            return
+        sigma2 = self.noise_var()
+        ybar = self.sum_y[seen] / self.batches[seen]
+        data_var = sigma2 / self.batches[seen]
+        # Empirical Bayes: the offsets' spread from the residuals of the last fit (one pass per window).
+        w_mean, w_cov = self._weights(seen, ybar, self.tau2 + data_var)
+        resid2 = (ybar - self.phi[seen] @ w_mean) ** 2 - data_var
+        tau2 = (OFFSET_PRIOR_DOF * OFFSET_SD**2 + float(np.sum(np.maximum(resid2, 0.0)))) / (
+            OFFSET_PRIOR_DOF + seen.size
+        )
+        self.tau2 = tau2
+        smooth = self.phi @ w_mean
+        smooth_var = ((self.phi @ w_cov) * self.phi).sum(axis=1)
+        own_prec = self.batches / sigma2
+        prec = 1.0 / tau2 + own_prec
+        own_mean = np.divide(self.sum_y, self.batches, out=np.zeros_like(self.sum_y), where=self.batches > 0)
+        shrink = (1.0 / tau2) / prec
+        self.mean = shrink * smooth + (1 - shrink) * own_mean
+        self.sd = np.sqrt(1.0 / prec + shrink**2 * smooth_var)
+
+    def _weights(self, seen: np.ndarray, ybar: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = self.phi[seen]
+        prec = np.diag(self.prior_prec) + x.T @ (x / var[:, None])
+        cov = np.linalg.inv(prec)
+        mean = cov @ (self.prior_prec * self.prior_mean + x.T @ (ybar / var))
+        return mean, cov
+
+
+class IdlePower:
+    """Device power (W) between batches per frequency: given, or learned from the windows' idle stretches.
+
+    A line in f fitted to each window's idle energy over its idle time (weighted by idle time); a constant
+    while only one level has idle data; 0 before any.
+    """
+
+    def __init__(self, freqs_mhz: np.ndarray, known_w: float | None) -> None:
+        self.known_w = known_w
+        self.scale_mhz = float(freqs_mhz.max()) or 1.0
+        self.x = freqs_mhz / self.scale_mhz
+        self._sums = np.zeros(5)  # Σ s, Σ s·x, Σ s·x², Σ J, Σ J·x (s = idle time, J = idle energy)
+        self._levels: set[float] = set()
+        self._cached: np.ndarray | None = None
+
+    def add(self, freq_mhz: float, *, idle_j: float, idle_s: float) -> None:
+        """One window's idle energy (J) over its idle time (s)."""
+        if idle_s > 1e-6 and np.isfinite(idle_j):
+            x = freq_mhz / self.scale_mhz
+            self._sums += (idle_s, idle_s * x, idle_s * x * x, idle_j, idle_j * x)
+            self._levels.add(freq_mhz)
+            self._cached = None
+
+    def predict(self) -> np.ndarray:
+        """Idle power (W) per config."""
+        if self._cached is None:
+            self._cached = self._predict()
+        return self._cached
+
+    def _predict(self) -> np.ndarray:
+        if self.known_w is not None:
+            return np.full(len(self.x), self.known_w)
+        s, sx, sxx, j, jx = self._sums
+        if s <= 0:
+            return np.zeros(len(self.x))
+        det = s * sxx - sx * sx
+        if len(self._levels) < 2 or det <= 1e-12 * s * sxx:
+            return np.full(len(self.x), max(j / s, 0.0))
+        slope = (s * jx - sx * j) / det
+        return np.maximum((j - slope * sx) / s + slope * self.x, 0.0)

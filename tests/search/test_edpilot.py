@@ -1,0 +1,182 @@
+"""Our strategy: finds planted optima (smooth and not), re-plans on a rate change, respects constraints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edpilot.backends import build_space, open_backends
+from edpilot.objective import Objective, parse_objective
+from edpilot.runner import Runner
+from edpilot.search import DEFAULT_STRATEGY, SearchContext, make_strategy
+from edpilot.serving import Traffic
+from edpilot.space import Config, ConfigSpace
+from edpilot.workload import Workload
+from tests.conftest import run_tune, write_synthetic_profile
+
+FREQS = (300.0, 600.0, 900.0, 1200.0)
+BATCHES = (1, 2, 4, 8, 16)
+
+
+def smooth(freq_mhz: float, batch: int) -> tuple[float, float]:
+    """Batch time (s) and energy (J): memory part + compute part ∝ b / f; power grows with f²."""
+    time_s = 0.5 * (1 + 0.05 * batch) + 0.4 * (1 + 0.2 * batch) * (900.0 / freq_mhz)
+    return time_s, time_s * (8.0 + 12.0 * (freq_mhz / 1200.0) ** 2)
+
+
+def throttled(freq_mhz: float, batch: int) -> tuple[float, float]:
+    """The smooth surface with a thermal-throttling step at f ≥ 900 MHz: the optimum moves down to 600 MHz."""
+    t, e = smooth(freq_mhz, batch)
+    return (t * 1.3, e * 1.5) if freq_mhz >= 900 else (t, e)
+
+
+def true_costs(profile, workload: Workload, requests: int = 480) -> dict[Config, float]:
+    """Every config's EDP measured by the runner over a long window (uniform arrivals: the samples average out)."""
+    backends = open_backends(device="sim", profile=str(profile), seed=0)
+    runner = Runner(device=backends.device, engine=backends.engine, workload=workload, requests_per_round=requests)
+    return {c: runner.measure(c).edp for c in build_space(backends)}
+
+
+def test_edpilot_is_the_default():
+    assert DEFAULT_STRATEGY == "edpilot"
+
+
+@pytest.mark.parametrize("surface", [smooth, throttled])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_finds_the_planted_optimum(tmp_path, surface, seed):
+    noisy = write_synthetic_profile(
+        tmp_path / "n.csv", surface, freqs_mhz=FREQS, batch_sizes=BATCHES, noise=0.03, seed=seed, idle_power_w=6.0
+    )
+    workload = Workload(arrivals="uniform", rate_per_s=0.5, output_tokens=70, prompt_tokens=100)
+    truth = true_costs(noisy, workload)  # every config's EDP over its recorded samples (several long windows)
+    optimum = min(truth, key=truth.get)
+    assert optimum == (Config(900.0, 1) if surface is smooth else Config(600.0, 1))
+    assert sorted(truth.values())[1] > 1.01 * truth[optimum]  # planted: clear of the runner-up
+    result = run_tune(
+        open_backends(device="sim", profile=str(noisy), seed=seed),
+        strategy="edpilot",
+        budget=6,
+        workload=workload,
+        seed=seed,
+        idle_power_w=6.0,
+    )
+    assert result.best.config == optimum
+
+
+def _observed(space: ConfigSpace, profile, workload: Workload):
+    backends = open_backends(device="sim", profile=str(profile), seed=0)
+    runner = Runner(device=backends.device, engine=backends.engine, workload=workload)
+    return {c: runner.measure(c) for c in space}
+
+
+def test_replans_after_a_rate_change_without_measuring(tmp_path):
+    profile = write_synthetic_profile(
+        tmp_path / "p.csv", smooth, freqs_mhz=FREQS, batch_sizes=BATCHES, noise=0.0, idle_power_w=6.0
+    )
+    space = ConfigSpace(FREQS, BATCHES)
+    slow, fast = (Workload(arrivals="uniform", rate_per_s=r, prompt_tokens=100) for r in (0.5, 4.0))
+    observed = _observed(space, profile, slow)
+    ctx = SearchContext(
+        space=space, objective=Objective("edp").bind(None), baseline=space.baseline(), traffic=slow.traffic(32)
+    )
+    strategy = make_strategy("edpilot", ctx)
+    for c in space:
+        strategy.observe(c, observed[c])
+    slow_truth, fast_truth = true_costs(profile, slow), true_costs(profile, fast)
+    assert strategy.best() == min(slow_truth, key=slow_truth.get)
+    windows = sum(s.windows for s in strategy.arms.values())
+    strategy.set_traffic(fast.traffic(32))
+    fast_best = min(fast_truth, key=fast_truth.get)
+    assert fast_best != min(slow_truth, key=slow_truth.get)
+    assert strategy.best() == fast_best
+    assert sum(s.windows for s in strategy.arms.values()) == windows
+
+
+@pytest.mark.parametrize(
+    "rate_per_s,limit", [(0.5, {"slo_p95_s": 0.95}), (2.0, {"power_cap_w": 15.0})], ids=["slo", "power-cap"]
+)
+def test_respects_a_constraint_the_unconstrained_optimum_breaks(tmp_path, rate_per_s, limit):
+    profile = write_synthetic_profile(
+        tmp_path / "p.csv", smooth, freqs_mhz=FREQS, batch_sizes=BATCHES, noise=0.01, idle_power_w=6.0
+    )
+    workload = Workload(arrivals="uniform", rate_per_s=rate_per_s, prompt_tokens=100)
+    backends = open_backends(device="sim", profile=str(profile), seed=0)
+    runner = Runner(device=backends.device, engine=backends.engine, workload=workload)
+    measured = {c: runner.measure(c) for c in build_space(backends)}
+
+    def meets(c: Config) -> bool:
+        o = measured[c]
+        return o.p95_latency_s <= limit.get("slo_p95_s", np.inf) and o.power_w <= limit.get("power_cap_w", np.inf)
+
+    free = min(measured, key=lambda c: measured[c].edp)
+    best_ok = min((c for c in measured if meets(c) and measured[c].keeps_up), key=lambda c: measured[c].edp)
+    assert not meets(free)
+    for seed in (0, 1):
+        result = run_tune(
+            open_backends(device="sim", profile=str(profile), seed=seed),
+            strategy="edpilot",
+            budget=5,
+            workload=workload,
+            seed=seed,
+            idle_power_w=6.0,
+            **limit,
+        )
+        assert meets(result.best.config)
+        assert measured[result.best.config].edp <= 1.03 * measured[best_ok].edp
+
+
+@pytest.mark.parametrize("objective", ["edp", "ed2p", "energy", "latency", "weighted:0.5"])
+def test_every_objective_runs_and_beats_the_baseline(tmp_path, objective):
+    profile = write_synthetic_profile(tmp_path / "p.csv", smooth, freqs_mhz=FREQS, batch_sizes=BATCHES)
+    result = run_tune(
+        open_backends(device="sim", profile=str(profile)),
+        strategy="edpilot",
+        budget=4,
+        objective=parse_objective(objective),
+        workload=Workload(rate_per_s=1.0, prompt_tokens=100),
+    )
+    assert result.best.mean_cost <= result.baseline.mean_cost
+
+
+def test_read_only_and_one_frequency_grids_search_the_batch(tmp_path):
+    profile = write_synthetic_profile(tmp_path / "p.csv", smooth, freqs_mhz=(900.0,), batch_sizes=BATCHES)
+    one = run_tune(open_backends(device="sim", profile=str(profile)), strategy="edpilot", budget=3)
+    backends = open_backends(device="sim:orin-agx-32gb", read_only=True)
+    ro = run_tune(backends, strategy="edpilot", budget=3)
+    assert one.best.config.batch_size < BATCHES[-1]
+    assert ro.best.config.freq_mhz == 930.75 and ro.best.config.batch_size < 28
+
+
+def test_a_config_that_failed_is_never_proposed_or_chosen():
+    space = ConfigSpace(FREQS, BATCHES)
+    ctx = SearchContext(
+        space=space, objective=Objective("edp").bind(None), baseline=space.baseline(), traffic=Traffic(rate_per_s=1.0)
+    )
+    s = make_strategy("edpilot", ctx)
+    rng = np.random.default_rng(0)
+    from edpilot.objective import Observation
+
+    def obs(c: Config, failed: bool = False) -> Observation:
+        t, e = smooth(c.freq_mhz, c.batch_size)
+        return Observation(
+            requests=32,
+            energy_per_request_j=e / c.batch_size + 1,
+            mean_latency_s=t + 2,
+            p95_latency_s=t + 3,
+            mean_ttft_s=None,
+            power_w=10.0,
+            mean_batch_s=t * rng.uniform(0.99, 1.01),
+            energy_per_batch_j=e,
+            window_s=40.0,
+            keeps_up=True,
+            failed_requests=32 * failed,
+        )
+
+    s.observe(space.baseline(), obs(space.baseline()))
+    first = s.propose()
+    assert s.observe(first, obs(first, failed=True)) is None
+    for _ in range(12):
+        c = s.propose()
+        assert c != first
+        s.observe(c, obs(c))
+    assert s.best() != first

@@ -1,0 +1,66 @@
+"""The search benchmark: exact oracle, one scored run, a tiny parallel sweep and its report."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from edpilot.bench import Scenario, run_one, run_sweep, write_report
+from edpilot.bench.sweep import _hardware, _workload, budget_for, scenario_truth
+from edpilot.clock import VirtualClock
+from edpilot.runner import Runner
+from edpilot.sim import BatchCost, SimDevice, SimEngine
+from edpilot.space import Config
+
+SYN = Scenario("syn-small-b", "synthetic", "uniform", 0.3, synthetic="small-b")
+
+
+def test_oracle_matches_the_runner_on_noise_free_hardware():
+    truth, _, _ = scenario_truth(SYN, 0.3)
+    space, hw = _hardware(SYN)
+
+    # Uniform arrivals are deterministic: the runner on the profile's per-config means gives the oracle's EDP.
+    class Means:
+        freqs_mhz = space.freqs_mhz
+
+        def idle_power_w(self, freq_mhz):
+            return float(hw.idle_power_w[0])
+
+        def batch_cost(self, freq_mhz, prompt_tokens, output_tokens, rng):
+            i = space.index(Config(freq_mhz, len(prompt_tokens)))
+            return BatchCost(float(hw.service_s[i]), float(hw.energy_per_batch_j[i]), None)
+
+        def describe(self):
+            return {}
+
+    clock = VirtualClock()
+    device = SimDevice(Means(), clock, name="means")
+    runner = Runner(
+        device=device, engine=SimEngine(device, Means(), clock, np.random.default_rng(0)), workload=_workload(SYN, 0.3)
+    )
+    for c in list(space)[::7]:
+        assert runner.measure(c).edp == pytest.approx(truth.cost(c), rel=1e-9)
+
+
+def test_one_run_is_scored_against_the_oracle():
+    result = run_one(SYN, "edpilot", 0)
+    row = result.row
+    assert row["budget"] == budget_for(_hardware(SYN)[0]) == 10
+    assert len(result.served) == 11 and len(result.incumbent) == 11
+    assert min(result.served) >= 1.0 - 1e-9
+    assert row["final_ratio"] <= 1.05
+    assert row["mean_regret"] == pytest.approx(np.mean(np.array(result.served[1:]) - 1))
+
+
+def test_drift_and_a_tiny_parallel_sweep_write_a_report(tmp_path):
+    drift = Scenario("drift", "drift", "uniform", 0.3, synthetic="small-b", drift=(4.0,), drift_rounds=2)
+    results = run_sweep([SYN, drift], strategies=("edpilot", "random"), seeds=1, workers=2)
+    assert len(results) == 4
+    drifted = [r for r in results if r.row["scenario"] == "drift"]
+    assert all("drift1_x4_rounds_to_5pct" in r.row and len(r.served) == 11 + 2 for r in drifted)
+    paths = write_report(results, tmp_path, plot=False)
+    rows = list(csv.DictReader(paths["csv"].open()))
+    assert len(rows) == 4 and {r["strategy"] for r in rows} == {"edpilot", "random"}
+    assert "| edpilot |" in paths["markdown"].read_text()
