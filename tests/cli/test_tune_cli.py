@@ -25,7 +25,7 @@ def test_default_tune_runs_the_paper_setting(tmp_path):
     assert summary["edp_best"] < summary["edp_baseline"]
     header = json.loads(log.read_text().splitlines()[0])
     assert header["device"]["board"] == "orin-agx-32gb" and header["model"] == "llama-3.2-1b"
-    assert header["strategy"] == "camel" and header["arrival_rate_per_s"] == 1.0 and header["output_tokens"] == 70
+    assert header["strategy"] == "edpilot" and header["arrival_rate_per_s"] == 1.0 and header["output_tokens"] == 70
     assert len(header["freqs_mhz"]) == 7 and header["batch_sizes"] == [4, 8, 12, 16, 20, 24, 28]
 
 

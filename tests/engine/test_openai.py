@@ -1,4 +1,7 @@
-"""The openai engine against a minimal OpenAI-compatible streaming server on loopback."""
+"""The openai engine against a small OpenAI-compatible streaming server on loopback (HTTP/1.1, keep-alive).
+
+The prompt tells the server how to misbehave: fail, trickle, send JSON of the wrong shape, end early, hang.
+"""
 
 from __future__ import annotations
 
@@ -9,43 +12,89 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from edpilot.engine import EngineOptions, open_engine
 from edpilot.engine.openai import OpenAIEngine
-from edpilot.errors import ConfigError
+from edpilot.errors import ConfigError, EngineError
 from edpilot.workload import Request
 
-TOKEN_DELAY_S = 0.02
+TOKEN_DELAY_S = 0.01
+WRONG_SHAPES = {
+    "shape-list": "[1, 2]",
+    "shape-choices": '{"choices": "x"}',
+    "shape-text": '{"choices": [{"text": 5}]}',
+    "shape-json": "not json",
+    "shape-usage": '{"choices": [], "usage": {"completion_tokens": "many"}}',
+}
 
 
 class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
     def log_message(self, *args):
         pass
 
+    def do_GET(self):  # noqa: N802
+        if self.server.models is None:
+            self._send(404, b"not found")
+        else:
+            self._send(200, json.dumps({"data": [{"id": m} for m in self.server.models]}).encode())
+
+    def _send(self, status, body, content_type="text/plain"):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _chunk(self, data: bytes):
+        self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _event(self, obj):
+        self._chunk(f"data: {obj if isinstance(obj, str) else json.dumps(obj)}\n\n".encode())
+
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.seen.append(body)
-        prompt = body["prompt"]
+        self.server.seen.append((body, self.client_address[1]))
+        prompt, n = body["prompt"], body["max_tokens"]
         if prompt == "fail":
-            self.send_response(500)
-            self.end_headers()
-            self.wfile.write(b"boom")
-            return
-        if prompt == "hang":
-            time.sleep(1.0)
+            return self._send(500, b"boom")
+        if prompt == "whole-wrong":
+            return self._send(200, b'{"choices": {"text": "x"}}', "application/json")
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for i in range(body["max_tokens"]):
+        self.server.streaming.set()
+        if prompt in ("trickle", "hang"):
+            for _ in range(2000):  # 20 s of keep-alive comments (trickle) or silence (hang), then a normal answer
+                time.sleep(0.01)
+                if prompt == "trickle":
+                    self._chunk(b": ping\n")
+        if prompt in WRONG_SHAPES:
+            self._event({"choices": [{"text": " ok", "index": 0}]})
+            self._event(WRONG_SHAPES[prompt])
+        per_chunk = 2 if prompt == "pairs" else 1
+        for i in range(0, n, per_chunk):
             time.sleep(TOKEN_DELAY_S)
-            chunk = {"choices": [{"text": f" t{i}", "index": 0}]}
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            self.wfile.flush()
-        self.wfile.write(b"data: [DONE]\n\n")
+            last = i + per_chunk >= n
+            choice = {"text": "".join(f" t{j}" for j in range(i, min(n, i + per_chunk))), "index": 0}
+            if last and prompt != "early-end":
+                choice["finish_reason"] = "stop" if prompt == "stop" else "length"
+            self._event({"choices": [choice]})
+        if prompt == "early-end":
+            return self._chunk(b"")
+        if prompt == "usage" and body.get("stream_options", {}).get("include_usage"):
+            self._event({"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 3 * n}})
+        self._event("[DONE]")
+        self._chunk(b"")
 
 
 @pytest.fixture
 def server():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.seen = []
+    srv.daemon_threads = True
+    srv.seen, srv.models, srv.streaming = [], ["served-model"], threading.Event()
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield srv
@@ -53,35 +102,106 @@ def server():
     srv.server_close()
 
 
+def url(server, suffix=""):
+    return f"http://127.0.0.1:{server.server_port}{suffix}"
+
+
 def req(i, prompt="hello", max_new=5):
     return Request(i, 0.0, prompt, 2, max_new)
 
 
-def test_streams_a_batch_concurrently(server):
-    engine = OpenAIEngine(f"http://127.0.0.1:{server.server_port}")
-    t0 = time.monotonic()
+def test_streams_a_batch_concurrently_with_the_listed_model(server):
+    engine = OpenAIEngine(url(server))
     out = engine.generate([req(i, max_new=10) for i in range(6)])
-    elapsed = time.monotonic() - t0
     assert [c.text for c in out] == ["".join(f" t{i}" for i in range(10))] * 6
     assert all(c.output_tokens == 10 and c.error is None for c in out)
-    assert all(TOKEN_DELAY_S * 0.5 < c.ttft_s < elapsed for c in out)
-    assert elapsed < 6 * 10 * TOKEN_DELAY_S / 2  # concurrent, not one after another
-    assert server.seen[0]["stream"] is True and server.seen[0]["ignore_eos"] is True
+    assert all(c.ttft_s is not None and c.ttft_s > 0 for c in out)
+    first = server.seen[0][0]
+    assert first["stream"] is True and first["ignore_eos"] is True and first["temperature"] == 0
+    assert first["stream_options"] == {"include_usage": True}
+    assert {body["model"] for body, _ in server.seen} == {"served-model"}
+    info = engine.describe()
+    assert info["model"] == "served-model" and info["model_source"] == "server's /v1/models"
+    assert info["backend"] == "openai" and info["url"] == url(server, "/v1")
 
 
-def test_errors_and_timeouts_are_per_request(server):
-    engine = OpenAIEngine(f"http://127.0.0.1:{server.server_port}/v1", timeout_s=0.3)
-    out = engine.generate([req(0), req(1, "fail"), req(2, "hang")])
+def test_model_name_option_and_fallback(server):
+    OpenAIEngine(url(server, "/v1"), model="my-model").generate([req(0)])
+    server.models = None  # /v1/models answers 404
+    fallback = OpenAIEngine(url(server))
+    fallback.generate([req(1)])
+    assert [body["model"] for body, _ in server.seen] == ["my-model", "default"]
+    assert fallback.describe()["model_source"].startswith("fallback")
+
+
+def test_connections_are_reused_between_batches(server):
+    engine = OpenAIEngine(url(server))
+    for i in range(4):
+        assert engine.generate([req(i)])[0].error is None
+    assert len({port for _, port in server.seen}) == 1
+
+
+def test_tokens_are_counted_as_tokens_not_chunks(server):
+    engine = OpenAIEngine(url(server))
+    usage, pairs, stop = engine.generate([req(0, "usage", 4), req(1, "pairs", 8), req(2, "stop", 3)])
+    assert usage.output_tokens == 12  # the server's usage (3 per chunk here), not the 4 chunks
+    assert pairs.output_tokens == 8 and pairs.text == "".join(f" t{i}" for i in range(8))  # 4 chunks, length stop
+    assert stop.output_tokens == 3  # no usage, stopped early: chunks, the only count left
+    assert all(c.error is None for c in (usage, pairs, stop))
+
+
+def test_errors_are_per_request(server):
+    out = OpenAIEngine(url(server, "/v1")).generate([req(0), req(1, "fail"), req(2, "early-end")])
     assert out[0].error is None and out[0].output_tokens == 5
-    assert out[1].error.startswith("HTTP 500")
-    assert "timed out" in out[2].error.lower() or "timeout" in out[2].error.lower()
+    assert out[1].error == "HTTP 500: boom" and out[1].output_tokens == 0
+    assert "ended before [DONE]" in out[2].error
+
+
+@pytest.mark.parametrize("prompt", [*WRONG_SHAPES, "whole-wrong"])
+def test_json_of_the_wrong_shape_fails_that_request_clearly(server, prompt):
+    ok, bad = OpenAIEngine(url(server)).generate([req(0), req(1, prompt)])
+    assert ok.error is None
+    assert bad.error is not None and ("wrong shape" in bad.error or "invalid JSON" in bad.error)
+
+
+@pytest.mark.parametrize("prompt", ["trickle", "hang"])
+def test_the_request_deadline_bounds_a_server_that_trickles_or_hangs(server, prompt):
+    out = OpenAIEngine(url(server), request_timeout_s=0.5).generate([req(0), req(1, prompt)])
+    assert out[0].error is None
+    assert "0.5 s request deadline" in out[1].error  # the server would answer normally after 20 s
+
+
+def test_close_cancels_in_flight_requests(server):
+    engine = OpenAIEngine(url(server))
+    result = []
+    worker = threading.Thread(target=lambda: result.extend(engine.generate([req(0, "trickle")])))
+    worker.start()
+    assert server.streaming.wait(10)
+    engine.close()
+    worker.join(10)
+    assert not worker.is_alive()
+    assert result[0].error == "cancelled: the engine was closed"  # not the answer it would send after 20 s
+    with pytest.raises(EngineError, match="closed"):
+        engine.generate([req(1)])
+    engine.close()  # idempotent
 
 
 def test_unreachable_server_is_an_error_not_a_crash():
-    out = OpenAIEngine("http://127.0.0.1:9", timeout_s=0.5).generate([req(0)])
-    assert out[0].error is not None
+    engine = OpenAIEngine("http://127.0.0.1:9", request_timeout_s=2)
+    out = engine.generate([req(0)])
+    assert out[0].error is not None and "Connect" in out[0].error
+    assert engine.describe()["model"] == "default"
 
 
-def test_bad_url():
+def test_specs_and_options():
     with pytest.raises(ConfigError, match="http"):
         OpenAIEngine("ftp://x")
+    with pytest.raises(ConfigError, match="needs a URL"):
+        open_engine("openai")
+    with pytest.raises(ConfigError, match="request-timeout"):
+        EngineOptions(request_timeout_s=float("nan"))
+    with pytest.raises(ConfigError, match="request-timeout"):
+        EngineOptions(request_timeout_s=0)
+    engine = open_engine("openai:127.0.0.1:8080", EngineOptions(model_name="m", request_timeout_s=7))
+    assert engine.describe()["model"] == "m" and engine.describe()["request_timeout_s"] == 7
+    assert engine.api_url == "http://127.0.0.1:8080/v1"

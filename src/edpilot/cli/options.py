@@ -93,3 +93,22 @@ MaxWaitOpt = Annotated[
     typer.Option("--max-wait", help="Flush a partial batch once its oldest request waited this long (s)."),
 ]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")]
+ThreadsOpt = Annotated[
+    int | None, typer.Option(min=1, help="llamacpp engine: CPU threads (default: every CPU this process may use).")
+]
+GpuLayersOpt = Annotated[
+    int | None,
+    typer.Option(min=0, help="llamacpp engine: layers offloaded to the GPU (default: all on a GPU build, else 0)."),
+]
+ModelNameOpt = Annotated[
+    str | None,
+    typer.Option(help="openai engine: model name sent with each request (default: the first the server lists)."),
+]
+RequestTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--request-timeout",
+        min=0.001,
+        help="openai engine: total deadline per request in seconds (bounds a slow or trickling server).",
+    ),
+]

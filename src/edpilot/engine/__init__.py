@@ -1,56 +1,116 @@
-"""Inference engines behind one `Engine` interface (see `edpilot.engine.base`).
+"""Inference engines behind one `Engine` interface (see `edpilot.engine.base`), chosen by a spec string.
 
-    engine = open_engine("hf:tiny", EngineOptions(torch_device="cpu"))  # transformers, in process
-    engine = open_engine("openai:http://127.0.0.1:8080")  # any OpenAI-compatible server
+    engine = open_engine("hf:tiny", EngineOptions(torch_device="cpu"), device)     # transformers, in process
+    engine = open_engine("llamacpp:gemma-3-270m", EngineOptions(threads=2), device)  # llama.cpp, in process
+    engine = open_engine("openai:http://127.0.0.1:8080", EngineOptions(), device)   # any OpenAI-compatible server
 
-The `sim` engine lives in `edpilot.sim`. Raises ConfigError for unknown specs and EngineError when a
-model cannot be loaded.
+Backends register themselves with `register_engine`; `edpilot.sim` registers `sim`. `engine_kinds()` lists
+the usage strings. Raises ConfigError for unknown or incomplete specs and EngineError when a model cannot be
+loaded or an optional dependency is missing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edpilot.engine.base import Completion, Engine
 from edpilot.errors import ConfigError
 
-__all__ = ["ENGINE_KINDS", "Completion", "Engine", "EngineOptions", "open_engine"]
+if TYPE_CHECKING:
+    from edpilot.hardware import Device
 
-ENGINE_KINDS = ("sim", "hf:PATH_OR_PRESET", "openai:URL")
+__all__ = ["Completion", "Engine", "EngineOptions", "engine_kinds", "open_engine", "register_engine"]
+
+DEFAULT_REQUEST_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How a real engine runs: torch device and dtype (hf), compiled decode (hf, CUDA), fixed output length."""
+    """How a real engine runs.
+
+    hf: torch device, dtype, compiled decode (CUDA). llamacpp: CPU threads (None: llama.cpp's default) and layers
+    offloaded to the GPU (None: all when the build can offload, else 0). openai: model name (None: ask the server's
+    /v1/models) and a total deadline per request in seconds. All: fixed output length (ignore EOS), seed.
+    """
 
     torch_device: str | None = None
     dtype: str | None = None
     compiled: bool = False
     fixed_output_length: bool = True
     seed: int = 0
+    threads: int | None = None
+    gpu_layers: int | None = None
+    model_name: str | None = None
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
+        if self.gpu_layers is not None and self.gpu_layers < 0:
+            raise ConfigError(f"--gpu-layers must be 0 or more, got {self.gpu_layers}")
+        if not 0 < self.request_timeout_s < 1e6:  # also rejects NaN
+            raise ConfigError(f"--request-timeout must be a positive number of seconds, got {self.request_timeout_s}")
+        if self.model_name is not None and not self.model_name.strip():
+            raise ConfigError("--model-name must not be empty")
 
 
-def open_engine(spec: str, options: EngineOptions | None = None) -> Engine:
-    """Open a real engine from its spec string (`hf:...` or `openai:...`)."""
-    o = options or EngineOptions()
+EngineOpener = Callable[[str, EngineOptions, "Device | None"], Engine]
+_OPENERS: dict[str, tuple[EngineOpener, str]] = {}
+
+
+def register_engine(kind: str, opener: EngineOpener, *, usage: str) -> None:
+    """Make `--engine KIND[:ARG]` open an engine with `opener(ARG, options, device)`."""
+    _OPENERS[kind] = (opener, usage)
+
+
+def engine_kinds() -> list[str]:
+    """Usage strings of every registered engine, e.g. 'openai:URL'."""
+    return [usage for _, usage in _OPENERS.values()]
+
+
+def open_engine(spec: str, options: EngineOptions | None = None, device: Device | None = None) -> Engine:
+    """Open the engine a spec string names (`hf:...`, `llamacpp:...`, `openai:...`, or a registered kind)."""
     kind, _, arg = spec.partition(":")
-    if kind == "hf":
-        if not arg:
-            raise ConfigError("--engine hf needs a model: hf:PATH, hf:FILE.gguf or hf:PRESET (e.g. hf:llama-3.2-1b)")
-        from edpilot.engine.hf import HfEngine
+    if kind not in _OPENERS:
+        raise ConfigError(f"unknown engine {spec!r}; choose one of: {', '.join(engine_kinds())}")
+    return _OPENERS[kind][0](arg, options or EngineOptions(), device)
 
-        return HfEngine(
-            arg,
-            device=o.torch_device,
-            dtype=o.dtype,
-            compiled=o.compiled,
-            fixed_output_length=o.fixed_output_length,
-            seed=o.seed,
-        )
-    if kind == "openai":
-        if not arg:
-            raise ConfigError("--engine openai needs a URL, e.g. openai:http://127.0.0.1:8080")
-        from edpilot.engine.openai import OpenAIEngine
 
-        return OpenAIEngine(arg, fixed_output_length=o.fixed_output_length)
-    raise ConfigError(f"unknown engine {spec!r}; choose one of: {', '.join(ENGINE_KINDS)}")
+def _open_hf(arg: str, o: EngineOptions, device: Device | None) -> Engine:
+    if not arg:
+        raise ConfigError("--engine hf needs a model: hf:PATH, hf:FILE.gguf or hf:PRESET (e.g. hf:llama-3.2-1b)")
+    from edpilot.engine.hf import HfEngine
+
+    return HfEngine(
+        arg,
+        device=o.torch_device,
+        dtype=o.dtype,
+        compiled=o.compiled,
+        fixed_output_length=o.fixed_output_length,
+        seed=o.seed,
+    )
+
+
+def _open_llamacpp(arg: str, o: EngineOptions, device: Device | None) -> Engine:
+    if not arg:
+        raise ConfigError("--engine llamacpp needs a model: llamacpp:FILE.gguf or llamacpp:gemma-3-270m")
+    from edpilot.engine.llamacpp import LlamaCppEngine
+
+    return LlamaCppEngine(arg, threads=o.threads, gpu_layers=o.gpu_layers, fixed_output_length=o.fixed_output_length)
+
+
+def _open_openai(arg: str, o: EngineOptions, device: Device | None) -> Engine:
+    if not arg:
+        raise ConfigError("--engine openai needs a URL, e.g. openai:http://127.0.0.1:8080")
+    from edpilot.engine.openai import OpenAIEngine
+
+    return OpenAIEngine(
+        arg, model=o.model_name, request_timeout_s=o.request_timeout_s, fixed_output_length=o.fixed_output_length
+    )
+
+
+register_engine("hf", _open_hf, usage="hf:PATH_OR_PRESET")
+register_engine("llamacpp", _open_llamacpp, usage="llamacpp:FILE.gguf|gemma-3-270m")
+register_engine("openai", _open_openai, usage="openai:URL")

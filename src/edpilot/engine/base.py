@@ -22,16 +22,21 @@ class Completion:
 class Engine(Protocol):
     """Runs one static batch to completion.
 
-    An engine whose first batch of a new size is slow (compilation) sets `needs_warmup = True`; the
-    runner then serves one untimed batch of each new size before measuring it.
+    An engine whose first batch of a new size is slow (compilation, buffer allocation) sets
+    `needs_warmup = True`; the runner then serves one untimed batch of each new size before measuring it.
     """
 
     name: str
+    needs_warmup: bool
 
     def generate(self, batch: Sequence[Request]) -> list[Completion]:
         """Answer every request of `batch` together; returns one Completion per request, in order."""
         ...
 
     def describe(self) -> dict[str, object]:
-        """What the run log shows about this engine."""
+        """What the run log shows about this engine; always has "model" (what really runs) and "backend"."""
+        ...
+
+    def close(self) -> None:
+        """Release the model and cancel in-flight work; idempotent."""
         ...

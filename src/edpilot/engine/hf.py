@@ -71,9 +71,12 @@ class HfEngine:
             self.model, self.tokenizer = load_pretrained(path, dtype=torch_dtype, device=self.device)
             self.weights = str(path)
         self.model.eval()
+        self.parameters = sum(p.numel() for p in self.model.parameters())
 
     def generate(self, batch: Sequence[Request]) -> list[Completion]:
         """Greedy-decode the batch together; each request is cut to its own max_new_tokens."""
+        if self.model is None:
+            raise EngineError("the hf engine is closed")
         torch = self.torch
         max_new = max(r.max_new_tokens for r in batch)
         # The compiled path pads prompts to a multiple of 256 tokens so that shapes, and so compiled graphs, repeat.
@@ -121,8 +124,14 @@ class HfEngine:
             "dtype": self.dtype_name,
             "decode": "compiled (static cache, CUDA graphs)" if self.compiled else "eager",
             "fixed_output_length": self.fixed_output_length,
-            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "parameters": self.parameters,
         }
+
+    def close(self) -> None:
+        """Drop the model and give CUDA memory back; idempotent."""
+        self.model = None
+        if self.device.startswith("cuda"):
+            self.torch.cuda.empty_cache()
 
 
 class FirstTokenTimer:

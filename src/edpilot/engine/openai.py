@@ -1,101 +1,256 @@
 """`--engine openai:URL`: any OpenAI-compatible server (llama.cpp server, vLLM, Ollama, edpilot serve).
 
-A batch of b requests is sent concurrently to /v1/completions with streaming; each request's TTFT and
-output are measured on its own, and a timeout or an error is reported per request, not raised.
+A batch of b requests is sent concurrently to /v1/completions with streaming over one pooled httpx client
+(connections are reused between batches). Each request has a total deadline (`request_timeout_s`), so a server
+that trickles bytes cannot hold a batch longer; `close()` cancels in-flight requests at once by shutting their
+sockets. Output tokens come from the server's `usage` (asked for with `stream_options.include_usage`); without
+it a request that stopped on `finish_reason: "length"` produced exactly `max_tokens`, and otherwise the count
+falls back to streamed chunks (logged once). An HTTP error, a timeout or an answer of the wrong shape fails
+that request with a clear error text; nothing is raised.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import logging
+import socket
+import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from urllib.parse import urlsplit
 
 from edpilot.clock import WallClock
 from edpilot.engine.base import Completion
-from edpilot.errors import ConfigError
+from edpilot.engine.openai_wire import WireError, parse_event, sse_data
+from edpilot.errors import ConfigError, EngineError
 from edpilot.workload import Request
 
 log = logging.getLogger(__name__)
 
+CONNECT_TIMEOUT_S = 10.0  # a server that does not accept within this is down (bounded by the request deadline)
+CANCEL_WAIT_S = 2.0  # how long a cancelled request may take to notice its socket is shut
+ERROR_BODY_CHARS = 300
+FALLBACK_MODEL = "default"  # what servers that serve one model (llama.cpp) accept when no name is known
+
+
+def _httpx():
+    try:
+        import httpx
+    except ImportError:
+        raise EngineError("the openai engine needs httpx: pip install httpx") from None
+    return httpx
+
+
+class _Call:
+    """One request in flight: its response once headers arrive, and why it was cancelled, if it was."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.text: list[str] = []
+        self.chunks = 0
+        self.ttft_s: float | None = None
+        self.result: Completion | None = None
+        self.cancel_reason: str | None = None
+        self._response = None
+        self._lock = threading.Lock()
+
+    def attach(self, response) -> None:
+        """Remember the live response; shut it at once if the call was cancelled meanwhile."""
+        with self._lock:
+            self._response = response
+            if self.cancel_reason is not None:
+                _shut(response)
+
+    def cancel(self, reason: str) -> None:
+        """Make the worker stop now: its blocked read returns and the request fails with `reason`."""
+        with self._lock:
+            if self.result is not None or self.cancel_reason is not None:
+                return
+            self.cancel_reason = reason
+            if self._response is not None:
+                _shut(self._response)
+
+
+def _shut(response) -> None:
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
 
 class OpenAIEngine:
-    """Streams completions from an OpenAI-compatible HTTP server, one connection per request."""
+    """Streams completions from an OpenAI-compatible HTTP server, b requests at once."""
 
     name = "openai"
+    needs_warmup = False
 
     def __init__(
         self,
         base_url: str,
         *,
-        model: str = "default",
-        timeout_s: float = 120.0,
+        model: str | None = None,
+        request_timeout_s: float = 120.0,
         fixed_output_length: bool = True,
     ) -> None:
+        httpx = _httpx()
         parts = urlsplit(base_url if "://" in base_url else f"http://{base_url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"--engine openai:URL needs an http(s) URL, got {base_url!r}")
-        self.scheme, self.host, self.port = parts.scheme, parts.hostname, parts.port
-        self.path = parts.path.rstrip("/") + "/v1/completions"
-        if parts.path.rstrip("/").endswith("/v1"):
-            self.path = parts.path.rstrip("/") + "/completions"
-        self.base_url, self.model, self.timeout_s = base_url, model, timeout_s
+        root = parts.path.rstrip("/").removesuffix("/v1")
+        self.api_url = f"{parts.scheme}://{parts.netloc}{root}/v1"
+        self.base_url, self.request_timeout_s = base_url, request_timeout_s
         self.fixed_output_length = fixed_output_length
+        self._model, self._model_source = model, "option" if model else None
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(request_timeout_s, connect=min(CONNECT_TIMEOUT_S, request_timeout_s)),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        )
+        self._active: set[_Call] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._warned_chunks = False
         self.clock = WallClock()
 
+    def model_name(self) -> str:
+        """The model name sent with each request: the option, else the first one the server lists."""
+        if self._model is not None:
+            return self._model
+        httpx = _httpx()
+        try:
+            resp = self._client.get(f"{self.api_url}/models", timeout=min(CONNECT_TIMEOUT_S, self.request_timeout_s))
+        except httpx.HTTPError as exc:  # unreachable: ask again next batch; its requests will say why they failed
+            log.warning("cannot ask %s/models for a model name (%s); sending %r", self.api_url, exc, FALLBACK_MODEL)
+            return FALLBACK_MODEL
+        try:
+            self._model = str(resp.json()["data"][0]["id"]) if resp.status_code == 200 else None
+            self._model_source = "server's /v1/models"
+        except (ValueError, LookupError, TypeError):
+            self._model = None
+        if self._model is None:
+            self._model, self._model_source = FALLBACK_MODEL, "fallback (server lists no models)"
+        return self._model
+
     def generate(self, batch: Sequence[Request]) -> list[Completion]:
-        """Send every request at once; wait for all of them."""
+        """Send every request at once; wait for all of them, at most the request deadline."""
+        if self._closed:
+            raise EngineError("the openai engine is closed")
+        model = self.model_name()
+        calls = [_Call(r) for r in batch]
+        with self._lock:
+            self._active.update(calls)
         start_s = self.clock.now_s()
-        with ThreadPoolExecutor(max_workers=len(batch)) as pool:
-            return list(pool.map(lambda r: self._one(r, start_s), batch))
+        pool = ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="edpilot-openai")
+        try:
+            futures = [pool.submit(self._run, call, model, start_s) for call in calls]
+            _, pending = wait(futures, timeout=self.request_timeout_s)
+            if pending:
+                reason = f"timed out: no complete answer within the {self.request_timeout_s:g} s request deadline"
+                for call in calls:
+                    call.cancel(reason)
+                wait(pending, timeout=CANCEL_WAIT_S)
+        except BaseException:  # Ctrl-C or a signal: do not wait for the server
+            for call in calls:
+                call.cancel("cancelled")
+            raise
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            with self._lock:
+                self._active.difference_update(calls)
+        return [c.result or Completion("", 0, None, error=c.cancel_reason or "request did not finish") for c in calls]
 
-    def _connection(self) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-        return cls(self.host, self.port, timeout=self.timeout_s)
+    def _run(self, call: _Call, model: str, start_s: float) -> None:
+        httpx = _httpx()
+        try:
+            completion = self._stream(call, model, start_s)
+        except WireError as exc:
+            completion = Completion("".join(call.text), call.chunks, call.ttft_s, error=str(exc))
+        except httpx.HTTPError as exc:
+            reason = call.cancel_reason or f"{type(exc).__name__}: {exc or 'no detail'}"
+            completion = Completion("".join(call.text), call.chunks, call.ttft_s, error=reason)
+        if call.cancel_reason is not None and completion.error is None:
+            completion = Completion(completion.text, completion.output_tokens, completion.ttft_s, call.cancel_reason)
+        with call._lock:
+            call.result = completion
 
-    def _one(self, request: Request, start_s: float) -> Completion:
-        body = {
-            "model": self.model,
+    def _stream(self, call: _Call, model: str, start_s: float) -> Completion:
+        request = call.request
+        body: dict[str, object] = {
+            "model": model,
             "prompt": request.prompt,
             "max_tokens": request.max_new_tokens,
             "temperature": 0,
             "stream": True,
+            "stream_options": {"include_usage": True},
         }
         if self.fixed_output_length:
             body["ignore_eos"] = True  # vLLM and llama.cpp server honour it; others ignore it
-        conn = self._connection()
-        text: list[str] = []
-        chunks, ttft_s, usage_tokens = 0, None, None
-        try:
-            conn.request("POST", self.path, json.dumps(body), {"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            if resp.status != 200:
-                detail = resp.read(300).decode("utf-8", "replace").strip()
-                return Completion("", 0, None, error=f"HTTP {resp.status}: {detail}")
-            for raw in resp:
-                line = raw.decode("utf-8", "replace").strip()
-                if not line.startswith("data:"):
+        usage, finish, done = None, None, False
+        with self._client.stream("POST", f"{self.api_url}/completions", json=body) as resp:
+            call.attach(resp)
+            if resp.status_code != 200:
+                detail = _read_some(resp).decode("utf-8", "replace").strip()
+                return Completion("", 0, None, error=f"HTTP {resp.status_code}: {detail}")
+            if resp.headers.get("content-type", "").startswith("application/json"):  # server ignored stream=True
+                whole = parse_event(_read_some(resp, limit=1 << 22).decode("utf-8", "replace"))
+                tokens = self._tokens(whole.completion_tokens, whole.finish_reason, request, 1)
+                return Completion(whole.text, tokens, self.clock.now_s() - start_s)
+            for line in resp.iter_lines():
+                data = sse_data(line)
+                if data is None or done:  # read to the end of the body so that the connection can be reused
                     continue
-                data = line[5:].strip()
                 if data == "[DONE]":
-                    break
-                event = json.loads(data)
-                if event.get("usage"):
-                    usage_tokens = event["usage"].get("completion_tokens")
-                piece = "".join(c.get("text", "") for c in event.get("choices", []))
-                if piece:
-                    if ttft_s is None:
-                        ttft_s = self.clock.now_s() - start_s
-                    chunks += 1
-                    text.append(piece)
-        except (OSError, http.client.HTTPException, json.JSONDecodeError) as exc:
-            return Completion("".join(text), chunks, ttft_s, error=f"{type(exc).__name__}: {exc}")
-        finally:
-            conn.close()
-        return Completion("".join(text), usage_tokens or chunks, ttft_s)
+                    done = True
+                    continue
+                chunk = parse_event(data)
+                usage = chunk.completion_tokens if chunk.completion_tokens is not None else usage
+                finish = chunk.finish_reason or finish
+                if chunk.text:
+                    if call.ttft_s is None:
+                        call.ttft_s = self.clock.now_s() - start_s
+                    call.chunks += 1
+                    call.text.append(chunk.text)
+        if not done and finish is None:
+            raise WireError(f"the stream ended before [DONE] after {call.chunks} chunks")
+        tokens = self._tokens(usage, finish, request, call.chunks)
+        return Completion("".join(call.text), tokens, call.ttft_s)
+
+    def _tokens(self, usage: int | None, finish: str | None, request: Request, chunks: int) -> int:
+        if usage is not None:
+            return usage
+        if finish == "length":
+            return request.max_new_tokens  # stopped because it produced exactly max_tokens
+        if not self._warned_chunks:
+            self._warned_chunks = True
+            log.warning("%s sends no token usage: counting streamed chunks as tokens", self.api_url)
+        return chunks
 
     def describe(self) -> dict[str, object]:
-        """Server URL and model name."""
-        return {"backend": "openai", "url": self.base_url, "model": self.model, "timeout_s": self.timeout_s}
+        """Server URL, the model name sent and where it came from, and the request deadline."""
+        return {
+            "backend": "openai",
+            "url": self.api_url,
+            "model": self.model_name(),
+            "model_source": self._model_source or "fallback (server unreachable)",
+            "request_timeout_s": self.request_timeout_s,
+            "fixed_output_length": self.fixed_output_length,
+        }
+
+    def close(self) -> None:
+        """Cancel in-flight requests now and close the connection pool; idempotent."""
+        self._closed = True
+        with self._lock:
+            active = list(self._active)
+        for call in active:
+            call.cancel("cancelled: the engine was closed")
+        self._client.close()
+
+
+def _read_some(resp, limit: int = ERROR_BODY_CHARS) -> bytes:
+    out = b""
+    for piece in resp.iter_bytes():
+        out += piece
+        if len(out) >= limit:
+            break
+    return out[:limit]
