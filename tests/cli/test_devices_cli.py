@@ -174,3 +174,149 @@ def test_dry_run_tune_measures_without_touching_clocks(env, tmp_path):
     assert [x["freq_mhz"] for x in rounds] == [420.75, 216.75]
     assert all(x["actual_freq_mhz"] == 624.75 for x in rounds)
     assert files(fake) == ORIGINAL
+
+
+def test_devices_with_nvml_installed_and_no_driver(env):
+    pynvml = pytest.importorskip("pynvml")
+    try:
+        pynvml.nvmlInit()
+        pytest.skip("an NVIDIA driver is present")
+    except pynvml.NVMLError:
+        pass
+    _, environ = env
+    r = edpilot("devices", "--device", "nvml", env=environ)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "install the NVIDIA driver" in r.stderr
+    r = edpilot("devices", "--json", env=environ)  # the Jetson is still shown; nvml gets one note
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert [line for line in r.stderr.splitlines() if line.startswith("note: nvml:")]
+    names = [d["name"] for d in json.loads(r.stdout)]
+    assert names[:2] == ["jetson:17000000.ga10b", "cpu"] and "nvml:0" not in names
+
+
+def test_cpu_shows_no_invented_clock(env):
+    _, environ = env
+    r = edpilot("devices", "--device", "cpu", "--json", env=environ)
+    (info,) = json.loads(r.stdout)
+    assert info["freqs_mhz"] == [] and info["can_set_clocks"] is False and info["has_meter"] is False
+
+
+def test_commands_that_must_not_touch_clocks_leave_a_held_pin(env, tmp_path):
+    fake, environ = env
+    proc = spawn("apply", "--device", "jetson", "--freq", "522.75", "--hold", env=environ)
+    try:
+        assert wait_for(lambda: fake.read("max_freq") == "522750000")
+        assert edpilot("devices", "--device", "jetson", env=environ).returncode == 0
+        assert edpilot("devices", env=environ).returncode == 0
+        for flag in ("--dry-run", "--read-only"):
+            args = ["tune", "--device", "jetson", flag, "--strategy", "grid", "--budget", "1", "--batches", "1"]
+            args += ["--requests-per-round", "1", "--arrivals", "saturated", "--output-tokens", "2"]
+            r = edpilot(*args, "--output", str(tmp_path / f"{flag}.jsonl"), env=environ, timeout=120)
+            assert r.returncode == 0, r.stderr
+            assert files(fake) == {**ORIGINAL, "min_freq": "522750000", "max_freq": "522750000"}
+        second = edpilot("apply", "--device", "jetson", "--freq", "1300.5", env=environ)
+        assert second.returncode == 2 and f"in use by another edpilot process (pid {proc.pid})" in second.stderr
+        assert proc.poll() is None and fake.read("max_freq") == "522750000"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert files(fake) == ORIGINAL
+
+
+def test_apply_that_never_reaches_the_level_puts_it_back(tmp_path):
+    fake = build_tree(tmp_path / "root")  # no kernel thread: cur_freq never follows
+    environ = {**os.environ, "EDPILOT_SYSFS_ROOT": str(fake.root), "EDPILOT_STATE_DIR": str(tmp_path / "state")}
+    r = edpilot("apply", "--device", "jetson", "--freq", "522.75", env=environ)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "did not reach" in r.stderr and "put back" in r.stderr and "edpilot restore" in r.stderr
+    assert files(fake) == ORIGINAL
+    assert edpilot("restore", env=environ).stdout.strip() == "nothing to restore"
+
+
+def test_apply_whose_second_write_is_refused_puts_the_first_back(env):
+    fake, environ = env
+    max_file = fake.devfreq / "max_freq"
+    real_max = max_file.with_name("real_max")
+    os.replace(max_file, real_max)
+    os.symlink(real_max, max_file)  # reads fine, writes refused
+    r = edpilot("apply", "--device", "jetson", "--freq", "216.75", env=environ)
+    assert r.returncode == 2 and "symbolic link" in r.stderr and "put back" in r.stderr
+    assert fake.read("min_freq") == ORIGINAL["min_freq"]
+
+
+def test_apply_from_a_run_log(env, tmp_path):
+    fake, environ = env
+    log = tmp_path / "run.jsonl"
+    r = edpilot("tune", "--strategy", "grid", "--budget", "2", "--output", str(log), env=environ, timeout=120)
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    summary = next(rec for rec in records if rec["type"] == "summary")
+    summary["best"] = {"freq_mhz": 828.75, "batch_size": 20}  # a level of the fake JetPack 5 tree
+    log.write_text("".join(json.dumps(rec) + "\n" for rec in records))
+    r = edpilot("apply", "--device", "jetson", "--from", str(log), env=environ)
+    assert r.returncode == 0, r.stderr
+    assert fake.read("max_freq") == fake.read("min_freq") == "828750000"
+    assert "batch size to 20" in r.stdout and "edpilot restore" in r.stdout
+    assert edpilot("restore", env=environ).returncode == 0 and files(fake) == ORIGINAL
+    log.write_text("".join(json.dumps(rec) + "\n" for rec in records if rec["type"] != "summary"))
+    r = edpilot("apply", "--device", "jetson", "--from", str(log), env=environ)
+    assert r.returncode == 2 and "no summary record" in r.stderr and files(fake) == ORIGINAL
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--freq", "nan"], "finite number"),
+        (["--freq", "-5"], "finite number"),
+        (["--freq", "inf"], "finite number"),
+        ([], "either --freq"),
+        (["--freq", "522.75", "--from", "x.jsonl"], "either --freq"),
+    ],
+)
+def test_apply_bad_values_are_one_line(env, args, words):
+    fake, environ = env
+    r = edpilot("apply", "--device", "jetson", *args, env=environ)
+    assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert files(fake) == ORIGINAL
+
+
+@pytest.mark.parametrize("spec", ["nvml:abc", "jetson:1", "cpu:2", "amdgpu", "sim:nope"])
+def test_devices_bad_spec_is_one_line(env, spec):
+    _, environ = env
+    r = edpilot("devices", "--device", spec, env=environ)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_device_lists_what_is_registered(env):
+    _, environ = env
+    r = edpilot("apply", "--device", "amdgpu", "--freq", "1", env=environ)
+    assert r.returncode == 2 and "choose one of: jetson, nvml[:INDEX], cpu" in r.stderr
+
+
+def test_restore_reports_each_file_and_goes_on(env, tmp_path):
+    fake, environ = env
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "aaa.json").write_text('{"key": "x", "backe')
+    os.utime(state / "aaa.json", (1, 1))  # the oldest: read first
+    assert edpilot("apply", "--device", "jetson", "--freq", "930.75", env=environ).returncode == 0
+    r = edpilot("restore", env=environ)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "restored jetson:" in r.stdout and "corrupt" in r.stderr and "--discard" in r.stderr
+    assert files(fake) == ORIGINAL
+    r = edpilot("restore", "--discard", "--json", env=environ)
+    assert r.returncode == 0 and [o["status"] for o in json.loads(r.stdout)] == ["discarded"]
+    assert sorted(p.suffix for p in state.iterdir()) == [".lock"]
+
+
+def test_tune_refuses_to_pin_over_a_corrupt_state_file(env, tmp_path):
+    from edpilot.hardware.state import StateStore
+
+    fake, environ = env
+    store = StateStore(tmp_path / "state")
+    store.ensure_directory()
+    store.path(f"jetson:{fake.devfreq.resolve()}").write_text("{")
+    args = ["tune", "--device", "jetson", "--strategy", "grid", "--budget", "1", "--batches", "1"]
+    r = edpilot(*args, "--freqs", "216.75,420.75", "--requests-per-round", "1", env=environ, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "corrupt" in r.stderr
+    assert files(fake) == ORIGINAL

@@ -59,7 +59,13 @@ class FakeJetson:
     t0: float = 0.0  # monotonic time the waveform starts at
 
     def read(self, name: str) -> str:
-        return (self.devfreq / name).read_text().strip()
+        """A devfreq file as sysfs would show it: a write in flight (truncated, not yet written) is waited out."""
+        for _ in range(1000):
+            text = (self.devfreq / name).read_text().strip()
+            if text:
+                return text
+            time.sleep(0.001)
+        return text
 
     def start(self, *, period_s: float = 0.002) -> FakeJetson:
         self.t0 = t0 = time.monotonic()
@@ -69,7 +75,7 @@ class FakeJetson:
                 try:  # edpilot writes with a plain open/write: a read can land between truncate and write
                     lo, hi = int(self.read("min_freq")), int(self.read("max_freq"))
                     cur = int(self.read("cur_freq"))
-                except ValueError:
+                except (ValueError, OSError):  # a file a test is replacing
                     continue
                 if not lo <= cur <= hi:
                     put(self.devfreq / "cur_freq", min(max(cur, lo), hi))

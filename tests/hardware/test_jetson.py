@@ -133,7 +133,7 @@ def test_write_attr_turns_permission_error_into_advice(tmp_path, monkeypatch):
     def no(*a, **k):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("builtins.open", no)
+    monkeypatch.setattr("os.open", no)
     with pytest.raises(PermissionDenied, match="cannot write .*min_freq: permission denied. do this"):
         sysfs.write_attr(tmp_path / "min_freq", "1", how_to_allow="do this")
 
@@ -144,7 +144,9 @@ def test_dry_run_changes_nothing(tree, store):
         dev.set_freq_mhz(216.75)
         assert dev.would_set_mhz == 216.75
         assert tree.read("min_freq") == str(ORIN_LEVELS_HZ[0]) and tree.read("cur_freq") == str(ORIN_LEVELS_HZ[5])
-        assert store.all() == []
+        assert store.entries() == []
+        caps = dev.capabilities
+        assert caps.dry_run and not caps.can_set_clocks and caps.read_only_reason.startswith("dry run")
     finally:
         dev.close()
 
@@ -183,10 +185,10 @@ def test_restore_saved_undoes_a_left_over_state(tree, store):
     dev.set_freq_mhz(420.75)
     dev.close()  # no restore: as if killed
     assert tree.read("max_freq") == "420750000"
-    undone = restore_saved(store)
-    assert [u["backend"] for u in undone] == ["jetson"]
+    outcomes = restore_saved(store, sysfs_root_dir=tree.root)
+    assert [(o.key, o.status) for o in outcomes] == [(dev.key, "restored")]
     assert tree.read("max_freq") == str(ORIN_LEVELS_HZ[-1]) and tree.read("min_freq") == str(ORIN_LEVELS_HZ[0])
-    assert restore_saved(store) == []
+    assert restore_saved(store, sysfs_root_dir=tree.root) == []
 
 
 def test_read_only_searches_batch_size_at_the_current_clock(tree, store):
@@ -194,7 +196,7 @@ def test_read_only_searches_batch_size_at_the_current_clock(tree, store):
 
     dev = open_jetson(tree, store, read_only=True)
     try:
-        with pytest.raises(DeviceError, match="read-only"):
+        with pytest.raises(DeviceError, match="may not change clocks: --read-only"):
             dev.set_freq_mhz(522.75)
         space = build_space(Backends(dev, None), batches="1,4")  # type: ignore[arg-type]
         assert space.freqs_mhz == (624.75,) and space.batch_sizes == (1, 4)

@@ -3,42 +3,69 @@
 from __future__ import annotations
 
 import contextlib
-import signal
+import importlib.util
+import math
+from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from edpilot.cli.common import console, err_console, handle_errors, print_json
-from edpilot.errors import ConfigError, DeviceError
-from edpilot.hardware import open_device, restore_saved
-from edpilot.hardware.guard import guarded
+from edpilot.errors import ConfigError, DeviceError, EdpilotError
+from edpilot.hardware import DeviceOptions, RestoreFailed, guarded, open_device, restore_saved
+from edpilot.hardware.devfreq import NoDevfreqNode
+from edpilot.hardware.guard import raise_if_signalled
+from edpilot.hardware.nvml_api import NvmlApi
+from edpilot.runlog import read_run_log
 from edpilot.sim import open_sim
 from edpilot.sim.constants import BOARDS
+
+HOLD_POLL_S = 0.1
 
 SysfsRoot = Annotated[
     str | None, typer.Option(help="Read the Jetson's files under this root (env EDPILOT_SYSFS_ROOT).")
 ]
 
 
-def _probe(sysfs_root: str | None) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    with contextlib.suppress(DeviceError):
-        jetson = open_device("jetson", sysfs_root=sysfs_root)
-        found.append(jetson.describe())
-        jetson.close()  # type: ignore[attr-defined]
-    with contextlib.suppress(DeviceError, ImportError):
-        import pynvml
+def _describe(spec: str, options: DeviceOptions) -> dict[str, Any]:
+    """Open, describe and close a device; never changes or restores a clock."""
+    dev = open_device(spec, options)
+    try:
+        return dev.describe()
+    finally:
+        dev.close()
 
-        pynvml.nvmlInit()
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            gpu = open_device(f"nvml:{index}")
-            found.append(gpu.describe())
-            gpu.close()  # type: ignore[attr-defined]
-    found.append(open_device("cpu").describe())
-    for board in BOARDS:
-        found.append(open_sim(f"sim:{board}").device.describe())
-    return found
+
+def _probe(sysfs_root: str | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every device found, and one note per backend that is installed but cannot be used."""
+    options = DeviceOptions(sysfs_root=sysfs_root)
+    found: list[dict[str, Any]] = []
+    notes: list[str] = []
+    try:
+        found.append(_describe("jetson", options))
+    except NoDevfreqNode:
+        pass
+    except DeviceError as exc:
+        notes.append(f"jetson: {exc}")
+    if importlib.util.find_spec("pynvml") is not None:
+        try:
+            found += [_describe(f"nvml:{index}", options) for index in range(NvmlApi.load().device_count())]
+        except DeviceError as exc:
+            notes.append(f"nvml: {exc}")
+    found.append(_describe("cpu", options))
+    found += [open_sim(f"sim:{board}").device.describe() for board in BOARDS]
+    return found, notes
+
+
+def _show(value: object) -> str:
+    if isinstance(value, list) and value and all(isinstance(v, float) for v in value):
+        return f"{len(value)} levels: {', '.join(f'{v:g}' for v in value)}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {'n/a' if v is None else f'{v:.2f} W'}" for k, v in value.items())
+    return "n/a" if value is None else str(value)
 
 
 @handle_errors
@@ -48,15 +75,15 @@ def devices_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List the devices edpilot can use: levels, current clock, governor, power rails, and whether it may write."""
+    notes: list[str] = []
     if device is None:
-        found = _probe(sysfs_root)
-    elif device.startswith("sim"):
+        found, notes = _probe(sysfs_root)
+    elif device.partition(":")[0] == "sim":
         found = [open_sim(device).device.describe()]
     else:
-        dev = open_device(device, sysfs_root=sysfs_root)
-        found = [dev.describe()]
-        dev.restore()
-        getattr(dev, "close", lambda: None)()
+        found = [_describe(device, DeviceOptions(sysfs_root=sysfs_root))]
+    for note in notes:
+        err_console.print(f"note: {escape(note)}", highlight=False)
     if json_output:
         print_json(found)
         return
@@ -65,18 +92,32 @@ def devices_command(
         table.add_column("key", style="bold")
         table.add_column("value")
         for key, value in info.items():
-            if key == "freqs_mhz" and isinstance(value, list):
-                value = f"{len(value)} levels: {', '.join(f'{v:g}' for v in value)}"
-            elif key == "rails_w" and isinstance(value, dict):
-                value = ", ".join(f"{k} {v:.2f} W" for k, v in value.items())
-            table.add_row(key, str(value))
+            table.add_row(key, escape(_show(value)))
         console.print(table)
+
+
+def _best_from_run_log(path: Path) -> tuple[float, int]:
+    """The best (freq_mhz, batch_size) of a run log's summary record."""
+    summary = read_run_log(path).summary
+    if summary is None:
+        raise ConfigError(f"{path} has no summary record (the run did not finish); choose a level with --freq")
+    best = summary.get("best")
+    freq_mhz = best.get("freq_mhz") if isinstance(best, dict) else None
+    batch_size = best.get("batch_size") if isinstance(best, dict) else None
+    if not (isinstance(freq_mhz, int | float) and not isinstance(freq_mhz, bool) and math.isfinite(freq_mhz)):
+        raise ConfigError(f"{path}: the summary's best config has no valid freq_mhz")
+    if not (isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1):
+        raise ConfigError(f"{path}: the summary's best config has no valid batch_size")
+    return float(freq_mhz), batch_size
 
 
 @handle_errors
 def apply_command(
     device: Annotated[str, typer.Option(help="Device spec: jetson or nvml[:INDEX].")],
-    freq: Annotated[float, typer.Option(help="GPU level to pin, in MHz (an exact level of the device).")],
+    freq: Annotated[float | None, typer.Option(help="GPU level to pin, in MHz (an exact level of the device).")] = None,
+    from_log: Annotated[
+        Path | None, typer.Option("--from", help="Pin the best config of this run log (tune --output).")
+    ] = None,
     hold: Annotated[bool, typer.Option("--hold", help="Hold the level until Ctrl-C or SIGTERM, then undo it.")] = False,
     sysfs_root: SysfsRoot = None,
 ) -> None:
@@ -84,35 +125,70 @@ def apply_command(
 
     Without --hold the level stays pinned after edpilot exits; `edpilot restore` undoes it.
     """
-    dev = open_device(device, sysfs_root=sysfs_root)
+    if (freq is None) == (from_log is None):
+        raise ConfigError("give either --freq MHZ or --from RUN.jsonl")
+    batch_size = None
+    if from_log is not None:
+        freq, batch_size = _best_from_run_log(from_log)
+    assert freq is not None
+    if not (math.isfinite(freq) and freq > 0):
+        raise ConfigError(f"--freq must be a level in MHz (a finite number > 0), got {freq}")
+    dev = open_device(device, DeviceOptions(sysfs_root=sysfs_root))
     levels = dev.freqs_mhz()
-    nearest = min(levels, key=lambda lv: abs(lv - freq))
-    if abs(nearest - freq) > 0.5:
-        getattr(dev, "close", lambda: None)()
-        raise ConfigError(f"{freq:g} MHz is not a level of {dev.name}; the nearest level is {nearest:g} MHz")
-    if not hold:
-        try:
-            dev.set_freq_mhz(nearest)
-        finally:
-            getattr(dev, "close", lambda: None)()
-        console.print(f"pinned {dev.name} at {nearest:g} MHz; undo with: edpilot restore")
-        return
-    with guarded(dev):
-        dev.set_freq_mhz(nearest)
-        err_console.print(f"pinned {dev.name} at {nearest:g} MHz; holding until Ctrl-C or SIGTERM")
-        while True:
-            signal.pause()
+    if not levels:
+        dev.close()
+        raise DeviceError(f"{dev.name} has no frequency levels to pin")
+    level = min(levels, key=lambda lv: abs(lv - freq))
+    if abs(level - freq) > 0.5:
+        dev.close()
+        raise ConfigError(f"{freq:g} MHz is not a level of {dev.name}; the nearest level is {level:g} MHz")
+    if hold:
+        with guarded(dev):
+            dev.set_freq_mhz(level)
+            with contextlib.suppress(OSError):  # a hung-up terminal must not stop the hold
+                err_console.print(f"pinned {dev.name} at {level:g} MHz; holding until Ctrl-C or SIGTERM")
+            while True:  # wake often: a signal whose exception was lost (raised in a finaliser) still ends the hold
+                raise_if_signalled()
+                dev.clock.sleep_until(dev.clock.now_s() + HOLD_POLL_S)
+    try:
+        with guarded(dev, keep_on_success=True):
+            dev.set_freq_mhz(level)
+    except RestoreFailed:
+        raise
+    except EdpilotError as exc:
+        raise DeviceError(
+            f"could not pin {dev.name} at {level:g} MHz: {exc}. Nothing is left changed (what was written has "
+            "been put back), so `edpilot restore` has nothing to undo"
+        ) from None
+    console.print(f"pinned {dev.name} at {level:g} MHz; undo with: edpilot restore")
+    if batch_size is not None:
+        console.print(f"set your engine's batch size to {batch_size} (the best config in {from_log})")
 
 
 @handle_errors
 def restore_command(
-    json_output: Annotated[bool, typer.Option("--json", help="Print what was undone as JSON.")] = False,
+    discard: Annotated[
+        bool,
+        typer.Option(
+            "--discard", help="Also remove saved states that can never be restored (corrupt, or the device is gone)."
+        ),
+    ] = False,
+    sysfs_root: SysfsRoot = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one outcome per state file as JSON.")] = False,
 ) -> None:
-    """Undo every clock change edpilot saved and did not undo (a killed run, or apply without --hold)."""
-    undone = restore_saved()
+    """Undo every clock change edpilot saved and did not undo (a killed run, or apply without --hold).
+
+    Each state file is reported; one that cannot be restored never blocks the others. Exit code 2 if any is left.
+    """
+    outcomes = restore_saved(sysfs_root_dir=sysfs_root, discard=discard)
     if json_output:
-        print_json(undone)
-    elif not undone:
+        print_json([{**asdict(o), "ok": o.ok} for o in outcomes])
+    elif not outcomes:
         console.print("nothing to restore")
-    for saved in undone if not json_output else []:
-        console.print(f"restored {saved['key']}")
+    for outcome in outcomes if not json_output else []:
+        if outcome.ok:
+            console.print(escape(outcome.message), highlight=False)
+        else:
+            err_console.print(f"[bold red]edpilot: {outcome.status}:[/] {escape(outcome.message)}", highlight=False)
+    if not all(o.ok for o in outcomes):
+        raise typer.Exit(code=2)

@@ -1,75 +1,136 @@
-"""Hardware backends behind one `Device` interface (see `edpilot.hardware.base`).
+"""Hardware backends behind one `Device` interface (see `edpilot.hardware.base`), chosen by a spec string.
 
-    device = open_device("jetson", sysfs_root="/", rails=None, dry_run=False)
-    device = open_device("nvml:0", read_only=True)
-    device = open_device("cpu")
+    device = open_device("jetson", DeviceOptions(sysfs_root="/", rails=("VDD_GPU_SOC",), dry_run=True))
+    device = open_device("nvml:0", DeviceOptions(read_only=True))
+    device = open_device("cpu", DeviceOptions())
 
-Every change a device makes is saved first (`edpilot.hardware.state`) and undone by `restore()`;
-`restore_saved()` undoes what a killed run left. Raises DeviceError / PermissionDenied / ConfigError.
+Backends register themselves (`register_device`); `sim` does so from `edpilot.sim`. A device declares what it
+can do in `device.capabilities`. Every clock change takes an exclusive per-device lock and saves the original
+state first (`edpilot.hardware.state`); `restore()` undoes it, `restore_saved()` undoes what a killed run left.
+Raises DeviceError / PermissionDenied / ConfigError.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from edpilot.errors import ConfigError, DeviceError
-from edpilot.hardware.base import Device
+from edpilot.errors import ConfigError
+from edpilot.hardware.base import Device, DeviceCapabilities
+from edpilot.hardware.guard import RestoreFailed, guarded
+from edpilot.hardware.restore import RestoreOutcome, restore_saved
 from edpilot.hardware.state import StateStore
 
-__all__ = ["REAL_DEVICE_KINDS", "Device", "open_device", "restore_saved"]
-
-REAL_DEVICE_KINDS = ("jetson", "nvml[:INDEX]", "cpu")
-
-
-def open_device(
-    spec: str,
-    *,
-    sysfs_root: str | Path | None = None,
-    rails: list[str] | None = None,
-    dry_run: bool = False,
-    read_only: bool = False,
-    state_store: StateStore | None = None,
-) -> Device:
-    """Open a real device from its spec string."""
-    kind, _, arg = spec.partition(":")
-    if kind == "jetson":
-        from edpilot.hardware.jetson import JetsonDevice
-
-        if arg:
-            raise ConfigError(f"--device jetson takes no argument, got {spec!r}")
-        return JetsonDevice(root=sysfs_root, rails=rails, dry_run=dry_run, read_only=read_only, state_store=state_store)
-    if kind == "nvml":
-        from edpilot.hardware.nvml import NvmlDevice
-
-        try:
-            index = int(arg) if arg else 0
-        except ValueError:
-            raise ConfigError(f"--device nvml:INDEX needs a GPU index, got {spec!r}") from None
-        return NvmlDevice(index, read_only=read_only or dry_run, state_store=state_store)
-    if kind == "cpu":
-        from edpilot.hardware.cpu import CpuDevice
-
-        return CpuDevice()
-    raise ConfigError(f"unknown device {spec!r}; choose one of: sim[:BOARD], {', '.join(REAL_DEVICE_KINDS)}")
+__all__ = [
+    "Device",
+    "DeviceCapabilities",
+    "DeviceOptions",
+    "RestoreFailed",
+    "RestoreOutcome",
+    "device_kinds",
+    "guarded",
+    "open_device",
+    "register_device",
+    "restore_saved",
+]
 
 
-def restore_saved(store: StateStore | None = None) -> list[dict[str, Any]]:
-    """Undo every saved state (left by crashed or `apply`-without-`--hold` runs); return what was undone."""
-    store = store or StateStore()
-    undone = []
-    for saved in store.all():
-        backend = saved.get("backend")
-        if backend == "jetson":
-            from edpilot.hardware.jetson import restore_jetson
+@dataclass(frozen=True)
+class DeviceOptions:
+    """How to open a device: where its files are, which rails count, and whether clocks may change."""
 
-            restore_jetson(saved)
-        elif backend == "nvml":
-            from edpilot.hardware.nvml import restore_nvml
+    sysfs_root: str | Path | None = None
+    rails: tuple[str, ...] | None = None
+    dry_run: bool = False  # never write clocks; log what would be set
+    read_only: bool = False  # never write clocks; batch-only search
+    state_dir: Path | None = None  # saved state and locks; default $EDPILOT_STATE_DIR or ~/.local/state/edpilot
+    seed: int = 0
+    model: str = "llama-3.2-1b"
+    profile: str | None = None
 
-            restore_nvml(saved)
-        else:
-            raise DeviceError(f"unknown backend {backend!r} in state file {store.path(str(saved.get('key')))}")
-        store.remove(str(saved["key"]))
-        undone.append(saved)
-    return undone
+    def __post_init__(self) -> None:
+        if self.rails is not None:
+            object.__setattr__(self, "rails", tuple(self.rails))
+        if self.dry_run and self.read_only:
+            raise ConfigError("--dry-run and --read-only exclude each other: choose one")
+
+    def state_store(self) -> StateStore:
+        """The store for saved state and locks."""
+        return StateStore(self.state_dir)
+
+
+Opener = Callable[[str, DeviceOptions], Device]
+_OPENERS: dict[str, tuple[Opener, str]] = {}
+
+
+def register_device(kind: str, opener: Opener, *, usage: str) -> None:
+    """Make `--device KIND[:ARG]` open through `opener(spec, options)`; `usage` is shown in help and errors."""
+    _OPENERS[kind] = (opener, usage)
+
+
+def device_kinds() -> list[str]:
+    """Usage strings of every registered kind, e.g. 'jetson', 'nvml[:INDEX]'."""
+    return [usage for _, usage in _OPENERS.values()]
+
+
+def open_device(spec: str, options: DeviceOptions | None = None, **legacy: Any) -> Device:
+    """Open a device from its spec string (`jetson`, `nvml:0`, `cpu`, `sim:orin-agx-32gb`, ...).
+
+    The keyword form `open_device(spec, sysfs_root=..., rails=..., dry_run=..., read_only=..., state_store=...)`
+    is accepted until every caller passes DeviceOptions.
+    """
+    if options is None:
+        store = legacy.pop("state_store", None)
+        known = {f.name for f in fields(DeviceOptions)}
+        unknown = set(legacy) - known
+        if unknown:
+            raise TypeError(f"open_device() got unexpected keyword(s) {sorted(unknown)}")
+        if store is not None:
+            legacy["state_dir"] = store.directory
+        options = DeviceOptions(**legacy)
+    elif legacy:
+        raise TypeError("open_device() takes DeviceOptions or keywords, not both")
+    kind = spec.partition(":")[0]
+    if kind not in _OPENERS:
+        raise ConfigError(f"unknown device {spec!r}; choose one of: {', '.join(device_kinds())}")
+    return _OPENERS[kind][0](spec, options)
+
+
+def _open_jetson(spec: str, options: DeviceOptions) -> Device:
+    from edpilot.hardware.jetson import JetsonDevice
+
+    if spec != "jetson":
+        raise ConfigError(f"--device jetson takes no argument, got {spec!r}")
+    return JetsonDevice(
+        root=options.sysfs_root,
+        rails=options.rails,
+        dry_run=options.dry_run,
+        read_only=options.read_only,
+        state_store=options.state_store(),
+    )
+
+
+def _open_nvml(spec: str, options: DeviceOptions) -> Device:
+    from edpilot.hardware.nvml import NvmlDevice
+
+    arg = spec.partition(":")[2]
+    if arg and not (arg.isascii() and arg.isdigit()):
+        raise ConfigError(f"--device nvml:INDEX needs a GPU index (0, 1, ...), got {spec!r}")
+    return NvmlDevice(
+        int(arg or 0), dry_run=options.dry_run, read_only=options.read_only, state_store=options.state_store()
+    )
+
+
+def _open_cpu(spec: str, options: DeviceOptions) -> Device:
+    from edpilot.hardware.cpu import CpuDevice
+
+    if spec != "cpu":
+        raise ConfigError(f"--device cpu takes no argument, got {spec!r}")
+    return CpuDevice()
+
+
+register_device("jetson", _open_jetson, usage="jetson")
+register_device("nvml", _open_nvml, usage="nvml[:INDEX]")
+register_device("cpu", _open_cpu, usage="cpu")

@@ -1,4 +1,4 @@
-"""The Device interface every hardware backend implements, with the capabilities it declares."""
+"""The Device interface every hardware backend implements, and the capabilities it declares."""
 
 from __future__ import annotations
 
@@ -10,26 +10,26 @@ from edpilot.clock import Clock
 
 @dataclass(frozen=True)
 class DeviceCapabilities:
-    """What a device can do, declared instead of probed.
+    """What a device can do, declared once when it is opened (callers never probe with getattr)."""
 
-    `can_set_clocks` is False for read-only devices, dry runs and devices without a knob (then
-    `read_only_reason` says why); `has_meter` says whether `energy_j()` gives numbers, and
-    `meter_update_interval_ms` how often its reading changes (None when unknown).
-    """
+    can_set_clocks: bool  # False: read-only, dry run, or no knob; set_freq_mhz never writes
+    read_only_reason: str | None = None  # why not ("dry run: ...", "no permission to ...", "no clock knob")
+    dry_run: bool = False  # set_freq_mhz only logs what it would set
+    has_meter: bool = True  # energy_j() returns numbers (else always None)
+    meter_update_interval_ms: float | None = None  # how often the meter's reading changes; None if unknown
 
-    can_set_clocks: bool
-    read_only_reason: str | None = None
-    dry_run: bool = False
-    has_meter: bool = True
-    meter_update_interval_ms: float | None = None
+    def __post_init__(self) -> None:
+        if self.can_set_clocks and (self.read_only_reason is not None or self.dry_run):
+            raise ValueError("a device that can set clocks has no read-only reason and is not a dry run")
+        if not self.can_set_clocks and not self.read_only_reason:
+            raise ValueError("a device that cannot set clocks must say why")
 
 
 class Device(Protocol):
-    """A GPU with a frequency knob (maybe) and an energy meter (maybe).
+    """A GPU with a frequency knob and (maybe) an energy meter.
 
-    `freqs_mhz()` is empty for a device without a knob; `energy_j()` returns None when no reading could
-    be taken (never a fake 0 or a held value). `clock` is the time the device lives in: the wall clock
-    on hardware, the virtual clock on the simulator.
+    `energy_j()` returns None when energy could not be measured (no meter, a failed read): never a fake
+    or held value. `restore()` undoes only what this device object changed.
     """
 
     name: str
@@ -45,11 +45,11 @@ class Device(Protocol):
         ...
 
     def set_freq_mhz(self, freq_mhz: float) -> None:
-        """Pin the GPU at `freq_mhz` (one of `freqs_mhz()`)."""
+        """Pin the GPU at `freq_mhz` (one of `freqs_mhz()`); a dry run only logs it."""
         ...
 
     def energy_j(self) -> float | None:
-        """Monotonic energy counter in joules, or None without a reading."""
+        """Monotonic energy counter in joules, or None when it could not be measured."""
         ...
 
     def describe(self) -> dict[str, object]:
@@ -61,5 +61,5 @@ class Device(Protocol):
         ...
 
     def close(self) -> None:
-        """Release threads and handles (idempotent)."""
+        """Stop sampler threads and release locks (idempotent)."""
         ...

@@ -5,24 +5,34 @@ Energy-based objectives stop with a clear error on it; `--objective latency` wor
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from edpilot.clock import WallClock
 from edpilot.errors import DeviceError
 from edpilot.hardware.base import DeviceCapabilities
 
 
 class CpuDevice:
-    """A device with no clock knob (no levels at all) and no meter."""
+    """A device with no frequency levels (none is invented) and no meter."""
 
     name = "cpu"
-    clock = WallClock()
-    capabilities = DeviceCapabilities(can_set_clocks=False, read_only_reason="no clock knob", has_meter=False)
+    capabilities = DeviceCapabilities(
+        can_set_clocks=False,
+        read_only_reason="no clock knob: the cpu device is not tuned",
+        dry_run=False,
+        has_meter=False,
+        meter_update_interval_ms=None,
+    )
+
+    def __init__(self) -> None:
+        self.clock = WallClock()
 
     def freqs_mhz(self) -> tuple[float, ...]:
-        """No levels: the CPU's clock is not tuned."""
+        """No levels: the CPU has no knob edpilot turns."""
         return ()
 
     def current_freq_mhz(self) -> None:
-        """Unknown: the cpu device reads no clock."""
+        """Not read: there is no GPU clock."""
         return None
 
     def set_freq_mhz(self, freq_mhz: float) -> None:
@@ -35,10 +45,10 @@ class CpuDevice:
 
     def describe(self) -> dict[str, object]:
         """Backend name and what it lacks."""
-        return {"backend": "cpu", "name": self.name, "can_set_clocks": False, "energy_meter": False}
+        return {"backend": "cpu", "name": self.name, "freqs_mhz": [], **asdict(self.capabilities)}
 
     def restore(self) -> None:
         """Nothing to undo."""
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Nothing to stop."""

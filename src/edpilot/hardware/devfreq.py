@@ -2,11 +2,12 @@
 
 JetPack 5: /sys/devices/17000000.ga10b/devfreq/17000000.ga10b; JetPack 6:
 /sys/devices/platform/bus@0/17000000.gpu/devfreq/17000000.gpu (also /sys/class/devfreq/17000000.gpu).
-Files hold Hz: available_frequencies, cur_freq, min_freq, max_freq, governor.
+Files hold Hz: available_frequencies, cur_freq, min_freq, max_freq, governor, available_governors.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,14 +16,20 @@ from edpilot.hardware.sysfs import read_attr, read_int, writable, write_attr
 
 GPU_NODE_NAMES = ("17000000.ga10b", "17000000.gpu", "17000000.gv11b", "57000000.gpu")  # Orin JP5, Orin JP6, Xavier, TX2
 ALLOW_HINT = (
-    "Run edpilot with sudo, or allow your user to write the GPU clock files, e.g. a udev rule "
-    '\'SUBSYSTEM=="devfreq", KERNEL=="17000000.*", RUN+="/bin/chmod 0666 /sys%p/min_freq /sys%p/max_freq"\'; '
-    "or measure without changing clocks: --dry-run"
+    "Run edpilot with sudo, or let a group write the GPU clock files with a udev rule "
+    '\'SUBSYSTEM=="devfreq", KERNEL=="17000000.*", RUN+="/bin/chgrp edpilot /sys%p/min_freq /sys%p/max_freq", '
+    'RUN+="/bin/chmod 0664 /sys%p/min_freq /sys%p/max_freq"\' and add yourself to that group '
+    "(sudo groupadd -r edpilot; sudo usermod -aG edpilot $USER); or measure without changing clocks: --dry-run"
 )
 
 
+class NoDevfreqNode(DeviceError):
+    """No Jetson GPU devfreq node under the sysfs root (not a Jetson)."""
+
+
 def find_gpu_devfreq(root: Path) -> Path:
-    """The GPU's devfreq directory under `root`, found by looking (class links first, then devices)."""
+    """The GPU's devfreq directory under `root`, found by looking; never a link that leads outside `root`."""
+    real_root = root.resolve()
     candidates: list[Path] = []
     class_dir = root / "sys/class/devfreq"
     if class_dir.is_dir():
@@ -33,9 +40,10 @@ def find_gpu_devfreq(root: Path) -> Path:
             candidates += sorted(devices.glob(f"{name}/devfreq/{name}"))
             candidates += sorted(devices.glob(f"platform/**/{name}/devfreq/{name}"))
     for path in candidates:
-        if (path / "available_frequencies").is_file():
-            return path.resolve()
-    raise DeviceError(
+        resolved = path.resolve()
+        if resolved.is_relative_to(real_root) and (resolved / "available_frequencies").is_file():
+            return resolved
+    raise NoDevfreqNode(
         f"no Jetson GPU devfreq node under {root} (looked for {', '.join(GPU_NODE_NAMES)} in "
         "sys/class/devfreq and sys/devices); is this a Jetson? Use --device sim otherwise"
     )
@@ -80,20 +88,42 @@ class GpuDevfreq:
             governor=read_attr(self.node / "governor"),
         )
 
+    def governors(self) -> tuple[str, ...]:
+        """The governors the node lists (available_governors), else only the current one."""
+        path = self.node / "available_governors"
+        return tuple(read_attr(path).split()) if path.is_file() else (read_attr(self.node / "governor"),)
+
     def can_write(self) -> bool:
         """Whether this process may write min_freq and max_freq."""
         return writable(self.node / "min_freq") and writable(self.node / "max_freq")
 
-    def set_range(self, min_hz: int, max_hz: int) -> None:
-        """Write min and max in the order that never leaves min > max."""
-        current_max = read_int(self.node / "max_freq")
+    def check(self, state: DevfreqState) -> None:
+        """DeviceError unless `state` holds only levels and a governor this node lists (min <= max)."""
+        for what, hz in (("min", state.min_hz), ("max", state.max_hz)):
+            if hz not in self.levels_hz:
+                raise DeviceError(f"{what} {hz} Hz is not a level {self.name} lists in available_frequencies")
+        if state.min_hz > state.max_hz:
+            raise DeviceError(f"min {state.min_hz} Hz is above max {state.max_hz} Hz")
+        if state.governor not in self.governors():
+            raise DeviceError(f"governor {state.governor!r} is not one {self.name} lists in available_governors")
+
+    def set_range(self, min_hz: int, max_hz: int) -> int:
+        """Write min and max in the order that never leaves min > max, skipping values that hold; return writes."""
+        current = {"min_freq": read_int(self.node / "min_freq"), "max_freq": read_int(self.node / "max_freq")}
         order = (
             [("max_freq", max_hz), ("min_freq", min_hz)]
-            if min_hz > current_max
-            else [("min_freq", min_hz), ("max_freq", max_hz)]
+            if min_hz > current["max_freq"]
+            else [
+                ("min_freq", min_hz),
+                ("max_freq", max_hz),
+            ]
         )
+        writes = 0
         for name, value in order:
-            write_attr(self.node / name, str(value), how_to_allow=ALLOW_HINT)
+            if current[name] != value:
+                write_attr(self.node / name, str(value), how_to_allow=ALLOW_HINT)
+                writes += 1
+        return writes
 
     def pin(self, level_hz: int) -> None:
         """Pin the GPU at one exact level (min = max = level)."""
@@ -101,8 +131,34 @@ class GpuDevfreq:
             raise DeviceError(f"{level_hz} Hz is not a level of {self.name}")
         self.set_range(level_hz, level_hz)
 
-    def apply(self, state: DevfreqState) -> None:
-        """Put back a saved state: range first, then the governor."""
-        self.set_range(state.min_hz, state.max_hz)
+    def apply(self, state: DevfreqState) -> int:
+        """Put back a checked saved state: range first, then the governor; return how many files were written."""
+        self.check(state)
+        writes = self.set_range(state.min_hz, state.max_hz)
         if read_attr(self.node / "governor") != state.governor:
             write_attr(self.node / "governor", state.governor, how_to_allow=ALLOW_HINT)
+            writes += 1
+        return writes
+
+
+class StaleState(DeviceError):
+    """A saved state whose device is gone."""
+
+
+def restore_devfreq(saved: dict[str, object], *, root: Path) -> int:
+    """Undo a saved Jetson state, trusting only the node edpilot itself finds under `root`; return files written."""
+    node, governor = saved.get("node"), saved.get("governor")
+    min_hz, max_hz = saved.get("min_hz"), saved.get("max_hz")
+    if not (isinstance(node, str) and isinstance(governor, str)) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in (min_hz, max_hz)
+    ):
+        raise DeviceError("a jetson state needs node (text), min_hz and max_hz (integers) and governor (text)")
+    try:
+        found = find_gpu_devfreq(root)
+    except NoDevfreqNode:
+        found = None
+    if found is None or str(found) != node:
+        if not os.path.lexists(node):
+            raise StaleState(f"its devfreq node {node} is gone")
+        raise DeviceError(f"{node} is not the GPU devfreq node edpilot finds under {root}; refusing to write there")
+    return GpuDevfreq(found).apply(DevfreqState(int(min_hz), int(max_hz), governor))  # type: ignore[arg-type]

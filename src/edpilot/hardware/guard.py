@@ -1,4 +1,4 @@
-"""Always undo: restore a device on normal exit, exceptions, Ctrl-C and SIGTERM/SIGHUP."""
+"""Always undo: restore a device on normal exit, exceptions, Ctrl-C, SIGTERM and SIGHUP — even under more signals."""
 
 from __future__ import annotations
 
@@ -8,36 +8,93 @@ import signal
 from collections.abc import Iterator
 from types import FrameType
 
+from edpilot.errors import DeviceError, EdpilotError
 from edpilot.hardware.base import Device
 
 log = logging.getLogger(__name__)
 
+GUARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-def _raise_exit(signum: int, frame: FrameType | None) -> None:
+
+class RestoreFailed(DeviceError):
+    """Putting a device back failed; its saved state stays for `edpilot restore`."""
+
+
+class _Shield:
+    """Turns each signal into an exception until the restore starts; from then on signals are ignored.
+
+    A raise can be lost (a handler that runs inside a finaliser has its exception swallowed), so the signal is
+    also remembered: `raise_if_signalled()` raises it again, and a repeated signal raises again.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.restoring = False
+        self.ignored: list[int] = []
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.restoring:
+            self.ignored.append(signum)
+            return
+        self.signum = signum
+        _raise_for(signum)
+
+
+def _raise_for(signum: int) -> None:
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise SystemExit(128 + signum)
 
 
-@contextlib.contextmanager
-def guarded(device: Device) -> Iterator[Device]:
-    """Yield `device`; whatever happens inside, restore it afterwards and close it.
+_shields: list[_Shield] = []
 
-    SIGTERM and SIGHUP become SystemExit so that `finally` blocks run; Ctrl-C already raises
-    KeyboardInterrupt. SIGKILL cannot be caught: its saved state file is left for `edpilot restore`.
+
+def raise_if_signalled() -> None:
+    """Raise (again) for a signal the innermost `guarded` block received; loops that wait call this."""
+    if _shields and _shields[-1].signum is not None:
+        _raise_for(_shields[-1].signum)
+
+
+@contextlib.contextmanager
+def guarded(device: Device, *, keep_on_success: bool = False) -> Iterator[Device]:
+    """Yield `device`; afterwards restore it (unless the block succeeded and `keep_on_success`) and close it.
+
+    SIGTERM and SIGHUP become SystemExit and SIGINT KeyboardInterrupt, so that `finally` blocks run; once the
+    restore starts, further SIGINT/SIGTERM/SIGHUP are ignored until the device is restored and closed. SIGKILL
+    cannot be caught: its saved state file is left for `edpilot restore`.
     """
+    shield = _Shield()
     previous = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in GUARDED_SIGNALS:
         try:
-            previous[sig] = signal.signal(sig, _raise_exit)
+            previous[sig] = signal.signal(sig, shield.handle)
         except ValueError:  # not the main thread: leave signals alone
             break
+    _shields.append(shield)
+    succeeded = False
     try:
         yield device
+        succeeded = shield.signum is None
     finally:
+        shield.restoring = True
         try:
-            device.restore()
+            if not (succeeded and keep_on_success):
+                _restore(device)
         finally:
-            close = getattr(device, "close", None)
+            _shields.remove(shield)
+            close = getattr(device, "close", None)  # SimDevice gains close() with the core rewrite
             if close is not None:
                 close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if shield.ignored:
+                log.info("ignored signals %s while putting %s back", shield.ignored, device.name)
+
+
+def _restore(device: Device) -> None:
+    try:
+        device.restore()
+    except EdpilotError as exc:
+        raise RestoreFailed(
+            f"putting {device.name} back failed: {exc}; its saved state is kept: run `edpilot restore` (as root)"
+        ) from exc

@@ -8,6 +8,7 @@ of every labelled rail. `update_interval` (ms) is how long the chip averages eac
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from edpilot.hardware.sysfs import read_attr, read_int
 DRIVER_DIRS = ("sys/bus/i2c/drivers/ina3221", "sys/bus/i2c/drivers/ina3221x")
 TOTAL_RAIL = "VDD_IN"
 NOT_CONNECTED = "NC"
+log = logging.getLogger(__name__)
 _LABEL = re.compile(r"in(\d+)_label$")
 
 
@@ -32,8 +34,11 @@ class Rail:
     current_file: Path  # mA
 
     def power_w(self) -> float:
-        """Instantaneous power on this rail (W) = mV × mA / 1e6."""
-        return read_int(self.voltage_file) * read_int(self.current_file) / 1e6
+        """Instantaneous power on this rail (W) = mV × mA / 1e6; DeviceError for a failed or negative reading."""
+        mv, ma = read_int(self.voltage_file), read_int(self.current_file)
+        if mv < 0 or ma < 0:
+            raise DeviceError(f"rail {self.label} ({self.chip}) reads {mv} mV, {ma} mA: a negative reading is invalid")
+        return mv * ma / 1e6
 
 
 @dataclass(frozen=True)
@@ -48,9 +53,16 @@ class PowerRails:
         """Total power (W) over the rails that make the total."""
         return sum(r.power_w() for r in self.total)
 
-    def readings_w(self) -> dict[str, float]:
-        """Present power of every rail (W), by label."""
-        return {r.label: r.power_w() for r in self.rails}
+    def readings_w(self) -> dict[str, float | None]:
+        """Present power of every rail (W), by label; None for a rail that cannot be read now."""
+        readings: dict[str, float | None] = {}
+        for rail in self.rails:
+            try:
+                readings[rail.label] = rail.power_w()
+            except DeviceError as exc:
+                log.warning("rail %s: %s", rail.label, exc)
+                readings[rail.label] = None
+        return readings
 
 
 def find_rails(root: Path) -> list[tuple[Rail, Path]]:
@@ -66,7 +78,7 @@ def find_rails(root: Path) -> list[tuple[Rail, Path]]:
                 label = read_attr(label_file)
                 n = m.group(1)
                 volt, curr = hwmon / f"in{n}_input", hwmon / f"curr{n}_input"
-                if label == NOT_CONNECTED or not label or not (volt.is_file() and curr.is_file()):
+                if label == NOT_CONNECTED or not label or not (volt.exists() and curr.exists()):
                     continue
                 found.append((Rail(label, chip, volt, curr), hwmon))
     return found
@@ -91,5 +103,13 @@ def open_rails(root: Path, wanted: Sequence[str] | None = None) -> PowerRails:
         total = (by_label[TOTAL_RAIL],)
     else:
         total = rails
+    for rail in total:
+        try:
+            rail.power_w()
+        except DeviceError as exc:
+            raise DeviceError(
+                f"power rail {rail.label} ({rail.chip}) cannot be read, so the total would be wrong: {exc}; "
+                "fix its permissions, or count other rails with --rails"
+            ) from None
     intervals = {read_int(h / "update_interval") for _, h in found if (h / "update_interval").is_file()}
     return PowerRails(rails=rails, total=total, update_interval_ms=max(intervals) if intervals else None)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from edpilot.clock import WallClock
-from edpilot.errors import DeviceError
+from edpilot.errors import ConfigError, DeviceError, PermissionDenied
 from edpilot.hardware.base import DeviceCapabilities
-from edpilot.hardware.devfreq import ALLOW_HINT, DevfreqState, GpuDevfreq, find_gpu_devfreq
+from edpilot.hardware.devfreq import ALLOW_HINT, GpuDevfreq, find_gpu_devfreq, restore_devfreq
 from edpilot.hardware.ina3221 import PowerRails, open_rails
+from edpilot.hardware.lock import DeviceLock
 from edpilot.hardware.meter import SampledEnergyMeter
 from edpilot.hardware.state import StateStore
 from edpilot.hardware.sysfs import read_attr, sysfs_root
@@ -19,6 +21,8 @@ log = logging.getLogger(__name__)
 
 SETTLE_TIMEOUT_S = 1.0  # how long to wait for cur_freq to reach a pinned level
 NVPMODEL_STATUS = "var/lib/nvpmodel/status"
+DRY_RUN_REASON = "dry run: clocks are never changed; the level each round would set is logged"
+READ_ONLY_REASON = "--read-only was given: clocks are never changed"
 
 
 class JetsonDevice:
@@ -34,67 +38,75 @@ class JetsonDevice:
         sample_interval_s: float = 0.02,
         state_store: StateStore | None = None,
     ) -> None:
+        if dry_run and read_only:
+            raise ConfigError("--dry-run and --read-only exclude each other: choose one")
         self.root = sysfs_root(root)
         self.gpu = GpuDevfreq(find_gpu_devfreq(self.root))
         self.rails: PowerRails = open_rails(self.root, rails)
-        self.dry_run = dry_run
-        self.read_only = read_only
-        self.read_only_reason = "--read-only was given" if read_only else None
+        self.clock = WallClock()
         self.store = state_store or StateStore()
         self.key = f"jetson:{self.gpu.node}"
         self.name = f"jetson:{self.gpu.name}"
-        self.would_set_mhz: float | None = None
-        self.last_switch_s: float | None = None
-        self._meter = SampledEnergyMeter(self.rails.power_w, interval_s=sample_interval_s)
-
-    clock = WallClock()
-
-    @property
-    def capabilities(self) -> DeviceCapabilities:
-        """Clocks settable unless read-only or a dry run; the rails' meter and its averaging interval."""
-        reason = self.read_only_reason or ("dry run: clocks are never written" if self.dry_run else None)
-        return DeviceCapabilities(
+        reason = READ_ONLY_REASON if read_only else DRY_RUN_REASON if dry_run else None
+        if reason is None and not self.gpu.can_write():
+            reason = f"no permission to write {self.gpu.node}/min_freq and max_freq. {ALLOW_HINT}"
+        self.capabilities = DeviceCapabilities(
             can_set_clocks=reason is None,
             read_only_reason=reason,
-            dry_run=self.dry_run,
-            meter_update_interval_ms=self.update_interval_ms,
+            dry_run=dry_run,
+            has_meter=True,
+            meter_update_interval_ms=self.rails.update_interval_ms,
         )
+        self.would_set_mhz: float | None = None
+        self.last_switch_s: float | None = None
+        self._lock = DeviceLock(self.store.lock_path(self.key), name=self.name)
+        self._changed = False
+        self._meter = SampledEnergyMeter(self.rails.power_w, interval_s=sample_interval_s, what=f"{self.name} rails")
 
     def freqs_mhz(self) -> tuple[float, ...]:
         """Exact levels in MHz (Hz / 1e6, e.g. 1020.75)."""
         return tuple(hz / 1e6 for hz in self.gpu.levels_hz)
 
-    def current_freq_mhz(self) -> float:
-        """cur_freq in MHz."""
-        return self.gpu.cur_hz() / 1e6
+    def current_freq_mhz(self) -> float | None:
+        """cur_freq in MHz, or None when it cannot be read."""
+        try:
+            return self.gpu.cur_hz() / 1e6
+        except DeviceError as exc:
+            log.warning("%s: %s", self.name, exc)
+            return None
 
     def set_freq_mhz(self, freq_mhz: float) -> None:
-        """Pin a level (saving the original state first) and wait until cur_freq shows it."""
+        """Pin a level (lock taken and original saved first) and wait until cur_freq shows it; a dry run logs it."""
         level_hz = min(self.gpu.levels_hz, key=lambda hz: abs(hz / 1e6 - freq_mhz))
-        if abs(level_hz / 1e6 - freq_mhz) > 0.5:
+        if not abs(level_hz / 1e6 - freq_mhz) <= 0.5:
             raise DeviceError(f"{freq_mhz:g} MHz is not a level of {self.name}")
-        if self.read_only:
-            raise DeviceError(f"{self.name} is read-only: {self.read_only_reason}")
-        if self.dry_run:
+        if self.capabilities.dry_run:
             self.would_set_mhz = level_hz / 1e6
             log.info("dry run: would pin %s at %g MHz", self.name, level_hz / 1e6)
             return
+        if not self.capabilities.can_set_clocks:
+            reason = self.capabilities.read_only_reason
+            error = PermissionDenied if str(reason).startswith("no permission") else DeviceError
+            raise error(f"{self.name} may not change clocks: {reason}")
+        self.store.ensure_directory()
+        self._lock.acquire()
         original = self.gpu.state()
-        self.store.save(self.key, {"backend": "jetson", "node": str(self.gpu.node), **original.__dict__})
-        clock = WallClock()
-        start_s = clock.now_s()
+        self.gpu.check(original)  # what cannot be put back is never changed
+        self.store.save(self.key, {"backend": "jetson", "node": str(self.gpu.node), **asdict(original)})
+        self._changed = True
+        start_s = self.clock.now_s()
         self.gpu.pin(level_hz)
         while self.gpu.cur_hz() != level_hz:
-            if clock.now_s() - start_s > SETTLE_TIMEOUT_S:
+            if self.clock.now_s() - start_s > SETTLE_TIMEOUT_S:
                 raise DeviceError(
                     f"{self.name} did not reach {level_hz} Hz within {SETTLE_TIMEOUT_S:g} s "
                     f"(cur_freq {self.gpu.cur_hz()} Hz); is another tool (jetson_clocks, nvpmodel) setting clocks?"
                 )
-            clock.sleep(0.005)
-        self.last_switch_s = clock.now_s() - start_s
+            self.clock.sleep(0.005)
+        self.last_switch_s = self.clock.now_s() - start_s
 
-    def energy_j(self) -> float:
-        """Joules integrated over the total rails since the device was opened."""
+    def energy_j(self) -> float | None:
+        """Joules integrated over the total rails since the device was opened; None once a rail read failed."""
         return self._meter.energy_j()
 
     @property
@@ -121,7 +133,6 @@ class JetsonDevice:
     def describe(self) -> dict[str, object]:
         """Everything `edpilot devices` and the run log show."""
         state = self.gpu.state()
-        can_write = self.gpu.can_write()
         return {
             "backend": "jetson",
             "name": self.name,
@@ -136,26 +147,20 @@ class JetsonDevice:
             "update_interval_ms": self.update_interval_ms,
             "gpu_load_pct": self.gpu_load_pct(),
             "nvpmodel": self.nvpmodel_mode(),
-            "dry_run": self.dry_run,
-            "read_only": self.read_only,
-            "can_set_clocks": can_write and not self.read_only,
-            "why_not": None if can_write else f"cannot write {self.gpu.node}/min_freq and max_freq. {ALLOW_HINT}",
+            **asdict(self.capabilities),
         }
 
     def restore(self) -> None:
-        """Put back the saved min/max/governor and forget the saved state (idempotent)."""
-        saved = self.store.load(self.key)
-        if saved is None:
-            return
-        restore_jetson(saved)
-        self.store.remove(self.key)
+        """Put back the saved min/max/governor if this object changed them, then forget the state (idempotent)."""
+        if self._changed:
+            saved = self.store.load(self.key)
+            if saved is not None:
+                restore_devfreq(saved, root=self.root)
+            self.store.remove(self.key)
+            self._changed = False
+        self._lock.release()
 
     def close(self) -> None:
-        """Stop the power sampler."""
+        """Stop the power sampler and release the device lock (never restores: that is `restore()`)."""
         self._meter.close()
-
-
-def restore_jetson(saved: dict[str, object]) -> None:
-    """Undo from a saved state file: the devfreq node's min, max and governor."""
-    gpu = GpuDevfreq(Path(str(saved["node"])))
-    gpu.apply(DevfreqState(int(saved["min_hz"]), int(saved["max_hz"]), str(saved["governor"])))
+        self._lock.release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -35,14 +36,23 @@ def read_int(path: Path) -> int:
 
 
 def write_attr(path: Path, value: str, *, how_to_allow: str) -> None:
-    """Write a sysfs attribute; PermissionDenied names the file and how to allow it."""
+    """Write an existing sysfs attribute (never created, never through a symlink); errors say what to do."""
     try:
-        with open(path, "w", encoding="ascii") as fh:
-            fh.write(value)
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except PermissionError:
+        raise PermissionDenied(f"cannot write {path}: permission denied. {how_to_allow}") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DeviceError(f"refusing to write {path}: it is a symbolic link, not a sysfs attribute") from None
+        raise DeviceError(f"cannot write {value!r} to {path}: {exc.strerror or exc}") from None
+    try:
+        os.write(fd, value.encode("ascii"))
     except PermissionError:
         raise PermissionDenied(f"cannot write {path}: permission denied. {how_to_allow}") from None
     except OSError as exc:
         raise DeviceError(f"cannot write {value!r} to {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 
 def writable(path: Path) -> bool:
