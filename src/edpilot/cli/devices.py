@@ -101,14 +101,10 @@ def _best_from_run_log(path: Path) -> tuple[float, int]:
     summary = read_run_log(path).summary
     if summary is None:
         raise ConfigError(f"{path} has no summary record (the run did not finish); choose a level with --freq")
-    best = summary.get("best")
-    freq_mhz = best.get("freq_mhz") if isinstance(best, dict) else None
-    batch_size = best.get("batch_size") if isinstance(best, dict) else None
-    if not (isinstance(freq_mhz, int | float) and not isinstance(freq_mhz, bool) and math.isfinite(freq_mhz)):
-        raise ConfigError(f"{path}: the summary's best config has no valid freq_mhz")
-    if not (isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1):
-        raise ConfigError(f"{path}: the summary's best config has no valid batch_size")
-    return float(freq_mhz), batch_size
+    best = summary.best_config  # checked when the log was read
+    if best.freq_mhz is None:
+        raise ConfigError(f"{path} was tuned on a device without a clock knob: there is no frequency to pin")
+    return best.freq_mhz, best.batch_size
 
 
 @handle_errors
