@@ -1,18 +1,14 @@
-"""Turn the CLI's spec strings into a device, an engine and a clock, and the grid to search."""
+"""Turn the CLI's spec strings into a device and an engine (through their registries), and the grid to search."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import numpy as np
-
-from edpilot.architectures import get_architecture
 from edpilot.clock import Clock
 from edpilot.engine import Engine, EngineOptions, open_engine
 from edpilot.errors import ConfigError, ProfileError
-from edpilot.hardware import Device, open_device
-from edpilot.sim import AnalyticModel, ProfileModel, ProfileTable, SimEngine, open_sim
-from edpilot.sim.constants import BOARDS, DEFAULT_BOARD, LLAMA_CPP_Q5_K_M
+from edpilot.hardware import Device, DeviceOptions, open_device
+from edpilot.sim import ProfileModel, ProfileTable, SimDevice
 from edpilot.space import (
     PAPER_BATCH_SIZES,
     PAPER_FREQ_LEVELS,
@@ -57,31 +53,41 @@ def open_backends(
     dry_run: bool = False,
     read_only: bool = False,
     engine_options: EngineOptions | None = None,
+    sim_speed: float | None = None,
 ) -> Backends:
-    """Open the backends the specs name, e.g. device `sim:orin-agx-64gb` with engine `sim`.
+    """Open the device and engine the specs name through their registries, e.g. `sim:orin-agx-64gb` with `sim`.
 
     On a real device the `sim` engine stands in for inference: it waits (wall clock) as long as the
-    simulated Orin would take for each batch, so the whole pipeline runs without a model; `hf:...` and
-    `openai:...` generate real tokens.
+    simulated Orin would take for each batch, so the whole pipeline runs without a model; `hf:...`,
+    `llamacpp:...` and `openai:...` generate real tokens. `sim_speed` paces the simulated board on the wall
+    clock (the live server); without it simulated time jumps.
     """
-    kind = device.partition(":")[0]
-    if kind == "sim":
-        if engine != "sim":
-            raise ConfigError(f"the simulated device runs only the sim engine, not {engine!r}")
-        platform = open_sim(device, model=model, profile=profile, seed=seed, dry_run=dry_run, read_only=read_only)
-        table = platform.model.table if isinstance(platform.model, ProfileModel) else None
-        return Backends(platform.device, platform.engine, table)
-    if profile is not None:
+    simulated = device.partition(":")[0] == "sim"
+    if simulated and engine != "sim":
+        raise ConfigError(f"the simulated device runs only the sim engine, not {engine!r}")
+    if profile is not None and not simulated:
         raise ConfigError("--profile only applies to --device sim")
-    real = open_device(device, sysfs_root=sysfs_root, rails=rails, dry_run=dry_run, read_only=read_only)
+    if sim_speed is not None and not simulated:
+        raise ConfigError("--sim-speed only applies to --device sim (a real device runs in real time)")
+    options = DeviceOptions(
+        sysfs_root=sysfs_root,
+        rails=tuple(rails) if rails else None,
+        dry_run=dry_run,
+        read_only=read_only,
+        seed=seed,
+        model=model,
+        profile=profile,
+        sim_speed=sim_speed,
+    )
+    opened = open_device(device, options)
     try:
-        if engine == "sim":
-            perf = AnalyticModel(BOARDS[DEFAULT_BOARD], get_architecture(model), LLAMA_CPP_Q5_K_M)
-            return Backends(real, SimEngine(real, perf, real.clock, np.random.default_rng(seed)))
-        return Backends(real, open_engine(engine, engine_options))
+        engine_opts = replace(engine_options or EngineOptions(seed=seed), sim_model=model)
+        eng = open_engine(engine, engine_opts, opened)
     except BaseException:
-        real.close()
+        opened.close()
         raise
+    table = opened.model.table if isinstance(opened, SimDevice) and isinstance(opened.model, ProfileModel) else None
+    return Backends(opened, eng, table)
 
 
 def build_space(backends: Backends, *, freqs: str | None = None, batches: str | None = None) -> ConfigSpace:

@@ -141,3 +141,14 @@ def test_error_text_in_brackets_survives(monkeypatch):
     monkeypatch.setattr(nvml, "load_nvml", missing)
     r = runner.invoke(app, ["tune", "--device", "nvml"])
     assert r.exit_code == 2 and "pip install 'edpilot[nvml]'" in r.stderr
+
+
+def test_sim_is_a_registered_device_and_engine_like_any_other():
+    from edpilot.engine import engine_kinds
+    from edpilot.hardware import device_kinds
+
+    assert "sim[:BOARD]" in device_kinds() and "sim" in engine_kinds()
+    r = runner.invoke(app, ["tune", "--device", "tpu"])
+    assert r.exit_code == 2 and "sim[:BOARD]" in r.stderr
+    r = runner.invoke(app, ["devices", "--device", "sim:orin-agx-64gb", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)[0]["name"] == "sim:orin-agx-64gb"

@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+import edpilot.sim  # noqa: F401 - registers the sim device
 from edpilot.cli.common import console, err_console, handle_errors, print_json
 from edpilot.errors import ConfigError, DeviceError, EdpilotError
 from edpilot.hardware import DeviceOptions, RestoreFailed, guarded, open_device, restore_saved
@@ -20,7 +21,6 @@ from edpilot.hardware.devfreq import NoDevfreqNode
 from edpilot.hardware.guard import raise_if_signalled
 from edpilot.hardware.nvml_api import NvmlApi
 from edpilot.runlog import read_run_log
-from edpilot.sim import open_sim
 from edpilot.sim.constants import BOARDS
 
 HOLD_POLL_S = 0.1
@@ -56,7 +56,7 @@ def _probe(sysfs_root: str | None) -> tuple[list[dict[str, Any]], list[str]]:
         except DeviceError as exc:
             notes.append(f"nvml: {exc}")
     found.append(_describe("cpu", options))
-    found += [open_sim(f"sim:{board}").device.describe() for board in BOARDS]
+    found += [_describe(f"sim:{board}", options) for board in BOARDS]
     return found, notes
 
 
@@ -78,8 +78,6 @@ def devices_command(
     notes: list[str] = []
     if device is None:
         found, notes = _probe(sysfs_root)
-    elif device.partition(":")[0] == "sim":
-        found = [open_sim(device).device.describe()]
     else:
         found = [_describe(device, DeviceOptions(sysfs_root=sysfs_root))]
     for note in notes:

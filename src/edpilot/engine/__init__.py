@@ -44,6 +44,8 @@ class EngineOptions:
     gpu_layers: int | None = None
     model_name: str | None = None
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    sim_model: str = "llama-3.2-1b"  # sim on a real device: the model whose batches it stands in for
+    filler_text: bool = False  # sim: answer with filler text of the requested length (the live server)
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:

@@ -47,8 +47,9 @@ class DeviceOptions:
     read_only: bool = False  # never write clocks; batch-only search
     state_dir: Path | None = None  # saved state and locks; default $EDPILOT_STATE_DIR or ~/.local/state/edpilot
     seed: int = 0
-    model: str = "llama-3.2-1b"
-    profile: str | None = None
+    model: str = "llama-3.2-1b"  # sim: the model the simulated board runs
+    profile: str | None = None  # sim: replay this profile table instead of the analytic model
+    sim_speed: float | None = None  # sim: None = virtual time that jumps; X = wall-paced, X times faster
 
     def __post_init__(self) -> None:
         if self.rails is not None:

@@ -12,14 +12,13 @@ import logging
 import math
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
 
 import uvicorn
 
 from edpilot.architectures import ARCHITECTURES
 from edpilot.backends import Backends, open_backends
-from edpilot.clock import ScaledClock
 from edpilot.engine import EngineOptions
 from edpilot.engine.hf import HfEngine
 from edpilot.errors import ConfigError
@@ -31,7 +30,7 @@ from edpilot.server.estimator import TrafficEstimator
 from edpilot.server.metrics import ServerMetrics
 from edpilot.server.service import Service
 from edpilot.server.worker import LiveBatcher
-from edpilot.sim import ProfileModel, SimEngine, open_sim
+from edpilot.sim import SimEngine
 from edpilot.tuner import TuningSession
 from edpilot.workload.prompts import estimate_tokens
 
@@ -97,24 +96,10 @@ def open_serving_backends(
     engine_options: EngineOptions | None = None,
 ) -> Backends:
     """Backends for serving: the simulated board runs on a ScaledClock (wall time × speed) and answers filler."""
-    if device.partition(":")[0] == "sim":
-        if engine != "sim":
-            raise ConfigError(f"the simulated device runs only the sim engine, not {engine!r}")
-        platform = open_sim(
-            device,
-            model=model,
-            profile=profile,
-            seed=seed,
-            dry_run=dry_run,
-            read_only=read_only,
-            clock=ScaledClock(sim_speed),
-            filler_text=True,
-        )
-        table = platform.model.table if isinstance(platform.model, ProfileModel) else None
-        return Backends(platform.device, platform.engine, table)
-    if sim_speed != 1.0:
+    simulated = device.partition(":")[0] == "sim"
+    if sim_speed != 1.0 and not simulated:
         raise ConfigError("--sim-speed only applies to --device sim (a real device runs in real time)")
-    backends = open_backends(
+    return open_backends(
         device=device,
         engine=engine,
         model=model,
@@ -124,11 +109,9 @@ def open_serving_backends(
         rails=rails,
         dry_run=dry_run,
         read_only=read_only,
-        engine_options=engine_options,
+        engine_options=replace(engine_options or EngineOptions(seed=seed), filler_text=True),
+        sim_speed=sim_speed if simulated else None,
     )
-    if isinstance(backends.engine, SimEngine):
-        backends.engine.filler_text = True
-    return backends
 
 
 def model_limits(backends: Backends, model: str) -> tuple[int, Callable[[str], int]]:

@@ -13,7 +13,9 @@ import numpy as np
 
 from edpilot.architectures import get_architecture
 from edpilot.clock import ScaledClock, VirtualClock
+from edpilot.engine import EngineOptions, register_engine
 from edpilot.errors import ConfigError
+from edpilot.hardware import Device, DeviceOptions, register_device
 from edpilot.sim.constants import BOARDS, DEFAULT_BOARD, LLAMA_CPP_Q5_K_M
 from edpilot.sim.model import AnalyticModel, BatchCost, PerformanceModel, ProfileModel
 from edpilot.sim.platform import SimDevice, SimEngine
@@ -79,3 +81,33 @@ def open_sim(
     return SimPlatform(
         clock=clock, device=device, engine=SimEngine(device, perf, clock, rng, filler_text=filler_text), model=perf
     )
+
+
+def _open_sim_device(spec: str, options: DeviceOptions) -> SimDevice:
+    clock = None if options.sim_speed is None else ScaledClock(options.sim_speed)
+    return open_sim(
+        spec,
+        model=options.model,
+        profile=options.profile,
+        seed=options.seed,
+        dry_run=options.dry_run,
+        read_only=options.read_only,
+        clock=clock,
+    ).device
+
+
+def _open_sim_engine(arg: str, options: EngineOptions, device: Device | None) -> SimEngine:
+    """On the simulated board: its own model and clock; on a real device: the default board's model, wall-paced."""
+    if arg:
+        raise ConfigError(f"--engine sim takes no argument, got 'sim:{arg}' (choose the model with --model)")
+    rng = np.random.default_rng(options.seed)
+    if isinstance(device, SimDevice):
+        return SimEngine(device, device.model, device.clock, rng, filler_text=options.filler_text)
+    if device is None:
+        raise ConfigError("the sim engine needs a device to run on")
+    perf = AnalyticModel(BOARDS[DEFAULT_BOARD], get_architecture(options.sim_model), LLAMA_CPP_Q5_K_M)
+    return SimEngine(device, perf, device.clock, rng, filler_text=options.filler_text)
+
+
+register_device("sim", _open_sim_device, usage="sim[:BOARD]")
+register_engine("sim", _open_sim_engine, usage="sim")
