@@ -152,3 +152,18 @@ def test_sim_is_a_registered_device_and_engine_like_any_other():
     assert r.exit_code == 2 and "sim[:BOARD]" in r.stderr
     r = runner.invoke(app, ["devices", "--device", "sim:orin-agx-64gb", "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)[0]["name"] == "sim:orin-agx-64gb"
+
+
+def test_ctrl_c_at_any_moment_of_start_up_is_never_a_traceback():
+    import signal
+    import time
+
+    for delay_s in (0.02, 0.08, 0.15, 0.25, 0.4, 0.6):
+        p = subprocess.Popen(
+            [sys.executable, "-m", "edpilot", "tune", "--budget", "2"], stderr=subprocess.PIPE, text=True
+        )
+        time.sleep(delay_s)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+        assert "Traceback" not in err, err
+        assert p.returncode in (0, 130, -signal.SIGINT), (p.returncode, err)
