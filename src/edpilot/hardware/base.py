@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from edpilot.clock import Clock
+from edpilot.errors import DeviceError, PermissionDenied
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,12 @@ class Device(Protocol):
     def close(self) -> None:
         """Stop sampler threads and release locks (idempotent)."""
         ...
+
+
+def refuse_unless_settable(device: Device) -> None:
+    """Raise PermissionDenied (no permission) or DeviceError (read-only) when `device` may not change clocks."""
+    if device.capabilities.can_set_clocks:
+        return
+    reason = device.capabilities.read_only_reason
+    error = PermissionDenied if str(reason).startswith("no permission") else DeviceError
+    raise error(f"{device.name} may not change clocks: {reason}")

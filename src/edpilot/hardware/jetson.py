@@ -8,8 +8,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from edpilot.clock import WallClock
-from edpilot.errors import ConfigError, DeviceError, PermissionDenied
-from edpilot.hardware.base import DeviceCapabilities
+from edpilot.errors import ConfigError, DeviceError
+from edpilot.hardware.base import DeviceCapabilities, refuse_unless_settable
 from edpilot.hardware.devfreq import ALLOW_HINT, GpuDevfreq, find_gpu_devfreq, restore_devfreq
 from edpilot.hardware.ina3221 import PowerRails, open_rails
 from edpilot.hardware.lock import DeviceLock
@@ -84,10 +84,7 @@ class JetsonDevice:
             self.would_set_mhz = level_hz / 1e6
             log.info("dry run: would pin %s at %g MHz", self.name, level_hz / 1e6)
             return
-        if not self.capabilities.can_set_clocks:
-            reason = self.capabilities.read_only_reason
-            error = PermissionDenied if str(reason).startswith("no permission") else DeviceError
-            raise error(f"{self.name} may not change clocks: {reason}")
+        refuse_unless_settable(self)
         self.store.ensure_directory()
         self._lock.acquire()
         original = self.gpu.state()

@@ -15,8 +15,8 @@ from types import ModuleType
 from typing import Any
 
 from edpilot.clock import WallClock
-from edpilot.errors import ConfigError, DeviceError, PermissionDenied
-from edpilot.hardware.base import DeviceCapabilities
+from edpilot.errors import ConfigError, DeviceError
+from edpilot.hardware.base import DeviceCapabilities, refuse_unless_settable
 from edpilot.hardware.devfreq import StaleState
 from edpilot.hardware.lock import DeviceLock
 from edpilot.hardware.meter import SampledEnergyMeter
@@ -130,10 +130,7 @@ class NvmlDevice:
             self.would_set_mhz = freq_mhz
             log.info("dry run: would lock %s at %g MHz", self.name, freq_mhz)
             return
-        if not self.capabilities.can_set_clocks:
-            reason = self.capabilities.read_only_reason
-            error = PermissionDenied if str(reason).startswith("no permission") else DeviceError
-            raise error(f"{self.name} may not change clocks: {reason}")
+        refuse_unless_settable(self)
         self.store.ensure_directory()
         self._lock.acquire()
         self.store.save(self.key, {"backend": "nvml", "index": self.index})
