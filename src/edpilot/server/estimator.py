@@ -7,7 +7,10 @@ statistic passes `threshold` and the change is large enough to matter (`min_rate
 `min_length_change`); the history then restarts at the change point, so the new estimate uses only the
 traffic after it. The estimated split can be a few arrivals off, so once `4·min_segment` arrivals have
 followed a drift the oldest `min_segment` of them are dropped and the estimate is refined (reported as
-`refined`, not as another drift). No timer is involved: only arrivals move the estimate.
+`refined`, not as another drift). Steady traffic refines the estimate too, each time the history has
+doubled (16, 32, 64, … arrivals; on every arrival once the history is full), reported when the rate or a
+length moved by `REFINE_CHANGE` or more from the standing estimate: a first estimate from 16 gaps can be
+30 % off. No timer is involved: only arrivals move the estimate.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from edpilot.serving.traffic import Traffic
 MIN_MEAN_GAP_S = 1e-6  # requests in the same instant: a burst, not an infinite rate
 LOG_LENGTH_VAR_FLOOR = 0.01  # (10 %)² on the log scale, so constant lengths do not make every wiggle significant
 UNIFORM_GAP_CV = 0.5  # gaps whose coefficient of variation is below this look evenly spaced, not Poisson
+REFINE_CHANGE = 0.10  # a steady-state refinement is reported when the rate or a length moved by 10 % or more
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class TrafficEstimator:
         self._output: deque[float] = deque(maxlen=max_history)
         self._last_arrival_s: float | None = None
         self._refine_at: int | None = None
+        self._estimated_from = 0  # gaps behind the current estimate
         self.current: Traffic | None = None
 
     def observe(self, arrival_s: float, *, prompt_tokens: int, output_tokens: int) -> TrafficChange | None:
@@ -72,6 +77,10 @@ class TrafficEstimator:
             self.current = self._estimate()
             reason = f"first estimate from {len(self._gaps_s)} arrivals: {_describe(self.current)}"
             return TrafficChange(self.current, reason, kind="first")
+        if self._refine_at is None and len(self._gaps_s) >= min(2 * self._estimated_from, self._gaps_s.maxlen or 0):
+            change = self._refine_steady()
+            if change is not None:
+                return change
         if self._refine_at is not None and len(self._gaps_s) >= self._refine_at:
             self._refine_at = None
             self._drop_oldest(self.min_segment)
@@ -79,6 +88,21 @@ class TrafficEstimator:
             reason = f"refined from the {len(self._gaps_s)} arrivals since the drift: {_describe(self.current)}"
             return TrafficChange(self.current, reason, kind="refined")
         return self._check_drift()
+
+    def _refine_steady(self) -> TrafficChange | None:
+        """Re-estimate from the grown (or, once full, sliding) history; report it when it moved materially."""
+        before, after = self.current, self._estimate()
+        assert before is not None
+        moved = max(
+            abs(after.rate_per_s / before.rate_per_s - 1),
+            abs(after.prompt_tokens / before.prompt_tokens - 1),
+            abs(after.output_tokens / before.output_tokens - 1),
+        )
+        if moved < REFINE_CHANGE and after.arrivals == before.arrivals:
+            return None  # the reported estimate stands
+        self.current = after
+        reason = f"refined from {len(self._gaps_s)} arrivals: {_describe(before)} -> {_describe(after)}"
+        return TrafficChange(after, reason, kind="refined")
 
     def _drop_oldest(self, count: int) -> None:
         for history in (self._gaps_s, self._prompt, self._output):
@@ -117,6 +141,7 @@ class TrafficEstimator:
         return change >= self.min_length_change
 
     def _estimate(self) -> Traffic:
+        self._estimated_from = len(self._gaps_s)
         gaps = np.asarray(self._gaps_s)
         mean_gap_s = max(float(gaps.mean()), MIN_MEAN_GAP_S)
         cv = float(gaps.std() / mean_gap_s)
