@@ -35,10 +35,14 @@ def busy(clock: WallClock, seconds: float, size: int = 8192) -> int:
 def counter_update_ms(dev: NvmlDevice, clock: WallClock, seconds: float = 2.0) -> float:
     """Mean time between changes of the total-energy counter, polled every 1 ms under load."""
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    changes, last, end = [], dev.nvml.nvmlDeviceGetTotalEnergyConsumption(dev.handle), clock.now_s() + seconds
+
+    def read_mj() -> int:
+        return dev.nvml.call("nvmlDeviceGetTotalEnergyConsumption", dev.handle, what="reading the energy counter")
+
+    changes, last, end = [], read_mj(), clock.now_s() + seconds
     while clock.now_s() < end:
         a @ a
-        value = dev.nvml.nvmlDeviceGetTotalEnergyConsumption(dev.handle)
+        value = read_mj()
         if value != last:
             changes.append(clock.now_s())
             last = value

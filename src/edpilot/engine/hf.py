@@ -60,7 +60,9 @@ class HfEngine:
         if compiled and not self.device.startswith("cuda"):
             raise ConfigError("the compiled decode path needs CUDA (--torch-device cuda)")
         self.dtype_name, self.compiled, self.fixed_output_length = dtype, compiled, fixed_output_length
-        self.needs_warmup = compiled  # the first batch of each shape compiles: keep it out of measurements
+        # The first batch of each shape compiles (compiled), or is 4-7 s slow on CUDA even eager (measured on an
+        # H100): keep it out of measurements.
+        self.needs_warmup = compiled or self.device.startswith("cuda")
         torch_dtype = getattr(torch, dtype)
         self.model_name = model
         if model in ARCHITECTURES:
