@@ -31,17 +31,17 @@ def describe_limits(device: Device, *, quiet: bool) -> None:
     )
 
 
-def warn_short_windows(record: RoundRecord, device: Device, *, quiet: bool) -> None:
-    """Warn once when a window spans too few meter updates to measure its energy well."""
+def warn_short_window(record: RoundRecord, device: Device) -> bool:
+    """Warn (on stderr) when a window spans too few meter updates to measure its energy well; True if it did."""
     updates = record.obs.meter_updates
-    if quiet or updates is None or updates >= MIN_METER_UPDATES or getattr(device, "_warned_short", False):
-        return
-    device._warned_short = True  # type: ignore[attr-defined]
+    if updates is None or updates >= MIN_METER_UPDATES:
+        return False
     interval_ms = device.capabilities.meter_update_interval_ms
     err_console.print(
         f"[yellow]warning:[/] a {record.obs.window_s:.2f} s window spans only {updates:.1f} meter updates "
         f"(every {interval_ms:g} ms); raise --requests-per-round"
     )
+    return True
 
 
 def result_table(result: TuneResult) -> Table:

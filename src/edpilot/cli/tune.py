@@ -46,11 +46,11 @@ from edpilot.cli.options import (
     engine_options,
     split_list,
 )
-from edpilot.cli.results import describe_limits, result_table, warn_short_windows
+from edpilot.cli.results import describe_limits, result_table, warn_short_window
 from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S
 from edpilot.hardware.guard import guarded
 from edpilot.run import SearchRequest, WorkloadRequest, resolve_paper, start_session
-from edpilot.runlog import RunLog
+from edpilot.runlog import RoundRecord, RunLog
 from edpilot.runner import Runner
 from edpilot.search import DEFAULT_STRATEGY
 from edpilot.tuner import tune
@@ -176,11 +176,13 @@ def tune_command(
         )
         with progress_bar("tuning", disable=json_output) as progress:
             task = progress.add_task("baseline", total=budget + 1)
+            warned = False
 
-            def on_round(r) -> None:  # type: ignore[no-untyped-def]
+            def on_round(r: RoundRecord) -> None:
+                nonlocal warned
                 cost = "failed" if r.cost is None else f"cost {r.cost:.4g}"
                 progress.update(task, advance=1, description=f"{r.config} {cost}")
-                warn_short_windows(r, backends.device, quiet=json_output)
+                warned = warned or warn_short_window(r, backends.device)  # once per run
 
             session.on_round = on_round
             result = tune(runner=runner, session=session, budget=budget)
