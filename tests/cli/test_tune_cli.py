@@ -155,7 +155,7 @@ def test_sim_is_a_registered_device_and_engine_like_any_other():
 
 
 def test_ctrl_c_during_start_up_is_never_a_traceback():
-    """Ctrl-C during start-up: one line and exit 130, or (before Python has installed its own handler) a plain
+    """Ctrl-C during start-up: exit 130, or (before Python has installed its own handler) a plain
     death by SIGINT with nothing printed; never a traceback."""
     import os
     import signal
@@ -169,4 +169,3 @@ def test_ctrl_c_during_start_up_is_never_a_traceback():
         _, err = p.communicate(timeout=60)
         assert "Traceback" not in err, err
         assert p.returncode in (0, 130, -signal.SIGINT), (p.returncode, err)
-        assert p.returncode != 130 or err.strip().splitlines()[-1].endswith("edpilot: interrupted"), err
