@@ -101,3 +101,32 @@ def test_tune_produces_real_rounds_against_llama_cpp_server(llama_server, tmp_pa
     assert len(rounds) >= 2 and all(r["requests"] > 0 and r["mean_latency_s"] > 0 for r in rounds)
     header = next(r for r in records if r["type"] == "run")
     assert header["engine"]["backend"] == "openai" and header["engine"]["model"].endswith(".gguf")
+
+
+def test_serve_gateway_in_front_of_llama_cpp_server(llama_server, tmp_path):
+    """`edpilot serve --engine openai:URL`: real clients → edpilot (batches of 2) → llama.cpp's server → back."""
+    import concurrent.futures as cf
+
+    openai = pytest.importorskip("openai")
+    pytest.importorskip("fastapi")
+    from edpilot.runlog import read_run_log
+    from tests.server.conftest import start_server
+
+    log = tmp_path / "gateway.jsonl"
+    srv = start_server(
+        "--device", "cpu", "--engine", f"openai:{llama_server}", "--batch", "2", "--max-wait-s", "0.5",
+        "--requests-per-round", "2", "--request-timeout", "120", "--output", str(log),
+    )  # fmt: skip
+    try:
+        client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="unused", max_retries=0, timeout=300.0)
+        model = client.models.list().data[0].id
+        prompts = ["The capital of France is", "One, two, three, four,", "Water boils at", "The sky is"]
+        with cf.ThreadPoolExecutor(max_workers=4) as pool:
+            answers = list(pool.map(lambda p: client.completions.create(model=model, prompt=p, max_tokens=6), prompts))
+        for answer in answers:
+            assert answer.choices[0].text.strip() != ""  # real text from llama.cpp, through edpilot
+            assert 1 <= answer.usage.completion_tokens <= 6
+    finally:
+        assert srv.stop() in (0, 143), srv.log
+    rounds = read_run_log(log).rounds
+    assert rounds and sum(r.obs.requests for r in rounds) >= 2 and all(not r.obs.failed for r in rounds)
