@@ -126,6 +126,7 @@ def engine_options(
     gpu_layers: int | None = None,
     model_name: str | None = None,
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
+    filler_text: bool = False,
 ) -> EngineOptions:
     """The engine options every command that opens an engine takes, validated."""
     return EngineOptions(
@@ -138,4 +139,5 @@ def engine_options(
         gpu_layers=gpu_layers,
         model_name=model_name,
         request_timeout_s=request_timeout_s,
+        filler_text=filler_text,
     )

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from edpilot.backends import open_backends
 from edpilot.cli.common import err_console, handle_errors
 from edpilot.cli.options import (
     BaselineOpt,
@@ -110,7 +111,7 @@ def serve_command(
     `edpilot tune --output run.jsonl` chose; --freq/--batch serve one config. Stop with Ctrl-C or SIGTERM:
     queued requests get an error, the running batch finishes, the device is restored.
     """
-    from edpilot.server.launch import ServeSettings, open_serving_backends, run_server
+    from edpilot.server.launch import ServeSettings, run_server, serving_sim_speed
     from edpilot.server.plan import plan_search, resolve_plan
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -145,11 +146,11 @@ def serve_command(
     )
     if not plan.online and (freqs or batches or baseline):
         raise ConfigError("--freqs/--batches/--baseline shape online tuning; a fixed config takes none of them")
-    backends = open_serving_backends(
+    backends = open_backends(
         device=device,
         engine=engine,
         model=model,
-        sim_speed=sim_speed,
+        sim_speed=serving_sim_speed(device, sim_speed),
         profile=str(profile) if profile else None,
         seed=seed,
         sysfs_root=sysfs_root,
@@ -165,6 +166,7 @@ def serve_command(
             gpu_layers=gpu_layers,
             model_name=upstream_model,
             request_timeout_s=request_timeout,
+            filler_text=True,
         ),
     )
     with guarded(backends.device), RunLog(output, overwrite=overwrite) as run_log:

@@ -1,6 +1,6 @@
 """`edpilot serve`: an OpenAI-compatible HTTP service that batches live requests and tunes itself on them.
 
-    backends = open_serving_backends(device="sim", engine="sim", model="llama-3.2-1b", sim_speed=10)
+    backends = open_backends(device="sim", engine_options=EngineOptions(filler_text=True), sim_speed=10)
     run_server(backends, session, settings=ServeSettings(port=8000), online=True, ...)
 
 - `app`: FastAPI routes (/v1/completions, /v1/chat/completions, /v1/models, /healthz, /metrics), OpenAI errors.
@@ -14,6 +14,6 @@ Needs the `[serve]` extra (fastapi, uvicorn, prometheus-client). Raises ConfigEr
 
 from __future__ import annotations
 
-from edpilot.server.launch import ServeSettings, open_serving_backends, run_server
+from edpilot.server.launch import ServeSettings, run_server, serving_sim_speed
 
-__all__ = ["ServeSettings", "open_serving_backends", "run_server"]
+__all__ = ["ServeSettings", "run_server", "serving_sim_speed"]

@@ -12,14 +12,13 @@ import logging
 import math
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import FrameType
 
 import uvicorn
 
 from edpilot.architectures import ARCHITECTURES
-from edpilot.backends import Backends, open_backends
-from edpilot.engine import EngineOptions
+from edpilot.backends import Backends
 from edpilot.engine.hf import HfEngine
 from edpilot.errors import ConfigError
 from edpilot.objective import EnergyScope
@@ -81,37 +80,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def open_serving_backends(
-    *,
-    device: str,
-    engine: str,
-    model: str,
-    sim_speed: float,
-    profile: str | None = None,
-    seed: int = 0,
-    sysfs_root: str | None = None,
-    rails: list[str] | None = None,
-    dry_run: bool = False,
-    read_only: bool = False,
-    engine_options: EngineOptions | None = None,
-) -> Backends:
-    """Backends for serving: the simulated board runs on a ScaledClock (wall time × speed) and answers filler."""
-    simulated = device.partition(":")[0] == "sim"
-    if sim_speed != 1.0 and not simulated:
+def serving_sim_speed(device: str, sim_speed: float) -> float | None:
+    """The pace `open_backends` gets: the simulated board serves on the wall clock (× `sim_speed`); a real
+    device runs in real time, and `--sim-speed` other than 1 on it is refused."""
+    if device.partition(":")[0] == "sim":
+        return sim_speed
+    if sim_speed != 1.0:
         raise ConfigError("--sim-speed only applies to --device sim (a real device runs in real time)")
-    return open_backends(
-        device=device,
-        engine=engine,
-        model=model,
-        profile=profile,
-        seed=seed,
-        sysfs_root=sysfs_root,
-        rails=rails,
-        dry_run=dry_run,
-        read_only=read_only,
-        engine_options=replace(engine_options or EngineOptions(seed=seed), filler_text=True),
-        sim_speed=sim_speed if simulated else None,
-    )
+    return None
 
 
 def model_limits(backends: Backends, model: str) -> tuple[int, Callable[[str], int]]:
