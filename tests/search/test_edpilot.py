@@ -30,6 +30,12 @@ def throttled(freq_mhz: float, batch: int) -> tuple[float, float]:
     return (t * 1.3, e * 1.5) if freq_mhz >= 900 else (t, e)
 
 
+def cliff(freq_mhz: float, batch: int) -> tuple[float, float]:
+    """The smooth surface with a memory cliff at the top batch size, where the baseline sits: 1.8× slower."""
+    t, e = smooth(freq_mhz, batch)
+    return (t * 1.8, e * 1.9) if batch >= 16 else (t, e)
+
+
 def true_costs(profile, workload: Workload, requests: int = 480) -> dict[Config, float]:
     """Every config's EDP measured by the runner over a long window (uniform arrivals: the samples average out)."""
     backends = open_backends(device="sim", profile=str(profile), seed=0)
@@ -52,6 +58,28 @@ def test_finds_the_planted_optimum(tmp_path, surface, seed):
     optimum = min(truth, key=truth.get)
     assert optimum == (Config(900.0, 1) if surface is smooth else Config(600.0, 1))
     assert sorted(truth.values())[1] > 1.01 * truth[optimum]  # planted: clear of the runner-up
+    result = run_tune(
+        open_backends(device="sim", profile=str(noisy), seed=seed),
+        strategy="edpilot",
+        budget=6,
+        workload=workload,
+        seed=seed,
+        idle_power_w=6.0,
+    )
+    assert result.best.config == optimum
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_baseline_inside_a_memory_cliff_does_not_hide_the_optimum(tmp_path, seed):
+    """From the baseline alone every smaller batch looks too slow to keep up at λ = 4; the optimum is batch 8."""
+    noisy = write_synthetic_profile(
+        tmp_path / "n.csv", cliff, freqs_mhz=FREQS, batch_sizes=BATCHES, noise=0.03, seed=seed, idle_power_w=6.0
+    )
+    workload = Workload(arrivals="uniform", rate_per_s=4.0, output_tokens=70, prompt_tokens=100)
+    truth = true_costs(noisy, workload)
+    optimum = min(truth, key=truth.get)
+    assert optimum == Config(900.0, 8)
+    assert sorted(truth.values())[1] > 1.04 * truth[optimum]
     result = run_tune(
         open_backends(device="sim", profile=str(noisy), seed=seed),
         strategy="edpilot",

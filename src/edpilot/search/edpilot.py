@@ -23,10 +23,12 @@ from edpilot.serving.traffic import Traffic
 from edpilot.space import Config
 
 KAPPA = 1.0  # optimism of `propose`, in posterior standard deviations of log time and log energy
-# Prior slopes of log time / log energy in log b and log f. Time: between flat (memory- or host-bound) and
-# proportional (compute-bound) in b, and between flat and 1/f in f; energy = power × time, power rising with f.
-TIME_SLOPES = {"slope_b": 0.5, "slope_f": -0.5, "slope_sd": 0.5}
+# Prior slopes of log time / log energy in log b and log f, ±2 sd spanning the physical range. Time: between
+# flat (memory- or host-bound) and proportional (compute-bound) in b, between flat and 1/f in f. Energy = power
+# × time, power rising with f: slope in f between −1 and +1.
+TIME_SLOPES = {"slope_b": 0.5, "slope_f": -0.5, "slope_sd": 0.25}
 ENERGY_SLOPES = {"slope_b": 0.5, "slope_f": 0.0, "slope_sd": 0.5}
+DISTINCT_FIRST = 3  # configs measured before any is measured again: fewer cannot tell slopes from offsets
 
 
 class EdpilotStrategy(Strategy):
@@ -92,10 +94,11 @@ class EdpilotStrategy(Strategy):
             )
         return self._cache[kind]
 
-    def allowed(self) -> np.ndarray:
+    def allowed(self, *, optimistic: bool = False) -> np.ndarray:
         """Configs that may be served: not failed, within the constraints as predicted, and keeping up with the
-        arrivals as predicted and as measured at this traffic (a config whose windows mostly fell behind stays
-        out) — each filter dropped when nothing would pass it."""
+        arrivals as predicted (at the posterior mean, or `optimistic`ally at the lower bound) and as measured at
+        this traffic (a config whose windows mostly fell behind stays out) — each filter dropped when nothing
+        would pass it."""
         ok = ~self.failed
         if not self.time.windows.any():
             return ok
@@ -108,17 +111,31 @@ class EdpilotStrategy(Strategy):
                 within &= mean.power_w <= self.ctx.power_cap_w
             ok = within if within.any() else ok
         keeping = ok & (self._behind_votes <= 0)
-        keeping &= keeps_up_at(self.ctx.traffic, self.forecast.batch_of, np.exp(self.time.mean))
+        log_s = self.time.mean - (KAPPA * self.time.sd if optimistic else 0.0)
+        keeping &= keeps_up_at(self.ctx.traffic, self.forecast.batch_of, np.exp(log_s))
         return keeping if keeping.any() else ok
 
     def propose(self) -> Config:
-        """The config with the lowest optimistic predicted cost among the allowed ones."""
+        """The config with the lowest optimistic predicted cost among the allowed ones.
+
+        Until `DISTINCT_FIRST` configs have been measured, a pick already measured gives way to the best
+        unmeasured config that keeps up at its optimistic time: the model then rests on too few configs to
+        tell the surface's slopes from one config's offset (a baseline inside a memory cliff makes every
+        smaller batch look too slow to keep up).
+        """
         if not self.time.windows.any():
             return self.ctx.baseline
-        cost = np.where(self.allowed(), self.outlook("lcb").cost, np.inf)
+        lcb = self.outlook("lcb").cost
+        cost = np.where(self.allowed(), lcb, np.inf)
         if not np.isfinite(cost).any():
             return self.ctx.baseline
-        return self._configs[int(np.argmin(cost))]
+        pick = int(np.argmin(cost))
+        measured = self.time.windows > 0
+        if measured[pick] and measured.sum() < DISTINCT_FIRST:
+            wider = np.where(self.allowed(optimistic=True) & ~measured, lcb, np.inf)
+            if np.isfinite(wider).any():
+                pick = int(np.argmin(wider))
+        return self._configs[pick]
 
     def best(self) -> Config:
         """The measured config with the lowest predicted cost at the current traffic among the allowed ones;

@@ -21,17 +21,22 @@ CURVATURE_SD = 0.3
 
 
 def features(space: ConfigSpace) -> np.ndarray:
-    """Smooth features per config: 1, x_b, x_f, x_b², x_f², x_b·x_f with x = log(value / grid max).
+    """Smooth features per config: 1, x_b, x_f, x_b², x_f², x_b·x_f with x = log(value) − mean log of the axis.
+
+    Centred on the grid, the curvature terms weigh the baseline's corner and the opposite corner alike; anchored
+    at the top level, they left the far corner several log units of prior spread, so after the baseline alone
+    the search chased corners.
 
     Axes with a single value (one-frequency grids, read-only devices) contribute no columns.
     """
     configs = space.configs
     cols = [np.ones(len(configs))]
-    xb = np.log([c.batch_size / space.batch_sizes[-1] for c in configs])
+    mid_b = np.mean(np.log(space.batch_sizes))
+    xb = np.log([c.batch_size for c in configs]) - mid_b
     xf = np.zeros(len(configs))
     if len(space.freqs_mhz) > 1:
-        top = float(space.freqs_mhz[-1])  # type: ignore[arg-type]
-        xf = np.log([float(c.freq_mhz) / top for c in configs])  # type: ignore[arg-type]
+        mid_f = np.mean(np.log(np.asarray(space.freqs_mhz, dtype=float)))
+        xf = np.log([float(c.freq_mhz) for c in configs]) - mid_f  # type: ignore[arg-type]
     has_b, has_f = len(space.batch_sizes) > 1, len(space.freqs_mhz) > 1
     if has_b:
         cols += [xb]
