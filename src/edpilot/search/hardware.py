@@ -136,24 +136,23 @@ class LogResponse:
 class IdlePower:
     """Device power (W) between batches per frequency: given, or learned from the windows' idle stretches.
 
-    A line in f fitted to each window's idle energy over its idle time (weighted by idle time); a constant
-    while only one level has idle data; 0 before any.
+    Each level's idle energy over its idle time, fitted over f weighted by idle time: a parabola once three
+    levels have idle data (a pinned idle GPU's power is flat at the voltage floor, then rises with f·V²: a line
+    through the extremes overstates the middle levels, which at low rates are mostly idle), bent upward only — a
+    fit that curves down falls back to a line; a line with two levels; a constant with one; 0 before any.
     """
 
     def __init__(self, freqs_mhz: np.ndarray, known_w: float | None) -> None:
         self.known_w = known_w
         self.scale_mhz = float(freqs_mhz.max()) or 1.0
         self.x = freqs_mhz / self.scale_mhz
-        self._sums = np.zeros(5)  # Σ s, Σ s·x, Σ s·x², Σ J, Σ J·x (s = idle time, J = idle energy)
-        self._levels: set[float] = set()
+        self._levels: dict[float, np.ndarray] = {}  # level (MHz) → [idle s, idle J]
         self._cached: np.ndarray | None = None
 
     def add(self, freq_mhz: float, *, idle_j: float, idle_s: float) -> None:
         """One window's idle energy (J) over its idle time (s)."""
         if idle_s > 1e-6 and np.isfinite(idle_j):
-            x = freq_mhz / self.scale_mhz
-            self._sums += (idle_s, idle_s * x, idle_s * x * x, idle_j, idle_j * x)
-            self._levels.add(freq_mhz)
+            self._levels.setdefault(freq_mhz, np.zeros(2))[:] += (idle_s, idle_j)
             self._cached = None
 
     def predict(self) -> np.ndarray:
@@ -165,11 +164,15 @@ class IdlePower:
     def _predict(self) -> np.ndarray:
         if self.known_w is not None:
             return np.full(len(self.x), self.known_w)
-        s, sx, sxx, j, jx = self._sums
-        if s <= 0:
+        if not self._levels:
             return np.zeros(len(self.x))
-        det = s * sxx - sx * sx
-        if len(self._levels) < 2 or det <= 1e-12 * s * sxx:
-            return np.full(len(self.x), max(j / s, 0.0))
-        slope = (s * jx - sx * j) / det
-        return np.maximum((j - slope * sx) / s + slope * self.x, 0.0)
+        x = np.array(list(self._levels)) / self.scale_mhz
+        seconds, joules = np.array(list(self._levels.values())).T
+        watts, weight = joules / seconds, np.sqrt(seconds)
+        coef = np.array([float(np.sum(weight**2 * watts) / np.sum(weight**2))])
+        for degree in (1, 2)[: len(x) - 1]:
+            fit = np.polyfit(x, watts, degree, w=weight)
+            if degree == 2 and fit[0] < 0:
+                break
+            coef = fit
+        return np.maximum(np.polyval(coef, self.x), 0.0)
