@@ -39,6 +39,11 @@ class WallClock:
             time.sleep(duration_s)
 
 
+def cpu_time_s() -> float:
+    """CPU seconds this process has used (user + system): the work a benchmark did, not the machine's load."""
+    return time.process_time()
+
+
 class VirtualClock:
     """A clock that only moves when told to: waiting jumps straight to the deadline."""
 

@@ -132,6 +132,18 @@ def test_bench_reports_times():
     assert runner.invoke(app, ["bench", "--strategy", "nope"]).exit_code == 2
 
 
+def test_bench_times_the_grid_and_traffic_it_is_given():
+    args = ["bench", "--rounds", "5", "--repeats", "1", "--json", "--device", "sim:orin-agx-64gb"]
+    r = runner.invoke(app, [*args, "--arrivals", "poisson", "--freqs", "all"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert (data["grid_configs"], data["arrivals"], data["device"]) == (13 * 7, "poisson", "sim:orin-agx-64gb")
+    assert 0 < data["decision_cpu_ms_median"] <= data["decision_cpu_ms_p99"]
+    for bad, says in ((["--arrivals", "trace"], "uniform or poisson"), (["--device", "nvml"], "simulator only")):
+        r = runner.invoke(app, [*args, *bad])
+        assert r.exit_code == 2 and says in r.stderr
+
+
 def test_error_text_in_brackets_survives(monkeypatch):
     import edpilot.hardware.nvml as nvml
 

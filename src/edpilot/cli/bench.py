@@ -33,6 +33,11 @@ def bench_command(
         list[Path] | None, typer.Option(help="--sweep: also benchmark on this profile table (repeatable).")
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="--sweep: fewer arrival rates (a smoke run).")] = False,
+    device: Annotated[
+        str, typer.Option(help="Timing: the simulated board, sim or sim:BOARD (orin-agx-32gb, orin-agx-64gb).")
+    ] = "sim",
+    arrivals: Annotated[str, typer.Option(help="Timing: arrival process, uniform or poisson.")] = "uniform",
+    freqs: Annotated[str | None, typer.Option(help="Timing: GPU levels of the grid (comma list or 'all').")] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Time a simulated tuning run and one decision (targets: < 2 s per 100 rounds, < 1 ms per decision);
@@ -52,7 +57,13 @@ def bench_command(
     strategy_class(strategy)
     if rounds < 1 or repeats < 1:
         raise ConfigError("--rounds and --repeats must be >= 1")
-    result = tune_speed(rounds=rounds, strategy=strategy, repeats=repeats)
+    if device != "sim" and not device.startswith("sim:"):
+        raise ConfigError(f"--device {device}: the timing runs on the simulator only (sim or sim:BOARD)")
+    if arrivals not in ("uniform", "poisson"):
+        raise ConfigError(f"--arrivals {arrivals}: the timing takes uniform or poisson")
+    result = tune_speed(
+        rounds=rounds, strategy=strategy, repeats=repeats, device=device, arrivals=arrivals, freqs=freqs
+    )
     if json_output:
         print_json(result)
         return
