@@ -13,7 +13,7 @@ import numpy as np
 
 from edpilot.space import ConfigSpace
 
-OFFSET_SD = 0.05  # assumed: prior spread (log units) of a config around the smooth surface
+OFFSET_SD = 0.1  # assumed: prior spread (log units) of a config around the smooth surface (benchmark: 0.1 over 0.05)
 OFFSET_PRIOR_DOF = 4.0  # weight of OFFSET_SD against the residuals of measured configs
 NOISE_SD = 0.05  # assumed: per-batch noise (log units) before any config is measured twice
 NOISE_PRIOR_DOF = 3.0
