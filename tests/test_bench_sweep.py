@@ -7,11 +7,13 @@ import csv
 import numpy as np
 import pytest
 
-from edpilot.bench import Scenario, run_one, run_sweep, write_report
+from edpilot.bench import Scenario, default_scenarios, holdout_scenarios, run_one, run_sweep, write_report
+from edpilot.bench.scenarios import SYNTHETIC, _base, write_synthetic
 from edpilot.bench.sweep import _hardware, _workload, budget_for, scenario_truth
 from edpilot.clock import VirtualClock
 from edpilot.runner import Runner
 from edpilot.sim import BatchCost, SimDevice, SimEngine
+from edpilot.sim.profile import read_profile
 from edpilot.space import Config
 
 SYN = Scenario("syn-small-b", "synthetic", "uniform", 0.3, synthetic="small-b")
@@ -65,3 +67,17 @@ def test_drift_and_a_tiny_parallel_sweep_write_a_report(tmp_path):
     rows = list(csv.DictReader(paths["csv"].open()))
     assert len(rows) == 4 and {r["strategy"] for r in rows} == {"edpilot", "random"}
     assert "| edpilot |" in paths["markdown"].read_text()
+
+
+def test_held_out_scenarios_are_new_and_their_surfaces_are_what_they_say(tmp_path):
+    held, default = holdout_scenarios(), default_scenarios()
+    names = [s.name for s in held]
+    assert len(names) == len(set(names)) and not set(names) & {s.name for s in default}
+    assert not {s.synthetic for s in held if s.synthetic} & {s.synthetic for s in default if s.synthetic}
+    cliff = SYNTHETIC["cliff-16"].surface
+    assert cliff(900.0, 8) == _base(900.0, 8)
+    assert cliff(900.0, 16) == pytest.approx(np.array(_base(900.0, 16)) * (1.6, 1.7))
+    table = read_profile(write_synthetic("spike", tmp_path))
+    spike, neighbour = table.samples(700.0, 4).mean(axis=0), table.samples(500.0, 4).mean(axis=0)
+    assert spike == pytest.approx(3.0 * np.array(_base(700.0, 4)))
+    assert neighbour == pytest.approx(np.array(_base(500.0, 4)))

@@ -70,6 +70,31 @@ def _cliff(f: float, b: int) -> tuple[float, float]:
     return (t * 1.8, e * 1.9) if b >= 12 else (t, e)
 
 
+def _cliff_at_16(f: float, b: int) -> tuple[float, float]:
+    t, e = _base(f, b)
+    return (t * 1.6, e * 1.7) if b >= 16 else (t, e)
+
+
+def _cliff_at_8(f: float, b: int) -> tuple[float, float]:
+    t, e = _base(f, b)
+    return (t * 1.8, e * 1.9) if b >= 8 else (t, e)
+
+
+def _throttle_low(f: float, b: int) -> tuple[float, float]:
+    t, e = _base(f, b)
+    return (t * 1.2, e * 1.3) if f >= 700 and b >= 4 else (t, e)
+
+
+def _slow_level(f: float, b: int) -> tuple[float, float]:
+    t, e = _base(f, b)
+    return (t * 1.2, e * 1.25) if f == 900.0 else (t, e)
+
+
+def _spike(f: float, b: int) -> tuple[float, float]:
+    t, e = _base(f, b)
+    return (t * 3.0, e * 3.0) if (f, b) == (700.0, 4) else (t, e)
+
+
 @dataclass(frozen=True)
 class Synthetic:
     """How to write one synthetic profile: its surface, grid and per-sample noise (log sd)."""
@@ -94,6 +119,14 @@ SYNTHETIC: dict[str, Synthetic] = {
     "one-freq": Synthetic(_base, (900.0,), (1, 2, 3, 5, 8, 13, 21, 34)),
     "two-batch": Synthetic(_base, tuple(np.linspace(200.0, 1300.0, 12).round(1)), (4, 16)),
     "uneven": Synthetic(_base, (300.0, 320.0, 1300.0), (1, 5, 7, 30)),
+    # Held out (`--holdout`): never used to choose the strategies' settings.
+    "cliff-16": Synthetic(_cliff_at_16, FREQS_WIDE, (2, 4, 8, 16, 24, 32), notes="time ×1.6, energy ×1.7 at b ≥ 16"),
+    "cliff-8": Synthetic(_cliff_at_8, FREQS_WIDE, (1, 2, 4, 8, 16), notes="time ×1.8, energy ×1.9 at b ≥ 8"),
+    "throttle-low": Synthetic(_throttle_low, FREQS_WIDE, (1, 2, 4, 8, 12, 16), notes="×1.2/×1.3 at f ≥ 700, b ≥ 4"),
+    "noisier": Synthetic(_base, FREQS_WIDE, (1, 2, 4, 8, 16), noise=0.10, repeats=12),
+    "tiny": Synthetic(_base, (500.0, 1300.0), (2, 8, 16)),
+    "slow-level": Synthetic(_slow_level, FREQS_WIDE, (1, 2, 4, 8, 16), notes="900 MHz ×1.2/×1.25"),
+    "spike": Synthetic(_spike, FREQS_WIDE, (1, 2, 4, 8, 16), notes="(700 MHz, b = 4) 3× slower"),
 }
 
 
@@ -113,6 +146,49 @@ def write_synthetic(name: str, directory: Path) -> Path:
     metadata = {"device": f"synthetic-{name}", "idle_power_w": str(spec.idle_power_w), "notes": spec.notes}
     write_profile(path, metadata, rows)
     return path
+
+
+def holdout_scenarios() -> list[Scenario]:
+    """Scenarios never used to choose the strategies' settings: other rates, objectives and hard surfaces."""
+    out = []
+    for model in MODELS:
+        for board in BOARDS:
+            for rate in (0.3, 0.75, 1.5, 3.0):
+                for arrivals in ARRIVALS:
+                    short = f"ho-{model.split('-')[0]}-{board[-4:]}-{arrivals[0]}{rate:g}"
+                    out.append(Scenario(short, "holdout-analytic", arrivals, rate, board, model))
+    for objective in ("ed2p", "energy", "latency", "weighted:0.3"):
+        out.append(
+            Scenario(
+                f"ho-{objective}",
+                "holdout-analytic",
+                "poisson",
+                1.5,
+                "orin-agx-64gb",
+                "qwen2.5-3b",
+                objective=objective,
+            )
+        )
+    out.append(Scenario("ho-active-p0.75", "holdout-analytic", "poisson", 0.75, energy_scope="active"))
+    synthetic = {
+        "cliff-16": ("uniform", (2.0, 4.0, 6.0)),
+        "cliff-8": ("uniform", (2.0, 3.0)),
+        "throttle-low": ("poisson", (1.0, 2.5)),
+        "noisier": ("uniform", (0.5, 2.0)),
+        "tiny": ("poisson", (1.0,)),
+        "slow-level": ("poisson", (1.0, 3.0)),
+        "spike": ("uniform", (1.0, 2.0)),
+    }
+    for name, (arrivals, rates) in synthetic.items():
+        for rate in rates:
+            out.append(
+                Scenario(f"ho-{name}-{arrivals[0]}{rate:g}", "holdout-synthetic", arrivals, rate, synthetic=name)
+            )
+    out += [
+        Scenario("ho-drift-64-p0.5", "holdout-drift", "poisson", 0.5, board="orin-agx-64gb", drift=(4.0, 1.0)),
+        Scenario("ho-drift-throttle-p0.5", "holdout-drift", "poisson", 0.5, synthetic="throttle-low", drift=(4.0, 1.0)),
+    ]
+    return out
 
 
 def default_scenarios(*, profiles: Sequence[str] = (), quick: bool = False) -> list[Scenario]:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from edpilot.bench import STRATEGIES as SWEEP_STRATEGIES
-from edpilot.bench import default_scenarios, run_sweep, tune_speed, write_report
+from edpilot.bench import default_scenarios, holdout_scenarios, run_sweep, tune_speed, write_report
 from edpilot.cli.common import console, handle_errors, print_json
 from edpilot.cli.options import JsonOpt
 from edpilot.errors import ConfigError
@@ -33,6 +33,14 @@ def bench_command(
         list[Path] | None, typer.Option(help="--sweep: also benchmark on this profile table (repeatable).")
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="--sweep: fewer arrival rates (a smoke run).")] = False,
+    holdout: Annotated[
+        bool,
+        typer.Option(
+            "--holdout",
+            help="--sweep: score on the held-out scenarios instead (rates, objectives and hard surfaces never used "
+            "to choose the strategies' settings).",
+        ),
+    ] = False,
     device: Annotated[
         str, typer.Option(help="Timing: the simulated board, sim or sim:BOARD (orin-agx-32gb, orin-agx-64gb).")
     ] = "sim",
@@ -45,7 +53,11 @@ def bench_command(
     if sweep:
         if seeds < 1 or workers < 1:
             raise ConfigError("--seeds and --workers must be >= 1")
-        scenarios = default_scenarios(profiles=[str(p) for p in profile or []], quick=quick)
+        if holdout and (quick or profile):
+            raise ConfigError("--holdout runs its own scenarios: drop --quick and --profile")
+        scenarios = (
+            holdout_scenarios() if holdout else default_scenarios(profiles=[str(p) for p in profile or []], quick=quick)
+        )
         results = run_sweep(scenarios, strategies=SWEEP_STRATEGIES, seeds=seeds, workers=workers)
         paths = write_report(results, output)
         if json_output:
