@@ -1,6 +1,7 @@
 """How well each search strategy finds the optimum: strategies × scenarios × seeds against the exact oracle.
 
     python benchmarks/search_sweep.py [--seeds 10] [--workers 2] [--output bench-out] [--profile FILE.csv ...]
+    python benchmarks/search_sweep.py --holdout [...]   # the scenarios never used to choose the settings
 
 Same as `edpilot bench --sweep`. Writes runs.csv (every run), summary.md and curves.png (regret per round).
 Targets (issue 9): median final cost ≤ 1.01 × oracle, worst ≤ 1.05 ×; mean regret ≤ half of camel's.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edpilot.bench import default_scenarios, run_sweep, write_report
+from edpilot.bench import default_scenarios, holdout_scenarios, run_sweep, write_report
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -20,9 +21,12 @@ if __name__ == "__main__":
     parser.add_argument("--output", type=Path, default=Path("bench-out"))
     parser.add_argument("--profile", action="append", default=[])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--holdout", action="store_true")
     args = parser.parse_args()
-    results = run_sweep(
-        default_scenarios(profiles=args.profile, quick=args.quick), seeds=args.seeds, workers=args.workers
-    )
+    if args.holdout:
+        scenarios = holdout_scenarios()
+    else:
+        scenarios = default_scenarios(profiles=args.profile, quick=args.quick)
+    results = run_sweep(scenarios, seeds=args.seeds, workers=args.workers)
     paths = write_report(results, args.output)
     print(paths["markdown"].read_text(encoding="utf-8"))
