@@ -33,9 +33,7 @@ def test_runner_edp_matches_exact_queue(linear_platform, arrivals, batch_size, s
     device, engine, clock, model = linear_platform()
     rate = 2.0
     workload = Workload(arrivals=arrivals, rate_per_s=rate, output_tokens=8, prompt_tokens=16)
-    runner = Runner(
-        device=device, engine=engine, workload=workload, requests_per_round=40, energy_scope=scope, seed=3
-    )
+    runner = Runner(device=device, engine=engine, workload=workload, requests_per_round=40, energy_scope=scope, seed=3)
     clock.sleep(10.0)  # the window does not start at t = 0
     obs = runner.measure(Config(1000.0, batch_size))
 
@@ -63,9 +61,7 @@ def test_runner_edp_matches_exact_queue(linear_platform, arrivals, batch_size, s
 def test_uniform_mean_wait_is_b_minus_1_over_2_lambda(linear_platform, batch_size):
     device, engine, clock, model = linear_platform(base_s=0.2, per_request_s=0.01)
     rate = 1.0
-    runner = Runner(
-        device=device, engine=engine, workload=Workload(rate_per_s=rate), requests_per_round=64
-    )
+    runner = Runner(device=device, engine=engine, workload=Workload(rate_per_s=rate), requests_per_round=64)
     obs = runner.measure(Config(500.0, batch_size))
     assert obs.keeps_up
     assert obs.mean_latency_s - model.service_s(batch_size) == pytest.approx((batch_size - 1) / (2 * rate), rel=1e-9)
@@ -75,9 +71,7 @@ def test_overloaded_config_is_flagged_and_latency_grows_with_window(linear_platf
     device, engine, clock, model = linear_platform(base_s=3.0, per_request_s=0.5)  # b=4: 5 s per 4 s of arrivals
     latencies = []
     for requests in (32, 128):
-        runner = Runner(
-            device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=requests
-        )
+        runner = Runner(device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=requests)
         obs = runner.measure(Config(500.0, 4))
         assert not obs.keeps_up
         latencies.append(obs.mean_latency_s)
@@ -86,9 +80,7 @@ def test_overloaded_config_is_flagged_and_latency_grows_with_window(linear_platf
 
 def test_saturated_serves_everything_back_to_back(linear_platform):
     device, engine, clock, model = linear_platform()
-    runner = Runner(
-        device=device, engine=engine, workload=Workload(arrivals="saturated"), requests_per_round=12
-    )
+    runner = Runner(device=device, engine=engine, workload=Workload(arrivals="saturated"), requests_per_round=12)
     obs = runner.measure(Config(500.0, 4))
     s = model.service_s(4)
     assert obs.window_s == pytest.approx(3 * s)
@@ -98,9 +90,7 @@ def test_saturated_serves_everything_back_to_back(linear_platform):
 
 def test_ttft_is_measured_from_arrival(linear_platform):
     device, engine, clock, model = linear_platform()
-    runner = Runner(
-        device=device, engine=engine, workload=Workload(arrivals="saturated"), requests_per_round=4
-    )
+    runner = Runner(device=device, engine=engine, workload=Workload(arrivals="saturated"), requests_per_round=4)
     obs = runner.measure(Config(500.0, 4))
     s = model.service_s(4)
     # two batches: TTFT s/4 and s + s/4 after arrival at 0
@@ -153,9 +143,7 @@ class CountingEngine:
 def test_engines_that_compile_get_one_untimed_batch_per_new_size(linear_platform):
     device, engine, clock, model = linear_platform()
     counting = CountingEngine(engine)
-    runner = Runner(
-        device=device, engine=counting, workload=Workload(arrivals="saturated"), requests_per_round=8
-    )
+    runner = Runner(device=device, engine=counting, workload=Workload(arrivals="saturated"), requests_per_round=8)
     obs = runner.measure(Config(500.0, 4))
     assert counting.batches == 3  # warm-up + 2 measured
     assert obs.window_s == pytest.approx(2 * model.service_s(4))  # the warm-up is outside the window

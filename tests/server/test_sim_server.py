@@ -15,9 +15,7 @@ MODEL = "llama-3.2-1b"
 
 @pytest.fixture(scope="module")
 def server():
-    srv = start_server(
-        "--device", "sim", "--freq", "816", "--batch", "4", "--max-wait-s", "0.5", "--sim-speed", "50"
-    )
+    srv = start_server("--device", "sim", "--freq", "816", "--batch", "4", "--max-wait-s", "0.5", "--sim-speed", "50")
     yield srv
     srv.stop()
 
