@@ -55,44 +55,16 @@ def _base(f: float, b: int) -> tuple[float, float]:
     return time_s, time_s * power_w
 
 
-def _throttle(f: float, b: int) -> tuple[float, float]:
-    t, e = _base(f, b)
-    return (t * 1.25, e * 1.45) if f >= 1000 and b >= 8 else (t, e)
+def _stepped(
+    time_factor: float, energy_factor: float, where: Callable[[float, int], bool]
+) -> Callable[[float, int], tuple[float, float]]:
+    """The smooth surface with batch time and energy multiplied where `where(f, b)` holds (a step, a cliff)."""
 
+    def surface(f: float, b: int) -> tuple[float, float]:
+        t, e = _base(f, b)
+        return (t * time_factor, e * energy_factor) if where(f, b) else (t, e)
 
-def _nonmonotone(f: float, b: int) -> tuple[float, float]:
-    t, e = _base(f, b)
-    return (t * 1.3, e * 1.3) if b in (6, 10, 14) else (t, e)
-
-
-def _cliff(f: float, b: int) -> tuple[float, float]:
-    t, e = _base(f, b)
-    return (t * 1.8, e * 1.9) if b >= 12 else (t, e)
-
-
-def _cliff_at_16(f: float, b: int) -> tuple[float, float]:
-    t, e = _base(f, b)
-    return (t * 1.6, e * 1.7) if b >= 16 else (t, e)
-
-
-def _cliff_at_8(f: float, b: int) -> tuple[float, float]:
-    t, e = _base(f, b)
-    return (t * 1.8, e * 1.9) if b >= 8 else (t, e)
-
-
-def _throttle_low(f: float, b: int) -> tuple[float, float]:
-    t, e = _base(f, b)
-    return (t * 1.2, e * 1.3) if f >= 700 and b >= 4 else (t, e)
-
-
-def _slow_level(f: float, b: int) -> tuple[float, float]:
-    t, e = _base(f, b)
-    return (t * 1.2, e * 1.25) if f == 900.0 else (t, e)
-
-
-def _spike(f: float, b: int) -> tuple[float, float]:
-    t, e = _base(f, b)
-    return (t * 3.0, e * 3.0) if (f, b) == (700.0, 4) else (t, e)
+    return surface
 
 
 @dataclass(frozen=True)
@@ -110,23 +82,47 @@ class Synthetic:
 
 SYNTHETIC: dict[str, Synthetic] = {
     "throttle": Synthetic(
-        _throttle, FREQS_WIDE, (1, 2, 4, 8, 12, 16), notes="time ×1.25, energy ×1.45 at f ≥ 1000, b ≥ 8"
+        _stepped(1.25, 1.45, lambda f, b: f >= 1000 and b >= 8),
+        FREQS_WIDE,
+        (1, 2, 4, 8, 12, 16),
+        notes="time ×1.25, energy ×1.45 at f ≥ 1000, b ≥ 8",
     ),
-    "nonmonotone": Synthetic(_nonmonotone, FREQS_WIDE[::2] + (1200.0,), (2, 4, 6, 8, 10, 12, 14, 16)),
+    "nonmonotone": Synthetic(
+        _stepped(1.3, 1.3, lambda f, b: b in (6, 10, 14)), FREQS_WIDE[::2] + (1200.0,), (2, 4, 6, 8, 10, 12, 14, 16)
+    ),
     "noisy": Synthetic(_base, FREQS_WIDE, (1, 2, 4, 8, 16, 32), noise=0.08, repeats=12),
     "small-b": Synthetic(_base, FREQS_WIDE + (1200.0,), (1, 2, 3, 4, 6, 8)),
-    "cliff": Synthetic(_cliff, FREQS_WIDE, (2, 4, 8, 12, 16, 24)),
+    "cliff": Synthetic(_stepped(1.8, 1.9, lambda f, b: b >= 12), FREQS_WIDE, (2, 4, 8, 12, 16, 24)),
     "one-freq": Synthetic(_base, (900.0,), (1, 2, 3, 5, 8, 13, 21, 34)),
     "two-batch": Synthetic(_base, tuple(np.linspace(200.0, 1300.0, 12).round(1)), (4, 16)),
     "uneven": Synthetic(_base, (300.0, 320.0, 1300.0), (1, 5, 7, 30)),
     # Held out (`--holdout`): never used to choose the strategies' settings.
-    "cliff-16": Synthetic(_cliff_at_16, FREQS_WIDE, (2, 4, 8, 16, 24, 32), notes="time ×1.6, energy ×1.7 at b ≥ 16"),
-    "cliff-8": Synthetic(_cliff_at_8, FREQS_WIDE, (1, 2, 4, 8, 16), notes="time ×1.8, energy ×1.9 at b ≥ 8"),
-    "throttle-low": Synthetic(_throttle_low, FREQS_WIDE, (1, 2, 4, 8, 12, 16), notes="×1.2/×1.3 at f ≥ 700, b ≥ 4"),
+    "cliff-16": Synthetic(
+        _stepped(1.6, 1.7, lambda f, b: b >= 16),
+        FREQS_WIDE,
+        (2, 4, 8, 16, 24, 32),
+        notes="time ×1.6, energy ×1.7 at b ≥ 16",
+    ),
+    "cliff-8": Synthetic(
+        _stepped(1.8, 1.9, lambda f, b: b >= 8), FREQS_WIDE, (1, 2, 4, 8, 16), notes="time ×1.8, energy ×1.9 at b ≥ 8"
+    ),
+    "throttle-low": Synthetic(
+        _stepped(1.2, 1.3, lambda f, b: f >= 700 and b >= 4),
+        FREQS_WIDE,
+        (1, 2, 4, 8, 12, 16),
+        notes="×1.2/×1.3 at f ≥ 700, b ≥ 4",
+    ),
     "noisier": Synthetic(_base, FREQS_WIDE, (1, 2, 4, 8, 16), noise=0.10, repeats=12),
     "tiny": Synthetic(_base, (500.0, 1300.0), (2, 8, 16)),
-    "slow-level": Synthetic(_slow_level, FREQS_WIDE, (1, 2, 4, 8, 16), notes="900 MHz ×1.2/×1.25"),
-    "spike": Synthetic(_spike, FREQS_WIDE, (1, 2, 4, 8, 16), notes="(700 MHz, b = 4) 3× slower"),
+    "slow-level": Synthetic(
+        _stepped(1.2, 1.25, lambda f, b: f == 900.0), FREQS_WIDE, (1, 2, 4, 8, 16), notes="900 MHz ×1.2/×1.25"
+    ),
+    "spike": Synthetic(
+        _stepped(3.0, 3.0, lambda f, b: (f, b) == (700.0, 4)),
+        FREQS_WIDE,
+        (1, 2, 4, 8, 16),
+        notes="(700 MHz, b = 4) 3× slower",
+    ),
 }
 
 
@@ -148,15 +144,21 @@ def write_synthetic(name: str, directory: Path) -> Path:
     return path
 
 
-def holdout_scenarios() -> list[Scenario]:
-    """Scenarios never used to choose the strategies' settings: other rates, objectives and hard surfaces."""
+def _analytic(rates: Sequence[float], *, family: str, prefix: str = "") -> list[Scenario]:
+    """The analytic presets: both models × both boards × `rates` × uniform and Poisson arrivals."""
     out = []
     for model in MODELS:
         for board in BOARDS:
-            for rate in (0.3, 0.75, 1.5, 3.0):
+            for rate in rates:
                 for arrivals in ARRIVALS:
-                    short = f"ho-{model.split('-')[0]}-{board[-4:]}-{arrivals[0]}{rate:g}"
-                    out.append(Scenario(short, "holdout-analytic", arrivals, rate, board, model))
+                    name = f"{prefix}{model.split('-')[0]}-{board[-4:]}-{arrivals[0]}{rate:g}"
+                    out.append(Scenario(name, family, arrivals, rate, board, model))
+    return out
+
+
+def holdout_scenarios() -> list[Scenario]:
+    """Scenarios never used to choose the strategies' settings: other rates, objectives and hard surfaces."""
+    out = _analytic((0.3, 0.75, 1.5, 3.0), family="holdout-analytic", prefix="ho-")
     for objective in ("ed2p", "energy", "latency", "weighted:0.3"):
         out.append(
             Scenario(
@@ -193,14 +195,7 @@ def holdout_scenarios() -> list[Scenario]:
 
 def default_scenarios(*, profiles: Sequence[str] = (), quick: bool = False) -> list[Scenario]:
     """The sweep: analytic presets × rates × arrivals, synthetic profiles, given profiles, constraints, drift."""
-    out: list[Scenario] = []
-    rates = (0.1, 1.0, 4.0) if quick else RATES_PER_S
-    for model in MODELS:
-        for board in BOARDS:
-            for rate in rates:
-                for arrivals in ARRIVALS:
-                    short = f"{model.split('-')[0]}-{board[-4:]}-{arrivals[0]}{rate:g}"
-                    out.append(Scenario(short, "analytic", arrivals, rate, board, model))
+    out = _analytic((0.1, 1.0, 4.0) if quick else RATES_PER_S, family="analytic")
     synthetic = {
         "throttle": ("poisson", 3.0),
         "nonmonotone": ("uniform", 2.0),
