@@ -6,8 +6,9 @@ window's cost moves by 20–35 % with the luck of Poisson arrivals. `LogResponse
 the grid with uncertainty; `GridForecast` turns them into every config's expected cost at the current traffic
 with the runner's own batching semantics. `propose` measures the config with the lowest optimistic cost (the
 hardware κ standard deviations better than its posterior mean: a lower confidence bound); `best` serves the
-lowest predicted cost among measured configs. Configs that failed, cannot keep up, or are predicted to break
-`--slo-p95` / `--power-cap` are avoided. `set_traffic` re-ranks everything at once from the same model.
+lowest predicted cost among measured configs. Configs that failed or are predicted to break `--slo-p95` /
+`--power-cap` are avoided; one predicted too slow to keep up is measured only as a probe of bounded cost, and
+never served once measured so. `set_traffic` re-ranks everything at once from the same model.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ KAPPA = 1.0  # optimism of `propose`, in posterior standard deviations of log ti
 # × time, power rising with f: slope in f between −1 and +1.
 TIME_SLOPES = {"slope_b": 0.5, "slope_f": -0.5, "slope_sd": 0.25}
 ENERGY_SLOPES = {"slope_b": 0.5, "slope_f": 0.0, "slope_sd": 0.5}
-DISTINCT_FIRST = 3  # configs measured before any is measured again: fewer cannot tell slopes from offsets
+PROBE_LOSS = 1.1  # a config predicted not to keep up is measured only if one window costs ≤ 1.1 × the best allowed
 
 
 class EdpilotStrategy(Strategy):
@@ -90,51 +91,52 @@ class EdpilotStrategy(Strategy):
             )
         return self._cache[kind]
 
-    def allowed(self, *, optimistic: bool = False) -> np.ndarray:
-        """Configs that may be served: not failed, within the constraints as predicted, and keeping up with the
-        traffic's mean rate (batch time ≤ b/λ) at the predicted batch time — the posterior mean, or `optimistic`ally
-        the lower bound — each filter dropped when nothing would pass it.
+    def within_limits(self) -> np.ndarray:
+        """Configs that have not failed and are predicted to meet `--slo-p95` / `--power-cap` (the filter is
+        dropped when nothing would pass it)."""
+        ok = ~self.failed
+        if not self.time.windows.any() or (self.ctx.slo_p95_s is None and self.ctx.power_cap_w is None):
+            return ok
+        mean = self.outlook("mean")
+        within = ok.copy()
+        if self.ctx.slo_p95_s is not None:
+            within &= mean.p95_latency_s <= self.ctx.slo_p95_s
+        if self.ctx.power_cap_w is not None:
+            within &= mean.power_w <= self.ctx.power_cap_w
+        return within if within.any() else ok
+
+    def allowed(self) -> np.ndarray:
+        """Configs that may be served: within the limits, and keeping up with the traffic's mean rate (batch
+        time ≤ b/λ) at the predicted batch time (the filter is dropped when nothing would pass it).
 
         A measured config's predicted time is its own windows' mean, known to 1–2 %. The windows' own keeps-up
         flags are not used: each compares with that window's arrivals, which under Poisson miss the mean rate by
         ±18 % at 32 requests, so a config at 95 % utilisation falls behind in about half of its windows.
         """
-        ok = ~self.failed
+        ok = self.within_limits()
         if not self.time.windows.any():
             return ok
-        if self.ctx.slo_p95_s is not None or self.ctx.power_cap_w is not None:
-            mean = self.outlook("mean")
-            within = ok.copy()
-            if self.ctx.slo_p95_s is not None:
-                within &= mean.p95_latency_s <= self.ctx.slo_p95_s
-            if self.ctx.power_cap_w is not None:
-                within &= mean.power_w <= self.ctx.power_cap_w
-            ok = within if within.any() else ok
-        log_s = self.time.mean - (KAPPA * self.time.sd if optimistic else 0.0)
-        keeping = ok & keeps_up_at(self.ctx.traffic, self.forecast.batch_of, np.exp(log_s))
+        keeping = ok & keeps_up_at(self.ctx.traffic, self.forecast.batch_of, np.exp(self.time.mean))
         return keeping if keeping.any() else ok
 
     def propose(self) -> Config:
-        """The config with the lowest optimistic predicted cost among the allowed ones.
+        """The config with the lowest optimistic predicted cost among the allowed ones and the probes.
 
-        Until `DISTINCT_FIRST` configs have been measured, a pick already measured gives way to the best
-        unmeasured config that keeps up at its optimistic time: the model then rests on too few configs to
-        tell the surface's slopes from one config's offset (a baseline inside a memory cliff makes every
-        smaller batch look too slow to keep up).
+        A probe is an unmeasured config within the limits that the model predicts too slow to keep up, but whose
+        predicted cost for one window — its queue growing through it — is within `PROBE_LOSS` of the best
+        allowed config's: measuring it risks at most that, and teaches what the smooth surface cannot (the
+        step below a memory cliff, a config at 99 % utilisation that the model puts at 104 %).
         """
         if not self.time.windows.any():
             return self.ctx.baseline
-        lcb = self.outlook("lcb").cost
-        cost = np.where(self.allowed(), lcb, np.inf)
+        allowed = self.allowed()
+        mean = self.outlook("mean").cost
+        best_mean = float(np.min(np.where(allowed, mean, np.inf)))
+        probes = self.within_limits() & (self.time.windows == 0) & (mean <= PROBE_LOSS * best_mean)
+        cost = np.where(allowed | probes, self.outlook("lcb").cost, np.inf)
         if not np.isfinite(cost).any():
             return self.ctx.baseline
-        pick = int(np.argmin(cost))
-        measured = self.time.windows > 0
-        if measured[pick] and measured.sum() < DISTINCT_FIRST:
-            wider = np.where(self.allowed(optimistic=True) & ~measured, lcb, np.inf)
-            if np.isfinite(wider).any():
-                pick = int(np.argmin(wider))
-        return self._configs[pick]
+        return self._configs[int(np.argmin(cost))]
 
     def best(self) -> Config:
         """The measured config with the lowest predicted cost at the current traffic among the allowed ones;
