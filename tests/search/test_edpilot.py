@@ -203,11 +203,13 @@ def test_a_config_that_failed_is_never_proposed_or_chosen():
     assert s.best() != first
 
 
-def test_a_config_the_model_puts_just_past_keeping_up_is_probed():
+def test_a_config_the_model_puts_just_past_keeping_up_is_probed_and_served():
     """`drift-syn-p1` after the rate rises 4×: the new optimum, (900 MHz, 8), runs at 99.5 % utilisation and the
     model, taught mostly by throttled neighbours, puts it at 104–113 %. Kept out as "cannot keep up", no seed
-    reached it (every run ended 1.095× off); as a probe of bounded cost, most seeds measure it and serve it."""
+    reached it (every run ended 1.095× off). As a probe it is measured; judged on the posterior mean, which leans
+    toward the throttled surface, a window measured at 1.999 s of the 2.000 s allowed still looked too slow and 4
+    seeds in 10 ended 1.18× off. Judged on its own windows, every seed serves it after one round."""
     scn = next(s for s in default_scenarios() if s.name == "drift-syn-p1")
-    finals = [run_one(scn, "edpilot", seed).row["drift1_x4_final_ratio"] for seed in range(6)]
-    assert sum(r <= 1.05 for r in finals) >= 3
-    assert max(finals) < 1.25
+    rows = [run_one(scn, "edpilot", seed).row for seed in range(6)]
+    assert [r["drift1_x4_rounds_to_5pct"] for r in rows] == [1.0] * 6
+    assert max(r["drift1_x4_final_ratio"] for r in rows) <= 1.05

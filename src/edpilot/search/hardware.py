@@ -93,6 +93,11 @@ class LogResponse:
         self.sum_yy[index] += batches * y * y
         self.windows[index] += 1
 
+    def measured_or_mean(self) -> np.ndarray:
+        """Log y per config: a measured config's own windows' mean (batch-weighted), else the posterior mean."""
+        seen = self.batches > 0
+        return np.where(seen, np.divide(self.sum_y, self.batches, out=np.zeros_like(self.sum_y), where=seen), self.mean)
+
     def noise_var(self) -> float:
         """Per-batch noise variance (log units²), pooled over configs measured more than once."""
         seen = self.windows > 0
@@ -120,9 +125,8 @@ class LogResponse:
         smooth_var = ((self.phi @ w_cov) * self.phi).sum(axis=1)
         own_prec = self.batches / sigma2
         prec = 1.0 / tau2 + own_prec
-        own_mean = np.divide(self.sum_y, self.batches, out=np.zeros_like(self.sum_y), where=self.batches > 0)
         shrink = (1.0 / tau2) / prec
-        self.mean = shrink * smooth + (1 - shrink) * own_mean
+        self.mean = shrink * smooth + (1 - shrink) * np.where(self.batches > 0, self.measured_or_mean(), 0.0)
         self.sd = np.sqrt(1.0 / prec + shrink**2 * smooth_var)
 
     def _weights(self, seen: np.ndarray, ybar: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
