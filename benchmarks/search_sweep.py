@@ -1,7 +1,7 @@
 """How well each search strategy finds the optimum: strategies × scenarios × seeds against the exact oracle.
 
     python benchmarks/search_sweep.py [--seeds 10] [--workers 2] [--output bench-out] [--profile FILE.csv ...]
-    python benchmarks/search_sweep.py --holdout [...]   # the scenarios never used to choose the settings
+    python benchmarks/search_sweep.py --holdout [...]   # scenarios written after the settings were chosen
 
 Same as `edpilot bench --sweep`. Writes runs.csv (every run), summary.md and curves.png (regret per round).
 Targets (issue 9): median final cost ≤ 1.01 × oracle, worst ≤ 1.05 ×; mean regret ≤ half of camel's.

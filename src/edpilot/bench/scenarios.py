@@ -96,7 +96,7 @@ SYNTHETIC: dict[str, Synthetic] = {
     "one-freq": Synthetic(_base, (900.0,), (1, 2, 3, 5, 8, 13, 21, 34)),
     "two-batch": Synthetic(_base, tuple(np.linspace(200.0, 1300.0, 12).round(1)), (4, 16)),
     "uneven": Synthetic(_base, (300.0, 320.0, 1300.0), (1, 5, 7, 30)),
-    # Held out (`--holdout`): never used to choose the strategies' settings.
+    # Held out (`--holdout`): written after the strategies' settings were chosen (docs/benchmarks.md).
     "cliff-16": Synthetic(
         _stepped(1.6, 1.7, lambda f, b: b >= 16),
         FREQS_WIDE,
@@ -157,7 +157,7 @@ def _analytic(rates: Sequence[float], *, family: str, prefix: str = "") -> list[
 
 
 def holdout_scenarios() -> list[Scenario]:
-    """Scenarios never used to choose the strategies' settings: other rates, objectives and hard surfaces."""
+    """Scenarios written after the strategies' settings were chosen: other rates, objectives and hard surfaces."""
     out = _analytic((0.3, 0.75, 1.5, 3.0), family="holdout-analytic", prefix="ho-")
     for objective in ("ed2p", "energy", "latency", "weighted:0.3"):
         out.append(

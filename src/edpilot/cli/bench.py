@@ -37,8 +37,8 @@ def bench_command(
         bool,
         typer.Option(
             "--holdout",
-            help="--sweep: score on the held-out scenarios instead (rates, objectives and hard surfaces never used "
-            "to choose the strategies' settings).",
+            help="--sweep: score on the held-out scenarios instead (rates, objectives and hard surfaces written "
+            "after the strategies' settings were chosen: docs/benchmarks.md says which later choices saw them).",
         ),
     ] = False,
     device: Annotated[
