@@ -93,10 +93,13 @@ class LogResponse:
         self.sum_yy[index] += batches * y * y
         self.windows[index] += 1
 
+    def own_mean(self) -> np.ndarray:
+        """Log y per config from its own windows alone (batch-weighted); 0 where unmeasured."""
+        return np.divide(self.sum_y, self.batches, out=np.zeros_like(self.sum_y), where=self.batches > 0)
+
     def measured_or_mean(self) -> np.ndarray:
-        """Log y per config: a measured config's own windows' mean (batch-weighted), else the posterior mean."""
-        seen = self.batches > 0
-        return np.where(seen, np.divide(self.sum_y, self.batches, out=np.zeros_like(self.sum_y), where=seen), self.mean)
+        """Log y per config: a measured config's own windows' mean, else the posterior mean."""
+        return np.where(self.batches > 0, self.own_mean(), self.mean)
 
     def noise_var(self) -> float:
         """Per-batch noise variance (log units²), pooled over configs measured more than once."""
@@ -126,7 +129,7 @@ class LogResponse:
         own_prec = self.batches / sigma2
         prec = 1.0 / tau2 + own_prec
         shrink = (1.0 / tau2) / prec
-        self.mean = shrink * smooth + (1 - shrink) * np.where(self.batches > 0, self.measured_or_mean(), 0.0)
+        self.mean = shrink * smooth + (1 - shrink) * self.own_mean()
         self.sd = np.sqrt(1.0 / prec + shrink**2 * smooth_var)
 
     def _weights(self, seen: np.ndarray, ybar: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
