@@ -191,6 +191,19 @@ def test_restore_saved_undoes_a_left_over_state(tree, store):
     assert restore_saved(store, sysfs_root_dir=tree.root) == []
 
 
+def test_restore_writes_a_node_that_a_kill_left_half_written(tree, store):
+    """On a tree of plain files a SIGKILL between truncating and writing leaves a node empty; restore writes it."""
+    from tests.hardware.fake_jetson import put
+
+    dev = open_jetson(tree, store)
+    dev.set_freq_mhz(420.75)
+    dev.close()  # no restore: as if killed
+    put(tree.devfreq / "min_freq", "")
+    outcomes = restore_saved(store, sysfs_root_dir=tree.root)
+    assert [(o.key, o.status) for o in outcomes] == [(dev.key, "restored")]
+    assert tree.read("max_freq") == str(ORIN_LEVELS_HZ[-1]) and tree.read("min_freq") == str(ORIN_LEVELS_HZ[0])
+
+
 def test_read_only_searches_batch_size_at_the_current_clock(tree, store):
     from edpilot.backends import Backends, build_space
 

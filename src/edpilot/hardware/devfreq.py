@@ -109,10 +109,11 @@ class GpuDevfreq:
 
     def set_range(self, min_hz: int, max_hz: int) -> int:
         """Write min and max in the order that never leaves min > max, skipping values that hold; return writes."""
-        current = {"min_freq": read_int(self.node / "min_freq"), "max_freq": read_int(self.node / "max_freq")}
+        current = {name: self._held_hz(name) for name in ("min_freq", "max_freq")}
+        held_max = current["max_freq"]
         order = (
             [("max_freq", max_hz), ("min_freq", min_hz)]
-            if min_hz > current["max_freq"]
+            if held_max is None or min_hz > held_max
             else [
                 ("min_freq", min_hz),
                 ("max_freq", max_hz),
@@ -124,6 +125,12 @@ class GpuDevfreq:
                 write_attr(self.node / name, str(value), how_to_allow=ALLOW_HINT)
                 writes += 1
         return writes
+
+    def _held_hz(self, name: str) -> int | None:
+        """The value `name` holds, or None when it is not a number — a write cut short by a kill, seen on a tree of
+        plain files — so that it is written rather than trusted. Unreadable files still raise."""
+        text = read_attr(self.node / name)
+        return int(text) if text.isdigit() else None
 
     def pin(self, level_hz: int) -> None:
         """Pin the GPU at one exact level (min = max = level)."""
