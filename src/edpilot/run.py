@@ -1,8 +1,8 @@
 """A tuning run assembled from what the user asked: backends, workload, grid, session and run-log header.
 
-`TuneRequest` holds the parsed options (validated here, so bad numbers never reach a device);
-`prepare(request)` opens the backends and `start_session(...)` builds the grid, the session and writes
-the header. The `tune` and `serve` commands are thin wrappers around these.
+`WorkloadRequest` and `SearchRequest` hold the parsed options (validated here, so bad numbers never reach a
+device); `edpilot.backends.open_backends` opens the device and engine, and `start_session(...)` builds the grid,
+the session and writes the header. The `tune` and `serve` commands are thin wrappers around these.
 """
 
 from __future__ import annotations
