@@ -35,7 +35,7 @@ NO_DEVICE = "none"
 
 
 class _Stop(Exception):
-    """SIGTERM or SIGHUP asked `top` to end: it ends as Ctrl-C does, with one line."""
+    """Ctrl-C, SIGTERM or SIGHUP asked `top` to end."""
 
 
 @dataclass
@@ -87,10 +87,10 @@ def top_command(
     done = _Done()
     try:
         reader = DeviceReader(opened) if opened is not None else None
-        with _signals_stop(), httpx.Client() as client:
+        with _Stopper().installed() as stopper, httpx.Client() as client:
             readings = _readings(reader, url, api_key, client, interval=interval, count=count, duration=duration)
             if log is not None:
-                _write_csv(log, reader, url, readings, done)
+                _write_csv(log, reader, url, readings, done, stopper)
             else:
                 _show_live(opened, readings, done)
     except (KeyboardInterrupt, _Stop):
@@ -163,7 +163,12 @@ def _cell(value: float | str | None) -> str:
 
 
 def _write_csv(
-    path: Path, reader: DeviceReader | None, url: str | None, readings: Iterator[Sample], done: _Done
+    path: Path,
+    reader: DeviceReader | None,
+    url: str | None,
+    readings: Iterator[Sample],
+    done: _Done,
+    stopper: _Stopper,
 ) -> None:
     """One flushed line per reading."""
     with _open_log(path) as fh:
@@ -171,9 +176,10 @@ def _write_csv(
         writer.writerow(_columns(reader, url))
         fh.flush()
         for reading, status in readings:
-            writer.writerow(_row(reading, status, reader))
-            fh.flush()
-            done.readings += 1
+            with stopper.hold():
+                writer.writerow(_row(reading, status, reader))
+                fh.flush()
+                done.readings += 1
 
 
 @contextlib.contextmanager
@@ -224,19 +230,38 @@ def _show(value: float | str | None, unit: str = "") -> str:
     return f"{text} {unit}".rstrip()
 
 
-@contextlib.contextmanager
-def _signals_stop() -> Iterator[None]:
-    """SIGTERM and SIGHUP end `top` as Ctrl-C does (it holds no clock to put back)."""
+class _Stopper:
+    """Ctrl-C, SIGTERM and SIGHUP end `top` with one line; one arriving while a row is written waits for its end."""
 
-    def stop(signum: int, frame: FrameType | None) -> None:
+    def __init__(self) -> None:
+        self.holding = False
+        self.pending = False
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.holding:
+            self.pending = True
+            return
         raise _Stop
 
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        with contextlib.suppress(ValueError):  # not the main thread
-            previous[sig] = signal.signal(sig, stop)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """A row and its count are written whole, or not at all."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.pending:
+            raise _Stop
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_Stopper]:
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(ValueError):  # not the main thread
+                previous[sig] = signal.signal(sig, self.handle)
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
