@@ -20,8 +20,8 @@ def test_told_the_same_windows_it_asks_and_chooses_as_tune_does(linear_platform)
     replayed = run_tune(Backends(device, engine), strategy="edpilot", budget=8, workload=workload)
 
     fresh, *_ = linear_platform()
-    traffic = workload.traffic(32)
-    tuner = edpilot.Tuner(fresh, arrival_rate_per_s=2.0, arrivals="poisson", prompt_tokens=traffic.prompt_tokens)
+    tuner = edpilot.Tuner(fresh, workload=workload)
+    assert tuner.traffic == workload.traffic(32)
     for r in replayed.rounds:
         config = tuner.next_config()
         assert config == r.config
@@ -93,6 +93,10 @@ def test_bad_settings_are_config_errors(linear_platform):
         edpilot.Tuner(device, arrival_rate_per_s=1.0, objective="speed")
     with pytest.raises(edpilot.WorkloadError, match="arrival rate"):
         edpilot.Tuner(device, arrival_rate_per_s=0.0)
+    with pytest.raises(edpilot.ConfigError, match="say the traffic once"):
+        edpilot.Tuner(device)
+    with pytest.raises(edpilot.ConfigError, match="drop arrival_rate_per_s, output_tokens, or the workload"):
+        edpilot.Tuner(device, workload=Workload(), arrival_rate_per_s=1.0, output_tokens=10)
     tuner = edpilot.Tuner(device, arrival_rate_per_s=1.0)
     with pytest.raises(edpilot.ConfigError, match="first round must measure the baseline"):
         tuner.record(Config(500.0, 4), _obs())

@@ -1,6 +1,6 @@
 """`edpilot.Tuner`: ask/tell tuning from your own serving loop, on the `TuningSession` that `tune` and `serve` drive.
 
-    tuner = edpilot.Tuner(device, arrival_rate_per_s=2.0)       # the traffic is said once, here
+    tuner = edpilot.Tuner(device, arrival_rate_per_s=2.0)       # the traffic is said once, here (or workload=...)
     config = tuner.next_config()                                 # ask: (freq_mhz, batch_size) to serve at
     with tuner.round(config) as rnd:                             # pins the clock, opens the energy window
         rnd.run(engine, batch)                                   # ...or rnd.add_batch(...) for your own engine
@@ -34,25 +34,27 @@ from edpilot.serving.traffic import Traffic, TrafficKind
 from edpilot.serving.window import EnergyWindow
 from edpilot.space import Config, ConfigSpace
 from edpilot.tuner import TuneResult, TuningSession
-from edpilot.workload import Request
+from edpilot.workload import Request, RequestSource
 
 
 class Tuner:
     """Ask for the next config, serve a round there in your loop, tell what it measured; `best()` is the choice.
 
-    The grid comes from the device (`freqs`/`batches` narrow it, as `--freqs`/`--batches` do); the traffic
-    (`arrival_rate_per_s`, `arrivals`, mean `prompt_tokens` and `output_tokens`) is given once and changed with
-    `set_traffic`. `run_log` writes the same JSONL run log `edpilot tune` does (`edpilot report` reads it).
+    The grid comes from the device (`freqs`/`batches` narrow it, as `--freqs`/`--batches` do). The traffic is
+    given once: either `arrival_rate_per_s` (with `arrivals`, default uniform, and mean `prompt_tokens`, default
+    128, and `output_tokens`, default 70), or a `workload` whose requests you serve (`tuner.workload`), and it is
+    changed with `set_traffic`. `run_log` writes the JSONL run log `edpilot tune` writes (`edpilot report` reads it).
     """
 
     def __init__(
         self,
         device: Device,
         *,
-        arrival_rate_per_s: float,
-        arrivals: TrafficKind = "uniform",
-        prompt_tokens: float = 128.0,
-        output_tokens: float = 70.0,
+        arrival_rate_per_s: float | None = None,
+        arrivals: TrafficKind | None = None,
+        prompt_tokens: float | None = None,
+        output_tokens: float | None = None,
+        workload: RequestSource | None = None,
         requests_per_round: int = 32,
         objective: str = "edp",
         strategy: str = DEFAULT_STRATEGY,
@@ -79,12 +81,14 @@ class Tuner:
             power_cap_w=power_cap_w,
             seed=seed,
         )
-        traffic = Traffic(
+        self.workload = workload
+        traffic = _traffic(
+            workload,
+            requests_per_round,
+            arrival_rate_per_s=arrival_rate_per_s,
             arrivals=arrivals,
-            rate_per_s=arrival_rate_per_s,
             prompt_tokens=prompt_tokens,
             output_tokens=output_tokens,
-            requests_per_round=requests_per_round,
         )
         settings = session_settings(device, self.search, profile=profile_table(device))
         self.run_log = RunLog(run_log, overwrite=overwrite)
@@ -97,8 +101,8 @@ class Tuner:
                 engine={"backend": "library"},
                 model=None,
                 mode="library",
-                workload_name=arrivals,
-                output_tokens=output_tokens,
+                workload_name=traffic.arrivals,
+                output_tokens=traffic.output_tokens,
             )
         )
         self.session = TuningSession(settings, traffic, run_log=self.run_log)
@@ -269,6 +273,34 @@ class _Keep:
     def generate(self, batch: Sequence[Request]) -> list[Completion]:
         self.last = self.engine.generate(batch)
         return self.last
+
+
+def _traffic(
+    workload: RequestSource | None,
+    requests_per_round: int,
+    *,
+    arrival_rate_per_s: float | None,
+    arrivals: TrafficKind | None,
+    prompt_tokens: float | None,
+    output_tokens: float | None,
+) -> Traffic:
+    """The traffic from a workload, or from the rate and lengths (ConfigError for neither, or for both)."""
+    given = {"arrival_rate_per_s": arrival_rate_per_s, "arrivals": arrivals}
+    given |= {"prompt_tokens": prompt_tokens, "output_tokens": output_tokens}
+    if workload is not None:
+        named = [name for name, value in given.items() if value is not None]
+        if named:
+            raise ConfigError(f"the workload already says the traffic: drop {', '.join(named)}, or the workload")
+        return workload.traffic(requests_per_round)
+    if arrival_rate_per_s is None:
+        raise ConfigError("say the traffic once: arrival_rate_per_s=REQ_PER_S, or workload=edpilot.Workload(...)")
+    return Traffic(
+        arrivals=arrivals or "uniform",
+        rate_per_s=arrival_rate_per_s,
+        prompt_tokens=128.0 if prompt_tokens is None else prompt_tokens,
+        output_tokens=70.0 if output_tokens is None else output_tokens,
+        requests_per_round=requests_per_round,
+    )
 
 
 def _as_list(values: str | Sequence[float] | Sequence[int] | None) -> str | None:
