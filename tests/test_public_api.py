@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -19,6 +21,16 @@ def test_all_names_exist_and_star_import_gives_exactly_them():
         assert name in edpilot.__all__
     assert issubclass(edpilot.PermissionDenied, edpilot.DeviceError)
     assert issubclass(edpilot.DeviceError, edpilot.EdpilotError)
+
+
+def test_import_edpilot_stays_light_until_a_name_is_used():
+    """The `edpilot` command's Ctrl-C guard runs after `import edpilot`: that import must load nothing heavy."""
+    code = "import sys, edpilot; print(sorted(m for m in ('numpy', 'edpilot.tuner') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert set(edpilot._EXPORTS) == set(edpilot.__all__) - {"__version__"}
+    with pytest.raises(AttributeError, match="has no attribute 'Tunr'"):
+        _ = edpilot.Tunr
 
 
 def test_the_package_docstring_maps_every_public_module():

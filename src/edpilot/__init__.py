@@ -36,30 +36,95 @@ or written), `EngineError` (a model that cannot load or generate), `WorkloadErro
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from edpilot.backends import open_device, open_engine  # noqa: E402 - after __version__, which run.py imports
-from edpilot.engine import Completion, Engine, EngineOptions  # noqa: E402
-from edpilot.errors import (  # noqa: E402
-    ConfigError,
-    DeviceError,
-    EdpilotError,
-    EngineError,
-    PermissionDenied,
-    ProfileError,
-    WorkloadError,
-)
-from edpilot.hardware import Device, DeviceCapabilities, DeviceOptions  # noqa: E402
-from edpilot.monitor import EnergyMonitor, Measurement  # noqa: E402
-from edpilot.objective import Objective, Observation, parse_objective  # noqa: E402
-from edpilot.runlog import RoundRecord, RunLog, Summary, read_run_log  # noqa: E402
-from edpilot.runner import Runner  # noqa: E402
-from edpilot.search import STRATEGIES, SearchContext, Strategy, make_strategy  # noqa: E402
-from edpilot.serving import EnergyWindow, Traffic  # noqa: E402
-from edpilot.space import Config, ConfigSpace  # noqa: E402
-from edpilot.tuner import SessionSettings, TuneResult, TuningSession, tune  # noqa: E402
-from edpilot.tuner_api import Round, Tuner  # noqa: E402
-from edpilot.workload import Request, Workload  # noqa: E402
+# Public name -> the module that defines it. Imported on first use, so `import edpilot` (and the `edpilot`
+# command's start-up, whose Ctrl-C guard sits in `edpilot.__main__`) stays light.
+_EXPORTS: dict[str, str] = {
+    "open_device": "edpilot.backends",
+    "open_engine": "edpilot.backends",
+    "Completion": "edpilot.engine",
+    "Engine": "edpilot.engine",
+    "EngineOptions": "edpilot.engine",
+    "ConfigError": "edpilot.errors",
+    "DeviceError": "edpilot.errors",
+    "EdpilotError": "edpilot.errors",
+    "EngineError": "edpilot.errors",
+    "PermissionDenied": "edpilot.errors",
+    "ProfileError": "edpilot.errors",
+    "WorkloadError": "edpilot.errors",
+    "Device": "edpilot.hardware",
+    "DeviceCapabilities": "edpilot.hardware",
+    "DeviceOptions": "edpilot.hardware",
+    "EnergyMonitor": "edpilot.monitor",
+    "Measurement": "edpilot.monitor",
+    "Objective": "edpilot.objective",
+    "Observation": "edpilot.objective",
+    "parse_objective": "edpilot.objective",
+    "RoundRecord": "edpilot.runlog",
+    "RunLog": "edpilot.runlog",
+    "Summary": "edpilot.runlog",
+    "read_run_log": "edpilot.runlog",
+    "Runner": "edpilot.runner",
+    "STRATEGIES": "edpilot.search",
+    "SearchContext": "edpilot.search",
+    "Strategy": "edpilot.search",
+    "make_strategy": "edpilot.search",
+    "EnergyWindow": "edpilot.serving",
+    "Traffic": "edpilot.serving",
+    "Config": "edpilot.space",
+    "ConfigSpace": "edpilot.space",
+    "SessionSettings": "edpilot.tuner",
+    "TuneResult": "edpilot.tuner",
+    "TuningSession": "edpilot.tuner",
+    "tune": "edpilot.tuner",
+    "Round": "edpilot.tuner_api",
+    "Tuner": "edpilot.tuner_api",
+    "Request": "edpilot.workload",
+    "Workload": "edpilot.workload",
+}
+
+if TYPE_CHECKING:
+    from edpilot.backends import open_device, open_engine
+    from edpilot.engine import Completion, Engine, EngineOptions
+    from edpilot.errors import (
+        ConfigError,
+        DeviceError,
+        EdpilotError,
+        EngineError,
+        PermissionDenied,
+        ProfileError,
+        WorkloadError,
+    )
+    from edpilot.hardware import Device, DeviceCapabilities, DeviceOptions
+    from edpilot.monitor import EnergyMonitor, Measurement
+    from edpilot.objective import Objective, Observation, parse_objective
+    from edpilot.runlog import RoundRecord, RunLog, Summary, read_run_log
+    from edpilot.runner import Runner
+    from edpilot.search import STRATEGIES, SearchContext, Strategy, make_strategy
+    from edpilot.serving import EnergyWindow, Traffic
+    from edpilot.space import Config, ConfigSpace
+    from edpilot.tuner import SessionSettings, TuneResult, TuningSession, tune
+    from edpilot.tuner_api import Round, Tuner
+    from edpilot.workload import Request, Workload
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edpilot' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "STRATEGIES",
