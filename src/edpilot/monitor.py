@@ -155,8 +155,8 @@ class EnergyMonitor:
             self.sync()
         opened = self._open.pop(name)
         total = opened.total.end()
-        for window in opened.rails.values():
-            window.end()
+        for rail_window in opened.rails.values():
+            rail_window.end()
         missing: dict[str, str] = {}
         if total.energy_j is None:
             missing["energy_j"] = self._why_missing(total)
@@ -164,10 +164,10 @@ class EnergyMonitor:
             missing["meter_updates"] = f"{self.device.name} does not say how often its meter updates"
         rail_energy_j: dict[str, float | None] = {}
         for label, meter in self._rail_meters.items():
-            window = opened.rails.get(label)
-            rail_energy_j[label] = None if window is None else window.energy_j
+            rail = opened.rails.get(label)
+            rail_energy_j[label] = None if rail is None else rail.energy_j
             if rail_energy_j[label] is None:
-                missing[f"rail_energy_j[{label}]"] = self._why_rail_missing(label, meter, window)
+                missing[f"rail_energy_j[{label}]"] = self._why_rail_missing(label, meter, rail)
         if not self._rail_meters:
             missing["rail_energy_j"] = f"{self.device.name} has no per-rail power monitors"
         return Measurement(

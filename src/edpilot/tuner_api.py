@@ -274,6 +274,12 @@ class _Keep:
         self.last = self.engine.generate(batch)
         return self.last
 
+    def describe(self) -> dict[str, object]:
+        return self.engine.describe()
+
+    def close(self) -> None:
+        """The engine's owner closes it."""
+
 
 def _traffic(
     workload: RequestSource | None,
