@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import zipfile
@@ -60,6 +62,19 @@ def test_open_device_puts_the_clock_back_after_an_exception(tmp_path):
         after = {name: tree.read(name) for name in before}
         assert after == before
         assert not list((tmp_path / "state").glob("*.json"))  # nothing left for `edpilot restore`
+    finally:
+        tree.stop()
+
+
+def test_open_device_puts_the_clock_back_on_sigterm(tmp_path):
+    tree = build_tree(tmp_path / "root").start()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            with edpilot.open_device("jetson", sysfs_root=tree.root, state_dir=tmp_path / "state") as device:
+                device.set_freq_mhz(ORIN_LEVELS_HZ[2] / 1e6)
+                os.kill(os.getpid(), signal.SIGTERM)
+        assert exit_info.value.code == 128 + signal.SIGTERM
+        assert (int(tree.read("min_freq")), int(tree.read("max_freq"))) == (ORIN_LEVELS_HZ[0], ORIN_LEVELS_HZ[-1])
     finally:
         tree.stop()
 

@@ -70,8 +70,8 @@ def top_command(
 ) -> None:
     """Watch GPU and memory clocks, governor, per-rail power and the energy counter live; never changes anything.
 
-    --log FILE.csv --interval S writes the same readings, one flushed line each, without the screen; Ctrl-C (or
-    SIGTERM) ends with one line.
+    --log FILE.csv --interval S writes the same readings without the screen, one flushed line each.
+    Ctrl-C or SIGTERM ends it with one line; --count or --duration ends it by itself.
     """
     if not (math.isfinite(interval) and interval > 0):
         raise ConfigError(f"--interval must be a finite number of seconds > 0, got {interval}")
