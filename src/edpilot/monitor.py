@@ -11,7 +11,9 @@
 
 Windows are named by the caller and may overlap. Each is an `EnergyWindow` over the device's meter (and, on a
 Jetson, one sampled meter per INA3221 rail), so a reading that failed or a meter that did not advance is None,
-never a held value or 0. `sync` (e.g. `torch.cuda.synchronize`) runs before each window's start and end reading.
+never a held value or 0; so is a window shorter than one update of the meter (NVML: ~100 ms; the INA3221
+averages each reading over ~430 ms), whose energy cannot be told from its neighbours'. `sync` (e.g.
+`torch.cuda.synchronize`) runs before each window's start and end reading.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from edpilot.serving.window import EnergyWindow
 log = logging.getLogger(__name__)
 
 RAIL_SAMPLE_INTERVAL_S = 0.02  # as the Jetson device samples its total
+MIN_METER_UPDATES = 1.0  # a window shorter than one meter update has no energy of its own
 
 
 @dataclass(frozen=True)
@@ -158,22 +161,24 @@ class EnergyMonitor:
         for rail_window in opened.rails.values():
             rail_window.end()
         missing: dict[str, str] = {}
-        if total.energy_j is None:
-            missing["energy_j"] = self._why_missing(total)
+        too_short = self._too_short(total)
+        energy_j = None if too_short else total.energy_j
+        if energy_j is None:
+            missing["energy_j"] = too_short or self._why_missing(total)
         if total.meter_updates is None:
             missing["meter_updates"] = f"{self.device.name} does not say how often its meter updates"
         rail_energy_j: dict[str, float | None] = {}
         for label, meter in self._rail_meters.items():
             rail = opened.rails.get(label)
-            rail_energy_j[label] = None if rail is None else rail.energy_j
+            rail_energy_j[label] = None if rail is None or too_short else rail.energy_j
             if rail_energy_j[label] is None:
-                missing[f"rail_energy_j[{label}]"] = self._why_rail_missing(label, meter, rail)
+                missing[f"rail_energy_j[{label}]"] = too_short or self._why_rail_missing(label, meter, rail)
         if not self._rail_meters:
             missing["rail_energy_j"] = f"{self.device.name} has no per-rail power monitors"
         return Measurement(
             name=name,
             duration_s=total.duration_s,
-            energy_j=total.energy_j,
+            energy_j=energy_j,
             rail_energy_j=rail_energy_j,
             meter_updates=total.meter_updates,
             missing=missing,
@@ -204,6 +209,17 @@ class EnergyMonitor:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def _too_short(self, window: EnergyWindow) -> str | None:
+        """Why a window shorter than one meter update has no energy (its reading cannot be told apart), or None."""
+        updates = window.meter_updates
+        if updates is None or updates >= MIN_METER_UPDATES:
+            return None
+        interval_ms = self.device.capabilities.meter_update_interval_ms
+        return (
+            f"the window ({window.duration_s:.3g} s) is shorter than one update of the meter of {self.device.name} "
+            f"(every {interval_ms:g} ms): its energy cannot be told apart; make the window longer"
+        )
 
     def _why_missing(self, window: EnergyWindow) -> str:
         caps = self.device.capabilities
