@@ -133,7 +133,7 @@ def read_server(url: str, *, api_key: str | None = None, client: httpx.Client | 
         response = get(f"{url.rstrip('/')}/metrics", headers=headers, timeout=SERVER_TIMEOUT_S)
         response.raise_for_status()
         samples = {s.name: s.value for f in text_string_to_metric_families(response.text) for s in f.samples}
-    except (httpx.HTTPError, ValueError) as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         return ServerStatus(error=f"{url}: {exc}")
     values: dict[str, float | None] = {}
     for column, metric in SERVER_METRICS.items():

@@ -124,6 +124,7 @@ def test_a_signal_ends_logging_with_one_line_and_complete_rows(tmp_path, sig):
         (["--duration", "nan"], "--duration must be"),
         (["--device", "none"], "give its --url"),
         (["--device", "tpu"], "unknown device"),
+        (["--url", "127.0.0.1:8000"], "--url needs an http:// or https:// address"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):
@@ -176,3 +177,9 @@ def test_an_unreachable_server_is_empty_cells_not_an_error(tmp_path):
     assert r.exit_code == 0, r.output
     rows = read_csv(log)
     assert len(rows) == 2 and all(v == "" for row in rows for k, v in row.items() if k != "time")
+
+
+def test_a_full_disk_is_one_line_and_exit_2():
+    r = runner.invoke(app, ["top", "--device", "sim", "--log", "/dev/full", "--overwrite", "--count", "2"])
+    assert r.exit_code == 2
+    assert "cannot write --log /dev/full: No space left on device" in r.stderr and "Traceback" not in r.output

@@ -79,6 +79,8 @@ def top_command(
         raise ConfigError(f"--count must be at least 1, got {count}")
     if duration is not None and not (math.isfinite(duration) and duration > 0):
         raise ConfigError(f"--duration must be a finite number of seconds > 0, got {duration}")
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"--url needs an http:// or https:// address, e.g. http://127.0.0.1:8000, got {url!r}")
     if device == NO_DEVICE and url is None:
         raise ConfigError("--device none watches only a server: give its --url")
     if log is not None and log.exists() and not overwrite:
@@ -173,12 +175,18 @@ def _write_csv(
     """One flushed line per reading."""
     with _open_log(path) as fh:
         writer = csv.writer(fh)
-        writer.writerow(_columns(reader, url))
-        fh.flush()
+        try:
+            writer.writerow(_columns(reader, url))
+            fh.flush()
+        except OSError as exc:
+            raise ConfigError(f"cannot write --log {path}: {exc.strerror or exc}") from None
         for reading, status in readings:
             with stopper.hold():
-                writer.writerow(_row(reading, status, reader))
-                fh.flush()
+                try:
+                    writer.writerow(_row(reading, status, reader))
+                    fh.flush()
+                except OSError as exc:
+                    raise ConfigError(f"cannot write --log {path}: {exc.strerror or exc}") from None
                 done.readings += 1
 
 
@@ -188,8 +196,18 @@ def _open_log(path: Path) -> Iterator[IO[str]]:
         fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise ConfigError(f"cannot write --log {path}: {exc.strerror or exc}") from None
-    with fh:
+    failed = False
+    try:
         yield fh
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        try:
+            fh.close()
+        except OSError as exc:  # a full disk fails the last flush too: said once, by whoever saw it first
+            if not failed:
+                raise ConfigError(f"cannot write --log {path}: {exc.strerror or exc}") from None
 
 
 def _show_live(device: Device | None, readings: Iterator[Sample], done: _Done) -> None:
