@@ -45,9 +45,11 @@ def test_top_log_reads_a_jetson_and_changes_nothing(tmp_path):
     before = snapshot(tree.root)
     log = tmp_path / "top.csv"
     args = ["top", "--device", "jetson", "--sysfs-root", str(tree.root), "--log", str(log)]
-    r = runner.invoke(app, [*args, "--count", "3", "--interval", "0.1"])
+    state = tmp_path / "state"
+    r = runner.invoke(app, [*args, "--count", "3", "--interval", "0.1"], env={"EDPILOT_STATE_DIR": str(state)})
     assert r.exit_code == 0, r.output
     assert snapshot(tree.root) == before
+    assert not state.exists()  # no saved state, no lock: there is nothing to put back
     header = log.read_text().splitlines()[0].split(",")
     assert header == ["time", "gpu_mhz", "emc_mhz", "governor", "power_w", "energy_j", *(f"{x}_w" for x in RAILS)]
     rows = read_csv(log)
