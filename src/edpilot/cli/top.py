@@ -213,8 +213,12 @@ def _open_log(path: Path) -> Iterator[IO[str]]:
 def _show_live(device: Device | None, readings: Iterator[Sample], done: _Done) -> None:
     with Live(console=console, auto_refresh=False, transient=False) as live:
         for reading, status in readings:
-            live.update(_table(device, reading, status), refresh=True)
             done.readings += 1
+            table = _table(device, reading, status)
+            table.caption = f"reading {done.readings} at {datetime.now().strftime('%H:%M:%S')}; Ctrl-C ends"
+            live.update(table, refresh=True)
+    if not console.is_terminal:
+        console.line()  # Live leaves its last frame without a line end when it is not on a terminal
 
 
 def _table(device: Device | None, reading: Reading | None, status: ServerStatus | None) -> Table:
