@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from edpilot.hardware.jetson import JetsonDevice
 from edpilot.hardware.nvml import NvmlDevice
 from edpilot.hardware.state import StateStore
 from edpilot.workload import Request
-from tests.hardware.fake_jetson import build_tree
+from tests.hardware.fake_jetson import build_tree, sine_ma
 from tests.hardware.test_nvml import FakeNvml
 
 
@@ -159,3 +160,22 @@ def test_the_simulated_board_through_open_device():
             engine.generate(requests)
         assert w.duration_s > 0 and w.energy_j is not None
         assert 5.0 < w.power_w < 60.0  # an AGX Orin serving a batch: between idle and the board's peak
+
+
+def test_a_rails_energy_follows_a_changing_load_to_the_analytic_integral(tmp_path):
+    tree = build_tree(tmp_path / "root")
+    value_ma, integral_mas = sine_ma(2000.0, 1800.0, period_s=2.5)  # the GPU rail swings 1-19 W
+    tree.waveform = value_ma
+    tree.start(period_s=0.001)
+    device = JetsonDevice(root=tree.root, state_store=StateStore(tmp_path / "state"))
+    try:
+        with edpilot.EnergyMonitor(device) as monitor, monitor.window("load") as w:
+            t_a = time.monotonic()
+            WallClock().sleep(1.2)  # part of a swing: its mean power alone would be ~37 % off
+            t_b = time.monotonic()
+    finally:
+        device.close()
+        tree.stop()
+    expected_j = 5.0 * integral_mas(t_a - tree.t0, t_b - tree.t0) / 1000  # 5 V × ∫ mA dt
+    assert w.rail_energy_j["VDD_GPU_SOC"] == pytest.approx(expected_j, rel=0.02)
+    assert w.rail_energy_j["VDD_CPU_CV"] == pytest.approx(3.0 * w.duration_s, rel=0.01)  # a steady rail
