@@ -4,7 +4,7 @@ Everything here only reads: no clock, governor or file is ever written. A value 
 in that reading — never the previous reading held over, never 0.
 
     reader = DeviceReader(device)
-    reading = reader.read()                 # reading.gpu_mhz, .emc_mhz, .governor, .power_w, .rails_w, .energy_j
+    reading = reader.read()     # reading.gpu_mhz, .emc_mhz, .governor, .gpu_load_pct, .power_w, .rails_w, .energy_j
     status = read_server("http://127.0.0.1:8000")   # status.values["round"], ..., or status.error
 """
 
@@ -50,6 +50,7 @@ class Reading:
     gpu_mhz: float | None
     emc_mhz: float | None
     governor: str | None
+    gpu_load_pct: float | None
     rails_w: dict[str, float | None]
     energy_j: float | None
     power_w: float | None = None  # mean since the previous reading, from the energy counter
@@ -85,6 +86,7 @@ class DeviceReader:
             gpu_mhz=_try(device.current_freq_mhz),
             emc_mhz=_try(self._emc_mhz),
             governor=_try(self._governor),
+            gpu_load_pct=_try(self._gpu_load_pct),
             rails_w=self._rails_w(),
             energy_j=energy_j,
             power_w=power_w,
@@ -103,6 +105,9 @@ class DeviceReader:
         if isinstance(self.device, JetsonDevice):
             return read_attr(self.device.gpu.node / "governor")
         return None
+
+    def _gpu_load_pct(self) -> float | None:
+        return self.device.gpu_load_pct() if isinstance(self.device, JetsonDevice) else None
 
     def _rails_w(self) -> dict[str, float | None]:
         device = self.device
@@ -149,6 +154,6 @@ def read_server(url: str, *, api_key: str | None = None, client: httpx.Client | 
 def _try(read: Callable[[], T | None]) -> T | None:
     try:
         return read()
-    except (DeviceError, OSError) as exc:
+    except (DeviceError, OSError, ValueError) as exc:  # ValueError: a file that does not hold a number
         log.debug("reading failed: %s", exc)
         return None

@@ -51,11 +51,13 @@ def test_top_log_reads_a_jetson_and_changes_nothing(tmp_path):
     assert snapshot(tree.root) == before
     assert not state.exists()  # no saved state, no lock: there is nothing to put back
     header = log.read_text().splitlines()[0].split(",")
-    assert header == ["time", "gpu_mhz", "emc_mhz", "governor", "power_w", "energy_j", *(f"{x}_w" for x in RAILS)]
+    columns = ["time", "gpu_mhz", "emc_mhz", "governor", "gpu_load_pct", "power_w", "energy_j"]
+    assert header == [*columns, *(f"{x}_w" for x in RAILS)]
     rows = read_csv(log)
     assert len(rows) == 3
     for row in rows:
         assert (row["gpu_mhz"], row["emc_mhz"], row["governor"]) == ("624.75", "3199", "nvhost_podgov")
+        assert row["gpu_load_pct"] == "41.2"  # the load file holds per mille: 412
         assert {x: float(row[f"{x}_w"]) for x in RAILS} == {
             "VDD_GPU_SOC": 8.0,
             "VDD_CPU_CV": 3.0,
@@ -114,7 +116,7 @@ def test_a_signal_ends_logging_with_one_line_and_complete_rows(tmp_path, sig):
     assert len(lines) == 1 and lines[0].startswith("edpilot top: stopped after ") and str(log) in lines[0]
     rows = read_csv(log)
     assert len(rows) >= 3 and f"after {len(rows)} readings" in lines[0]
-    assert all(len(row) == 6 and None not in row.values() for row in rows)
+    assert all(len(row) == 7 and None not in row.values() for row in rows)
     assert out == ""
 
 

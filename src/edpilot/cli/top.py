@@ -30,7 +30,7 @@ from edpilot.errors import ConfigError
 from edpilot.hardware import Device, DeviceOptions, open_device
 from edpilot.watch import SERVER_METRICS, DeviceReader, Reading, ServerStatus, read_server
 
-DEVICE_COLUMNS = ("time", "gpu_mhz", "emc_mhz", "governor", "power_w", "energy_j")
+DEVICE_COLUMNS = ("time", "gpu_mhz", "emc_mhz", "governor", "gpu_load_pct", "power_w", "energy_j")
 NO_DEVICE = "none"
 
 
@@ -151,7 +151,8 @@ def _row(reading: Reading | None, status: ServerStatus | None, reader: DeviceRea
     row = [datetime.now(timezone.utc).isoformat(timespec="milliseconds")]
     if reader is not None:
         assert reading is not None
-        values = [reading.gpu_mhz, reading.emc_mhz, reading.governor, reading.power_w, reading.energy_j]
+        values = [reading.gpu_mhz, reading.emc_mhz, reading.governor, reading.gpu_load_pct]
+        values += [reading.power_w, reading.energy_j]
         row += [_cell(v) for v in values] + [_cell(reading.rails_w.get(rail)) for rail in reader.rails]
     if status is not None:
         row += [_cell(status.values.get(name)) for name in SERVER_METRICS]
@@ -229,6 +230,7 @@ def _table(device: Device | None, reading: Reading | None, status: ServerStatus 
         table.add_row("GPU clock", _show(reading.gpu_mhz, "MHz"))
         table.add_row("memory clock", _show(reading.emc_mhz, "MHz"))
         table.add_row("governor", _show(reading.governor))
+        table.add_row("GPU load", _show(reading.gpu_load_pct, "%"))
         table.add_row("power (mean)", _show(reading.power_w, "W"))
         table.add_row("energy counter", _show(reading.energy_j, "J"))
         for rail, power_w in reading.rails_w.items():
