@@ -79,8 +79,9 @@ def test_a_reading_that_fails_is_missing_in_that_reading_only(tmp_path):
         assert reader.read().emc_mhz is None  # no BPMP debugfs file on this board
         (tree.devfreq / "governor").rename(tree.devfreq / "governor.away")
         os.remove(tree.hwmons[0] / "curr2_input")  # VDD_CPU_CV
+        put(tree.devfreq.parent.parent / "load", "busy")  # not a number
         reading = reader.read()
-        assert reading.governor is None and reading.rails_w["VDD_CPU_CV"] is None
+        assert reading.governor is None and reading.rails_w["VDD_CPU_CV"] is None and reading.gpu_load_pct is None
         assert reading.rails_w["VDD_GPU_SOC"] == pytest.approx(8.0) and reading.gpu_mhz == 624.75
         (tree.devfreq / "governor.away").rename(tree.devfreq / "governor")
         put(tree.hwmons[0] / "curr2_input", 700)
