@@ -23,6 +23,7 @@ from edpilot.hardware.undo import KnobGuard, RestoreContext
 log = logging.getLogger(__name__)
 
 SETTLE_TIMEOUT_S = 1.0  # how long to wait for cur_freq (or the memory clock's rate) to reach a pinned level
+EMC_CONFIRM_S = 0.01  # the rate is read again after this: a new EMC level takes ~8 ms to take effect (docs/hardware.md)
 NVPMODEL_STATUS = "var/lib/nvpmodel/status"
 DRY_RUN_REASON = "dry run: clocks are never changed; the level each round would set is logged"
 READ_ONLY_REASON = "--read-only was given: clocks are never changed"
@@ -73,6 +74,7 @@ class JetsonDevice:
         self.would_set_emc_mhz: float | None = None
         self.last_switch_s: float | None = None
         self.last_emc_switch_s: float | None = None
+        self.emc_confirm_s = EMC_CONFIRM_S
         self._guard = KnobGuard(self.store, device_key=self.key, name=self.name, context=RestoreContext(self.root))
         self._meter = SampledEnergyMeter(self.rails.power_w, interval_s=sample_interval_s, what=f"{self.name} rails")
 
@@ -169,14 +171,20 @@ class JetsonDevice:
         self._guard.save(self.emc_key, emc.STATE_KIND, saved)
         start_s = self.clock.now_s()
         self.emc.pin(level_hz)
-        while (rate_hz := self.emc.rate_hz()) != level_hz:
+        while self.emc.rate_hz() != level_hz or not self._emc_held(level_hz):
             if self.clock.now_s() - start_s > SETTLE_TIMEOUT_S:
                 raise DeviceError(
                     f"the memory clock of {self.name} did not reach {level_hz} Hz within {SETTLE_TIMEOUT_S:g} s "
-                    f"(rate {rate_hz} Hz): the BPMP drops rates it does not hold in its table or above max_rate"
+                    f"(rate {self.emc.rate_hz()} Hz): the BPMP drops rates it does not hold in its table or above "
+                    "max_rate; is another tool (jetson_clocks, nvpmodel) setting clocks?"
                 )
             self.clock.sleep(0.005)
         self.last_emc_switch_s = self.clock.now_s() - start_s
+
+    def _emc_held(self, level_hz: int) -> bool:
+        """Whether the memory clock still reads `level_hz` after `emc_confirm_s` (a dropped request reads back)."""
+        self.clock.sleep(self.emc_confirm_s)
+        return self.emc is not None and self.emc.rate_hz() == level_hz
 
     def energy_j(self) -> float | None:
         """Joules integrated over the total rails since the device was opened; None once a rail read failed."""
