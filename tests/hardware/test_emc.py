@@ -57,13 +57,18 @@ def test_levels_are_read_from_the_boards_table(tmp_path, store, source):
 
 
 def test_a_board_that_lists_no_table_gets_the_clocks_two_ends_and_says_so(tmp_path, store):
-    fake = build_tree(tmp_path / "root", emc_levels="none")
+    fake = build_tree(tmp_path / "root", emc_levels="none").start()
     dev = JetsonDevice(root=fake.root, state_store=store)
     try:
         knob = emc_knob(dev)
         assert knob.levels == (204.0, 3199.0) and "lists no EMC table" in knob.levels_source
+        dev.set_knob("emc_mhz", 204.0)  # the kernel had it at 2133 MHz, a rate of the clock's range: saved
+        assert fake.read_emc("rate") == "204000000"
+        dev.restore()
+        assert untouched(fake)
     finally:
         dev.close()
+        fake.stop()
 
 
 def test_pin_holds_the_level_and_restore_gives_the_clock_back_to_the_kernel(tree, store):

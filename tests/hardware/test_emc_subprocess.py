@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -105,3 +107,28 @@ def test_a_level_that_is_not_one_names_the_nearest(tmp_path):
         assert fake.read_emc("mrq_rate_locked") == "0"
     finally:
         fake.stop()
+
+
+def test_two_signals_0_to_50_ms_apart_still_give_both_clocks_back(tmp_path):
+    rng = random.Random(19)
+    runs = []
+    try:
+        for i in range(4):
+            fake = build_tree(tmp_path / f"root{i}").start()
+            runs.append((fake, tmp_path / f"state{i}", None))
+        runs = [(f, d, hold(f, d, "--freq", "522.75", "--emc", "665.6")) for f, d, _ in runs]
+        for _, _, proc in runs:
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(rng.uniform(0.0, 0.05))
+            proc.send_signal(signal.SIGHUP)
+        for _, _, proc in runs:
+            proc.wait(timeout=20)
+        stderr = [proc.stderr.read().decode() for _, _, proc in runs]
+        assert [given_back(f, d) for f, d, _ in runs] == [True] * 4, stderr
+        assert not any("Traceback" in text for text in stderr), stderr
+    finally:
+        for fake, _, proc in runs:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            fake.stop()

@@ -75,28 +75,29 @@ def _numbers(text: str, *, scale: int, what: Path) -> tuple[int, ...]:
         raise DeviceError(f"{what} should list whole numbers, got {text!r}") from None
 
 
-def find_levels(root: Path, clk: Path) -> tuple[tuple[int, ...], str]:
-    """The board's EMC levels (Hz, ascending) and where they came from; the clock's two ends if none is listed."""
+def find_levels(root: Path, clk: Path) -> tuple[tuple[int, ...], str, bool]:
+    """The board's EMC levels (Hz, ascending), where they came from, and whether a table listed them (else the
+    clock's two ends, min_rate and max_rate)."""
     for rel, scale in ((POSSIBLE_RATES_KHZ, 1000), (AVAILABLE_RATES_HZ, 1)):
         path = root / rel
         if path.is_file():
             levels = _numbers(read_attr(path), scale=scale, what=path)
             if levels:
-                return levels, str(path)
+                return levels, str(path), True
     tables = root / TABLES_KHZ_DIR
     if tables.is_dir():
         levels = _numbers(" ".join(p.name for p in tables.iterdir()), scale=1000, what=tables)
         if levels:
-            return levels, str(tables)
+            return levels, str(tables), True
     ends = tuple(sorted({read_int(clk / "min_rate"), read_int(clk / "max_rate")}))
-    return ends, f"{clk}/min_rate and max_rate (the board lists no EMC table)"
+    return ends, f"{clk}/min_rate and max_rate (the board lists no EMC table)", False
 
 
 class EmcClock:
     """Read and pin the memory clock through the BPMP's debugfs files; values kept as exact Hz."""
 
-    def __init__(self, clk: Path, levels_hz: tuple[int, ...], levels_source: str) -> None:
-        self.clk, self.levels_hz, self.levels_source = clk, levels_hz, levels_source
+    def __init__(self, clk: Path, levels_hz: tuple[int, ...], levels_source: str, listed: bool = True) -> None:
+        self.clk, self.levels_hz, self.levels_source, self.listed = clk, levels_hz, levels_source, listed
 
     def rate_hz(self) -> int:
         """The memory clock now (Hz)."""
@@ -123,8 +124,12 @@ class EmcClock:
         return writable(self.clk / "rate") and writable(self.clk / "mrq_rate_locked")
 
     def check(self, state: EmcState) -> None:
-        """DeviceError unless `state.rate_hz` is a level of the board (what cannot be put back is never changed)."""
-        if state.rate_hz not in self.levels_hz:
+        """DeviceError unless `state.rate_hz` is a level of the board's table (without a table: within the clock's
+        range, as a rate the clock ran at); what cannot be put back is never changed."""
+        known = (
+            state.rate_hz in self.levels_hz if self.listed else self.levels_hz[0] <= state.rate_hz <= self.levels_hz[-1]
+        )
+        if not known:
             raise DeviceError(f"memory clock rate {state.rate_hz} Hz is not a level of {self.levels_source}")
 
     def pin(self, level_hz: int) -> None:
