@@ -62,7 +62,16 @@ class Knob:
         return nearest
 
 
-def gpu_knob(device: Device) -> Knob:
+class HasGpuLevels(Protocol):
+    """What `gpu_knob` reads of a device."""
+
+    @property
+    def capabilities(self) -> DeviceCapabilities: ...
+
+    def freqs_mhz(self) -> tuple[float, ...]: ...
+
+
+def gpu_knob(device: HasGpuLevels) -> Knob:
     """The GPU clock as a knob, from a device's levels and capabilities."""
     caps = device.capabilities
     return Knob(

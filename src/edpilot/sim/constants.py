@@ -7,6 +7,7 @@ explains each choice. Units are in the names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 # Jetson AGX Orin GPU (ga10b) devfreq levels on JetPack 5, `available_frequencies` in Hz / 1e6.
 # Source: /sys/devices/17000000.ga10b/devfreq/17000000.ga10b/available_frequencies on an AGX Orin 64GB.
@@ -85,7 +86,7 @@ GPU_VOLTAGE_CURVE: tuple[tuple[float, float], ...] = (
     (1300.5, 0.96),
 )
 
-_ORIN_COMMON = dict(
+_ORIN_COMMON: dict[str, Any] = dict(
     fp16_flops_per_cycle_per_sm=2048.0,  # 64 tensor cores × 256 FP16 FMA/clk over 16 SMs: 42.5 TFLOPS at 1.3 GHz
     mem_bandwidth_gbps=204.8,  # 256-bit LPDDR5 at 6400 MT/s (Jetson AGX Orin data sheet)
     base_power_w=6.5,  # assumed: typical AGX Orin module idle reported by jtop/tegrastats (5-8 W)
