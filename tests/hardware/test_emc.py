@@ -169,6 +169,16 @@ def test_no_memory_clock_is_one_line_and_nothing_changes(tmp_path, store, debugf
     assert untouched(fake) and store.entries() == []
 
 
+def test_a_clock_whose_rate_cannot_be_held_is_not_a_knob(tmp_path, store):
+    fake = build_tree(tmp_path / "root")
+    (fake.emc / "mrq_rate_locked").unlink()
+    dev = JetsonDevice(root=fake.root, state_store=store)
+    try:
+        assert "has no mrq_rate_locked: edpilot cannot hold its rate" in emc_knob(dev).read_only_reason
+    finally:
+        dev.close()
+
+
 def test_debugfs_only_root_may_read_says_to_use_sudo(tmp_path, store, monkeypatch):
     fake = build_tree(tmp_path / "root")
     real_listdir = os.listdir

@@ -178,6 +178,9 @@ def open_emc(root: Path) -> EmcClock:
     clk = root / EMC_CLK_DIR
     if not (clk / "rate").is_file():
         raise NoEmcClock(f"no BPMP memory clock at {clk}: this board's memory clock is not a knob edpilot can turn")
+    missing = [name for name in ("min_rate", "max_rate", "mrq_rate_locked") if not (clk / name).is_file()]
+    if missing:
+        raise NoEmcClock(f"the BPMP memory clock at {clk} has no {', '.join(missing)}: edpilot cannot hold its rate")
     return EmcClock(clk, *find_levels(root, clk))
 
 
