@@ -88,12 +88,13 @@ def test_the_simulated_board_declares_and_turns_the_memory_clock():
     device, engine = platform.device, platform.engine
     gpu, emc = device.knobs()
     assert (gpu.name, emc.name) == ("gpu_mhz", "emc_mhz") and emc.levels == (204.0, 665.6, 2133.0, 3199.0)
+    assert device.describe()["emc_levels_mhz"] == [204.0, 665.6, 2133.0, 3199.0]
     batch = [Request(request_id=0, arrival_s=0.0, prompt="a b", prompt_tokens=64, max_new_tokens=70)]
     start = platform.clock.now_s()
     engine.generate(batch)
     at_top = platform.clock.now_s() - start
     device.set_knob("emc_mhz", 665.6)
-    assert device.knob_level("emc_mhz") == 665.6
+    assert device.knob_level("emc_mhz") == 665.6 and device.describe()["emc_mhz"] == 665.6
     start = platform.clock.now_s()
     engine.generate(batch)
     assert platform.clock.now_s() - start > 2 * at_top

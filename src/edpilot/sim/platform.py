@@ -91,6 +91,11 @@ class SimDevice:
             "backend": "sim",
             "name": self.name,
             "freqs_mhz": list(self._levels_mhz),
+            **(
+                {}
+                if self.emc is None
+                else {"emc_levels_mhz": list(self.emc.emc_levels_mhz), "emc_mhz": self.emc.emc_mhz}
+            ),
             **self.model.describe(),
         }
 
