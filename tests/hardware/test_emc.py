@@ -294,9 +294,9 @@ def test_top_reads_the_memory_clock_the_fake_bpmp_holds(tree, store):
 
     dev = JetsonDevice(root=tree.root, state_store=store)
     try:
-        assert DeviceReader(dev).read().emc_mhz == 2133.0
+        assert DeviceReader(dev).read().knobs["emc_mhz"] == 2133.0
         dev.set_knob("emc_mhz", 665.6)
-        assert DeviceReader(dev).read().emc_mhz == 665.6
+        assert DeviceReader(dev).read().knobs["emc_mhz"] == 665.6
         dev.restore()
     finally:
         dev.close()
