@@ -79,11 +79,6 @@ class Objective:
         """Whether this objective needs an energy meter."""
         return self.name != "latency"
 
-    @property
-    def needs_baseline(self) -> bool:
-        """Whether costs are normalised by the baseline observation."""
-        return self.name == "weighted"
-
     def __str__(self) -> str:
         return f"weighted:{self.alpha:g}" if self.name == "weighted" else self.name
 

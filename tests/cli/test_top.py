@@ -71,7 +71,7 @@ def test_top_log_reads_a_jetson_and_changes_nothing(tmp_path):
 
 
 def test_a_reading_that_fails_is_missing_in_that_reading_only(tmp_path):
-    tree = build_tree(tmp_path / "root")
+    tree = build_tree(tmp_path / "root")  # with the BPMP memory clock, whose rate file goes away below
     device = JetsonDevice(root=tree.root, state_store=StateStore(tmp_path / "state"))
     try:
         reader = DeviceReader(device)
