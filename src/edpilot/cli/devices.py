@@ -121,6 +121,12 @@ def apply_command(
     """
     if (freq is None) == (from_log is None):
         raise ConfigError("give either --freq MHZ or --from RUN.jsonl")
+    if device.partition(":")[0] == "sim":
+        raise ConfigError(
+            f"--device {device} is simulated: it lives only inside an edpilot process, so there is no clock to "
+            "pin for your engine; pin a real GPU (--device jetson or nvml[:INDEX]), or serve the simulated choice "
+            "with `edpilot serve --config RUN.jsonl`"
+        )
     batch_size = None
     if from_log is not None:
         freq, batch_size = _best_from_run_log(from_log)
