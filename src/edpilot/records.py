@@ -145,13 +145,17 @@ class RoundRecord:
 
 @dataclass(frozen=True)
 class Summary:
-    """The outcome: the chosen config and the baseline, their costs under the objective and their EDP."""
+    """The outcome: the chosen config and the baseline, their costs under the objective and their EDP.
+
+    `interrupted`: a signal stopped the run early, and the choice is the best of what it had measured.
+    """
 
     objective: str
     best: dict[str, Any]
     baseline: dict[str, Any]
     rounds: int
     failed_rounds: int
+    interrupted: bool = False  # a signal stopped the run: chosen from the rounds measured until then
 
     @property
     def best_config(self) -> Config:
@@ -188,6 +192,7 @@ class Summary:
             "edp_gain_pct": self.edp_gain_pct,
             "rounds": self.rounds,
             "failed_rounds": self.failed_rounds,
+            "interrupted": self.interrupted,
         }
 
     @classmethod
@@ -205,6 +210,7 @@ class Summary:
                 baseline=d["baseline"],
                 rounds=whole(d, "rounds"),
                 failed_rounds=whole(d, "failed_rounds"),
+                interrupted=optional(flag, d, "interrupted") or False,
             )
 
 
