@@ -82,7 +82,8 @@ class RunHeader:
 
 @dataclass(frozen=True)
 class RoundRecord:
-    """One measurement window: where (config), what was observed, and its cost (None: the window failed)."""
+    """One measurement window: where (config), what was observed, its cost (None: the window failed), and the
+    incumbent: the config the strategy would choose once told this window (what the convergence plot follows)."""
 
     round: int
     role: str
@@ -90,6 +91,7 @@ class RoundRecord:
     obs: Observation
     cost: float | None
     note: str | None = None
+    incumbent: Config | None = None  # the strategy's choice once this window was told (None: not recorded)
 
     def to_dict(self) -> dict[str, Any]:
         """The `round` record: config and observation fields flattened, EDP included."""
@@ -104,6 +106,8 @@ class RoundRecord:
         }
         if self.note:
             record["note"] = self.note
+        if self.incumbent is not None:
+            record["incumbent"] = {"freq_mhz": self.incumbent.freq_mhz, "batch_size": self.incumbent.batch_size}
         return record
 
     @classmethod
@@ -140,6 +144,7 @@ class RoundRecord:
                 obs=obs,
                 cost=cost,
                 note=optional(text, d, "note"),
+                incumbent=_config(d, "incumbent") if d.get("incumbent") is not None else None,
             )
 
 

@@ -90,7 +90,7 @@ class TuningSession:
         cost = self.strategy.observe(config, obs)
         self.stats.setdefault(config, ConfigStats(config)).add(obs, cost)
         role = "baseline" if not self.rounds else "search"
-        record = RoundRecord(len(self.rounds), role, config, obs, cost, note)
+        record = RoundRecord(len(self.rounds), role, config, obs, cost, note, incumbent=self.strategy.best())
         if obs.failed:
             log.warning("round %d at %s failed: %s", record.round, config, obs.first_error)
         self.rounds.append(record)
