@@ -49,6 +49,7 @@ class RunReport:
     configs: tuple[ConfigStats, ...]
     best: Config | None
     baseline: Config | None
+    interrupted: bool = False  # a signal stopped the run: the choice is the best of what it had measured
 
     @property
     def objective(self) -> str | None:
@@ -108,6 +109,7 @@ def load_report(data: RunLogData) -> RunReport:
         configs=tuple(sorted(groups.values(), key=sort_key)),
         best=None if data.summary is None else data.summary.best_config,
         baseline=baseline,
+        interrupted=data.summary is not None and data.summary.interrupted,
     )
 
 
