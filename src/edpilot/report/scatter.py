@@ -32,6 +32,8 @@ def plot_convergence(report: RunReport, path: Path) -> None:
     """Each round's cost, the incumbent's mean (its windows so far, ± their spread), and the chosen and baseline
     rounds; the y axis has a tick at the baseline's mean."""
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     label, metric = shown_metric(report)
     fig, ax = plt.subplots(figsize=(8, 4.6))
     values = [round_value(r, metric) for r in report.rounds]
@@ -44,7 +46,8 @@ def plot_convergence(report: RunReport, path: Path) -> None:
         band = [_band(report, c, metric, upto=x) for x, c, _ in steps]
         lo = [m - (sd or 0.0) for m, sd in zip(ys, band)]
         hi = [m + (sd or 0.0) for m, sd in zip(ys, band)]
-        ax.fill_between(xs, lo, hi, step="post", color="C0", alpha=0.15, linewidth=0, label="± spread of its windows")
+        if any(band):
+            ax.fill_between(xs, lo, hi, step="post", color="C0", alpha=0.15, linewidth=0, label="± sd of its windows")
     for config, style, name in (
         (report.baseline, BASELINE_STYLE, baseline_label(report)),
         (report.best, CHOSEN_STYLE, chosen_label(report)),
@@ -72,6 +75,7 @@ def plot_convergence(report: RunReport, path: Path) -> None:
     base = report.stats(report.baseline)
     if base is not None and config_value(base, metric) is not None:
         tick_at(ax.yaxis, config_value(base, metric), "baseline")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round (0 = baseline)")
     ax.set_ylabel(f"{label}, lower is better")
     ax.legend(fontsize=8, loc="best")
@@ -244,7 +248,8 @@ def plot_pareto(report: RunReport, path: Path) -> None:
 
 
 def plot_latency(report: RunReport, path: Path) -> None:
-    """Mean latency against batch size, one line per GPU frequency (runs that measured no energy)."""
+    """Mean latency against batch size, one line per GPU frequency, ± the spread across windows (runs that
+    measured no energy)."""
     plt = pyplot()
     points = [p for p in report.configs if p.mean_latency_s is not None]
     freqs = sorted({p.config.freq_mhz for p in points}, key=lambda f: (f is not None, f))
@@ -254,7 +259,15 @@ def plot_latency(report: RunReport, path: Path) -> None:
         row = sorted((p for p in points if p.config.freq_mhz == f), key=lambda p: p.config.batch_size)
         colour = cmap(n / max(1, len(freqs) - 1) * 0.85)
         name = "no clock knob" if f is None else f"{f:g} MHz"
-        ax.plot([p.config.batch_size for p in row], [p.mean_latency_s for p in row], "o-", color=colour, label=name)
+        ax.errorbar(
+            [p.config.batch_size for p in row],
+            [p.mean_latency_s for p in row],
+            yerr=[spread(p, "mean_latency_s") or 0.0 for p in row],
+            fmt="o-",
+            color=colour,
+            capsize=2.5,
+            label=name,
+        )
     mark_points(ax, report, lambda p: p.config.batch_size, lambda p: p.mean_latency_s)
     if wants_log([p.mean_latency_s for p in points]):
         ax.set_yscale("log")
