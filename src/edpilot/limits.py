@@ -48,7 +48,7 @@ LIMITS: dict[str, Limit] = {
     "gpu_layers": Limit(0, 10_000),
     "seed": Limit(0, 2**32 - 1),
     "arrival_rate_per_s": Limit(1e-4, 1e5, whole=False),  # one request every ~3 h .. 100 000 per second
-    "max_wait_s": Limit(0, 86_400, whole=False),
+    "max_wait_s": Limit(0, 1e6, whole=False),  # a hold of ~11 days: long enough to mean "never flush"
     "latency_s": Limit(0, 86_400, whole=False, open_low=True),  # an SLO, a batch's service time
     "energy_j": Limit(0, 1e9, whole=False),  # a batch's energy: 1 GJ is a megawatt for 1000 s
     "power_w": Limit(0, 1e6, whole=False, open_low=True),

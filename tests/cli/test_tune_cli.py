@@ -91,7 +91,7 @@ def test_same_seed_same_result():
         (["--budget", "1000000000"], "--budget must be a whole number between 1 and 100000"),
         (["--requests-per-round", "100001"], "--requests-per-round must be a whole number between 1 and 100000"),
         (["--prompt-tokens", "1" + "0" * 30], "got a number of more than 20 digits"),
-        (["--max-wait", "1e308"], "--max-wait must be a finite number between 0 and 86400"),
+        (["--max-wait", "1e308"], "--max-wait must be a finite number between 0 and 1e+06"),
         (["--power-cap", "1e308"], "--power-cap must be a finite number > 0 and at most 1e+06"),
         (["--threads", "1000000000"], "--threads must be a whole number between 1 and 4096"),
         (["--objective", ""], "unknown objective ''"),
