@@ -101,3 +101,36 @@ def test_hup_then_int_20_ms_apart_is_one_clean_stop(tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_apply_hold_stopped_by_hup_then_int_restores_and_says_so(tmp_path):
+    runs = []
+    try:
+        for i in range(6):
+            fake = build_tree(tmp_path / f"root{i}").start()
+            env = {**os.environ, "EDPILOT_SYSFS_ROOT": str(fake.root), "EDPILOT_STATE_DIR": str(tmp_path / f"s{i}")}
+            cmd = [sys.executable, "-m", "edpilot", "apply", "--device", "jetson", "--freq", "522.75", "--hold"]
+            runs.append((fake, subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)))
+        for fake, proc in runs:
+            deadline = time.monotonic() + 60
+            while fake.read("cur_freq") != "522750000":
+                assert time.monotonic() < deadline and proc.poll() is None, "never pinned"
+                time.sleep(0.02)
+        for _, proc in runs:
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(0.02)
+            proc.send_signal(signal.SIGINT)
+        for fake, proc in runs:
+            err = proc.communicate(timeout=60)[1]
+            assert proc.returncode == 128 + signal.SIGHUP, err  # not killed by the late SIGINT (-2)
+            assert "Exception ignored" not in err and "Traceback" not in err, err
+            assert err.strip().splitlines()[-1] == (
+                "edpilot: stopped by SIGHUP; clocks restored: what this command pinned has been put back"
+            )
+            assert {n: fake.read(n) for n in ORIGINAL} == ORIGINAL
+    finally:
+        for fake, proc in runs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            fake.stop()

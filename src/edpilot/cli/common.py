@@ -110,6 +110,29 @@ def stop_on_signals() -> Iterator[Stop]:
                 signal.signal(sig, handler)
 
 
+def stops_on_signals(done: str) -> Callable[[F], F]:
+    """Make a command that SIGINT/SIGTERM/SIGHUP stop end in one line ('edpilot: stopped by SIGHUP; `done`') and
+    exit 128+N, with later signals ignored; `done` says what was put back, and must hold for every stop."""
+
+    def wrap(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with stop_on_signals() as stop:
+                try:
+                    return func(*args, **kwargs)
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    signum = stop.caught(exc)
+                    if signum is None:
+                        raise
+                    with contextlib.suppress(OSError):  # a hung-up terminal cannot be written to
+                        err_console.print(f"edpilot: stopped by {signal.Signals(signum).name}; {done}", highlight=False)
+                    raise typer.Exit(code=128 + signum) from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return wrap
+
+
 def print_json(data: object) -> None:
     """Machine-readable output on stdout: strict JSON (a value that was not measured is null, never NaN)."""
     typer.echo(json.dumps(json.loads(dumps(data)), indent=2, allow_nan=False))

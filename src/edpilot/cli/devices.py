@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import edpilot.sim  # noqa: F401 - registers the sim device
-from edpilot.cli.common import console, err_console, handle_errors, print_json
+from edpilot.cli.common import console, err_console, handle_errors, print_json, stops_on_signals
 from edpilot.errors import ConfigError, DeviceError, EdpilotError
 from edpilot.hardware import DeviceOptions, RestoreFailed, guarded, open_device, restore_saved
 from edpilot.hardware.devfreq import NoDevfreqNode
@@ -106,6 +106,7 @@ def _best_from_run_log(path: Path) -> tuple[float, int]:
 
 
 @handle_errors
+@stops_on_signals("clocks restored: what this command pinned has been put back")
 def apply_command(
     device: Annotated[str, typer.Option(help="Device spec: jetson or nvml[:INDEX].")],
     freq: Annotated[float | None, typer.Option(help="GPU level to pin, in MHz (an exact level of the device).")] = None,
