@@ -38,9 +38,9 @@ def assert_summary_of_what_was_measured(proc, log, out, err, sig):
     assert "Traceback" not in err and "Exception ignored" not in err, err
     lines = [line for line in err.strip().splitlines() if "stopped" in line]
     assert len(lines) == 1 and lines[0] == err.strip().splitlines()[-1], err
+    name, where = signal.Signals(sig).name, re.escape(str(log))
     said = re.fullmatch(
-        rf"edpilot: stopped by {signal.Signals(sig).name} after (\d+) measured round\(s\), summary written; (.*)",
-        lines[0],
+        rf"edpilot: stopped by {name} after (\d+) measured round\(s\), summary written to {where}; (.*)", lines[0]
     )
     assert said, lines[0]
     data = read_run_log(log)

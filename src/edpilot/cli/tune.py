@@ -200,7 +200,7 @@ def tune_command(
             if measured:
                 assert session is not None
                 _print_result(session.finish(interrupted=True), json_output=json_output, output=output)
-            err_console.print(stopped_line(signum, backends.device, session), highlight=False)
+            err_console.print(stopped_line(signum, backends.device, session, logged=output), highlight=False)
             raise typer.Exit(code=128 + signum) from None
     _print_result(result, json_output=json_output, output=output)
 
@@ -214,10 +214,12 @@ def _print_result(result: TuneResult, *, json_output: bool, output: Path | None)
         console.print(f"run log: {output}  (plots: edpilot report {output} --out DIR)")
 
 
-def stopped_line(signum: int, device: Device, session: TuningSession | None) -> str:
+def stopped_line(signum: int, device: Device, session: TuningSession | None, *, logged: Path | None) -> str:
     """What a signal stopped and what was put back, in one line: never a restore that did not happen."""
     rounds = len(session.rounds) if session is not None else 0
-    done = f"after {rounds} measured round(s), summary written" if rounds else "before the first round was measured"
+    done = f"after {rounds} measured round(s)" if rounds else "before the first round was measured"
+    if rounds and logged is not None:
+        done += f", summary written to {logged}"
     caps = device.capabilities
     if isinstance(device, SimDevice):
         back = f"nothing to restore: {device.name} is simulated, no real clock was changed"
