@@ -43,6 +43,9 @@ def test_report_of_a_weighted_run_sorts_by_its_cost_and_marks_the_chosen(weighte
     assert data["chosen"] == summary["best"] and data["baseline"] == summary["baseline"]
     assert data["configs"][0]["cost"] <= data["chosen"]["cost"]
     assert data["baseline"]["cost"] == pytest.approx(1.0)
+    several = [c for c in data["configs"] if c["windows"] > 1]
+    assert several and all(c["sd"] > 0 for c in several)
+    assert all(c["sd"] is None for c in data["configs"] if c["windows"] == 1)
     assert data["gain"]["edp_pct"] == pytest.approx(100 * (1 - data["chosen"]["edp"] / data["baseline"]["edp"]))
     assert [p.rsplit("/", 1)[1] for p in data["plots"]] == ["heatmap.png", "convergence.png", "pareto.png"]
 

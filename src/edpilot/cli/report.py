@@ -128,7 +128,8 @@ def report_command(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the per-config table as JSON.")] = False,
 ) -> None:
-    """Show every config a run measured, lowest optimised cost first (EDP beside it); --out writes the plots."""
+    """Show every config a run measured, lowest optimised cost first (EDP beside it), with the spread across its
+    windows (`sd` in --json: of the cost, or of EDP/latency when nothing was costed); --out writes the plots."""
     report = load_report(read_run_log(run_log))
     paths = write_plots(report, out) if out is not None else []
     if json_output:
@@ -140,7 +141,7 @@ def report_command(
                 "chosen": None if chosen is None else chosen.to_dict(),
                 "baseline": None if baseline is None else baseline.to_dict(),
                 "gain": gains(report),
-                "configs": [s.to_dict() for s in report.configs],
+                "configs": [{**s.to_dict(), "sd": spread(s, shown_metric(report)[1])} for s in report.configs],
                 "plots": [str(p) for p in paths],
             }
         )
