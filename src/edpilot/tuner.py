@@ -90,7 +90,8 @@ class TuningSession:
         cost = self.strategy.observe(config, obs)
         self.stats.setdefault(config, ConfigStats(config)).add(obs, cost)
         role = "baseline" if not self.rounds else "search"
-        record = RoundRecord(len(self.rounds), role, config, obs, cost, note, incumbent=self.strategy.best())
+        incumbent = self.strategy.best() if self.run_log.path is not None else None  # for the report; costs a best()
+        record = RoundRecord(len(self.rounds), role, config, obs, cost, note, incumbent=incumbent)
         if obs.failed:
             log.warning("round %d at %s failed: %s", record.round, config, obs.first_error)
         self.rounds.append(record)
