@@ -70,11 +70,10 @@ def bounded(value: N, what: str, flag: str, *, error: type[EdpilotError] = Confi
 
 
 def show_number(value: object) -> str:
-    """A number as an error shows it: '1e+308', '1000000000', 'a 5001-digit number' (never a page of digits)."""
+    """A number as an error shows it: '1e+308', '1000000000', 'a number of more than 20 digits' (never a page)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         text = repr(value)
         return text if len(text) <= 40 else text[:37] + "..."
     if isinstance(value, float):
         return f"{value:g}"
-    digits = len(str(abs(value))) if abs(value) < 10**100 else None
-    return str(value) if digits is not None and digits <= 20 else "a number of more than 20 digits"
+    return str(value) if abs(value) < 10**20 else "a number of more than 20 digits"
