@@ -53,6 +53,9 @@ LIMITS: dict[str, Limit] = {
     "energy_j": Limit(0, 1e9, whole=False),  # a batch's energy: 1 GJ is a megawatt for 1000 s
     "power_w": Limit(0, 1e6, whole=False, open_low=True),
     "freq_mhz": Limit(0, 1e5, whole=False, open_low=True),
+    "interval_s": Limit(0, 3600, whole=False, open_low=True),  # `top` between readings
+    "readings": Limit(1, 10**9),
+    "duration_s": Limit(0, 1e7, whole=False, open_low=True),  # ~116 days
 }
 
 
