@@ -139,9 +139,11 @@ class BoundObjective:
 
 def parse_objective(text: str) -> Objective:
     """Parse 'edp', 'ed2p', 'energy', 'latency' or 'weighted:ALPHA' (0 <= ALPHA <= 1)."""
-    name, _, arg = text.strip().partition(":")
-    if name in ("edp", "ed2p", "energy", "latency") and not arg:
+    name, colon, arg = text.strip().partition(":")
+    if name in ("edp", "ed2p", "energy", "latency") and not colon:
         return Objective(name)  # type: ignore[arg-type]
+    if name == "weighted" and colon and not arg:
+        raise ConfigError("weighted: needs its ALPHA (0 <= ALPHA <= 1), e.g. weighted:0.5")
     if name == "weighted":
         try:
             alpha = float(arg) if arg else 0.5

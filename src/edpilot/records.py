@@ -82,7 +82,8 @@ class RunHeader:
 
 @dataclass(frozen=True)
 class RoundRecord:
-    """One measurement window: where (config), what was observed, and its cost (None: the window failed)."""
+    """One measurement window: where (config), what was observed, its cost (None: the window failed), and the
+    incumbent: the config the strategy would choose once told this window (what the convergence plot follows)."""
 
     round: int
     role: str
@@ -90,6 +91,7 @@ class RoundRecord:
     obs: Observation
     cost: float | None
     note: str | None = None
+    incumbent: Config | None = None  # the strategy's choice once this window was told (None: not recorded)
 
     def to_dict(self) -> dict[str, Any]:
         """The `round` record: config and observation fields flattened, EDP included."""
@@ -104,6 +106,8 @@ class RoundRecord:
         }
         if self.note:
             record["note"] = self.note
+        if self.incumbent is not None:
+            record["incumbent"] = {"freq_mhz": self.incumbent.freq_mhz, "batch_size": self.incumbent.batch_size}
         return record
 
     @classmethod
@@ -140,18 +144,23 @@ class RoundRecord:
                 obs=obs,
                 cost=cost,
                 note=optional(text, d, "note"),
+                incumbent=_config(d, "incumbent") if d.get("incumbent") is not None else None,
             )
 
 
 @dataclass(frozen=True)
 class Summary:
-    """The outcome: the chosen config and the baseline, their costs under the objective and their EDP."""
+    """The outcome: the chosen config and the baseline, their costs under the objective and their EDP.
+
+    `interrupted`: a signal stopped the run early, and the choice is the best of what it had measured.
+    """
 
     objective: str
     best: dict[str, Any]
     baseline: dict[str, Any]
     rounds: int
     failed_rounds: int
+    interrupted: bool = False  # a signal stopped the run: chosen from the rounds measured until then
 
     @property
     def best_config(self) -> Config:
@@ -188,6 +197,7 @@ class Summary:
             "edp_gain_pct": self.edp_gain_pct,
             "rounds": self.rounds,
             "failed_rounds": self.failed_rounds,
+            "interrupted": self.interrupted,
         }
 
     @classmethod
@@ -205,6 +215,7 @@ class Summary:
                 baseline=d["baseline"],
                 rounds=whole(d, "rounds"),
                 failed_rounds=whole(d, "failed_rounds"),
+                interrupted=optional(flag, d, "interrupted") or False,
             )
 
 

@@ -7,7 +7,6 @@ the session and writes the header. The `tune` and `serve` commands are thin wrap
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,19 +14,19 @@ from edpilot import __version__
 from edpilot.backends import Backends, grid
 from edpilot.errors import ConfigError
 from edpilot.hardware import Device
+from edpilot.limits import LIMITS, bounded
 from edpilot.objective import ENERGY_SCOPES, EnergyScope, Objective, parse_objective
 from edpilot.runlog import RunHeader, RunLog
 from edpilot.search import DEFAULT_STRATEGY, strategy_class
 from edpilot.serving.traffic import Traffic
 from edpilot.sim import ProfileTable
-from edpilot.space import parse_config
+from edpilot.space import parse_batch_sizes, parse_config
 from edpilot.tuner import SessionSettings, TuningSession
 from edpilot.workload import RequestSource, TraceWorkload, Workload, read_trace
 
-MAX_OUTPUT_TOKENS = 8192  # a cap, so a typo cannot allocate a KV cache that gets the process killed
-MAX_PROMPT_TOKENS = 131072
-MAX_REQUESTS_PER_ROUND = 100_000
-MAX_BUDGET = 100_000
+MAX_OUTPUT_TOKENS = int(LIMITS["output_tokens"].maximum)
+MAX_PROMPT_TOKENS = int(LIMITS["prompt_tokens"].maximum)
+MAX_BUDGET = int(LIMITS["budget"].maximum)
 
 PAPER_OBJECTIVE = "weighted:0.5"
 PAPER_ENERGY_SCOPE: EnergyScope = "active"
@@ -45,10 +44,10 @@ class WorkloadRequest:
     trace: Path | None = None
 
     def __post_init__(self) -> None:
-        _finite_positive(self.arrival_rate_per_s, "--arrival-rate")
-        _bounded_int(self.output_tokens, "--output-tokens", MAX_OUTPUT_TOKENS)
+        bounded(self.arrival_rate_per_s, "arrival_rate_per_s", "--arrival-rate")
+        bounded(self.output_tokens, "output_tokens", "--output-tokens")
         if self.prompt_tokens is not None:
-            _bounded_int(self.prompt_tokens, "--prompt-tokens", MAX_PROMPT_TOKENS)
+            bounded(self.prompt_tokens, "prompt_tokens", "--prompt-tokens")
 
     def open(self) -> RequestSource:
         """The workload the runner draws windows from."""
@@ -82,17 +81,23 @@ class SearchRequest:
 
     def __post_init__(self) -> None:
         strategy_class(self.strategy)
+        if self.batches is not None:
+            parse_batch_sizes(self.batches)  # bounds checked now, before a device or a run log is opened
+        if self.baseline is not None:
+            parse_config(self.baseline)
         object.__setattr__(self, "parsed_objective", parse_objective(self.objective))
         if self.energy_scope not in ENERGY_SCOPES:
             raise ConfigError(f"unknown energy scope {self.energy_scope!r}; choose one of: {', '.join(ENERGY_SCOPES)}")
-        _bounded_int(self.budget, "--budget", MAX_BUDGET)
-        _bounded_int(self.requests_per_round, "--requests-per-round", MAX_REQUESTS_PER_ROUND)
-        _bounded_int(self.seed, "--seed", 2**32 - 1, minimum=0)
-        if self.max_wait_s is not None and not (self.max_wait_s >= 0 and math.isfinite(self.max_wait_s)):
-            raise ConfigError(f"--max-wait must be a finite number of seconds >= 0, got {self.max_wait_s}")
-        for value, name in ((self.slo_p95_s, "--slo-p95"), (self.power_cap_w, "--power-cap")):
+        bounded(self.budget, "budget", "--budget")
+        bounded(self.requests_per_round, "requests_per_round", "--requests-per-round")
+        bounded(self.seed, "seed", "--seed")
+        for value, what, flag in (
+            (self.max_wait_s, "max_wait_s", "--max-wait"),
+            (self.slo_p95_s, "latency_s", "--slo-p95"),
+            (self.power_cap_w, "power_w", "--power-cap"),
+        ):
             if value is not None:
-                _finite_positive(value, name)
+                bounded(value, what, flag)
 
 
 def resolve_paper(
@@ -100,7 +105,7 @@ def resolve_paper(
 ) -> tuple[str, str, list[str] | None]:
     """The objective, energy scope and Jetson rails: `--paper` presets them (GPU rail only) and refuses a conflict."""
     if not paper:
-        return objective or "edp", energy_scope or "total", rails
+        return "edp" if objective is None else objective, "total" if energy_scope is None else energy_scope, rails
     for given, preset, flag in (
         (objective, PAPER_OBJECTIVE, "--objective"),
         (energy_scope, "active", "--energy-scope"),
@@ -113,8 +118,8 @@ def resolve_paper(
 def session_settings(device: Device, search: SearchRequest, *, profile: ProfileTable | None = None) -> SessionSettings:
     """The grid of `device` (or the replayed `profile`), the baseline and the search settings of a session."""
     space = grid(device, profile=profile, freqs=search.freqs, batches=search.batches)
-    baseline = space.validate(parse_config(search.baseline)) if search.baseline else space.baseline()
-    if baseline.freq_mhz is None and search.baseline:
+    baseline = space.validate(parse_config(search.baseline)) if search.baseline is not None else space.baseline()
+    if baseline.freq_mhz is None and search.baseline is not None:
         raise ConfigError(f"{device.name} has no clock knob: --baseline cannot name a frequency")
     return SessionSettings(
         space=space,
@@ -191,13 +196,3 @@ def start_session(
     )
     run_log.write(header)
     return TuningSession(settings, traffic, run_log=run_log)
-
-
-def _finite_positive(value: float, name: str) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-        raise ConfigError(f"{name} must be a finite number > 0, got {value}")
-
-
-def _bounded_int(value: int, name: str, maximum: int, *, minimum: int = 1) -> None:
-    if not minimum <= value <= maximum:
-        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")

@@ -8,6 +8,7 @@ A torn last line (a crash mid-write) is skipped. Output is strict JSON: no NaN o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -33,40 +34,68 @@ class RunLogData:
 
 
 class RunLog:
-    """Appends one JSON object per line; each line is one write, flushed and fsynced."""
+    """Appends one JSON object per line, each one write, fsynced; the file appears with the first measured round.
+
+    The header waits in memory until a round is written, so a run that fails before it measured anything (no
+    meter, a bad URL) leaves no file behind to block its retry. A line that cannot be written (a full disk, a
+    file-size limit) is cut off again, so every line before it stays whole, and the error says how many rounds
+    are kept.
+    """
 
     def __init__(self, path: str | os.PathLike[str] | None, *, overwrite: bool = False) -> None:
         self.path = Path(path) if path is not None else None
-        self._fh = None
+        self.overwrite = overwrite
+        self.rounds_written = 0
+        self._fd: int | None = None
+        self._size_bytes = 0
+        self._pending: list[bytes] = []
         if self.path is None:
             return
         if self.path.is_dir():
             raise ConfigError(f"--output {self.path} is a directory; give a file name such as {self.path}/run.jsonl")
         if self.path.exists() and not overwrite:
             raise ConfigError(f"--output {self.path} exists; choose another file or pass --overwrite")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        except OSError as exc:
-            raise ConfigError(f"cannot write the run log {self.path}: {exc.strerror or exc}") from None
+        parent = next(p for p in self.path.absolute().parents if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"cannot write the run log {self.path}: {parent} is not a writable folder")
 
     def write(self, record: RunHeader | RoundRecord | Summary | dict[str, Any]) -> None:
-        """Append `record` as one line and make it durable."""
-        if self._fh is None:
+        """Append `record` as one line and make it durable (a header waits for the first round)."""
+        if self.path is None:
             return
         data = record if isinstance(record, dict) else record.to_dict()
+        line = (dumps(data) + "\n").encode("utf-8")
+        if self._fd is None and data.get("type") == "run":
+            self._pending.append(line)
+            return
+        self._append(b"".join([*self._pending, line]))
+        self._pending = []
+        self.rounds_written += data.get("type") == "round"
+
+    def _append(self, data: bytes) -> None:
+        assert self.path is not None
         try:
-            self._fh.write(dumps(data) + "\n")
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                exclusive = 0 if self.overwrite else os.O_EXCL
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | exclusive | os.O_CLOEXEC, 0o644)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            os.fsync(self._fd)
         except OSError as exc:
-            raise ConfigError(f"cannot write the run log {self.path}: {exc.strerror or exc}") from None
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._size_bytes)  # cut the torn line: what was written stays whole
+            kept = f"; the {self.rounds_written} round(s) before it are kept" if self.rounds_written else ""
+            raise ConfigError(f"cannot write the run log {self.path}: {exc.strerror or exc}{kept}") from None
+        self._size_bytes += len(data)
 
     def close(self) -> None:
         """Close the file (idempotent)."""
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
     def __enter__(self) -> RunLog:
         return self

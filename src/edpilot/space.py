@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edpilot.errors import ConfigError
+from edpilot.limits import bounded
 
 PAPER_BATCH_SIZES: tuple[int, ...] = (4, 8, 12, 16, 20, 24, 28)
 PAPER_FREQ_LEVELS = 7
@@ -150,11 +151,9 @@ def parse_knob_levels(
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
-    """Parse '4,8,16' into whole batch sizes >= 1."""
+    """Parse '4,8,16' into whole batch sizes within LIMITS (1 .. 1024)."""
     values = parse_number_list(text, what="--batches")
-    if any(v != int(v) or v < 1 for v in values):
-        raise ConfigError(f"--batches must be whole numbers >= 1, got {text!r}")
-    return tuple(int(v) for v in values)
+    return tuple(int(bounded(v, "batch_size", "--batches")) for v in values)
 
 
 def parse_config(text: str, *, what: str = "--baseline") -> Config:
@@ -162,7 +161,7 @@ def parse_config(text: str, *, what: str = "--baseline") -> Config:
     values = parse_number_list(text, what=what)
     if len(values) != 2:
         raise ConfigError(f"{what} must be FREQ_MHZ,BATCH, got {text!r}")
-    return Config(values[0], int(values[1]) if values[1] == int(values[1]) else -1)
+    return Config(bounded(values[0], "freq_mhz", what), int(bounded(values[1], "batch_size", what)))
 
 
 def _fmt(values: Sequence[float | None]) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edpilot.errors import ConfigError, EngineError
+from edpilot.hardware.guard import raise_if_signalled
 from edpilot.objective import BoundObjective, EnergyScope, Objective, Observation
 from edpilot.runlog import RoundRecord, RunLog, Summary
 from edpilot.runner import Runner
@@ -89,7 +90,8 @@ class TuningSession:
         cost = self.strategy.observe(config, obs)
         self.stats.setdefault(config, ConfigStats(config)).add(obs, cost)
         role = "baseline" if not self.rounds else "search"
-        record = RoundRecord(len(self.rounds), role, config, obs, cost, note)
+        incumbent = self.strategy.best() if self.run_log.path is not None else None  # for the report; costs a best()
+        record = RoundRecord(len(self.rounds), role, config, obs, cost, note, incumbent=incumbent)
         if obs.failed:
             log.warning("round %d at %s failed: %s", record.round, config, obs.first_error)
         self.rounds.append(record)
@@ -108,8 +110,8 @@ class TuningSession:
         """The strategy's current choice (the baseline before anything is known)."""
         return self.baseline if self.strategy is None else self.strategy.best()
 
-    def finish(self) -> TuneResult:
-        """Close the session: the summary record; EngineError when every search round failed."""
+    def finish(self, *, interrupted: bool = False) -> TuneResult:
+        """Close the session: the summary record (`interrupted`: stopped early); EngineError if every search failed."""
         searched = self.rounds[1:]
         if searched and all(r.obs.failed for r in searched):
             raise EngineError(f"every search round failed: {searched[-1].obs.first_error}")
@@ -122,6 +124,7 @@ class TuningSession:
             baseline=base_stats.to_dict(),
             rounds=len(searched),
             failed_rounds=sum(r.obs.failed for r in self.rounds),
+            interrupted=interrupted,
         )
         self.run_log.write(summary)
         return TuneResult(best=best_stats, baseline=base_stats, rounds=list(self.rounds), summary=summary)
@@ -155,6 +158,7 @@ def tune(*, runner: Runner, session: TuningSession, budget: int) -> TuneResult:
             "use --objective latency"
         )
     for _ in range(budget + 1):
+        raise_if_signalled()  # a signal whose raise was lost (inside C code or a finaliser) still stops the run
         config = session.next_config()
         session.record(config, runner.measure(config))
     return session.finish()

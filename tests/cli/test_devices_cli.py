@@ -320,3 +320,29 @@ def test_tune_refuses_to_pin_over_a_corrupt_state_file(env, tmp_path):
     r = edpilot(*args, "--freqs", "216.75,420.75", "--requests-per-round", "1", env=environ, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "corrupt" in r.stderr
     assert files(fake) == ORIGINAL
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["[" * 3000 + "]" * 3000, '{"key": "x", "backend": "jetson", "n": ' + "9" * 5001 + "}", '{"key": ' * 3000],
+)
+def test_a_pathological_state_file_is_one_line_and_the_good_one_is_restored(env, tmp_path, bad):
+    fake, environ = env
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "aaa.json").write_text(bad)
+    os.utime(state / "aaa.json", (1, 1))  # the oldest: read first
+    assert edpilot("apply", "--device", "jetson", "--freq", "930.75", env=environ).returncode == 0
+    assert files(fake) != ORIGINAL
+    r = edpilot("restore", env=environ)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "RecursionError" not in r.stderr
+    assert "restored jetson:" in r.stdout
+    assert len(r.stderr.strip().splitlines()) == 1 and "aaa.json is corrupt" in r.stderr
+    assert files(fake) == ORIGINAL
+
+
+def test_apply_refuses_a_simulated_device_instead_of_claiming_a_pin(env):
+    _, environ = env
+    r = edpilot("apply", "--device", "sim:orin-agx-64gb", "--freq", "1300.5", env=environ)
+    assert r.returncode == 2 and "pinned" not in r.stdout
+    assert len(r.stderr.strip().splitlines()) == 1 and "is simulated" in r.stderr and "no clock to pin" in r.stderr

@@ -131,6 +131,8 @@ def test_a_signal_ends_logging_with_one_line_and_complete_rows(tmp_path, sig):
         (["--interval", "0"], "--interval must be"),
         (["--count", "0"], "--count must be"),
         (["--duration", "nan"], "--duration must be"),
+        (["--interval", "1e308"], "--interval must be a finite number > 0 and at most 3600, got 1e+308"),
+        (["--count", "1" + "0" * 30], "--count must be a whole number between 1 and 1000000000"),
         (["--device", "none"], "give its --url"),
         (["--device", "tpu"], "unknown device"),
         (["--url", "127.0.0.1:8000"], "--url needs an http:// or https:// address"),

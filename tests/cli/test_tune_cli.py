@@ -67,23 +67,41 @@ def test_same_seed_same_result():
         (["--model", "gpt-5"], "unknown model"),
         (["--strategy", "magic"], "unknown strategy"),
         (["--objective", "joy"], "unknown objective"),
-        (["--arrival-rate", "0"], "--arrival-rate must be a finite number > 0"),
-        (["--arrival-rate", "-1"], "--arrival-rate must be a finite number > 0"),
-        (["--arrival-rate", "inf"], "--arrival-rate must be a finite number > 0"),
+        (["--arrival-rate", "0"], "--arrival-rate must be a finite number between 0.0001 and 100000"),
+        (["--arrival-rate", "-1"], "--arrival-rate must be a finite number between"),
+        (["--arrival-rate", "inf"], "--arrival-rate must be a finite number between"),
+        (["--arrival-rate", "1e308"], "--arrival-rate must be a finite number between 0.0001 and 100000, got 1e+308"),
         (["--max-wait", "-1"], "--max-wait must be a finite number"),
         (["--freqs", "nan"], "--freqs must hold finite numbers"),
-        (["--seed", "-1"], "--seed must be between 0"),
-        (["--output-tokens", "1000000000"], "--output-tokens must be between 1 and 8192"),
+        (["--seed", "-1"], "--seed must be a whole number between 0 and 4294967295"),
+        (["--output-tokens", "1000000000"], "--output-tokens must be a whole number between 1 and 8192"),
         (["--slo-p95", "0"], "--slo-p95 must be a finite number > 0"),
         (["--paper", "--objective", "edp"], "--paper sets --objective weighted:0.5"),
         (["--arrivals", "bursty"], "unknown arrival process"),
-        (["--budget", "0"], "--budget must be between 1"),
+        (["--budget", "0"], "--budget must be a whole number between 1"),
         (["--freqs", "828.75"], "not a level of this device"),
         (["--baseline", "930.75,30"], "batch size 30 is not in the grid"),
         (["--baseline", "726.75,28"], "not a frequency of the grid"),
         (["--batches", "4,x"], "--batches must be"),
         (["--energy-scope", "some"], "unknown energy scope"),
         (["--profile", "/nonexistent.csv"], "does not exist"),
+        (["--batches", "1000000000"], "--batches must be a whole number between 1 and 1024, got 1e+09"),
+        (["--batches", "4,1e300"], "--batches must be a whole number between 1 and 1024"),
+        (["--batches", "4,2.5"], "--batches must be a whole number"),
+        (["--budget", "1000000000"], "--budget must be a whole number between 1 and 100000"),
+        (["--requests-per-round", "100001"], "--requests-per-round must be a whole number between 1 and 100000"),
+        (["--prompt-tokens", "1" + "0" * 30], "got a number of more than 20 digits"),
+        (["--max-wait", "1e308"], "--max-wait must be a finite number between 0 and 1e+06"),
+        (["--power-cap", "1e308"], "--power-cap must be a finite number > 0 and at most 1e+06"),
+        (["--threads", "1000000000"], "--threads must be a whole number between 1 and 4096"),
+        (["--objective", ""], "unknown objective ''"),
+        (["--objective", "weighted:"], "weighted: needs its ALPHA"),
+        (["--objective", "edp:"], "unknown objective 'edp:'"),
+        (["--energy-scope", ""], "unknown energy scope ''"),
+        (["--baseline", ""], "--baseline is empty"),
+        (["--baseline", "930.75,1e300"], "--baseline must be a whole number between 1 and 1024, got 1e+300"),
+        (["--freqs", ""], "--freqs is empty"),
+        (["--batches", ""], "--batches is empty"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):
@@ -181,3 +199,21 @@ def test_ctrl_c_during_start_up_is_never_a_traceback():
         _, err = p.communicate(timeout=60)
         assert "Traceback" not in err, err
         assert p.returncode in (0, 130, -signal.SIGINT), (p.returncode, err)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["profile", "--output", "p.csv", "--repeats", "1000000000"], "--repeats must be a whole number between 1"),
+        (["profile", "--output", "p.csv", "--batches", "1000000000"], "--batches must be a whole number between 1"),
+        (["profile", "--output", "p.csv", "--output-tokens", "0"], "--output-tokens must be a whole number"),
+        (["bench", "--rounds", "1000000000"], "--rounds must be a whole number between 1 and 100000"),
+        (["bench", "--sweep", "--workers", "100000"], "--workers must be a whole number between 1 and 256"),
+        (["bench", "--sweep", "--seeds", "0"], "--seeds must be a whole number between 1"),
+    ],
+)
+def test_profile_and_bench_counts_are_bounded(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "p.csv").exists()

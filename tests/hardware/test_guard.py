@@ -107,3 +107,16 @@ def test_a_repeated_signal_before_the_restore_raises_again():
         os.kill(os.getpid(), signal.SIGTERM)
         signal.pause()
     assert dev.steps == ["min", "max", "governor"]
+
+
+def test_a_second_signal_after_a_lost_one_raises_for_the_first():
+    dev = SlowRestoreDevice([])
+    with pytest.raises(SystemExit) as exit_info, guarded(dev):
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+            signal.pause()
+        except SystemExit:
+            pass  # lost, as inside C code that clears the error
+        os.kill(os.getpid(), signal.SIGINT)
+        signal.pause()
+    assert exit_info.value.code == 128 + signal.SIGHUP

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from edpilot.errors import ConfigError
 from edpilot.records import RoundRecord
-from edpilot.report import load_report, pareto_front, running_min, write_plots
+from edpilot.report import incumbent_means, load_report, pareto_front, spread, write_plots
 from edpilot.report.heatmap import cell_of, colour_norm, cost_grid
 from edpilot.space import Config
 from tests.report.logs import header, latency_only, obs, read, rnd, summary
@@ -79,10 +81,42 @@ def test_the_heatmap_colours_the_optimised_cost_on_a_log_scale_and_boxes_the_cho
     assert isinstance(norm, LogNorm) and (norm.vmin, norm.vmax) == (0.2, 1.0)
 
 
-def test_pareto_front_and_incumbent(edp_log):
+def test_pareto_front(edp_log):
     report = load_report(edp_log)
     assert [s.config for s in pareto_front(report.configs)] == [Config(500.0, 4), Config(500.0, 1)]
-    assert running_min(r.cost for r in report.rounds) == [30.0, 8.0, 6.0, 6.0, 6.0]
+
+
+def noisy_rounds(*, with_incumbent: bool = True):
+    """A lucky first window at (500, 1) that later windows do not bear out; (500, 4) is chosen on two windows."""
+    a, b, base = Config(500.0, 1), Config(500.0, 4), Config(900.0, 4)
+    plan = [(base, 30.0, base), (a, 5.0, a), (a, 11.0, a), (b, 7.0, b), (b, 9.0, b)]
+    rounds = []
+    for n, (config, cost, incumbent) in enumerate(plan):
+        r = rnd(n, config.freq_mhz, config.batch_size, cost / 2, 2.0, cost=cost)
+        rounds.append(dataclasses.replace(r, incumbent=incumbent if with_incumbent else None))
+    return rounds
+
+
+def test_the_convergence_line_is_the_incumbents_mean_not_a_running_minimum(tmp_path):
+    rounds = noisy_rounds()
+    report = load_report(read(tmp_path, header(), *rounds, summary(rounds, Config(500.0, 4), Config(900.0, 4))))
+    steps = incumbent_means(report, "cost")
+    assert [(x, c.batch_size, m) for x, c, m in steps] == [
+        (0, 4, 30.0),
+        (1, 1, 5.0),
+        (2, 1, 8.0),
+        (3, 4, 7.0),
+        (4, 4, 8.0),
+    ]
+    assert steps[-1][2] == report.stats(report.best).cost == 8.0  # a running minimum would end at 5.0
+    assert spread(report.stats(Config(500.0, 1)), "cost") == pytest.approx(18**0.5)
+    assert spread(report.stats(Config(900.0, 4)), "cost") is None  # one window: no spread
+
+
+def test_a_log_without_incumbents_follows_the_lowest_mean_and_ends_at_the_choice(tmp_path):
+    rounds = noisy_rounds(with_incumbent=False)
+    report = load_report(read(tmp_path, header(), *rounds, summary(rounds, Config(500.0, 4), Config(900.0, 4))))
+    assert [m for _, _, m in incumbent_means(report, "cost")] == [30.0, 5.0, 8.0, 7.0, 8.0]
 
 
 @pytest.fixture
@@ -131,3 +165,60 @@ def test_plots_into_an_existing_file_is_refused(edp_log, tmp_path):
     (tmp_path / "taken").write_text("x")
     with pytest.raises(ConfigError, match="is a file, not a folder"):
         write_plots(load_report(edp_log), tmp_path / "taken")
+
+
+def test_front_labels_never_overlap_each_other_or_a_marker_and_the_rest_are_listed():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edpilot.report.scatter import POINT_BOX_PX, place_labels
+
+    rng = np.random.default_rng(0)
+    anchors = [(float(x), float(y)) for x, y in zip(rng.uniform(1, 1.5, 40), rng.uniform(3, 3.4, 40))]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(*zip(*anchors))
+    fig.tight_layout()
+    unplaced = place_labels(ax, anchors, [f"{n}: 930.75, b{n}" for n in range(40)])
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(boxes) + len(unplaced) == 40 and len(boxes) >= 5  # a crowd: some placed, the rest listed
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    frame = ax.get_window_extent(renderer)
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
+    pixels = [ax.transData.transform(a) for a in anchors]
+    pad = POINT_BOX_PX
+    assert not any(b.x0 - pad < x < b.x1 + pad and b.y0 - pad < y < b.y1 + pad for b in boxes for x, y in pixels)
+    plt.close(fig)
+
+
+def test_the_baseline_gets_its_own_labelled_tick_on_a_log_axis():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edpilot.report.figure import plain_ticks, tick_at
+
+    fig, ax = plt.subplots()
+    ax.plot([0.9, 2, 15], [2.8, 3.5, 4.2])
+    ax.set_xscale("log")
+    plain_ticks(ax.xaxis)
+    tick_at(ax.xaxis, 14.98, "baseline")
+    tick_at(ax.yaxis, 2.826, "baseline")
+    fig.canvas.draw()
+    xs = [t.get_text() for t in ax.get_xticklabels()]
+    ys = [t.get_text() for t in ax.get_yticklabels()]
+    assert "14.98\nbaseline" in xs and "baseline 2.826" in ys
+    assert len([x for x in xs if x]) >= 3  # the axis keeps its own ticks away from the baseline's
+    plt.close(fig)
+
+
+def test_equal_edp_curves_run_through_the_chosen_and_the_baseline(edp_log):
+    from edpilot.report.scatter import _edp_levels
+
+    report = load_report(edp_log)
+    levels = _edp_levels(report)
+    assert levels[0] == pytest.approx(report.stats(report.best).edp)
+    assert levels[-1] == pytest.approx(report.stats(report.baseline).edp) and len(levels) == 4

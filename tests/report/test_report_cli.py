@@ -43,6 +43,9 @@ def test_report_of_a_weighted_run_sorts_by_its_cost_and_marks_the_chosen(weighte
     assert data["chosen"] == summary["best"] and data["baseline"] == summary["baseline"]
     assert data["configs"][0]["cost"] <= data["chosen"]["cost"]
     assert data["baseline"]["cost"] == pytest.approx(1.0)
+    several = [c for c in data["configs"] if c["windows"] > 1]
+    assert several and all(c["sd"] > 0 for c in several)
+    assert all(c["sd"] is None for c in data["configs"] if c["windows"] == 1)
     assert data["gain"]["edp_pct"] == pytest.approx(100 * (1 - data["chosen"]["edp"] / data["baseline"]["edp"]))
     assert [p.rsplit("/", 1)[1] for p in data["plots"]] == ["heatmap.png", "convergence.png", "pareto.png"]
 
@@ -52,8 +55,8 @@ def test_report_table_names_the_objective_and_shows_edp_beside_it(weighted_log):
     assert r.exit_code == 0, r.output
     assert "lowest weighted cost α=0.5 (baseline = 1) first" in r.stdout
     assert "objective: weighted:0.5 · energy: active" in r.stdout
-    assert "EDP (J·s)" in r.stdout
-    chosen_rows = [line for line in r.stdout.splitlines() if "★ chosen" in line]
+    assert "EDP" in r.stdout and "(J·s)" in r.stdout  # the header wraps on words, never cut
+    chosen_rows = [line for line in r.stdout.splitlines() if line.split()[:1] == ["★"]]
     assert len(chosen_rows) == 1
     assert re.search(r"chosen \(.* MHz, batch \d+\) vs baseline \(930\.75 MHz, batch 28\): weighted", r.stdout)
     assert re.search(r"EDP [\d.]+ vs [\d.]+ J·s \(-?[\d.]+% lower\)", r.stdout)
@@ -64,10 +67,9 @@ def test_report_of_a_latency_only_run_prints_the_table_and_plots_latency(tmp_pat
     write(log, *latency_only())
     r = runner.invoke(app, ["report", str(log), "--out", str(tmp_path / "p")], env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
-    rows = [line for line in r.stdout.splitlines() if line.startswith("│")]
-    assert [row.split("│")[2].strip() for row in rows] == ["no clock"] * 3
-    assert [row.split("│")[3].strip() for row in rows] == ["1", "2", "4"]
-    assert "★ chosen" in rows[0] and "baseline" in rows[-1]
+    rows = [line for line in r.stdout.splitlines() if "no clock" in line]
+    assert [row.split("no clock")[1].split()[:2] for row in rows] == [["1", "1"], ["2", "1"], ["4", "1"]]
+    assert rows[0].split()[0] == "★" and rows[-1].split()[0] == "base"
     assert "cpu · llama-3.2-1b" in r.stdout and "energy: not measured" in r.stdout
     assert "EDP" not in r.stdout and "energy/req" not in r.stdout
     assert "chosen (batch 1) vs baseline (batch 4): mean latency (s) 2 vs 9 (77.8% lower)" in r.stdout
@@ -114,3 +116,54 @@ def test_report_out_an_existing_file_is_one_line_and_exit_2(weighted_log, tmp_pa
     assert r.exit_code == 2
     assert r.stderr.strip() == f"edpilot: error: --out {taken} is a file, not a folder: name a folder for the plots"
     assert taken.read_bytes() == b"not a folder"
+
+
+def rows_of(stdout: str) -> list[list[str]]:
+    """The table's rows, split on whitespace (the table draws no vertical lines)."""
+    lines = stdout.splitlines()
+    start = next(n for n, line in enumerate(lines) if set(line.strip()) == {"─"})
+    return [line.split() for line in lines[start + 1 :] if line.strip() and not line.startswith("★ chosen ·")][:-1]
+
+
+def test_the_table_fits_80_columns_without_cutting_a_header(weighted_log):
+    r = runner.invoke(app, ["report", str(weighted_log)], env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    rule = next(n for n, line in enumerate(lines) if set(line.strip()) == {"─"})
+    table = lines[rule - 5 : rule + 1] + [line for line in lines[rule + 1 :] if line.split()[:1] != ["note:"]][:5]
+    assert all(len(line) <= 80 for line in table), table
+    assert "…" not in r.stdout
+    header_words = " ".join(lines[rule - 5 : rule]).split()
+    for word in ["MHz", "batch", "windows", "weighted", "α=0.5", "(baseline", "sd", "energy", "(J/req)", "p95"]:
+        assert word in header_words, (word, header_words)
+    assert "keeps" in header_words and "up" in header_words
+
+
+def test_the_spread_across_windows_is_a_column(weighted_log):
+    from edpilot.report import load_report, spread
+    from edpilot.runlog import read_run_log
+
+    r = runner.invoke(app, ["report", str(weighted_log)], env={"COLUMNS": "200"})
+    report = load_report(read_run_log(weighted_log))
+    chosen = report.stats(report.best)
+    assert len(chosen.served) > 1
+    row = next(line.split() for line in r.stdout.splitlines() if line.split()[:1] == ["★"])
+    assert row[3] == str(len(chosen.served)) and row[5] == f"{spread(chosen, 'cost'):.2g}"
+
+
+def test_a_chosen_config_that_does_not_rank_first_is_explained(tmp_path):
+    from edpilot.space import Config
+    from tests.report.logs import header, rnd, summary
+
+    rounds = [rnd(0, 900.0, 4, 15.0, 2.0), rnd(1, 500.0, 1, 3.0, 2.0)]
+    rounds += [rnd(n, 500.0, 4, e, 2.0) for n, e in ((2, 3.5), (3, 4.5), (4, 4.0))]
+    log = tmp_path / "run.jsonl"
+    write(log, header(), *rounds, summary(rounds, Config(500.0, 4), Config(900.0, 4)))
+    r = runner.invoke(app, ["report", str(log)], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    first = next(line.split() for line in r.stdout.splitlines() if line.split()[:2] == ["500", "1"])
+    assert first[2] == "1"  # ranks first on one window
+    assert (
+        "note: the ★ ranks #2 by measured mean: it was chosen on its 3 windows (± sd 1) and the strategy's "
+        "estimate at this traffic. Above it: (500 MHz, batch 1), 1 window" in r.stdout
+    )

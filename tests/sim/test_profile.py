@@ -33,7 +33,19 @@ def test_reads_metadata_rows_and_grid(tmp_path):
         ("# idle_power_w: 1\n", "no samples"),
         ("freq,batch,lat,energy\n500,1,1,1\n", "header must be"),
         ("freq_mhz,batch_size,latency_s,energy_j\n500,1,abc,1\n900,1,1,1\n", "non-numeric"),
-        ("freq_mhz,batch_size,latency_s,energy_j\n500,1,1,-3\n900,1,1,1\n", "energy_j >= 0"),
+        (
+            "freq_mhz,batch_size,latency_s,energy_j\n500,1,1,-3\n900,1,1,1\n",
+            ":2: energy_j must be a finite number between 0",
+        ),
+        (
+            "freq_mhz,batch_size,latency_s,energy_j\n500,1,1e30,3\n900,1,1,1\n",
+            ":2: latency_s must be a finite number > 0",
+        ),
+        (
+            "freq_mhz,batch_size,latency_s,energy_j\n500,1e30,1,3\n900,1,1,1\n",
+            "batch_size must be a whole number between",
+        ),
+        ("freq_mhz,batch_size,latency_s,energy_j\n500,1,1," + "9" * 5001 + "\n900,1,1,1\n", "got inf"),
         ("freq_mhz,batch_size,latency_s,energy_j\n500,1.5,1,3\n900,1,1,1\n", "whole number"),
         ("freq_mhz,batch_size,latency_s,energy_j\n500,1,1\n", "expected 4 values"),
         ("freq_mhz,batch_size,latency_s,energy_j\n500,1,1,1\n500,1,2,2\n", "only one config"),
@@ -44,6 +56,13 @@ def test_malformed_profiles_raise_with_line(tmp_path, text, message):
     p.write_text(text)
     with pytest.raises(ProfileError, match=message):
         read_profile(p)
+
+
+def test_an_idle_power_past_any_board_is_refused(tmp_path):
+    p = tmp_path / "bad.csv"
+    p.write_text("# idle_power_w: 1e300\nfreq_mhz,batch_size,latency_s,energy_j\n500,1,1,3\n900,1,1,1\n")
+    with pytest.raises(ProfileError, match=r"idle_power_w must be between 0 and 1e\+06 W, got 1e\+300"):
+        _ = read_profile(p).idle_power_w
 
 
 def test_missing_profile(tmp_path):

@@ -35,6 +35,14 @@ def entry(t, prompt="hi there", n=16):
         ('{"arrival_s": 2, "prompt": "x", "max_new_tokens": 0}', "t.jsonl:2: max_new_tokens must be a whole number"),
         ('{"arrival_s": 0.5, "prompt": "x", "max_new_tokens": 3}', "t.jsonl:2: arrival_s 0.5 is before"),
         ("[1, 2]", "t.jsonl:2: expected an object"),
+        (
+            '{"arrival_s": ' + "9" * 5001 + ', "prompt": "x", "max_new_tokens": 3}',
+            r"t.jsonl:2: not a trace entry \(Exceeds",
+        ),
+        (
+            '{"arrival_s": 2, "prompt": "x", "max_new_tokens": 1' + "0" * 30 + "}",
+            r"max_new_tokens must be a whole number in \[1, \d+\], got 10{30}$",
+        ),
     ],
 )
 def test_malformed_lines_name_line_and_problem(tmp_path, bad, message):

@@ -13,6 +13,7 @@ from edpilot.bench import default_scenarios, holdout_scenarios, run_sweep, tune_
 from edpilot.cli.common import console, handle_errors, print_json
 from edpilot.cli.options import JsonOpt
 from edpilot.errors import ConfigError
+from edpilot.limits import bounded
 from edpilot.search import DEFAULT_STRATEGY, STRATEGIES, strategy_class
 
 
@@ -51,8 +52,8 @@ def bench_command(
     """Time a simulated tuning run and one decision (targets: < 2 s per 100 rounds, < 1 ms per decision);
     with --sweep, score every strategy against the oracle of many scenarios."""
     if sweep:
-        if seeds < 1 or workers < 1:
-            raise ConfigError("--seeds and --workers must be >= 1")
+        bounded(seeds, "seeds", "--seeds")
+        bounded(workers, "workers", "--workers")
         if holdout and (quick or profile):
             raise ConfigError("--holdout runs its own scenarios: drop --quick and --profile")
         scenarios = (
@@ -67,8 +68,8 @@ def bench_command(
         console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
         return
     strategy_class(strategy)
-    if rounds < 1 or repeats < 1:
-        raise ConfigError("--rounds and --repeats must be >= 1")
+    bounded(rounds, "budget", "--rounds")
+    bounded(repeats, "repeats", "--repeats")
     if device != "sim" and not device.startswith("sim:"):
         raise ConfigError(f"--device {device}: the timing runs on the simulator only (sim or sim:BOARD)")
     if arrivals not in ("uniform", "poisson"):

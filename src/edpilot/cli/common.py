@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any, TypeVar
 
 import typer
@@ -41,6 +44,93 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(code=130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stop:
+    """Which signal stopped a command; once one has, later signals are ignored while it winds down and exits."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            return
+        self._stopping(signum)
+        raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
+
+    def _stopping(self, signum: int) -> None:
+        """Ignore the stop signals from now on, at the OS level (SIG_IGN outlives the interpreter's own shutdown)."""
+        self.signum = signum
+        with contextlib.suppress(ValueError):  # not the main thread
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+
+    def caught(self, exc: BaseException) -> int | None:
+        """The first signal behind `exc` (KeyboardInterrupt or SystemExit(128+N), raised by the device guard or
+        here), or None; a second signal raised while the first unwound is chained to it, and the first wins."""
+        signum = None
+        link: BaseException | None = exc
+        while link is not None:
+            signum = _signal_of(link) or signum
+            link = link.__context__
+        if signum is not None and self.signum is None:
+            self._stopping(signum)
+        return signum
+
+
+def _signal_of(exc: BaseException) -> int | None:
+    if isinstance(exc, KeyboardInterrupt):
+        return int(signal.SIGINT)
+    if isinstance(exc, SystemExit) and exc.code in (128 + signal.SIGTERM, 128 + signal.SIGHUP):
+        return int(exc.code) - 128  # type: ignore[arg-type]
+    return None
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[Stop]:
+    """SIGINT, SIGTERM and SIGHUP stop the command once: a second one never cuts its summary short.
+
+    After a signal, the three stay ignored until the process exits: a late one would otherwise land in the
+    interpreter's shutdown ("Exception ignored in threading._shutdown"), or kill it by the default action once
+    Python has put the default handlers back.
+    """
+    stop = Stop()
+    previous = {}
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, stop.handle)
+    try:
+        yield stop
+    finally:
+        if stop.signum is None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def stops_on_signals(done: str) -> Callable[[F], F]:
+    """Make a command that SIGINT/SIGTERM/SIGHUP stop end in one line ('edpilot: stopped by SIGHUP; `done`') and
+    exit 128+N, with later signals ignored; `done` says what was put back, and must hold for every stop."""
+
+    def wrap(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with stop_on_signals() as stop:
+                try:
+                    return func(*args, **kwargs)
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    signum = stop.caught(exc)
+                    if signum is None:
+                        raise
+                    with contextlib.suppress(OSError):  # a hung-up terminal cannot be written to
+                        err_console.print(f"edpilot: stopped by {signal.Signals(signum).name}; {done}", highlight=False)
+                    raise typer.Exit(code=128 + signum) from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return wrap
 
 
 def print_json(data: object) -> None:

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import edpilot.sim  # noqa: F401 - registers the sim device
-from edpilot.cli.common import console, err_console, handle_errors, print_json
+from edpilot.cli.common import console, err_console, handle_errors, print_json, stops_on_signals
 from edpilot.errors import ConfigError, DeviceError, EdpilotError, PermissionDenied
 from edpilot.hardware import Device, DeviceOptions, RestoreFailed, guarded, open_device, restore_saved
 from edpilot.hardware.base import EMC_KNOB
@@ -124,6 +124,7 @@ def _emc_level(dev: Device, emc: float) -> float:
 
 
 @handle_errors
+@stops_on_signals("clocks restored: what this command pinned has been put back")
 def apply_command(
     device: Annotated[str, typer.Option(help="Device spec: jetson or nvml[:INDEX].")],
     freq: Annotated[float | None, typer.Option(help="GPU level to pin, in MHz (an exact level of the device).")] = None,
@@ -142,6 +143,12 @@ def apply_command(
     """
     if (freq is not None and from_log is not None) or (freq is None and from_log is None and emc is None):
         raise ConfigError("give either --freq MHZ or --from RUN.jsonl (and/or --emc MHZ for the memory clock)")
+    if device.partition(":")[0] == "sim":
+        raise ConfigError(
+            f"--device {device} is simulated: it lives only inside an edpilot process, so there is no clock to "
+            "pin for your engine; pin a real GPU (--device jetson or nvml[:INDEX]), or serve the simulated choice "
+            "with `edpilot serve --config RUN.jsonl`"
+        )
     batch_size = None
     if from_log is not None:
         freq, batch_size = _best_from_run_log(from_log)

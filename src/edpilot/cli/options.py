@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S, EngineOptions
+from edpilot.limits import bounded
 from edpilot.search import STRATEGIES
 
 DeviceOpt = Annotated[
@@ -130,6 +131,11 @@ def engine_options(
     filler_text: bool = False,
 ) -> EngineOptions:
     """The engine options every command that opens an engine takes, validated."""
+    bounded(seed, "seed", "--seed")
+    if threads is not None:
+        bounded(threads, "threads", "--threads")
+    if gpu_layers is not None:
+        bounded(gpu_layers, "gpu_layers", "--gpu-layers")
     return EngineOptions(
         torch_device=torch_device,
         dtype=dtype,

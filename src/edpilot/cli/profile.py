@@ -36,9 +36,10 @@ from edpilot.cli.options import (
 )
 from edpilot.cli.results import describe_limits
 from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S
-from edpilot.errors import ConfigError
 from edpilot.hardware.guard import guarded
+from edpilot.limits import bounded
 from edpilot.profiler import config_stats, profile
+from edpilot.space import parse_batch_sizes
 from edpilot.workload import Workload
 
 
@@ -75,8 +76,13 @@ def profile_command(
 
     `edpilot tune --device sim --profile FILE` then replays the table.
     """
-    if repeats < 1:
-        raise ConfigError(f"--repeats must be >= 1, got {repeats}")
+    bounded(repeats, "repeats", "--repeats")
+    bounded(output_tokens, "output_tokens", "--output-tokens")
+    if prompt_tokens is not None:
+        bounded(prompt_tokens, "prompt_tokens", "--prompt-tokens")
+    bounded(seed, "seed", "--seed")
+    if batches is not None:
+        parse_batch_sizes(batches)
     workload = Workload(arrivals="saturated", output_tokens=output_tokens, prompt_tokens=prompt_tokens)
     backends = open_backends(
         device=device,

@@ -67,7 +67,7 @@ def result_table(result: TuneResult) -> Table:
     row("EDP (J·s)", base.edp, best.edp, ".3f")
     table.add_row("keeps up", str(base.keeps_up), str(best.keeps_up), "")
     s = result.summary
-    gains = [f"{s.rounds} search rounds"]
+    gains = [f"{s.rounds} search rounds" + (" (interrupted: chosen from what was measured)" if s.interrupted else "")]
     if s.failed_rounds:
         gains.append(f"{s.failed_rounds} failed")
     gains.append(f"{objective} gain {_pct(s.cost_gain_pct)}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import math
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from edpilot.cli.options import SysfsRootOpt
 from edpilot.clock import WallClock
 from edpilot.errors import ConfigError
 from edpilot.hardware import Device, DeviceOptions, open_device
+from edpilot.limits import bounded
 from edpilot.watch import SERVER_METRICS, DeviceReader, Reading, ServerStatus, read_server
 
 DEVICE_COLUMNS = ("governor", "gpu_load_pct", "power_w", "energy_j")  # after the time and the device's knobs
@@ -74,12 +74,11 @@ def top_command(
     --log FILE.csv --interval S writes the same readings without the screen, one flushed line each.
     Ctrl-C or SIGTERM ends it with one line; --count or --duration ends it by itself.
     """
-    if not (math.isfinite(interval) and interval > 0):
-        raise ConfigError(f"--interval must be a finite number of seconds > 0, got {interval}")
-    if count is not None and count < 1:
-        raise ConfigError(f"--count must be at least 1, got {count}")
-    if duration is not None and not (math.isfinite(duration) and duration > 0):
-        raise ConfigError(f"--duration must be a finite number of seconds > 0, got {duration}")
+    bounded(interval, "interval_s", "--interval")
+    if count is not None:
+        bounded(count, "readings", "--count")
+    if duration is not None:
+        bounded(duration, "duration_s", "--duration")
     if url is not None and not url.startswith(("http://", "https://")):
         raise ConfigError(f"--url needs an http:// or https:// address, e.g. http://127.0.0.1:8000, got {url!r}")
     if device == NO_DEVICE and url is None:

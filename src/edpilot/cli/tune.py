@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from edpilot.backends import open_backends
-from edpilot.cli.common import console, handle_errors, print_json, progress_bar
+from edpilot.cli.common import console, err_console, handle_errors, print_json, progress_bar, stop_on_signals
 from edpilot.cli.options import (
     ArrivalRateOpt,
     ArrivalsOpt,
@@ -48,12 +49,14 @@ from edpilot.cli.options import (
 )
 from edpilot.cli.results import describe_limits, result_table, warn_short_window
 from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S
+from edpilot.hardware.base import Device
 from edpilot.hardware.guard import guarded
 from edpilot.run import SearchRequest, WorkloadRequest, resolve_paper, start_session
 from edpilot.runlog import RoundRecord, RunLog
 from edpilot.runner import Runner
 from edpilot.search import DEFAULT_STRATEGY
-from edpilot.tuner import tune
+from edpilot.sim import SimDevice
+from edpilot.tuner import TuneResult, TuningSession, tune
 
 
 @handle_errors
@@ -153,42 +156,75 @@ def tune_command(
             request_timeout_s=request_timeout,
         ),
     )
-    with guarded(backends.device), RunLog(output, overwrite=overwrite) as run_log:
-        describe_limits(backends.device, quiet=json_output)
-        traffic = workload.traffic(requests_per_round)
-        session = start_session(
-            backends,
-            search,
-            traffic,
-            run_log=run_log,
-            model=model,
-            workload_name=workload.arrivals,
-            output_tokens=traffic.output_tokens,
-        )
-        runner = Runner(
-            device=backends.device,
-            engine=backends.engine,
-            workload=workload,
-            requests_per_round=requests_per_round,
-            energy_scope=search.energy_scope,  # type: ignore[arg-type]
-            max_wait_s=max_wait,
-            seed=seed,
-        )
-        with progress_bar("tuning", disable=json_output) as progress:
-            task = progress.add_task("baseline", total=budget + 1)
-            warned = False
+    session: TuningSession | None = None
+    with stop_on_signals() as stop, RunLog(output, overwrite=overwrite) as run_log:
+        try:
+            with guarded(backends.device):
+                describe_limits(backends.device, quiet=json_output)
+                traffic = workload.traffic(requests_per_round)
+                session = start_session(
+                    backends,
+                    search,
+                    traffic,
+                    run_log=run_log,
+                    model=model,
+                    workload_name=workload.arrivals,
+                    output_tokens=traffic.output_tokens,
+                )
+                runner = Runner(
+                    device=backends.device,
+                    engine=backends.engine,
+                    workload=workload,
+                    requests_per_round=requests_per_round,
+                    energy_scope=search.energy_scope,  # type: ignore[arg-type]
+                    max_wait_s=max_wait,
+                    seed=seed,
+                )
+                with progress_bar("tuning", disable=json_output) as progress:
+                    task = progress.add_task("baseline", total=budget + 1)
+                    warned = False
 
-            def on_round(r: RoundRecord) -> None:
-                nonlocal warned
-                cost = "failed" if r.cost is None else f"cost {r.cost:.4g}"
-                progress.update(task, advance=1, description=f"{r.config} {cost}")
-                warned = warned or warn_short_window(r, backends.device)  # once per run
+                    def on_round(r: RoundRecord) -> None:
+                        nonlocal warned
+                        cost = "failed" if r.cost is None else f"cost {r.cost:.4g}"
+                        progress.update(task, advance=1, description=f"{r.config} {cost}")
+                        warned = warned or warn_short_window(r, backends.device)  # once per run
 
-            session.on_round = on_round
-            result = tune(runner=runner, session=session, budget=budget)
+                    session.on_round = on_round
+                    result = tune(runner=runner, session=session, budget=budget)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            signum = stop.caught(exc)  # from here on, more signals are ignored
+            if signum is None:
+                raise
+            measured = session is not None and bool(session.rounds)
+            if measured:
+                assert session is not None
+                _print_result(session.finish(interrupted=True), json_output=json_output, output=output)
+            err_console.print(stopped_line(signum, backends.device, session, logged=output), highlight=False)
+            raise typer.Exit(code=128 + signum) from None
+    _print_result(result, json_output=json_output, output=output)
+
+
+def _print_result(result: TuneResult, *, json_output: bool, output: Path | None) -> None:
     if json_output:
         print_json(result.summary.to_dict())
+        return
+    console.print(result_table(result))
+    if output:
+        console.print(f"run log: {output}  (plots: edpilot report {output} --out DIR)")
+
+
+def stopped_line(signum: int, device: Device, session: TuningSession | None, *, logged: Path | None) -> str:
+    """What a signal stopped and what was put back, in one line: never a restore that did not happen."""
+    rounds = len(session.rounds) if session is not None else 0
+    done = f"after {rounds} measured round(s)" if rounds else "before the first round was measured"
+    if rounds and logged is not None:
+        done += f", summary written to {logged}"
+    caps = device.capabilities
+    if isinstance(device, SimDevice):
+        back = f"nothing to restore: {device.name} is simulated, no real clock was changed"
+    elif not caps.can_set_clocks:
+        back = f"no clock was changed ({caps.read_only_reason}), so none needed restoring"
     else:
-        console.print(result_table(result))
-        if output:
-            console.print(f"run log: {output}  (plots: edpilot report {output} --out DIR)")
+        back = f"clocks restored: {device.name} is back at the clock settings saved before the run"
+    return f"edpilot: stopped by {signal.Signals(signum).name} {done}; {back}"

@@ -36,8 +36,9 @@ class _Shield:
         if self.restoring:
             self.ignored.append(signum)
             return
-        self.signum = signum
-        _raise_for(signum)
+        if self.signum is None:  # the first signal is the one that stopped the block, also when its raise was lost
+            self.signum = signum
+        _raise_for(self.signum)
 
 
 def _raise_for(signum: int) -> None:

@@ -46,8 +46,15 @@ class DeviceLock:
                     "clocks back when it ends; wait for it or stop it (kill -TERM), then try again"
                 ) from None
             raise DeviceError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        except OSError as exc:  # a full disk, a file-size limit
+            os.close(fd)
+            raise DeviceError(
+                f"cannot write the lock file {self.path}: {exc.strerror or exc}; free space there or set "
+                "EDPILOT_STATE_DIR to a writable folder"
+            ) from None
         self._fd = fd
 
     def release(self) -> None:

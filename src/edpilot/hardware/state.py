@@ -148,6 +148,8 @@ class StateStore:
                 raise ValueError("no 'backend'")
         except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             return StateEntry(path, None, "corrupt", f"state file {path} is corrupt ({exc})")
+        except RecursionError:  # brackets nested thousands deep: never a state edpilot wrote
+            return StateEntry(path, None, "corrupt", f"state file {path} is corrupt (nested too deeply)")
         return StateEntry(path, state)
 
     def entries(self) -> list[StateEntry]:

@@ -5,7 +5,7 @@ them (the records raise ConfigError on a line of the wrong shape); `write_plots(
 plots (needs `edpilot[plot]`).
 """
 
-from edpilot.report.data import RunReport, load_report, objective_label, pareto_front, running_min
+from edpilot.report.data import RunReport, incumbent_means, load_report, objective_label, pareto_front, spread
 from edpilot.report.plots import write_plots
 
-__all__ = ["RunReport", "load_report", "objective_label", "pareto_front", "running_min", "write_plots"]
+__all__ = ["RunReport", "incumbent_means", "load_report", "objective_label", "pareto_front", "spread", "write_plots"]

@@ -6,8 +6,11 @@ ranks them by the optimised cost; it does no checking of its own (the records di
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from edpilot.records import RoundRecord, RunHeader
 from edpilot.runlog import RunLogData
@@ -46,6 +49,7 @@ class RunReport:
     configs: tuple[ConfigStats, ...]
     best: Config | None
     baseline: Config | None
+    interrupted: bool = False  # a signal stopped the run: the choice is the best of what it had measured
 
     @property
     def objective(self) -> str | None:
@@ -105,6 +109,7 @@ def load_report(data: RunLogData) -> RunReport:
         configs=tuple(sorted(groups.values(), key=sort_key)),
         best=None if data.summary is None else data.summary.best_config,
         baseline=baseline,
+        interrupted=data.summary is not None and data.summary.interrupted,
     )
 
 
@@ -120,12 +125,38 @@ def pareto_front(configs: Sequence[ConfigStats]) -> list[ConfigStats]:
     return front
 
 
-def running_min(values: Iterable[float | None]) -> list[float | None]:
-    """The lowest value seen up to and including each position (None until one is)."""
-    out: list[float | None] = []
-    best: float | None = None
-    for v in values:
-        if v is not None and (best is None or v < best):
-            best = v
-        out.append(best)
+def window_values(stats: ConfigStats, metric: str) -> list[float]:
+    """One config's `metric` per window that served something: 'cost' (the optimised cost), or an Observation field."""
+    if metric == "cost":
+        return [c for c, o in zip(stats.costs, stats.observations) if c is not None and not o.failed]
+    return [v for v in (getattr(o, metric) for o in stats.served) if v is not None]
+
+
+def spread(stats: ConfigStats, metric: str) -> float | None:
+    """Sample standard deviation of `metric` across a config's windows; None with fewer than two windows."""
+    values = window_values(stats, metric)
+    if len(values) < 2:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        sd = float(np.std(values, ddof=1))
+    return sd if math.isfinite(sd) else None  # windows near the float limit: no spread rather than inf
+
+
+def incumbent_means(report: RunReport, metric: str) -> list[tuple[int, Config, float]]:
+    """Per round: the incumbent (the chosen-so-far config) and the mean of its windows measured up to that round.
+
+    The incumbent is what the round record says the strategy would choose; a log without it falls back to the
+    config with the lowest mean so far. The last round's incumbent is the run's choice where the summary names
+    one, so the line ends at the chosen config's mean — never at a lucky single window.
+    """
+    seen: dict[Config, ConfigStats] = {}
+    out: list[tuple[int, Config, float]] = []
+    for n, r in enumerate(report.rounds):
+        seen.setdefault(r.config, ConfigStats(r.config)).add(r.obs, r.cost)
+        means = {c: m for c, s in seen.items() if (m := getattr(s, metric)) is not None}
+        incumbent = r.incumbent or (min(means, key=lambda c: means[c]) if means else None)
+        if n == len(report.rounds) - 1 and report.best is not None:
+            incumbent = report.best
+        if incumbent in means:
+            out.append((r.round, incumbent, means[incumbent]))  # type: ignore[index]
     return out

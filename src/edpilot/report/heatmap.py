@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edpilot.report.data import RunReport, freq_text
+from edpilot.report.data import RunReport, freq_text, spread
 from edpilot.report.figure import (
     baseline_label,
     chosen_label,
@@ -18,6 +18,7 @@ from edpilot.report.figure import (
     shown_metric,
 )
 from edpilot.space import Config
+from edpilot.stats import ConfigStats
 
 UNMEASURED = "0.93"
 
@@ -63,13 +64,20 @@ def _box(plt: Any, ax: Any, cell: tuple[int, int], *, inset: float, **style: Any
     ax.add_patch(plt.Rectangle((j - 0.5 + inset, i - 0.5 + inset), size, size, fill=False, **style))
 
 
+def _spread_text(stats: ConfigStats | None, metric: str) -> str:
+    """'±0.057 ×22': the spread and the count of a config's windows, where it was measured more than once."""
+    sd = None if stats is None else spread(stats, metric)
+    return "" if sd is None or stats is None else f"±{sd:.2g} ×{len(stats.served)}"
+
+
 def plot_heatmap(report: RunReport, path: Path) -> None:
-    """The shown metric per config on a log colour scale; chosen boxed red, baseline dashed; unmeasured grey."""
+    """The shown metric per config on a log colour scale, with the spread and count of its windows where there are
+    several; chosen boxed red, baseline dashed; unmeasured grey."""
     plt = pyplot()
     from matplotlib.colors import LogNorm
     from matplotlib.lines import Line2D
 
-    label, _ = shown_metric(report)
+    label, metric = shown_metric(report)
     freqs, batches, grid = cost_grid(report)
     measured = grid[~np.isnan(grid)]
     fig, ax = plt.subplots(figsize=(max(7.0, 2.2 + 0.95 * len(batches)), 2.9 + 0.5 * len(freqs)))
@@ -84,11 +92,15 @@ def plot_heatmap(report: RunReport, path: Path) -> None:
     ax.set_yticks(np.arange(-0.5, len(freqs)), minor=True)
     ax.grid(which="minor", color="white", linewidth=1)
     ax.tick_params(which="minor", length=0)
+    spreads = {cell_of(s.config, freqs, batches): s for s in report.configs}
     for (i, j), v in np.ndenumerate(grid):
         if not np.isnan(v) and norm is not None:
             r, g, b, _ = cmap(norm(v))
             ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
-            ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=8, color=ink)
+            extra = _spread_text(spreads.get((i, j)), metric)
+            ax.text(j, i + (0.13 if extra else 0), f"{v:.3g}", ha="center", va="center", fontsize=8, color=ink)
+            if extra:
+                ax.text(j, i - 0.2, extra, ha="center", va="center", fontsize=6.5, color=ink)
     for s in report.configs:
         cell = cell_of(s.config, freqs, batches) if not s.served else None
         if cell is not None:
@@ -105,6 +117,8 @@ def plot_heatmap(report: RunReport, path: Path) -> None:
         _box(plt, ax, best_cell, inset=0.02, edgecolor="#d62728", linewidth=3)
         handles.append(Line2D([], [], color="#d62728", linewidth=3, label=chosen_label(report)))
     handles.append(Line2D([], [], marker="s", color=UNMEASURED, linestyle="", markersize=10, label="not measured"))
+    if any(_spread_text(s, metric) for s in report.configs):
+        handles.append(Line2D([], [], linestyle="", label="±sd across windows ×windows measured"))
     if norm is not None:
         bar = fig.colorbar(im, ax=ax, label=f"{label}, lower is better")
         if isinstance(norm, LogNorm):

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from edpilot.errors import ProfileError
+from edpilot.jsonfields import show
+from edpilot.limits import LIMITS, bounded
 from edpilot.textfile import read_lines
 
 HEADER = "freq_mhz,batch_size,latency_s,energy_j"
@@ -82,8 +84,10 @@ class ProfileTable:
             raise ProfileError(
                 f"{self.source}: needs a metadata line '# idle_power_w: WATTS' (device power when idle)"
             ) from None
-        if not value >= 0:
-            raise ProfileError(f"{self.source}: idle_power_w must be >= 0, got {value}")
+        if not 0 <= value <= LIMITS["power_w"].maximum:
+            raise ProfileError(
+                f"{self.source}: idle_power_w must be between 0 and {LIMITS['power_w'].maximum:g} W, got {value:g}"
+            )
         return value
 
     def samples(self, freq_mhz: float, batch_size: int) -> np.ndarray:
@@ -135,13 +139,15 @@ def _parse_row(line: str, *, where: str) -> ProfileRow:
         f, b, lat = (float(p) for p in parts[:3])
         e = None if parts[3] == "" else float(parts[3])  # empty: measured without an energy meter
     except ValueError:
-        raise ProfileError(f"{where}: non-numeric value in '{line}'") from None
-    if not all(math.isfinite(x) for x in (f, b, lat, 0.0 if e is None else e)):
-        raise ProfileError(f"{where}: values must be finite, got '{line}'")
-    if f <= 0 or lat <= 0 or (e is not None and e < 0):
-        raise ProfileError(f"{where}: freq_mhz and latency_s must be > 0 and energy_j >= 0, got '{line}'")
-    if b != int(b) or b < 1:
-        raise ProfileError(f"{where}: batch_size must be a whole number >= 1, got '{parts[1]}'")
+        raise ProfileError(f"{where}: non-numeric value in {show(line)}") from None
+    for value, what, column in (
+        (f, "freq_mhz", "freq_mhz"),
+        (b, "batch_size", "batch_size"),
+        (lat, "latency_s", "latency_s"),
+    ):
+        bounded(value, what, f"{where}: {column}", error=ProfileError)
+    if e is not None:
+        bounded(e, "energy_j", f"{where}: energy_j", error=ProfileError)
     return ProfileRow(freq_mhz=f, batch_size=int(b), latency_s=lat, energy_j=e)
 
 

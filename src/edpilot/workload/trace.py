@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edpilot.errors import WorkloadError
+from edpilot.jsonfields import show
 from edpilot.serving.traffic import Traffic
 from edpilot.textfile import read_lines
 from edpilot.workload.prompts import estimate_tokens
@@ -49,6 +50,8 @@ def read_trace(path: str | os.PathLike[str], *, max_new_tokens_cap: int = 8192) 
             raise WorkloadError(f"{where}: not valid JSON ({exc.msg})") from None
         except RecursionError:
             raise WorkloadError(f"{where}: nested too deeply to be a trace entry") from None
+        except ValueError as exc:  # beyond json's limits: an integer of more than 4300 digits
+            raise WorkloadError(f"{where}: not a trace entry ({str(exc).partition(':')[0]})") from None
         if not isinstance(obj, dict):
             raise WorkloadError(f"{where}: expected an object with arrival_s, prompt, max_new_tokens")
         missing = [k for k in ("arrival_s", "prompt", "max_new_tokens") if k not in obj]
@@ -57,13 +60,13 @@ def read_trace(path: str | os.PathLike[str], *, max_new_tokens_cap: int = 8192) 
         arrival, prompt, max_new = obj["arrival_s"], obj["prompt"], obj["max_new_tokens"]
         if isinstance(arrival, bool) or not isinstance(arrival, int | float) or not 0 <= arrival <= MAX_ARRIVAL_S:
             raise WorkloadError(
-                f"{where}: arrival_s must be a number of seconds in [0, {MAX_ARRIVAL_S:g}], got {arrival!r}"
+                f"{where}: arrival_s must be a number of seconds in [0, {MAX_ARRIVAL_S:g}], got {show(arrival)}"
             )
         if not isinstance(prompt, str) or not prompt:
             raise WorkloadError(f"{where}: prompt must be a non-empty string")
         if isinstance(max_new, bool) or not isinstance(max_new, int) or not 1 <= max_new <= max_new_tokens_cap:
             raise WorkloadError(
-                f"{where}: max_new_tokens must be a whole number in [1, {max_new_tokens_cap}], got {max_new!r}"
+                f"{where}: max_new_tokens must be a whole number in [1, {max_new_tokens_cap}], got {show(max_new)}"
             )
         if entries and arrival < entries[-1].arrival_s:
             raise WorkloadError(f"{where}: arrival_s {arrival} is before the previous line's {entries[-1].arrival_s}")
