@@ -63,10 +63,13 @@ class RunLog:
             raise ConfigError(f"cannot write the run log {self.path}: {exc.strerror or exc}") from None
 
     def close(self) -> None:
-        """Close the file (idempotent)."""
+        """Close the file (idempotent); ConfigError when what was left in its buffer cannot be written (a full disk)."""
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()
+            except OSError as exc:
+                raise ConfigError(f"cannot write the run log {self.path}: {exc.strerror or exc}") from None
 
     def __enter__(self) -> RunLog:
         return self

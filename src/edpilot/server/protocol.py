@@ -2,10 +2,12 @@
 
 Sampling parameters (temperature, top_p, stop, ...) are accepted and ignored: engines decode greedily.
 `usage.energy_j` is the request's share of its batch's device energy (J), null without a meter.
+The OpenAPI pieces (`request_body`, `body_schemas`, the `*_RESPONSES` tables) describe the same shapes.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any, Literal
 
@@ -74,6 +76,96 @@ class ChatBody(_Body):
     n: StrictInt = 1
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """Every error the server answers, in OpenAI's shape."""
+
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    """/healthz: `ok` (200), or `draining` / `failed` (503, with the failure in `error`)."""
+
+    status: Literal["ok", "draining", "failed"]
+    queue: int
+    freq_mhz: float | None
+    batch_size: int
+    error: str | None = None
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON; ApiError 400 for text that is not JSON, not valid Unicode, or past JSON's limits."""
+    try:
+        data = json.loads(raw)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")  # a lone surrogate ("\ud800") cannot be answered
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "the body is not valid JSON", code="invalid_json") from None
+    except UnicodeEncodeError:
+        message = "the body holds a lone UTF-16 surrogate: it is not valid Unicode"
+        raise ApiError(400, message, code="invalid_json") from None
+    except RecursionError:
+        raise ApiError(400, "the body is nested too deeply", code="invalid_json") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        message = f"the body is past JSON's limits: {str(exc).partition(':')[0]}"
+        raise ApiError(400, message, code="invalid_json") from None
+    return data
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorResponse, "description": _STATUS_TEXT[status]} for status in statuses}
+
+
+_STATUS_TEXT = {
+    400: "A bad value, or a body that is not JSON",
+    401: "Missing or wrong API key",
+    404: "Unknown model",
+    408: "The request did not arrive in time",
+    422: "A field missing or of the wrong type",
+    429: "The queue is full (see Retry-After)",
+    502: "The engine failed",
+    503: "Shutting down, or failed",
+}
+_JSON_OBJECT: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
+COMPLETION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The answer, whole (JSON) or streamed (server-sent events)",
+        "content": {**_JSON_OBJECT, "text/event-stream": {"schema": {"type": "string"}}},
+    },
+    **_errors(400, 401, 404, 408, 422, 429, 502, 503),
+}
+MODELS_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": _JSON_OBJECT}, **_errors(401)}
+METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
+    **_errors(401),
+}
+HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": Health, "description": "Serving"},
+    503: {"model": Health, "description": "Draining or failed"},
+}
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI `requestBody` for a route that parses `model` itself (to answer errors in OpenAI's shape)."""
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+def body_schemas() -> dict[str, Any]:
+    """The request bodies' JSON schemas (and the ones they refer to), for OpenAPI's components."""
+    out: dict[str, Any] = {}
+    for model in (CompletionBody, ChatBody):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        out.update(schema.pop("$defs", {}))
+        out[model.__name__] = schema
+    return out
 
 
 def chat_prompt(messages: list[Message]) -> str:
