@@ -59,6 +59,8 @@ def create_app(service: Service) -> FastAPI:
                 except Exception as exc:  # noqa: BLE001 - e.g. the summary on a full disk: one line, exit 2
                     live.fail(exc)
 
+    completion_body = p.request_body(p.CompletionBody, {**p.COMPLETION_EXAMPLE, "model": service.model_id})
+    chat_body = p.request_body(p.ChatBody, {**p.CHAT_EXAMPLE, "model": service.model_id})
     app = FastAPI(title="edpilot", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
 
     @app.exception_handler(p.ApiError)
@@ -95,7 +97,7 @@ def create_app(service: Service) -> FastAPI:
         _authorize(service, request)
         return {"object": "list", "data": [{"id": service.model_id, "object": "model", "owned_by": "edpilot"}]}
 
-    @app.post("/v1/completions", responses=p.COMPLETION_RESPONSES, openapi_extra=p.request_body(p.CompletionBody))
+    @app.post("/v1/completions", responses=p.COMPLETION_RESPONSES, openapi_extra=completion_body)
     async def completions(request: Request) -> Response:
         body = await _parse(service, request, p.CompletionBody)
         assert isinstance(body, p.CompletionBody)
@@ -105,7 +107,7 @@ def create_app(service: Service) -> FastAPI:
         max_tokens = p.DEFAULT_COMPLETION_MAX_TOKENS if body.max_tokens is None else body.max_tokens
         return await answer(service, request, body, prompts[0], max_tokens, chat=False)
 
-    @app.post("/v1/chat/completions", responses=p.COMPLETION_RESPONSES, openapi_extra=p.request_body(p.ChatBody))
+    @app.post("/v1/chat/completions", responses=p.COMPLETION_RESPONSES, openapi_extra=chat_body)
     async def chat(request: Request) -> Response:
         body = await _parse(service, request, p.ChatBody)
         assert isinstance(body, p.ChatBody)
@@ -116,7 +118,7 @@ def create_app(service: Service) -> FastAPI:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(p.body_schemas())
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(p.body_schemas(service.model_id))
             app.openapi_schema = schema
         return app.openapi_schema
 

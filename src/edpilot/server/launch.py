@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 FD_HEADROOM = 128  # descriptors kept for the server's own files (sysfs, the run log, the engine) under the cap
+ACCEPT_BACKLOG = 64  # asyncio accepts up to this many at once before the cap sees them: half the headroom
 MAX_CONNECTIONS = 2048  # the default cap, lowered to fit the descriptor limit
 KEEP_ALIVE_S = 5.0  # an idle keep-alive connection is closed after this long (uvicorn's default, made explicit)
 
@@ -241,6 +242,7 @@ def run_server(
         host=settings.host,
         port=settings.port,
         http=limited_protocol(limits),
+        backlog=ACCEPT_BACKLOG,
         limit_concurrency=limits.max_connections + 1,  # our cap closes connections first; this only backs it up
         timeout_keep_alive=KEEP_ALIVE_S,
         log_level="warning",

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from edpilot.clock import unix_time_s
+from edpilot.run import MAX_OUTPUT_TOKENS
 
 DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 DEFAULT_CHAT_MAX_TOKENS = 256
@@ -41,6 +42,16 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
+def _integral(value: Any) -> Any:
+    """JSON's integers include 5.0 (a number with no fraction); a string or a fraction stays refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[StrictInt, BeforeValidator(_integral)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -52,8 +63,8 @@ class StreamOptions(_Body):
 class CompletionBody(_Body):
     model: StrictStr
     prompt: StrictStr | list[StrictStr]
-    max_tokens: StrictInt | None = None
-    n: StrictInt = 1
+    max_tokens: JsonInt | None = None
+    n: JsonInt = 1
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
 
@@ -71,9 +82,9 @@ class Message(_Body):
 class ChatBody(_Body):
     model: StrictStr
     messages: list[Message] = Field(min_length=1)
-    max_tokens: StrictInt | None = None
-    max_completion_tokens: StrictInt | None = None
-    n: StrictInt = 1
+    max_tokens: JsonInt | None = None
+    max_completion_tokens: JsonInt | None = None
+    n: JsonInt = 1
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
 
@@ -134,10 +145,11 @@ _STATUS_TEXT = {
     503: "Shutting down, or failed",
 }
 _JSON_OBJECT: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
+_SSE_EVENT: dict[str, Any] = {"type": "object", "properties": {"data": {"type": "string"}}, "required": ["data"]}
 COMPLETION_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The answer, whole (JSON) or streamed (server-sent events)",
-        "content": {**_JSON_OBJECT, "text/event-stream": {"schema": {"type": "string"}}},
+        "content": {**_JSON_OBJECT, "text/event-stream": {"schema": _SSE_EVENT}},
     },
     **_errors(400, 401, 404, 408, 422, 429, 502, 503),
 }
@@ -152,20 +164,41 @@ HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def request_body(model: type[BaseModel]) -> dict[str, Any]:
+def request_body(model: type[BaseModel], example: dict[str, Any]) -> dict[str, Any]:
     """OpenAPI `requestBody` for a route that parses `model` itself (to answer errors in OpenAI's shape)."""
     ref = {"$ref": f"#/components/schemas/{model.__name__}"}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref, "example": example}}}}
 
 
-def body_schemas() -> dict[str, Any]:
-    """The request bodies' JSON schemas (and the ones they refer to), for OpenAPI's components."""
+COMPLETION_EXAMPLE = {"model": "MODEL", "prompt": "Say hello", "max_tokens": 8}
+CHAT_EXAMPLE = {"model": "MODEL", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 8}
+
+
+def body_schemas(model_id: str) -> dict[str, Any]:
+    """The request bodies' JSON schemas (and those they refer to) for OpenAPI's components; `model` is the one
+    model this server serves."""
     out: dict[str, Any] = {}
     for model in (CompletionBody, ChatBody):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         out.update(schema.pop("$defs", {}))
-        out[model.__name__] = schema
+        out[model.__name__] = _accepted(schema, model_id)
     return out
+
+
+def _accepted(schema: dict[str, Any], model_id: str) -> dict[str, Any]:
+    """A body schema narrowed to what the server accepts: its one model, n = 1, one non-blank prompt, max_tokens
+    in range (the body models check types; the routes check these values, answering 400 or 404)."""
+    props = schema["properties"]
+    props["model"] = {"type": "string", "enum": [model_id], "title": "Model"}
+    props["n"] = {"type": "integer", "enum": [1], "default": 1, "title": "N"}
+    tokens = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_OUTPUT_TOKENS}, {"type": "null"}]}
+    for name in ("max_tokens", "max_completion_tokens"):
+        if name in props:
+            props[name] = {**tokens, "default": None, "title": props[name].get("title", name)}
+    if "prompt" in props:
+        text = {"type": "string", "pattern": r"\S"}
+        props["prompt"] = {"anyOf": [text, {"type": "array", "items": text, "minItems": 1, "maxItems": 1}]}
+    return schema
 
 
 def chat_prompt(messages: list[Message]) -> str:
