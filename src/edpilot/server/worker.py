@@ -154,12 +154,13 @@ class LiveBatcher:
 
     def fail(self, exc: BaseException) -> None:
         """The batch loop cannot go on: log why, answer running and queued requests with an error, stop taking more."""
-        self.failure = str(exc) if isinstance(exc, EdpilotError) else f"{type(exc).__name__}: {exc}"
+        cause = str(exc) if isinstance(exc, EdpilotError) else f"{type(exc).__name__}: {exc}"
         log.error(
             "the batch loop stopped: %s; answering every request with an error and stopping the server",
-            self.failure,
+            cause,
             exc_info=not isinstance(exc, EdpilotError | OSError),
         )
+        self.failure = self.failure or cause  # the first failure is the cause; later ones are logged
         self.draining = True
         error = Unavailable(f"the server failed and is stopping: {self.failure}")
         _refuse([*self._running, *self.batcher.flush()], error)
