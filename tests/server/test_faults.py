@@ -127,7 +127,7 @@ def test_a_clock_write_that_fails_mid_run_answers_every_request_and_exits_non_ze
     assert all(code == 503 and body["status"] == "failed" for sent_s, code, body in health if sent_s > refused_s)
     assert all(body["status"] in ("ok", "failed") for _, _, body in health)
     log = srv.log
-    assert "the batch loop stopped: cannot write" in log and "min_freq" in log
+    assert "the server failed: cannot write" in log and "min_freq" in log
     assert "edpilot: stopped; clocks NOT restored" in log
     assert "Traceback" not in log
     r = subprocess.run([sys.executable, "-m", "edpilot", "restore"], env={**os.environ, **env}, capture_output=True)

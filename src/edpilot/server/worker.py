@@ -156,7 +156,7 @@ class LiveBatcher:
         """The batch loop cannot go on: log why, answer running and queued requests with an error, stop taking more."""
         cause = str(exc) if isinstance(exc, EdpilotError) else f"{type(exc).__name__}: {exc}"
         log.error(
-            "the batch loop stopped: %s; answering every request with an error and stopping the server",
+            "the server failed: %s; answering every request with an error and stopping",
             cause,
             exc_info=not isinstance(exc, EdpilotError | OSError),
         )
