@@ -59,8 +59,8 @@ def create_app(service: Service) -> FastAPI:
                 except Exception as exc:  # noqa: BLE001 - e.g. the summary on a full disk: one line, exit 2
                     live.fail(exc)
 
-    completion_body = p.request_body(p.CompletionBody, {**p.COMPLETION_EXAMPLE, "model": service.model_id})
-    chat_body = p.request_body(p.ChatBody, {**p.CHAT_EXAMPLE, "model": service.model_id})
+    completion_body = p.request_body(p.CompletionBody, {"model": service.model_id, **p.COMPLETION_EXAMPLE})
+    chat_body = p.request_body(p.ChatBody, {"model": service.model_id, **p.CHAT_EXAMPLE})
     app = FastAPI(title="edpilot", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
 
     @app.exception_handler(p.ApiError)
@@ -71,7 +71,7 @@ def create_app(service: Service) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code)
-        return await api_error(request, p.ApiError(exc.status_code, str(exc.detail), code=code, headers=exc.headers))
+        return await api_error(request, p.ApiError(exc.status_code, str(exc.detail), code=code, headers=dict(exc.headers or {})))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

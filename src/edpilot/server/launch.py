@@ -49,7 +49,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 FD_HEADROOM = 128  # descriptors kept for the server's own files (sysfs, the run log, the engine) under the cap
 ACCEPT_BACKLOG = 64  # asyncio accepts up to this many at once before the cap sees them: half the headroom
 MAX_CONNECTIONS = 2048  # the default cap, lowered to fit the descriptor limit
-KEEP_ALIVE_S = 5.0  # an idle keep-alive connection is closed after this long (uvicorn's default, made explicit)
+KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this long (uvicorn's default, made explicit)
 
 
 @dataclass(frozen=True)

@@ -170,8 +170,8 @@ def request_body(model: type[BaseModel], example: dict[str, Any]) -> dict[str, A
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref, "example": example}}}}
 
 
-COMPLETION_EXAMPLE = {"model": "MODEL", "prompt": "Say hello", "max_tokens": 8}
-CHAT_EXAMPLE = {"model": "MODEL", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 8}
+COMPLETION_EXAMPLE = {"prompt": "Say hello", "max_tokens": 8}  # with the server's model, in OpenAPI
+CHAT_EXAMPLE = {"messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 8}
 
 
 def body_schemas(model_id: str) -> dict[str, Any]:
