@@ -70,8 +70,10 @@ def create_app(service: Service) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = HTTP_CODES.get(exc.status_code)
-        return await api_error(request, p.ApiError(exc.status_code, str(exc.detail), code=code, headers=dict(exc.headers or {})))
+        error = p.ApiError(
+            exc.status_code, str(exc.detail), code=HTTP_CODES.get(exc.status_code), headers=dict(exc.headers or {})
+        )
+        return await api_error(request, error)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
