@@ -83,15 +83,20 @@ def scrape(url: str, headers: dict[str, str]) -> tuple[int, float]:
     return size, min(times)
 
 
-async def random_gets(url: str, n: int) -> None:
+async def random_gets(url: str, n: int) -> int:
+    """GET n random paths, 32 at a time; returns how many failed at the transport (a keep-alive race, say)."""
     limit = asyncio.Semaphore(32)
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32), timeout=60) as client:
 
-        async def one() -> None:
+        async def one() -> int:
             async with limit:
-                await client.get(f"{url}/{''.join(random.choices(string.ascii_lowercase, k=12))}")
+                try:
+                    await client.get(f"{url}/{''.join(random.choices(string.ascii_lowercase, k=12))}")
+                except httpx.TransportError:
+                    return 1
+                return 0
 
-        await asyncio.gather(*(one() for _ in range(n)))
+        return sum(await asyncio.gather(*(one() for _ in range(n))))
 
 
 def flood(paths: int) -> None:
@@ -100,8 +105,8 @@ def flood(paths: int) -> None:
     size, scrape_s = scrape(server.url, auth)
     print(f"before: /metrics {size} B, scrape {scrape_s * 1000:.1f} ms")
     start_s = time.perf_counter()
-    asyncio.run(random_gets(server.url, paths))
-    print(f"{paths} GETs to random paths in {time.perf_counter() - start_s:.0f} s")
+    failed = asyncio.run(random_gets(server.url, paths))
+    print(f"{paths} GETs to random paths in {time.perf_counter() - start_s:.0f} s ({failed} failed to connect)")
     size, scrape_s = scrape(server.url, auth)
     print(f"after:  /metrics {size} B, scrape {scrape_s * 1000:.1f} ms")
     server.stop()
