@@ -114,17 +114,20 @@ def test_a_clock_write_that_fails_mid_run_answers_every_request_and_exits_non_ze
         poller = threading.Thread(target=poll_health)
         poller.start()
         for i in range(40):  # the random search moves the clock every round (2 requests), which now fails
-            answers.append((time.monotonic(), complete(srv.url, f"p{i}")))
-            if answers[-1][1] != 200:
+            code = complete(srv.url, f"p{i}")
+            answers.append((time.monotonic(), code))  # when the answer came
+            if code != 200:
                 break
-        answers += [(time.monotonic(), complete(srv.url, f"after{i}")) for i in range(3)]
+        for i in range(3):
+            code = complete(srv.url, f"after{i}")
+            answers.append((time.monotonic(), code))
         assert srv.proc.wait(timeout=GUARD_S) == 2
         stop.set()
         poller.join()
     codes = [code for _, code in answers]
     first_refused = next(i for i, code in enumerate(codes) if code != 200)
     assert set(codes[first_refused:]) <= {503, "ConnectError"}  # refused or gone: never a hang, never a 200 later
-    refused_s = answers[first_refused][0]
+    refused_s = answers[first_refused][0]  # the first refusal had come back: health asked later is never ok
     assert all(code == 503 and body["status"] == "failed" for sent_s, code, body in health if sent_s > refused_s)
     assert all(body["status"] in ("ok", "failed") for _, _, body in health)
     log = srv.log
