@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -42,7 +42,9 @@ class ServerProcess:
         return "".join(self.stderr)
 
 
-def start_server(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
+def start_server(
+    *args: str, env: dict[str, str] | None = None, preexec_fn: Callable[[], None] | None = None
+) -> ServerProcess:
     """Start `edpilot serve ARGS --port 0` and wait until it prints where it listens."""
     environ = {**os.environ, **(env or {})}
     proc = subprocess.Popen(
@@ -51,6 +53,7 @@ def start_server(*args: str, env: dict[str, str] | None = None) -> ServerProcess
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=preexec_fn,
     )
     server = ServerProcess(proc)
     ready = threading.Event()
@@ -79,8 +82,10 @@ def serve() -> Iterator[object]:
     """`serve(*args)` starts a server; every one started is stopped at the end of the test."""
     started: list[ServerProcess] = []
 
-    def make(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
-        server = start_server(*args, env=env)
+    def make(
+        *args: str, env: dict[str, str] | None = None, preexec_fn: Callable[[], None] | None = None
+    ) -> ServerProcess:
+        server = start_server(*args, env=env, preexec_fn=preexec_fn)
         started.append(server)
         return server
 

@@ -191,6 +191,8 @@ def test_a_killed_server_leaves_what_restore_undoes(serve, jetson):
         (("--sim-speed", "0"), "--sim-speed"),
         (("--max-wait-s", "-1"), "--max-wait-s"),
         (("--device", "cpu", "--engine", "sim", "--sim-speed", "2"), "--sim-speed only applies"),
+        (("--read-timeout-s", "0"), "--read-timeout-s"),
+        (("--max-connections", "0"), "--max-connections"),
     ],
 )
 def test_bad_options_are_one_line_errors(args, message):

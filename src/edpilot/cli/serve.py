@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -39,7 +42,8 @@ from edpilot.cli.options import (
 )
 from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S
 from edpilot.errors import ConfigError
-from edpilot.hardware.guard import guarded
+from edpilot.hardware.base import Device
+from edpilot.hardware.guard import RestoreFailed, guarded
 from edpilot.run import SearchRequest, resolve_paper, start_session
 from edpilot.runlog import RunLog
 from edpilot.search import DEFAULT_STRATEGY
@@ -72,6 +76,14 @@ def serve_command(
         ),
     ] = 5.0,
     max_queue: Annotated[int, typer.Option(help="Queued requests before answering 429.")] = 1024,
+    max_connections: Annotated[
+        int | None,
+        typer.Option(help="Open connections at most (default 2048, fewer to fit ulimit -n); more evict the slowest."),
+    ] = None,
+    read_timeout_s: Annotated[
+        float,
+        typer.Option("--read-timeout-s", help="A client must send a whole request (headers and body) within this (s)."),
+    ] = 30.0,
     sim_speed: Annotated[
         float, typer.Option(help="--device sim: run the simulated board this many times faster.")
     ] = 1.0,
@@ -125,6 +137,8 @@ def serve_command(
         sim_speed=sim_speed,
         budget=budget,
         model_name=model_name,
+        max_connections=max_connections,
+        read_timeout_s=read_timeout_s,
     )
     plan = resolve_plan(tune=tune, config=config, freq_mhz=freq, batch_size=batch)
     objective_name, scope, rail_list = resolve_paper(
@@ -169,7 +183,8 @@ def serve_command(
             filler_text=True,
         ),
     )
-    with guarded(backends.device), RunLog(output, overwrite=overwrite) as run_log:
+    started: list[str] = []
+    with _stop_line(backends.device, started), guarded(backends.device), RunLog(output, overwrite=overwrite) as run_log:
         try:
             search = plan_search(plan, search, backends.device)
             traffic = Traffic(arrivals="saturated", requests_per_round=requests_per_round)  # until live arrivals tell
@@ -185,6 +200,7 @@ def serve_command(
             )
 
             def ready(url: str) -> None:
+                started.append(url)
                 what = "tuning online" if plan.online else f"at {session.baseline} ({plan.source})"
                 err_console.print(f"edpilot: serving on {url} — {backends.device.name}, {what}", highlight=False)
 
@@ -199,3 +215,36 @@ def serve_command(
             )
         finally:
             backends.engine.close()
+
+
+@contextlib.contextmanager
+def _stop_line(device: Device, started: list[str]) -> Iterator[None]:
+    """Once a server that started has stopped (a signal, a failure), one line says so and what became of the clocks."""
+    try:
+        yield
+    except RestoreFailed:
+        if started:
+            err_console.print("edpilot: stopped; clocks NOT restored (their saved state is kept for `edpilot restore`)")
+        raise
+    except BaseException as exc:
+        if started:
+            err_console.print(f"edpilot: stopped{_why(exc)}; {_clocks(device)}", highlight=False)
+        raise
+    if started:
+        err_console.print(f"edpilot: stopped; {_clocks(device)}", highlight=False)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return " (SIGINT)"
+    if isinstance(exc, SystemExit) and isinstance(exc.code, int) and exc.code > 128:
+        with contextlib.suppress(ValueError):
+            return f" ({signal.Signals(exc.code - 128).name})"
+    return ""
+
+
+def _clocks(device: Device) -> str:
+    caps = device.capabilities
+    if caps.can_set_clocks:
+        return "clocks restored"
+    return f"clocks untouched ({caps.read_only_reason})"

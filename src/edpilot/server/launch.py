@@ -1,29 +1,39 @@
 """Assemble and run the server: backends paced for serving, the model's context, uvicorn with a graceful stop.
 
 On SIGTERM/SIGINT/SIGHUP the queued requests are answered with an error at once (before uvicorn waits for
-open connections), the running batch finishes, the session writes its summary; the caller's
-`hardware.guard.guarded` restores the device afterwards, also when a second signal forces the exit.
+open connections), the running batch finishes, the session writes its summary, and the signal is raised again
+once the event loop is gone, so the caller's `hardware.guard.guarded` restores the device and the process exits
+128 + the signal (130, 143, 129). A second signal while stopping only says so: the running batch still
+finishes. When the batch loop fails (a clock write that raises, a run log on a full disk) the server stops the
+same way and `run_server` raises the cause as one EdpilotError. Connections are capped and must deliver each
+request in time (`connections`); running out of file descriptors is one line a minute, not a traceback each.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
 import math
+import resource
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
 from edpilot.architectures import ARCHITECTURES
 from edpilot.backends import Backends
 from edpilot.engine.hf import HfEngine
-from edpilot.errors import ConfigError
+from edpilot.errors import ConfigError, EdpilotError
 from edpilot.objective import EnergyScope
 from edpilot.run import MAX_BUDGET, MAX_OUTPUT_TOKENS, MAX_PROMPT_TOKENS
 from edpilot.server.app import create_app
+from edpilot.server.board import BoardMetrics
+from edpilot.server.connections import SHED_LOG_INTERVAL_S, ConnectionLimits, limited_protocol
 from edpilot.server.driver import ServingDriver
 from edpilot.server.estimator import TrafficEstimator
 from edpilot.server.metrics import ServerMetrics
@@ -34,6 +44,12 @@ from edpilot.tuner import TuningSession
 from edpilot.workload.prompts import estimate_tokens
 
 log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+FD_HEADROOM = 128  # descriptors kept for the server's own files (sysfs, the run log, the engine) under the cap
+ACCEPT_BACKLOG = 64  # asyncio accepts up to this many at once before the cap sees them: half the headroom
+MAX_CONNECTIONS = 2048  # the default cap, lowered to fit the descriptor limit
+KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this long (uvicorn's default, made explicit)
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,8 @@ class ServeSettings:
     sim_speed: float = 1.0
     budget: int = 30
     model_name: str | None = None
+    max_connections: int | None = None  # None: MAX_CONNECTIONS, or fewer to fit the descriptor limit
+    read_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -61,6 +79,12 @@ class ServeSettings:
             raise ConfigError(f"--sim-speed must be a number > 0 (at most 1e6), got {self.sim_speed}")
         if not 1 <= self.budget <= MAX_BUDGET:
             raise ConfigError(f"--budget must be between 1 and {MAX_BUDGET}, got {self.budget}")
+        if self.max_connections is not None and not 1 <= self.max_connections <= 1_000_000:
+            raise ConfigError(f"--max-connections must be between 1 and 1000000, got {self.max_connections}")
+        if not (math.isfinite(self.read_timeout_s) and 0 < self.read_timeout_s <= 3600):
+            raise ConfigError(
+                f"--read-timeout-s must be a number of seconds > 0 (at most 3600), got {self.read_timeout_s}"
+            )
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("--api-key is empty")
         if not is_loopback(self.host) and self.api_key is None and not self.insecure:
@@ -102,22 +126,84 @@ def model_limits(backends: Backends, model: str) -> tuple[int, Callable[[str], i
     return MAX_PROMPT_TOKENS + MAX_OUTPUT_TOKENS, estimate_tokens  # a gateway: its server checks its own context
 
 
+def connection_cap(requested: int | None) -> int:
+    """The connection cap: `requested`, or the default; lowered (with a warning) to leave FD_HEADROOM descriptors.
+
+    The soft descriptor limit is raised to the hard one first, as servers do.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    fits = MAX_CONNECTIONS if soft == resource.RLIM_INFINITY else max(1, soft - FD_HEADROOM)
+    cap = requested if requested is not None else MAX_CONNECTIONS
+    if cap > fits:
+        if requested is not None:
+            log.warning(
+                "--max-connections %d lowered to %d to fit the descriptor limit (ulimit -n %d)", cap, fits, soft
+            )
+        cap = fits
+    return cap
+
+
 class _Server(uvicorn.Server):
-    """uvicorn that drains the batcher as soon as a stop signal arrives and reports where it listens."""
+    """uvicorn that drains the batcher as soon as a stop signal arrives, stops when the batch loop fails, says
+    where it listens, and leaves raising the stop signal to after the event loop (no traceback from inside it)."""
 
     def __init__(self, config: uvicorn.Config, *, live: LiveBatcher, on_ready: Callable[[str], None]) -> None:
         super().__init__(config)
         self.live, self.on_ready = live, on_ready
+        self.stop_signal: int | None = None
+        self._resource_errors = 0
+        self._resource_logged_s: float | None = None
+        live.on_failure = self._stop
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.stop_signal is not None:
+            log.warning(
+                "already stopping (%s): the running batch finishes first; SIGKILL abandons it, then `edpilot restore`",
+                signal.Signals(sig).name,
+            )
+            return
+        self.stop_signal = sig
         self.live.drain_threadsafe()
-        super().handle_exit(sig, frame)
+        self.should_exit = True
+
+    def _stop(self) -> None:
+        self.should_exit = True
 
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+        asyncio.get_running_loop().set_exception_handler(self._loop_error)
         await super().startup(sockets)
-        if self.started and self.servers:
+        if self.started and self.servers and not self.should_exit:
             host, port = self.servers[0].sockets[0].getsockname()[:2]
             self.on_ready(f"http://{host}:{port}")
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Out of descriptors (or memory) while accepting: one line a minute, not a traceback each time."""
+        exc = context.get("exception")
+        if not (isinstance(exc, OSError) and "out of system resource" in str(context.get("message", ""))):
+            loop.default_exception_handler(context)
+            return
+        self._resource_errors += 1
+        now_s = loop.time()
+        if self._resource_logged_s is None or now_s - self._resource_logged_s >= SHED_LOG_INTERVAL_S:
+            self._resource_logged_s = now_s
+            log.warning(
+                "cannot accept connections: %s (%d times so far); lower --max-connections or raise ulimit -n",
+                exc.strerror or exc,
+                self._resource_errors,
+            )
 
 
 def run_server(
@@ -131,7 +217,8 @@ def run_server(
     on_ready: Callable[[str], None],
 ) -> None:
     """Serve until a stop signal; returns after the graceful shutdown (the caller restores the device)."""
-    metrics = ServerMetrics()
+    metrics = ServerMetrics(has_meter=backends.device.capabilities.has_meter)
+    board = BoardMetrics(backends.device, registry=metrics.registry)
     driver = ServingDriver(
         backends, session, metrics=metrics, online=online, budget=settings.budget, energy_scope=energy_scope
     )
@@ -147,12 +234,26 @@ def run_server(
     context, count = model_limits(backends, model)
     model_id = settings.model_name or str(backends.engine.describe().get("model") or model)
     service = Service(live, model_id, context, count, metrics, settings.api_key, on_stop=driver.finish)
+    limits = ConnectionLimits(
+        max_connections=connection_cap(settings.max_connections), read_timeout_s=settings.read_timeout_s
+    )
     config = uvicorn.Config(
-        create_app(service), host=settings.host, port=settings.port, log_level="warning", access_log=False
+        create_app(service),
+        host=settings.host,
+        port=settings.port,
+        http=limited_protocol(limits),
+        backlog=ACCEPT_BACKLOG,
+        limit_concurrency=limits.max_connections + 1,  # our cap closes connections first; this only backs it up
+        timeout_keep_alive=KEEP_ALIVE_S,
+        log_level="warning",
+        access_log=False,
     )
     server = _Server(config, live=live, on_ready=on_ready)
-    previous = signal.signal(signal.SIGHUP, server.handle_exit)
     try:
         server.run()
     finally:
-        signal.signal(signal.SIGHUP, previous)
+        board.close()
+    if live.failure is not None:
+        raise EdpilotError(f"the server stopped after a failure: {live.failure}")
+    if server.stop_signal is not None:
+        signal.raise_signal(server.stop_signal)  # the caller's handler (hardware.guard) turns it into the exit

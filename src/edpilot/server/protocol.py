@@ -2,16 +2,19 @@
 
 Sampling parameters (temperature, top_p, stop, ...) are accepted and ignored: engines decode greedily.
 `usage.energy_j` is the request's share of its batch's device energy (J), null without a meter.
+The OpenAPI pieces (`request_body`, `body_schemas`, the `*_RESPONSES` tables) describe the same shapes.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from edpilot.clock import unix_time_s
+from edpilot.run import MAX_OUTPUT_TOKENS
 
 DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 DEFAULT_CHAT_MAX_TOKENS = 256
@@ -39,6 +42,16 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
+def _integral(value: Any) -> Any:
+    """JSON's integers include 5.0 (a number with no fraction); a string or a fraction stays refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[StrictInt, BeforeValidator(_integral)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -50,8 +63,8 @@ class StreamOptions(_Body):
 class CompletionBody(_Body):
     model: StrictStr
     prompt: StrictStr | list[StrictStr]
-    max_tokens: StrictInt | None = None
-    n: StrictInt = 1
+    max_tokens: JsonInt | None = None
+    n: JsonInt = 1
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
 
@@ -69,11 +82,123 @@ class Message(_Body):
 class ChatBody(_Body):
     model: StrictStr
     messages: list[Message] = Field(min_length=1)
-    max_tokens: StrictInt | None = None
-    max_completion_tokens: StrictInt | None = None
-    n: StrictInt = 1
+    max_tokens: JsonInt | None = None
+    max_completion_tokens: JsonInt | None = None
+    n: JsonInt = 1
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """Every error the server answers, in OpenAI's shape."""
+
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    """/healthz: `ok` (200), or `draining` / `failed` (503, with the failure in `error`)."""
+
+    status: Literal["ok", "draining", "failed"]
+    queue: int
+    freq_mhz: float | None
+    batch_size: int
+    error: str | None = None
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON; ApiError 400 for text that is not JSON, not valid Unicode, or past JSON's limits."""
+    try:
+        data = json.loads(raw)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")  # a lone surrogate ("\ud800") cannot be answered
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "the body is not valid JSON", code="invalid_json") from None
+    except UnicodeEncodeError:
+        message = "the body holds a lone UTF-16 surrogate: it is not valid Unicode"
+        raise ApiError(400, message, code="invalid_json") from None
+    except RecursionError:
+        raise ApiError(400, "the body is nested too deeply", code="invalid_json") from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        message = f"the body is past JSON's limits: {str(exc).partition(':')[0]}"
+        raise ApiError(400, message, code="invalid_json") from None
+    return data
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorResponse, "description": _STATUS_TEXT[status]} for status in statuses}
+
+
+_STATUS_TEXT = {
+    400: "A bad value, or a body that is not JSON",
+    401: "Missing or wrong API key",
+    404: "Unknown model",
+    408: "The request did not arrive in time",
+    422: "A field missing or of the wrong type",
+    429: "The queue is full (see Retry-After)",
+    502: "The engine failed",
+    503: "Shutting down, or failed",
+}
+_JSON_OBJECT: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
+_SSE_EVENT: dict[str, Any] = {"type": "object", "properties": {"data": {"type": "string"}}, "required": ["data"]}
+COMPLETION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The answer, whole (JSON) or streamed (server-sent events)",
+        "content": {**_JSON_OBJECT, "text/event-stream": {"schema": _SSE_EVENT}},
+    },
+    **_errors(400, 401, 404, 408, 422, 429, 502, 503),
+}
+MODELS_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": _JSON_OBJECT}, **_errors(401)}
+METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
+    **_errors(401),
+}
+HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": Health, "description": "Serving"},
+    503: {"model": Health, "description": "Draining or failed"},
+}
+
+
+def request_body(model: type[BaseModel], example: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI `requestBody` for a route that parses `model` itself (to answer errors in OpenAI's shape)."""
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref, "example": example}}}}
+
+
+COMPLETION_EXAMPLE = {"prompt": "Say hello", "max_tokens": 8}  # with the server's model, in OpenAPI
+CHAT_EXAMPLE = {"messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 8}
+
+
+def body_schemas(model_id: str) -> dict[str, Any]:
+    """The request bodies' JSON schemas (and those they refer to) for OpenAPI's components; `model` is the one
+    model this server serves."""
+    out: dict[str, Any] = {}
+    for model in (CompletionBody, ChatBody):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        out.update(schema.pop("$defs", {}))
+        out[model.__name__] = _accepted(schema, model_id)
+    return out
+
+
+def _accepted(schema: dict[str, Any], model_id: str) -> dict[str, Any]:
+    """A body schema narrowed to what the server accepts: its one model, n = 1, one non-blank prompt, max_tokens
+    in range (the body models check types; the routes check these values, answering 400 or 404)."""
+    props = schema["properties"]
+    props["model"] = {"type": "string", "enum": [model_id], "title": "Model"}
+    props["n"] = {"type": "integer", "enum": [1], "default": 1, "title": "N"}
+    tokens = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_OUTPUT_TOKENS}, {"type": "null"}]}
+    for name in ("max_tokens", "max_completion_tokens"):
+        if name in props:
+            props[name] = {**tokens, "default": None, "title": props[name].get("title", name)}
+    if "prompt" in props:
+        text = {"type": "string", "pattern": r"\S"}
+        props["prompt"] = {"anyOf": [text, {"type": "array", "items": text, "minItems": 1, "maxItems": 1}]}
+    return schema
 
 
 def chat_prompt(messages: list[Message]) -> str:

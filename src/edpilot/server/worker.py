@@ -5,7 +5,10 @@ the request to the sans-IO `StaticBatcher`; the loop task polls it, sleeps until
 `max_wait_s` deadline, and hands each batch to the worker thread (`ServingDriver.serve`). A request whose
 client went away is dropped when its batch is released (or its answer is discarded if it is already
 running); the batch goes on. `drain` answers every queued request with an error and lets the running
-batch finish: the graceful half of a shutdown.
+batch finish: the graceful half of a shutdown. If the batch loop itself fails (a clock write that raises, a run
+log that cannot be written), the cause is logged, `failure` says it, the running and queued requests are answered
+with an error, new ones are refused, and `on_failure` is called: the server stops rather than accept requests it
+will not answer.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from edpilot.clock import Clock
+from edpilot.errors import EdpilotError
 from edpilot.server.driver import BatchResult, ServingDriver
 from edpilot.server.estimator import TrafficEstimator
 from edpilot.server.metrics import ServerMetrics
@@ -27,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 class Unavailable(Exception):
-    """The server is shutting down: no new requests, and queued ones are answered with this."""
+    """The server is shutting down (or has failed): no new requests, and queued ones are answered with this."""
 
 
 class QueueFull(Exception):
@@ -86,6 +91,9 @@ class LiveBatcher:
         self.batcher: StaticBatcher[Pending] = StaticBatcher(driver.config.batch_size, max_wait_s=max_wait_s)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edpilot-batch")
         self.draining = False
+        self.failure: str | None = None
+        self.on_failure: Callable[[], None] | None = None
+        self._running: list[Pending] = []
         self._ids = itertools.count()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -102,6 +110,8 @@ class LiveBatcher:
 
     def submit(self, prompt: str, *, prompt_tokens: int, max_new_tokens: int) -> Pending:
         """Queue one request (on the event loop); raises Unavailable or QueueFull."""
+        if self.failure is not None:
+            raise Unavailable(f"the server failed and is stopping: {self.failure}")
         if self.draining or self._wake is None:
             raise Unavailable("the server is shutting down")
         if len(self.batcher) >= self.max_queue:
@@ -124,9 +134,7 @@ class LiveBatcher:
             return
         self.draining = True
         queued = self.batcher.flush()
-        for pending in queued:
-            if not pending.future.done():
-                pending.future.set_exception(Unavailable("the server is shutting down"))
+        _refuse(queued, Unavailable("the server is shutting down"))
         log.info("shutting down: %d queued requests answered with an error; finishing the running batch", len(queued))
         self.metrics.queue_depth.set(0)
         if self._wake is not None:
@@ -144,7 +152,30 @@ class LiveBatcher:
             await self._task
         self.executor.shutdown(wait=True)
 
+    def fail(self, exc: BaseException) -> None:
+        """The batch loop cannot go on: log why, answer running and queued requests with an error, stop taking more."""
+        cause = str(exc) if isinstance(exc, EdpilotError) else f"{type(exc).__name__}: {exc}"
+        log.error(
+            "the server failed: %s; answering every request with an error and stopping",
+            cause,
+            exc_info=not isinstance(exc, EdpilotError | OSError),
+        )
+        self.failure = self.failure or cause  # the first failure is the cause; later ones are logged
+        self.draining = True
+        error = Unavailable(f"the server failed and is stopping: {self.failure}")
+        _refuse([*self._running, *self.batcher.flush()], error)
+        self._running = []
+        self.metrics.queue_depth.set(0)
+        if self.on_failure is not None:
+            self.on_failure()
+
     async def _run(self) -> None:
+        try:
+            await self._batches()
+        except Exception as exc:  # noqa: BLE001 - whatever stops the loop stops the server, loudly
+            self.fail(exc)
+
+    async def _batches(self) -> None:
         assert self._wake is not None
         loop = asyncio.get_running_loop()
         while True:
@@ -171,7 +202,9 @@ class LiveBatcher:
     async def _serve(self, loop: asyncio.AbstractEventLoop, batch: list[Pending]) -> None:
         requests = [p.request for p in batch]
         start_s = self.clock.now_s()
+        self._running = batch
         result: BatchResult = await loop.run_in_executor(self.executor, self.driver.serve, requests)
+        self._running = []
         done_s = self.clock.now_s()
         self._mean_batch_s = 0.8 * self._mean_batch_s + 0.2 * (done_s - start_s)
         if result.batch_size != self.batcher.batch_size:
@@ -185,3 +218,14 @@ class LiveBatcher:
                 self.metrics.dropped.inc()
                 continue
             pending.future.set_result(answer)
+
+
+def _refuse(pendings: list[Pending], error: Unavailable) -> None:
+    """Answer each waiting request with `error`; one whose client went away has nobody to read it."""
+    for pending in pendings:
+        if pending.future.done():
+            continue
+        if pending.cancelled:
+            pending.future.cancel()
+        else:
+            pending.future.set_exception(error)
