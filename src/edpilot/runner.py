@@ -163,7 +163,7 @@ class Runner:
             self.engine.generate(requests[: config.batch_size])  # untimed: compiles this batch size's graph
             self._warm_batch_sizes.add(config.batch_size)
         window = EnergyWindow(
-            self.device, self.clock, update_interval_ms=self.device.capabilities.meter_update_interval_ms
+            self.device, self.clock, update_interval_ms=self.device.capabilities.meter_update_interval_ms, align=True
         ).begin()
         requests = [r.at(window.start_s) for r in requests]
         caps = self.device.capabilities
