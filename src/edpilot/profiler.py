@@ -131,7 +131,13 @@ def idle_metadata(device: Device) -> dict[str, object]:
 
 
 def measure_sample(
-    device: Device, engine: Engine, batch: list[Request], *, freq_mhz: float | None, align: bool = True
+    device: Device,
+    engine: Engine,
+    batch: list[Request],
+    *,
+    freq_mhz: float | None,
+    align: bool = True,
+    min_updates: int = MIN_METER_UPDATES,
 ) -> ProfileRow:
     """One sample: the batch run back to back until the window spans enough meter updates, divided per batch.
 
@@ -146,7 +152,7 @@ def measure_sample(
         engine.generate(batch)
         runs += 1
         spanned = (device.clock.now_s() - window.start_s) * 1000.0 / interval_ms if interval_ms else None  # type: ignore[operator]
-        if spanned is None or spanned >= MIN_METER_UPDATES or runs >= MAX_BATCHES_PER_SAMPLE:
+        if spanned is None or spanned >= min_updates or runs >= MAX_BATCHES_PER_SAMPLE:
             break
     window.end()
     energy_j = window.energy_j
