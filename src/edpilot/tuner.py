@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edpilot.attribution import attribute_stats
 from edpilot.errors import ConfigError, EngineError
 from edpilot.objective import BoundObjective, EnergyScope, Objective, Observation
 from edpilot.runlog import RoundRecord, RunLog, Summary
@@ -70,6 +71,7 @@ class TuningSession:
         self.stats: dict[Config, ConfigStats] = {}
         self.strategy: Strategy | None = None
         self.objective: BoundObjective | None = None
+        self.governor: ConfigStats | None = None  # issue 21: the stock-governor round, if measured
 
     def next_config(self) -> Config:
         """The config to serve next: the baseline until it is measured, then the strategy's proposal."""
@@ -98,6 +100,36 @@ class TuningSession:
             self.on_round(record)
         return record
 
+    # --- issue 21: the board's own default, measured outside the search -----------------------------------
+    def record_governor(self, obs: Observation) -> RoundRecord:
+        """Record a window served at the baseline's batch size with the clock left to the stock governor.
+
+        It is not a search round (no strategy sees it): gains are quoted against it beside the baseline.
+        """
+        config = Config(None, self.baseline.batch_size)
+        self.governor = ConfigStats(config)
+        self.governor.add(obs, None)
+        record = RoundRecord(-1, "governor", config, obs, None, "stock governor, clock not pinned")
+        self.run_log.write({**record.to_dict(), "type": "governor"})
+        return record
+
+    def gain_sources(self, best: ConfigStats, base: ConfigStats) -> dict[str, object]:
+        """The Summary fields of issue 21: the governor round and where the gain comes from against each baseline."""
+        chosen = best.to_dict()
+        governor = self.governor.to_dict() if self.governor is not None else None
+        served = self.governor.served if self.governor is not None else []
+        if governor is not None and served and self.objective is not None:
+            if served[0].energy_per_request_j is not None or not self.objective.needs_energy:
+                governor["cost"] = self.objective.cost(served[0])  # costed once the baseline bound the objective
+        vs_base = attribute_stats(base.to_dict(), chosen)
+        vs_governor = attribute_stats(governor, chosen) if governor is not None else None
+        return {
+            "governor": governor,
+            "attribution": vs_base.to_dict() if vs_base else None,
+            "attribution_vs_governor": vs_governor.to_dict() if vs_governor else None,
+        }
+
+    # ---------------------------------------------------------------------------------------------------------
     def set_traffic(self, traffic: Traffic) -> None:
         """The traffic changed: the strategy re-plans at once."""
         self.traffic = traffic
@@ -122,6 +154,7 @@ class TuningSession:
             baseline=base_stats.to_dict(),
             rounds=len(searched),
             failed_rounds=sum(r.obs.failed for r in self.rounds),
+            **self.gain_sources(best_stats, base_stats),  # type: ignore[arg-type]
         )
         self.run_log.write(summary)
         return TuneResult(best=best_stats, baseline=base_stats, rounds=list(self.rounds), summary=summary)
@@ -145,8 +178,13 @@ class TuningSession:
         )
 
 
-def tune(*, runner: Runner, session: TuningSession, budget: int) -> TuneResult:
-    """Drive `session` with replayed traffic: the baseline round, then `budget` search rounds."""
+def tune(*, runner: Runner, session: TuningSession, budget: int, governor: bool = False) -> TuneResult:
+    """Drive `session` with replayed traffic: the baseline round, then `budget` search rounds.
+
+    `governor`: first serve one window at the baseline's batch size with the clock released to the board's
+    stock governor (issue 21), on a device whose clock edpilot may set (elsewhere every round already runs
+    at the board's own clock).
+    """
     if budget < 1:
         raise ConfigError(f"--budget must be >= 1 round, got {budget}")
     if session.settings.objective.needs_energy and not runner.device.capabilities.has_meter:
@@ -154,6 +192,9 @@ def tune(*, runner: Runner, session: TuningSession, budget: int) -> TuneResult:
             f"objective {session.settings.objective} needs an energy meter and device {runner.device.name} has none; "
             "use --objective latency"
         )
+    if governor and runner.device.capabilities.can_set_clocks:  # issue 21: the stock-governor round
+        runner.device.restore()  # release the clock to the board's governor (nothing is pinned yet)
+        session.record_governor(runner.measure(Config(None, session.baseline.batch_size)))
     for _ in range(budget + 1):
         config = session.next_config()
         session.record(config, runner.measure(config))
