@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from edpilot.cli import app
 from edpilot.clock import VirtualClock
 from edpilot.hardware.base import DeviceCapabilities
 from edpilot.profiler import idle_metadata, measure_sample, settle_idle
 from edpilot.workload import Workload
+from tests.conftest import write_synthetic_profile
 from tests.serving.test_window_ticks import BUSY_W, TickingCounter
 
 
@@ -110,3 +114,19 @@ def test_idle_already_flat_settles_after_three_readings():
     settle = settle_idle(device)
     assert settle.settled and settle.settle_s == pytest.approx(6.0)
     assert settle.readings_w == pytest.approx((78.6, 78.6, 78.6))
+
+
+def test_run_header_records_how_idle_power_was_settled(tmp_path):
+    profile = write_synthetic_profile(
+        tmp_path / "p.csv", lambda f, b: (1.0 + 0.1 * b, 50.0 + 5 * b), freqs_mhz=[1980.0], batch_sizes=[1, 4]
+    )
+    text = profile.read_text().replace(
+        "# idle_power_w: 5.0", "# idle_power_w: 121.7\n# idle_settle_s: 6.6\n# idle_settled: True"
+    )
+    profile.write_text(text)
+    log = tmp_path / "run.jsonl"
+    args = ["tune", "--device", "sim", "--profile", str(profile), "--budget", "1", "--output", str(log), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    extra = json.loads(log.read_text().splitlines()[0])["extra"]
+    assert (extra["idle_power_w"], extra["idle_settle_s"], extra["idle_settled"]) == ("121.7", "6.6", "True")

@@ -154,10 +154,29 @@ def start_session(
             batch_sizes=list(space.batch_sizes),
             baseline={"freq_mhz": baseline.freq_mhz, "batch_size": baseline.batch_size},
             mode=mode,
-            extra={"slo_p95_s": search.slo_p95_s, "power_cap_w": search.power_cap_w, "max_wait_s": search.max_wait_s},
+            extra={
+                "slo_p95_s": search.slo_p95_s,
+                "power_cap_w": search.power_cap_w,
+                "max_wait_s": search.max_wait_s,
+                **idle_record(backends),
+            },
         )
     )
     return TuningSession(settings, traffic, run_log=run_log)
+
+
+def idle_record(backends: Backends) -> dict[str, object]:
+    """The idle power the run assumes and how it was measured: a profile's `idle_power_w`, and how long idle
+    power took to settle before it was read (`idle_settle_s`, `idle_settled`); empty without a profile."""
+    table = backends.profile
+    if table is None or "idle_power_w" not in table.metadata:
+        return {}
+    meta = table.metadata
+    return {
+        "idle_power_w": meta["idle_power_w"],
+        "idle_settle_s": meta.get("idle_settle_s", "not recorded"),
+        "idle_settled": meta.get("idle_settled", "not recorded"),
+    }
 
 
 def _finite_positive(value: float, name: str) -> None:

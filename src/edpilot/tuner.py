@@ -182,8 +182,8 @@ def tune(*, runner: Runner, session: TuningSession, budget: int, governor: bool 
     """Drive `session` with replayed traffic: the baseline round, then `budget` search rounds.
 
     `governor`: first serve one window at the baseline's batch size with the clock released to the board's
-    stock governor (issue 21), on a device whose clock edpilot may set (elsewhere every round already runs
-    at the board's own clock).
+    stock governor (issue 21), on a device whose clock edpilot may set and that has more than one level
+    (elsewhere every round already runs at the board's own clock).
     """
     if budget < 1:
         raise ConfigError(f"--budget must be >= 1 round, got {budget}")
@@ -192,8 +192,9 @@ def tune(*, runner: Runner, session: TuningSession, budget: int, governor: bool 
             f"objective {session.settings.objective} needs an energy meter and device {runner.device.name} has none; "
             "use --objective latency"
         )
-    if governor and runner.device.capabilities.can_set_clocks:  # issue 21: the stock-governor round
-        runner.device.restore()  # release the clock to the board's governor (nothing is pinned yet)
+    device = runner.device
+    if governor and device.capabilities.can_set_clocks and len(device.freqs_mhz()) > 1:  # issue 21: governor round
+        device.restore()  # release the clock to the board's governor (nothing is pinned yet)
         session.record_governor(runner.measure(Config(None, session.baseline.batch_size)))
     for _ in range(budget + 1):
         config = session.next_config()

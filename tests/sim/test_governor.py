@@ -96,3 +96,12 @@ def test_no_governor_round_on_a_device_that_cannot_set_clocks():
     result = run_tune(backends, budget=2, batches="1,4", governor=True, workload=Workload())
     assert result.summary.governor is None and result.summary.edp_gain_vs_governor_pct is None
     assert result.summary.attribution is not None
+
+
+def test_no_governor_round_on_a_board_with_one_level(tmp_path):
+    clock = VirtualClock()
+    model = TwoLevelIdle()
+    model.freqs_mhz = (1000.0,)
+    device = SimDevice(model, clock, name="one-level")
+    backends = Backends(device, SimEngine(device, model, clock, np.random.default_rng(0)), None)
+    assert run_tune(backends, budget=2, batches="1,4", governor=True).summary.governor is None
