@@ -105,3 +105,24 @@ def test_no_governor_round_on_a_board_with_one_level(tmp_path):
     device = SimDevice(model, clock, name="one-level")
     backends = Backends(device, SimEngine(device, model, clock, np.random.default_rng(0)), None)
     assert run_tune(backends, budget=2, batches="1,4", governor=True).summary.governor is None
+
+
+def test_tune_cli_quotes_both_baselines_and_the_gain_sources():
+    from typer.testing import CliRunner
+
+    from edpilot.cli import app
+
+    runner = CliRunner()
+    on = runner.invoke(app, ["tune", "--budget", "2", "--strategy", "grid", "--json"])
+    assert on.exit_code == 0, on.output
+    s = json.loads(on.stdout)
+    assert s["governor"]["freq_mhz"] is None and s["governor"]["batch_size"] == s["baseline"]["batch_size"]
+    assert s["edp_gain_vs_governor_pct"] == pytest.approx(100 * (1 - s["edp_best"] / s["edp_governor"]))
+    fill = s["attribution"]["parts"]["fill_wait"]
+    assert fill["factor"] < 1 and fill["share_pct"] > 50  # the baseline's wait for 28 requests at 1 req/s
+    assert sum(p["share_pct"] for p in s["attribution"]["parts"].values()) == pytest.approx(100.0)
+    off = runner.invoke(app, ["tune", "--budget", "2", "--strategy", "grid", "--json", "--no-governor-baseline"])
+    assert off.exit_code == 0 and json.loads(off.stdout)["governor"] is None
+    table = runner.invoke(app, ["tune", "--budget", "2", "--strategy", "grid"], env={"COLUMNS": "160"})
+    assert "stock governor" in table.stdout and "where it comes from (vs baseline): EDP" in table.stdout
+    assert "fill wait (s)" in table.stdout
