@@ -110,7 +110,9 @@ class TuningSession:
         self.governor = ConfigStats(config)
         self.governor.add(obs, None)
         record = RoundRecord(-1, "governor", config, obs, None, "stock governor, clock not pinned")
-        self.run_log.write({**record.to_dict(), "type": "governor"})
+        line = {**record.to_dict(), "type": "governor"}
+        del line["round"]  # not a round: readers that pick round lines by their "round" key skip it
+        self.run_log.write(line)
         return record
 
     def gain_sources(self, best: ConfigStats, base: ConfigStats) -> dict[str, object]:
