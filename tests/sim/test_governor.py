@@ -41,7 +41,7 @@ def test_governed_idle_is_high_for_the_hold_then_low():
 def test_sim_device_released_to_the_governor_idles_low_until_pinned_again():
     clock = VirtualClock()
     device = SimDevice(TwoLevelIdle(), clock, name="two-level")
-    device.restore()
+    device.release_clocks()
     assert device.governed and device.current_freq_mhz() == 1000.0  # batches run at the top level
     clock.sleep(1.0)
     assert device.energy_j() == pytest.approx(0.1 * 5 + 0.9 * 2)
@@ -52,6 +52,11 @@ def test_sim_device_released_to_the_governor_idles_low_until_pinned_again():
     assert not device.governed
     clock.sleep(1.0)
     assert device.energy_j() == pytest.approx(16.6 + 5.0)
+    device.release_clocks()
+    device.restore()  # back to the top level, pinned: idle at 5 W
+    assert not device.governed
+    clock.sleep(1.0)
+    assert device.energy_j() == pytest.approx(21.6 + 5.0)
 
 
 def two_level_backends() -> Backends:

@@ -23,7 +23,7 @@ class SimDevice:
 
     `read_only` keeps it at its highest level (batch-only search, as on a GPU whose clocks may not change);
     `dry_run` logs the level it would set and stays where it is, as a real device's dry run does.
-    `restore()` releases the clock to the board's stock governor (sim.governor) until the next pin.
+    `release_clocks()` leaves the clock to the board's stock governor (sim.governor) until the next pin.
     """
 
     def __init__(
@@ -52,7 +52,7 @@ class SimDevice:
         self._freq_mhz = self._levels_mhz[-1]
         self._energy_j = 0.0
         self._accounted_until_s = clock.now_s()
-        self.governed = False  # True after restore(): the stock governor, not a pinned level
+        self.governed = False  # True after release_clocks(): the stock governor, not a pinned level
         self._busy_until_s = clock.now_s()
 
     def freqs_mhz(self) -> tuple[float, ...]:
@@ -105,11 +105,16 @@ class SimDevice:
         }
 
     def restore(self) -> None:
-        """Release the clocks: the highest levels, and the GPU clock to the stock governor (sim.governor)."""
+        """Back to the highest levels, the state a fresh simulated board starts in."""
         self._accrue_idle()
         self._freq_mhz = self._levels_mhz[-1]
         if self.emc is not None:
             self.emc.emc_mhz = self.emc.emc_levels_mhz[-1]
+        self.governed = False
+
+    def release_clocks(self) -> None:
+        """Leave the GPU clock to the board's stock governor (sim.governor) until the next pin."""
+        self.restore()
         self.governed = True
 
     @property
