@@ -94,6 +94,7 @@ def run_tune(
     engine: object | None = None,
     batches: str | None = None,
     freqs: str | None = None,
+    governor: bool = False,
     **settings: object,
 ) -> TuneResult:
     """A replayed tuning run on `backends` with the library API, as the CLI builds it."""
@@ -120,4 +121,4 @@ def run_tune(
         energy_scope=energy_scope,  # type: ignore[arg-type]
         seed=seed,
     )
-    return tune(runner=runner, session=session, budget=budget)
+    return tune(runner=runner, session=session, budget=budget, governor=governor)

@@ -109,7 +109,7 @@ def good_log(tmp_path_factory):
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert RunHeader.from_dict(lines[0], where="1").to_dict() == lines[0]
     assert Summary.from_dict(lines[-1], where="4").to_dict() == lines[-1]
-    return lines[0], lines[1], lines[-1]
+    return lines[0], next(line for line in lines if line["type"] == "round"), lines[-1]
 
 
 @pytest.mark.parametrize(

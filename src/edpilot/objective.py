@@ -49,6 +49,11 @@ class Observation:
     failed_requests: int = 0
     meter_updates: float | None = None
     first_error: str | None = None
+    # Latency = fill wait + queue wait + service, each a per-request mean (s); None where not measured
+    # (edpilot.attribution defines them and splits an EDP gain over them).
+    mean_fill_wait_s: float | None = None
+    mean_queue_wait_s: float | None = None
+    mean_service_s: float | None = None
 
     @property
     def failed(self) -> bool:

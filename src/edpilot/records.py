@@ -133,6 +133,9 @@ class RoundRecord:
                 failed_requests=failed_requests,
                 meter_updates=optional(number, d, "meter_updates"),
                 first_error=optional(text, d, "first_error"),
+                mean_fill_wait_s=optional(number, d, "mean_fill_wait_s"),
+                mean_queue_wait_s=optional(number, d, "mean_queue_wait_s"),
+                mean_service_s=optional(number, d, "mean_service_s"),
             )
             cost = optional(number, d, "cost", minimum=None)
             if obs.failed and cost is not None:
@@ -161,6 +164,11 @@ class Summary:
     rounds: int
     failed_rounds: int
     interrupted: bool = False  # a signal stopped the run: chosen from the rounds measured until then
+    # issue 21: the stock-governor round (a config dict like `baseline`, freq_mhz None) and where the gain
+    # comes from against each baseline (edpilot.attribution: Attribution.to_dict()).
+    governor: dict[str, Any] | None = None
+    attribution: dict[str, Any] | None = None
+    attribution_vs_governor: dict[str, Any] | None = None
 
     @property
     def best_config(self) -> Config:
@@ -176,6 +184,11 @@ class Summary:
     def edp_gain_pct(self) -> float | None:
         """How much lower the chosen config's EDP is than the baseline's, in percent."""
         return gain_pct(self.best.get("edp"), self.baseline.get("edp"))
+
+    @property
+    def edp_gain_vs_governor_pct(self) -> float | None:
+        """How much lower the chosen config's EDP is than the stock governor's, in percent."""
+        return gain_pct(self.best.get("edp"), (self.governor or {}).get("edp"))
 
     @property
     def cost_gain_pct(self) -> float | None:
@@ -198,13 +211,20 @@ class Summary:
             "rounds": self.rounds,
             "failed_rounds": self.failed_rounds,
             "interrupted": self.interrupted,
+            "governor": self.governor,
+            "edp_governor": (self.governor or {}).get("edp"),
+            "edp_gain_vs_governor_pct": self.edp_gain_vs_governor_pct,
+            "attribution": self.attribution,
+            "attribution_vs_governor": self.attribution_vs_governor,
         }
 
     @classmethod
     def from_dict(cls, d: Record, *, where: str) -> Summary:
         """Parse a `summary` record: the objective, both configs and their numbers; ConfigError names the field."""
         with checking(where, "summary record"):
-            for name in ("best", "baseline"):
+            for name in ("best", "baseline", "governor"):
+                if name == "governor" and d.get(name) is None:
+                    continue
                 _config(d, name)
                 for key, value in d[name].items():
                     if key not in ("freq_mhz", "batch_size", "keeps_up") and value is not None:
@@ -216,6 +236,11 @@ class Summary:
                 rounds=whole(d, "rounds"),
                 failed_rounds=whole(d, "failed_rounds"),
                 interrupted=optional(flag, d, "interrupted") or False,
+                governor=d.get("governor"),
+                attribution=obj(d, "attribution") if d.get("attribution") is not None else None,
+                attribution_vs_governor=(
+                    obj(d, "attribution_vs_governor") if d.get("attribution_vs_governor") is not None else None
+                ),
             )
 
 

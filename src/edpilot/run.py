@@ -145,8 +145,9 @@ def run_header(
     mode: str,
     workload_name: str,
     output_tokens: float | None,
+    profile: ProfileTable | None = None,
 ) -> RunHeader:
-    """The run log's first record: what ran, on what, searched how."""
+    """The run log's first record: what ran, on what, searched how (and a replayed profile's idle power)."""
     space, baseline = settings.space, settings.baseline
     model = str(engine.get("model") or model or "") or None
     return RunHeader(
@@ -166,8 +167,26 @@ def run_header(
         batch_sizes=list(space.batch_sizes),
         baseline={"freq_mhz": baseline.freq_mhz, "batch_size": baseline.batch_size},
         mode=mode,
-        extra={"slo_p95_s": search.slo_p95_s, "power_cap_w": search.power_cap_w, "max_wait_s": search.max_wait_s},
+        extra={
+            "slo_p95_s": search.slo_p95_s,
+            "power_cap_w": search.power_cap_w,
+            "max_wait_s": search.max_wait_s,
+            **idle_record(profile),
+        },
     )
+
+
+def idle_record(profile: ProfileTable | None) -> dict[str, object]:
+    """The idle power a replayed profile assumes and how it was measured: `idle_power_w`, and how long idle
+    power took to settle before it was read (`idle_settle_s`, `idle_settled`); empty without a profile."""
+    if profile is None or "idle_power_w" not in profile.metadata:
+        return {}
+    meta = profile.metadata
+    return {
+        "idle_power_w": meta["idle_power_w"],
+        "idle_settle_s": meta.get("idle_settle_s", "not recorded"),
+        "idle_settled": meta.get("idle_settled", "not recorded"),
+    }
 
 
 def start_session(
@@ -193,6 +212,7 @@ def start_session(
         mode=mode,
         workload_name=workload_name,
         output_tokens=output_tokens,
+        profile=backends.profile,
     )
     run_log.write(header)
     return TuningSession(settings, traffic, run_log=run_log)

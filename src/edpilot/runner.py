@@ -99,6 +99,9 @@ def summarize(
     ttfts = [b.start_s + t - r.arrival_s for b in batches for r, t in zip(b.requests, b.ttfts_s) if t is not None]
     n = len(latencies_s)
     service_s = np.array([b.end_s - b.start_s for b in batches])
+    # latency = fill wait (arrival -> its batch's last arrival) + queue wait (-> batch start) + service
+    full_s = np.array([max(r.arrival_s for r in b.requests) for b in batches for _ in b.requests])
+    starts_s = np.array([b.start_s for b in batches for _ in b.requests])
     batch_energy = [b.energy_j for b in batches]
     energy_per_batch_j = None if None in batch_energy else float(np.mean(batch_energy))
     window_s = window.duration_s
@@ -123,6 +126,9 @@ def summarize(
         failed_requests=sum(len(b.errors) for b in batches),
         meter_updates=window.meter_updates,
         first_error=next((e for b in batches for e in b.errors), None),
+        mean_fill_wait_s=float((full_s - arrivals_s).mean()),
+        mean_queue_wait_s=float((starts_s - full_s).mean()),
+        mean_service_s=float((ends_s - starts_s).mean()),
     )
 
 
@@ -163,7 +169,7 @@ class Runner:
             self.engine.generate(requests[: config.batch_size])  # untimed: compiles this batch size's graph
             self._warm_batch_sizes.add(config.batch_size)
         window = EnergyWindow(
-            self.device, self.clock, update_interval_ms=self.device.capabilities.meter_update_interval_ms
+            self.device, self.clock, update_interval_ms=self.device.capabilities.meter_update_interval_ms, align=True
         ).begin()
         requests = [r.at(window.start_s) for r in requests]
         caps = self.device.capabilities

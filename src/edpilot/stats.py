@@ -89,6 +89,21 @@ class ConfigStats:
         """Mean of the windows' EDP (J·s)."""
         return _mean_or_none([o.edp for o in self.served])
 
+    @property
+    def mean_fill_wait_s(self) -> float | None:
+        """Mean wait for the batch to fill (s); None when a window did not record it."""
+        return _mean_or_none([o.mean_fill_wait_s for o in self.served])
+
+    @property
+    def mean_queue_wait_s(self) -> float | None:
+        """Mean wait from a full batch to its start (s); None when a window did not record it."""
+        return _mean_or_none([o.mean_queue_wait_s for o in self.served])
+
+    @property
+    def mean_service_s(self) -> float | None:
+        """Mean batch service time per request (s); None when a window did not record it."""
+        return _mean_or_none([o.mean_service_s for o in self.served])
+
     def meets(self, *, slo_p95_s: float | None, power_cap_w: float | None) -> bool:
         """Whether the measured p95 latency and power stay within the constraints given."""
         p95, power = self.p95_latency_s, self.power_w
@@ -110,6 +125,9 @@ class ConfigStats:
             "power_w": self.power_w,
             "edp": self.edp,
             "keeps_up": self.keeps_up,
+            "mean_fill_wait_s": self.mean_fill_wait_s,
+            "mean_queue_wait_s": self.mean_queue_wait_s,
+            "mean_service_s": self.mean_service_s,
         }
 
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edpilot.attribution import attribute_stats
 from edpilot.errors import ConfigError, EngineError
 from edpilot.hardware.guard import raise_if_signalled
 from edpilot.objective import BoundObjective, EnergyScope, Objective, Observation
@@ -71,6 +72,7 @@ class TuningSession:
         self.stats: dict[Config, ConfigStats] = {}
         self.strategy: Strategy | None = None
         self.objective: BoundObjective | None = None
+        self.governor: ConfigStats | None = None  # issue 21: the stock-governor round, if measured
 
     def next_config(self) -> Config:
         """The config to serve next: the baseline until it is measured, then the strategy's proposal."""
@@ -100,6 +102,38 @@ class TuningSession:
             self.on_round(record)
         return record
 
+    # --- issue 21: the board's own default, measured outside the search -----------------------------------
+    def record_governor(self, obs: Observation) -> RoundRecord:
+        """Record a window served at the baseline's batch size with the clock left to the stock governor.
+
+        It is not a search round (no strategy sees it): gains are quoted against it beside the baseline.
+        """
+        config = Config(None, self.baseline.batch_size)
+        self.governor = ConfigStats(config)
+        self.governor.add(obs, None)
+        record = RoundRecord(-1, "governor", config, obs, None, "stock governor, clock not pinned")
+        line = {**record.to_dict(), "type": "governor"}
+        del line["round"]  # not a round: readers that pick round lines by their "round" key skip it
+        self.run_log.write(line)
+        return record
+
+    def gain_sources(self, best: ConfigStats, base: ConfigStats) -> dict[str, object]:
+        """The Summary fields of issue 21: the governor round and where the gain comes from against each baseline."""
+        chosen = best.to_dict()
+        governor = self.governor.to_dict() if self.governor is not None else None
+        served = self.governor.served if self.governor is not None else []
+        if governor is not None and served and self.objective is not None:
+            if served[0].energy_per_request_j is not None or not self.objective.needs_energy:
+                governor["cost"] = self.objective.cost(served[0])  # costed once the baseline bound the objective
+        vs_base = attribute_stats(base.to_dict(), chosen)
+        vs_governor = attribute_stats(governor, chosen) if governor is not None else None
+        return {
+            "governor": governor,
+            "attribution": vs_base.to_dict() if vs_base else None,
+            "attribution_vs_governor": vs_governor.to_dict() if vs_governor else None,
+        }
+
+    # ---------------------------------------------------------------------------------------------------------
     def set_traffic(self, traffic: Traffic) -> None:
         """The traffic changed: the strategy re-plans at once."""
         self.traffic = traffic
@@ -125,6 +159,7 @@ class TuningSession:
             rounds=len(searched),
             failed_rounds=sum(r.obs.failed for r in self.rounds),
             interrupted=interrupted,
+            **self.gain_sources(best_stats, base_stats),  # type: ignore[arg-type]
         )
         self.run_log.write(summary)
         return TuneResult(best=best_stats, baseline=base_stats, rounds=list(self.rounds), summary=summary)
@@ -148,8 +183,13 @@ class TuningSession:
         )
 
 
-def tune(*, runner: Runner, session: TuningSession, budget: int) -> TuneResult:
-    """Drive `session` with replayed traffic: the baseline round, then `budget` search rounds."""
+def tune(*, runner: Runner, session: TuningSession, budget: int, governor: bool = False) -> TuneResult:
+    """Drive `session` with replayed traffic: the baseline round, then `budget` search rounds.
+
+    `governor`: first serve one window at the baseline's batch size with the clock released to the board's
+    stock governor (issue 21), on a device whose clock edpilot may set and that has more than one level
+    (elsewhere every round already runs at the board's own clock).
+    """
     if budget < 1:
         raise ConfigError(f"--budget must be >= 1 round, got {budget}")
     if session.settings.objective.needs_energy and not runner.device.capabilities.has_meter:
@@ -157,6 +197,12 @@ def tune(*, runner: Runner, session: TuningSession, budget: int) -> TuneResult:
             f"objective {session.settings.objective} needs an energy meter and device {runner.device.name} has none; "
             "use --objective latency"
         )
+    device = runner.device
+    if governor and device.capabilities.can_set_clocks and len(device.freqs_mhz()) > 1:  # issue 21: governor round
+        # Nothing is pinned yet; restore() undoes only what edpilot pinned. The simulator, which starts pinned at
+        # its top level, offers release_clocks() to hand its clock to its modelled governor.
+        getattr(device, "release_clocks", device.restore)()
+        session.record_governor(runner.measure(Config(None, session.baseline.batch_size)))
     for _ in range(budget + 1):
         raise_if_signalled()  # a signal whose raise was lost (inside C code or a finaliser) still stops the run
         config = session.next_config()

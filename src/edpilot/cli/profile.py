@@ -118,6 +118,7 @@ def profile_command(
             "prompt_tokens": prompt_tokens or "shipped prompt set",
             "output_tokens": output_tokens,
             "clocks": "pinned" if backends.device.capabilities.can_set_clocks else "not pinned (read-only)",
+            "meter_update_interval_ms": backends.device.capabilities.meter_update_interval_ms or "n/a",
             "date": dt.date.today().isoformat(),
         }
         with progress_bar("profiling", disable=json_output) as progress:

@@ -45,36 +45,75 @@ def warn_short_window(record: RoundRecord, device: Device) -> bool:
 
 
 def result_table(result: TuneResult) -> Table:
-    """The chosen config against the baseline: the optimised cost first, EDP beside it."""
+    """The chosen config against the baseline (and the stock governor, when measured): the optimised cost first,
+    EDP beside it, then the latency split into fill wait, queue wait and service; the caption says where the
+    EDP gain comes from (edpilot.attribution)."""
     best, base = result.best, result.baseline
-    objective = result.summary.objective
+    s = result.summary
+    governor = s.governor
+    objective = s.objective
     table = Table(title=f"edpilot tune: chosen config vs baseline (objective: {objective})")
-    table.add_column("")
+    table.add_column("", no_wrap=True)
     table.add_column(f"baseline\n{_config(base)}", justify="right")
+    if governor is not None:
+        table.add_column(f"stock governor\nunpinned, b={governor['batch_size']}", justify="right")
     table.add_column(f"chosen\n{_config(best)}", justify="right")
     table.add_column("change", justify="right")
+    if governor is not None:
+        table.add_column("vs governor", justify="right")
 
-    def row(label: str, b: float | None, c: float | None, fmt: str) -> None:
-        change = "" if b in (None, 0) or c is None else f"{100 * (c / b - 1):+.1f}%"
+    def change(b: object, c: float | None) -> str:
+        return "" if not isinstance(b, int | float) or b == 0 or c is None else f"{100 * (c / b - 1):+.1f}%"
+
+    def row(label: str, key: str, b: float | None, c: float | None, fmt: str) -> None:
         show = lambda v: "n/a (not measured)" if v is None else format(v, fmt)  # noqa: E731
-        table.add_row(label, show(b), show(c), change)
+        cells = [label, show(b)]
+        g = governor.get(key) if governor is not None else None
+        if governor is not None:
+            cells.append(show(g))
+        cells += [show(c), change(b, c)]
+        if governor is not None:
+            cells.append(change(g, c))
+        table.add_row(*cells)
 
-    cost = lambda s: s.mean_cost if s.usable else None  # noqa: E731
-    row(f"cost ({objective})", cost(base), cost(best), ".4g")
-    row("energy/request (J)", base.energy_per_request_j, best.energy_per_request_j, ".3f")
-    row("mean latency (s)", base.mean_latency_s, best.mean_latency_s, ".3f")
-    row("p95 latency (s)", base.p95_latency_s, best.p95_latency_s, ".3f")
-    row("EDP (J·s)", base.edp, best.edp, ".3f")
-    table.add_row("keeps up", str(base.keeps_up), str(best.keeps_up), "")
-    s = result.summary
+    cost = lambda st: st.mean_cost if st.usable else None  # noqa: E731
+    row(f"cost ({objective})", "cost", cost(base), cost(best), ".4g")
+    row("energy/request (J)", "energy_per_request_j", base.energy_per_request_j, best.energy_per_request_j, ".3f")
+    row("mean latency (s)", "mean_latency_s", base.mean_latency_s, best.mean_latency_s, ".3f")
+    row("  fill wait (s)", "mean_fill_wait_s", base.mean_fill_wait_s, best.mean_fill_wait_s, ".3f")
+    row("  queue wait (s)", "mean_queue_wait_s", base.mean_queue_wait_s, best.mean_queue_wait_s, ".3f")
+    row("  service (s)", "mean_service_s", base.mean_service_s, best.mean_service_s, ".3f")
+    row("p95 latency (s)", "p95_latency_s", base.p95_latency_s, best.p95_latency_s, ".3f")
+    row("EDP (J·s)", "edp", base.edp, best.edp, ".3f")
+    keeps = [str(base.keeps_up)] + ([str(governor["keeps_up"])] if governor is not None else [])
+    table.add_row("keeps up", *keeps, str(best.keeps_up), "", *([""] if governor is not None else []))
     gains = [f"{s.rounds} search rounds" + (" (interrupted: chosen from what was measured)" if s.interrupted else "")]
     if s.failed_rounds:
         gains.append(f"{s.failed_rounds} failed")
     gains.append(f"{objective} gain {_pct(s.cost_gain_pct)}")
     if objective != "edp":
         gains.append(f"EDP gain {_pct(s.edp_gain_pct)}")
-    table.caption = "; ".join(gains)
+    if governor is not None:
+        gains.append(f"EDP gain vs stock governor {_pct(s.edp_gain_vs_governor_pct)}")
+    lines = ["; ".join(gains)]
+    for label, att in (("vs baseline", s.attribution), ("vs stock governor", s.attribution_vs_governor)):
+        if att is not None:
+            lines.append(f"where it comes from ({label}): {describe_parts(att)}")
+    table.caption = "\n".join(lines)
     return table
+
+
+def describe_parts(att: dict[str, object]) -> str:
+    """An attribution dict (Attribution.to_dict) as one line: each part's factor and share, largest first."""
+    labels = {"fill_wait": "fill wait", "queue_wait": "queue", "service": "service", "energy": "energy"}
+    parts: dict = att["parts"]  # type: ignore[assignment]
+    order = sorted(parts, key=lambda p: -abs(parts[p]["log_term"]))
+    text = []
+    for p in order:
+        share = parts[p]["share_pct"]
+        shown = "" if share is None else f" ({0 if round(share) == 0 else round(share)}%)"
+        text.append(f"{labels.get(p, p)} ×{parts[p]['factor']:.3g}{shown}")
+    return f"EDP {att['edp_change_pct']:+.1f}% = " + " · ".join(text)
 
 
 def _config(stats: ConfigStats) -> str:

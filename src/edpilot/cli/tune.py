@@ -102,6 +102,14 @@ def tune_command(
     output: Annotated[Path | None, typer.Option(help="Write the run log (JSONL), round by round.")] = None,
     overwrite: OverwriteOpt = False,
     json_output: JsonOpt = False,
+    governor_baseline: Annotated[
+        bool,
+        typer.Option(
+            "--governor-baseline/--no-governor-baseline",
+            help="First serve one window at the baseline's batch size with the clock left to the board's stock "
+            "governor, and quote the gain against it too (devices whose clock edpilot may set).",
+        ),
+    ] = True,
 ) -> None:
     """Find the GPU frequency and batch size with the lowest energy-delay product (or another --objective).
 
@@ -191,7 +199,7 @@ def tune_command(
                         warned = warned or warn_short_window(r, backends.device)  # once per run
 
                     session.on_round = on_round
-                    result = tune(runner=runner, session=session, budget=budget)
+                    result = tune(runner=runner, session=session, budget=budget, governor=governor_baseline)
         except (KeyboardInterrupt, SystemExit) as exc:
             signum = stop.caught(exc)  # from here on, more signals are ignored
             if signum is None:

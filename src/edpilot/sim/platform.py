@@ -11,6 +11,7 @@ from edpilot.clock import Clock, ScaledClock, VirtualClock
 from edpilot.engine.base import Completion
 from edpilot.errors import DeviceError
 from edpilot.hardware.base import EMC_KNOB, GPU_KNOB, Device, DeviceCapabilities, Knob, gpu_knob
+from edpilot.sim.governor import governed_idle_j
 from edpilot.sim.model import BatchCost, EmcView, PerformanceModel
 from edpilot.workload import Request
 
@@ -22,6 +23,7 @@ class SimDevice:
 
     `read_only` keeps it at its highest level (batch-only search, as on a GPU whose clocks may not change);
     `dry_run` logs the level it would set and stays where it is, as a real device's dry run does.
+    `release_clocks()` leaves the clock to the board's stock governor (sim.governor) until the next pin.
     """
 
     def __init__(
@@ -50,6 +52,8 @@ class SimDevice:
         self._freq_mhz = self._levels_mhz[-1]
         self._energy_j = 0.0
         self._accounted_until_s = clock.now_s()
+        self.governed = False  # True after release_clocks(): the stock governor, not a pinned level
+        self._busy_until_s = clock.now_s()
 
     def freqs_mhz(self) -> tuple[float, ...]:
         """The model's frequency levels (MHz)."""
@@ -70,6 +74,7 @@ class SimDevice:
             raise DeviceError(f"{self.name} is read-only: {self.capabilities.read_only_reason}")
         self._accrue_idle()
         self._freq_mhz = freq_mhz
+        self.governed = False
 
     def energy_j(self) -> float | None:
         """Monotonic energy counter (J), idle time included up to the clock's now; None for a latency-only model."""
@@ -83,7 +88,7 @@ class SimDevice:
         self._accrue_idle()
         self.clock.sleep(cost.service_s)
         self._energy_j += cost.energy_j or 0.0
-        self._accounted_until_s = self.clock.now_s()
+        self._accounted_until_s = self._busy_until_s = self.clock.now_s()
 
     def describe(self) -> dict[str, object]:
         """Backend, levels and the model behind it."""
@@ -105,6 +110,12 @@ class SimDevice:
         self._freq_mhz = self._levels_mhz[-1]
         if self.emc is not None:
             self.emc.emc_mhz = self.emc.emc_levels_mhz[-1]
+        self.governed = False
+
+    def release_clocks(self) -> None:
+        """Leave the GPU clock to the board's stock governor (sim.governor) until the next pin."""
+        self.restore()
+        self.governed = True
 
     @property
     def priced_model(self) -> PerformanceModel:
@@ -153,7 +164,15 @@ class SimDevice:
     def _accrue_idle(self) -> None:
         now_s = self.clock.now_s()
         idle_s = now_s - self._accounted_until_s
-        if idle_s > 0 and self.capabilities.has_meter:
+        if idle_s > 0 and self.capabilities.has_meter and self.governed:
+            self._energy_j += governed_idle_j(
+                self.priced_model.idle_power_w,
+                self._levels_mhz,
+                start_s=self._accounted_until_s,
+                end_s=now_s,
+                busy_until_s=self._busy_until_s,
+            )
+        elif idle_s > 0 and self.capabilities.has_meter:
             self._energy_j += self.priced_model.idle_power_w(self._freq_mhz) * idle_s
         self._accounted_until_s = now_s
 
