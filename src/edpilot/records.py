@@ -13,6 +13,8 @@ from edpilot.jsonfields import Record, checking, flag, items, number, obj, optio
 from edpilot.objective import ENERGY_SCOPES, Observation, parse_objective
 from edpilot.space import Config
 
+CONSTRAINT_NAMES = ("slo_p95_s", "power_cap_w")
+
 
 @dataclass(frozen=True)
 class RunHeader:
@@ -145,13 +147,23 @@ class RoundRecord:
 
 @dataclass(frozen=True)
 class Summary:
-    """The outcome: the chosen config and the baseline, their costs under the objective and their EDP."""
+    """The outcome: the chosen config and the baseline, their costs under the objective and their EDP.
+
+    `constraints_met` says, for each constraint given (`slo_p95_s`, `power_cap_w`), whether the chosen config's
+    windows met it; `baseline_kept` that the search's choice measured worse than the baseline and the baseline
+    was kept; `search_choice` holds the search's own choice when the session chose another (the baseline, or
+    a config that meets the constraints); `warnings` the lines said about it.
+    """
 
     objective: str
     best: dict[str, Any]
     baseline: dict[str, Any]
     rounds: int
     failed_rounds: int
+    constraints_met: dict[str, bool] = field(default_factory=dict)
+    baseline_kept: bool = False
+    search_choice: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def best_config(self) -> Config:
@@ -188,23 +200,39 @@ class Summary:
             "edp_gain_pct": self.edp_gain_pct,
             "rounds": self.rounds,
             "failed_rounds": self.failed_rounds,
+            "constraints_met": self.constraints_met,
+            "baseline_kept": self.baseline_kept,
+            "search_choice": self.search_choice,
+            "warnings": self.warnings,
         }
 
     @classmethod
     def from_dict(cls, d: Record, *, where: str) -> Summary:
         """Parse a `summary` record: the objective, both configs and their numbers; ConfigError names the field."""
         with checking(where, "summary record"):
-            for name in ("best", "baseline"):
+            names = (
+                ("best", "baseline", "search_choice") if d.get("search_choice") is not None else ("best", "baseline")
+            )
+            for name in names:
                 _config(d, name)
                 for key, value in d[name].items():
                     if key not in ("freq_mhz", "batch_size", "keeps_up") and value is not None:
                         number(d[name], key, minimum=None)
+            met = optional(obj, d, "constraints_met") or {}
+            for key in met:
+                if key not in CONSTRAINT_NAMES:
+                    raise ValueError(f"'constraints_met' names an unknown constraint {key!r}")
+                flag(met, key)
             return cls(
                 objective=str(parse_objective(text(d, "objective"))),
                 best=d["best"],
                 baseline=d["baseline"],
                 rounds=whole(d, "rounds"),
                 failed_rounds=whole(d, "failed_rounds"),
+                constraints_met=met,
+                baseline_kept=bool(optional(flag, d, "baseline_kept")),
+                search_choice=d.get("search_choice"),
+                warnings=items(d, "warnings", text) if d.get("warnings") is not None else [],
             )
 
 

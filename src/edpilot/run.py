@@ -134,6 +134,7 @@ def start_session(
         seed=search.seed,
         slo_p95_s=search.slo_p95_s,
         power_cap_w=search.power_cap_w,
+        budget=search.budget,
     )
     engine_info = backends.engine.describe()
     run_log.write(
