@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from edpilot.search.peers.optuna_study import OptunaPeer, constraints_of
+from edpilot.search.peers.optuna_study import OptunaPeer
 
 
 class OptunaGpStrategy(OptunaPeer):
@@ -16,5 +16,4 @@ class OptunaGpStrategy(OptunaPeer):
         return optuna.samplers.GPSampler(
             seed=self.seed,
             n_startup_trials=self.startup_trials,
-            constraints_func=constraints_of if self._uses_constraints else None,
         )

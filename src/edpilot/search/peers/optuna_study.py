@@ -6,27 +6,16 @@ import warnings
 
 import optuna
 from optuna.distributions import IntDistribution
-from optuna.trial import FrozenTrial, TrialState, create_trial
+from optuna.trial import TrialState, create_trial
 
 from edpilot.search.peers.base import PeerStrategy, finite
 
-CONSTRAINTS_ATTR = "constraints"
-
-
-def constraints_of(trial: FrozenTrial) -> list[float]:
-    """The constraint values stored with a trial (the samplers' `constraints_func`)."""
-    return trial.user_attrs.get(CONSTRAINTS_ATTR, [])
-
 
 class OptunaPeer(PeerStrategy):
-    """Optuna ask/tell; subclasses give the sampler."""
+    """Optuna ask/tell; subclasses give the sampler. Constraint values go with each trial (`set_constraint`)."""
 
     def _sampler(self) -> optuna.samplers.BaseSampler:
         raise NotImplementedError
-
-    @property
-    def _uses_constraints(self) -> bool:
-        return self.ctx.slo_p95_s is not None or self.ctx.power_cap_w is not None
 
     def _start(self) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -44,11 +33,11 @@ class OptunaPeer(PeerStrategy):
         return self._trial.params.get("freq", 0), self._trial.params.get("batch", 0)
 
     def _tell(self, point: tuple[int, int], value: float | None, constraints: list[float] | None, *, asked: bool):
-        stored = finite(constraints)
+        stored = {f"c{i}": v for i, v in enumerate(finite(constraints) or [])} if value is not None else {}
         state = TrialState.FAIL if value is None else TrialState.COMPLETE
         if asked and self._trial is not None:
-            if stored is not None:
-                self._trial.set_user_attr(CONSTRAINTS_ATTR, stored)
+            for key, v in stored.items():
+                self._trial.set_constraint(key, v)
             self.study.tell(self._trial, None if value is None else value, state=state)
             self._trial = None
             return
@@ -59,7 +48,6 @@ class OptunaPeer(PeerStrategy):
                 value=value,
                 params=params,
                 distributions=self._dists,
-                user_attrs={} if stored is None else {CONSTRAINTS_ATTR: stored},
-                constraints=None if stored is None else {f"c{i}": v for i, v in enumerate(stored)},
+                constraints=stored or None,
             )
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from edpilot.search.peers.optuna_study import OptunaPeer, constraints_of
+from edpilot.search.peers.optuna_study import OptunaPeer
 
 
 class OptunaTpeStrategy(OptunaPeer):
@@ -17,5 +17,4 @@ class OptunaTpeStrategy(OptunaPeer):
             seed=self.seed,
             n_startup_trials=self.startup_trials,
             multivariate=True,
-            constraints_func=constraints_of if self._uses_constraints else None,
         )
