@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edpilot.choice import Choice, Constraints, choose
 from edpilot.errors import ConfigError, EngineError
@@ -51,12 +51,13 @@ class SessionSettings:
 
 @dataclass(frozen=True)
 class TuneResult:
-    """What a session found: the chosen config against the baseline, and every round."""
+    """What a session found: the chosen config against the baseline, every round, and the limits it ran under."""
 
     best: ConfigStats
     baseline: ConfigStats
     rounds: list[RoundRecord]
     summary: Summary
+    limits: dict[str, float] = field(default_factory=dict)
 
 
 class TuningSession:
@@ -131,8 +132,6 @@ class TuningSession:
         if searched and all(r.obs.failed for r in searched):
             raise EngineError(f"every search round failed: {searched[-1].obs.first_error}")
         choice = self.choice()
-        for line in choice.warnings:
-            log.warning("%s", line)
         best_stats = self._stats_of(choice.config)
         base_stats = self._stats_of(self.baseline)
         summary = Summary(
@@ -149,7 +148,13 @@ class TuningSession:
             warnings=list(choice.warnings),
         )
         self.run_log.write(summary)
-        return TuneResult(best=best_stats, baseline=base_stats, rounds=list(self.rounds), summary=summary)
+        return TuneResult(
+            best=best_stats,
+            baseline=base_stats,
+            rounds=list(self.rounds),
+            summary=summary,
+            limits=self.settings.constraints.limits,
+        )
 
     def _stats_of(self, config: Config) -> ConfigStats:
         return self.stats.get(config) or ConfigStats(config)

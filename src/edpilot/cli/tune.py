@@ -46,7 +46,7 @@ from edpilot.cli.options import (
     engine_options,
     split_list,
 )
-from edpilot.cli.results import describe_limits, result_table, warn_short_window
+from edpilot.cli.results import describe_limits, result_table, say_warnings, warn_short_window
 from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S
 from edpilot.hardware.guard import guarded
 from edpilot.run import SearchRequest, WorkloadRequest, resolve_paper, start_session
@@ -186,6 +186,7 @@ def tune_command(
 
             session.on_round = on_round
             result = tune(runner=runner, session=session, budget=budget)
+    say_warnings(result)
     if json_output:
         print_json(result.summary.to_dict())
     else:
