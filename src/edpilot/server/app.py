@@ -60,7 +60,8 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         live = service.live
-        return {"status": "draining" if live.draining else "ok", "queue": len(live.batcher), **_config(live)}
+        status = "draining" if live.draining else "ok"
+        return {"status": status, "queue": len(live.batcher), **_config(live), **live.driver.status}
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
