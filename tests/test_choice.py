@@ -1,4 +1,4 @@
-"""The session's last word: constraints that cannot be met are said, and a choice worse than the baseline is not made."""
+"""The session's last word: unmet constraints are said, and a choice worse than the baseline is not made."""
 
 from __future__ import annotations
 
