@@ -6,6 +6,9 @@ the static batcher, and each released batch is served by the real ServingDriver 
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+
+import httpx
 import numpy as np
 import pytest
 
@@ -116,3 +119,19 @@ def test_control_moves_off_a_config_measured_behind_to_the_cheapest_that_keeps_u
     over = control(Config(900.0, 2), stats=stats, space=space, rate_per_s=9.0)
     assert over.overloaded and over.config == Config(900.0, 8)
     assert control(Config(900.0, 2), stats=stats, space=space, rate_per_s=None).config == Config(900.0, 2)
+
+
+def test_healthz_and_metrics_say_an_unmet_constraint(serve):
+    srv = serve("--device", "sim", "--freq", "816", "--batch", "4", "--slo-p95", "0.001", "--sim-speed", "50")
+    client = srv.client()
+    with cf.ThreadPoolExecutor(max_workers=8) as pool:
+        list(
+            pool.map(lambda i: client.completions.create(model="llama-3.2-1b", prompt=f"p{i}", max_tokens=4), range(40))
+        )
+    health = httpx.get(srv.url + "/healthz").json()
+    assert health["constraints_met"] == {"slo_p95_s": False} and health["overloaded"] is False
+    text = httpx.get(srv.url + "/metrics").text
+    assert 'edpilot_constraint_met{constraint="slo_p95_s"} 0.0' in text
+    assert "edpilot_overloaded 0.0" in text
+    srv.stop()
+    assert "--slo-p95 0.001 s cannot be met" in srv.log
