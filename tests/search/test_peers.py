@@ -176,3 +176,25 @@ def test_config_points_round_trip():
     s = make_strategy("skopt", context(space))
     assert all(s.config(s.point(c)) == c for c in space)
     assert s.point(Config(FREQS[1], BATCHES[2])) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--strategy", "no_such_module_xyz:Thing"],
+        ["bench", "--strategy", "no_such_module_xyz:Thing"],
+        ["bench", "--sweep", "--strategies", "edpilot,no_such_module_xyz:Thing"],
+    ],
+)
+def test_serve_and_bench_refuse_a_bad_outside_strategy_in_one_line(args):
+    assert "cannot import no_such_module_xyz" in one_line_error(args)
+
+
+def test_bench_times_an_outside_strategy(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(OUTSIDE)
+    result = CliRunner().invoke(
+        app, ["bench", "--strategy", f"{path}:Smallest", "--rounds", "5", "--repeats", "1", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["rounds"] == 5

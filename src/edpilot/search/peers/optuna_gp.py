@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import optuna
+import torch  # noqa: F401  (GPSampler needs it: without torch the name fails at once, in one line)
 
 from edpilot.search.peers.optuna_study import OptunaPeer
 
