@@ -19,11 +19,14 @@ allowed cost. Anything else is a ConfigError naming the file and the field.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edpilot.bench.scenarios import Scenario
 from edpilot.errors import ConfigError
 from edpilot.jsonfields import Record, checking, flag, items, number, obj, optional, text, whole
 from edpilot.space import Config, ConfigSpace
@@ -129,3 +132,33 @@ def table_truth(costs: Costs, space: ConfigSpace, *, where: str) -> TableTruth:
     return TableTruth(
         space, np.array([costs[c][0] for c in space], dtype=float), np.array([costs[c][1] for c in space], dtype=bool)
     )
+
+
+def table_at(tables: dict[float | None, Costs], rate_per_s: float, *, own: bool) -> Costs | None:
+    """The table for `rate_per_s` (one without a rate stands for the scenario's own rate, `own`), or None."""
+    for rate, costs in tables.items():
+        if (rate is None and own) or (rate is not None and math.isclose(rate, rate_per_s, rel_tol=1e-9)):
+            return costs
+    return None
+
+
+def oracle_scenarios(
+    scenarios: Sequence[Scenario], oracle: OracleTables, *, grid_of: Callable[[Scenario], ConfigSpace]
+) -> list[Scenario]:
+    """The scenarios `oracle` names, each table checked against the scenario's rates and grid (ConfigError)."""
+    by_name = {s.name: s for s in scenarios}
+    unknown = [name for name in oracle if name not in by_name]
+    if unknown:
+        known = ", ".join(list(by_name)[:6])
+        raise ConfigError(f"oracle file: no scenario {unknown[0]!r} in this sweep (its scenarios: {known}, ...)")
+    chosen = []
+    for name, tables in oracle.items():
+        scn = by_name[name]
+        rates = [scn.rate_per_s] + [scn.rate_per_s * f for f in scn.drift]
+        for rate in tables:
+            if rate is not None and not any(math.isclose(rate, r, rel_tol=1e-9) for r in rates):
+                listed = ", ".join(f"{r:g}" for r in rates)
+                raise ConfigError(f"oracle file: {name} runs at {listed} req/s, not {rate:g}")
+            table_truth(tables[rate], grid_of(scn), where=f"oracle file, {name}")
+        chosen.append(scn)
+    return chosen

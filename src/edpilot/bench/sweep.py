@@ -22,9 +22,8 @@ import numpy as np
 
 from edpilot.backends import build_space, open_backends
 from edpilot.bench.oracle import Hardware, Truth, true_hardware, truth_at
-from edpilot.bench.oracle_file import Costs, OracleTables, TableTruth, table_truth
+from edpilot.bench.oracle_file import Costs, OracleTables, TableTruth, table_at, table_truth
 from edpilot.bench.scenarios import OUTPUT_TOKENS, PROMPT_TOKENS, Scenario, write_synthetic
-from edpilot.errors import ConfigError
 from edpilot.objective import parse_objective
 from edpilot.runner import Runner
 from edpilot.space import ConfigSpace
@@ -119,40 +118,13 @@ def oracle_at(
     scn: Scenario, rate_per_s: float, tables: dict[float | None, Costs] | None = None
 ) -> tuple[Truth | TableTruth, float | None, float | None]:
     """The oracle at one rate (an outside table where it gives this rate), with the scenario's constraints."""
-    costs = _table_at(tables or {}, rate_per_s, own=math.isclose(rate_per_s, scn.rate_per_s))
+    costs = table_at(tables or {}, rate_per_s, own=math.isclose(rate_per_s, scn.rate_per_s))
     if costs is None:
         return scenario_truth(scn, rate_per_s)
     slo = power = None
     if scn.slo or scn.power_cap:
         _, slo, power = scenario_truth(scn, rate_per_s)
     return table_truth(costs, grid_of(scn), where=f"oracle file, {scn.name} at {rate_per_s:g} req/s"), slo, power
-
-
-def _table_at(tables: dict[float | None, Costs], rate_per_s: float, *, own: bool) -> Costs | None:
-    for rate, costs in tables.items():
-        if (rate is None and own) or (rate is not None and math.isclose(rate, rate_per_s, rel_tol=1e-9)):
-            return costs
-    return None
-
-
-def oracle_scenarios(scenarios: Sequence[Scenario], oracle: OracleTables) -> list[Scenario]:
-    """The scenarios `oracle` names, each table checked against the scenario's rates and grid (ConfigError)."""
-    by_name = {s.name: s for s in scenarios}
-    unknown = [name for name in oracle if name not in by_name]
-    if unknown:
-        known = ", ".join(list(by_name)[:6])
-        raise ConfigError(f"oracle file: no scenario {unknown[0]!r} in this sweep (its scenarios: {known}, ...)")
-    chosen = []
-    for name, tables in oracle.items():
-        scn = by_name[name]
-        rates = [scn.rate_per_s] + [scn.rate_per_s * f for f in scn.drift]
-        for rate in tables:
-            if rate is not None and not any(math.isclose(rate, r, rel_tol=1e-9) for r in rates):
-                listed = ", ".join(f"{r:g}" for r in rates)
-                raise ConfigError(f"oracle file: {name} runs at {listed} req/s, not {rate:g}")
-            table_truth(tables[rate], grid_of(scn), where=f"oracle file, {name}")
-        chosen.append(scn)
-    return chosen
 
 
 def run_one(scn: Scenario, strategy: str, seed: int, tables: dict[float | None, Costs] | None = None) -> RunResult:

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from edpilot.bench import STRATEGIES as SWEEP_STRATEGIES
 from edpilot.bench import default_scenarios, holdout_scenarios, run_sweep, tune_speed, write_report
-from edpilot.bench.oracle_file import read_oracle_file
-from edpilot.bench.sweep import oracle_scenarios
+from edpilot.bench.oracle_file import oracle_scenarios, read_oracle_file
+from edpilot.bench.sweep import grid_of
 from edpilot.cli.common import console, handle_errors, print_json
 from edpilot.cli.options import JsonOpt, split_list
 from edpilot.errors import ConfigError
@@ -86,7 +86,7 @@ def bench_command(
         )
         oracle = None if oracle_file is None else read_oracle_file(oracle_file)
         if oracle is not None:
-            scenarios = oracle_scenarios(scenarios, oracle)
+            scenarios = oracle_scenarios(scenarios, oracle, grid_of=grid_of)
         results = run_sweep(scenarios, strategies=names, seeds=seeds, workers=workers, oracle=oracle)
         paths = write_report(results, output)
         if json_output:

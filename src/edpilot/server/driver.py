@@ -207,7 +207,7 @@ class ServingDriver:
         if decision.overloaded and self.overload is None:
             log.warning("overloaded: %s", decision.note)
         elif not decision.overloaded and self.overload is not None:
-            log.info("no longer overloaded: the arrival rate is %.3g req/s", rate)
+            log.info("no longer overloaded: the arrival rate is %s req/s", "unknown" if rate is None else f"{rate:.3g}")
         elif decision.note and not decision.overloaded and (proposal, decision.config) != self._moved:
             log.warning("behind: %s", decision.note)
         self._moved = (proposal, decision.config) if decision.note else None
