@@ -131,6 +131,8 @@ def test_a_peer_is_told_the_baseline_as_a_trial_and_sizes_its_start_by_the_budge
     else:
         assert len(s.optimizer.Xi) == 7 and s.optimizer.Xi[0] == [len(FREQS) - 1, len(BATCHES) - 1]
         assert s.optimizer.yi[0] == 0.0
+    s.set_traffic(Traffic(rate_per_s=1.2))  # a refined estimate of the same traffic keeps the study
+    assert len(s.arms) >= 2
     s.set_traffic(Traffic(rate_per_s=4.0))
     assert not s.arms and s.best() == space.baseline()
 

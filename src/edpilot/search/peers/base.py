@@ -16,6 +16,8 @@ from edpilot.stats import ConfigStats
 MAX_STARTUP = 10  # the libraries' own default number of random trials before their model leads
 MIN_STARTUP = 2
 MIN_COST_RATIO = 1e-12  # a floor under cost / baseline cost before its log
+RESTART_RATE_RATIO = 1.5  # a traffic change this large starts a new study (serve's drift test uses the same)
+RESTART_LENGTH_CHANGE = 0.25
 
 
 class PeerStrategy(Strategy):
@@ -68,8 +70,14 @@ class PeerStrategy(Strategy):
         return cost
 
     def set_traffic(self, traffic: Traffic) -> None:
-        """Costs measured at another traffic do not carry over: a new study, from what is measured next."""
+        """A material change (rate ×1.5, lengths ±25 %) starts a new study: costs measured then do not carry over.
+
+        A refined estimate of the same traffic (or the first estimate after a placeholder) keeps the study: the
+        windows were measured under the traffic that was there, whatever the estimate said."""
+        before = self.ctx.traffic
         super().set_traffic(traffic)
+        if before.arrivals == "saturated" or not _material(before, traffic):
+            return
         self.arms.clear()
         self._pending = None
         self._start()
@@ -93,6 +101,12 @@ class PeerStrategy(Strategy):
     @abstractmethod
     def _tell(self, point: tuple[int, int], value: float | None, constraints: list[float] | None, *, asked: bool):
         """Tell the library the value at `point` (None: the window failed); `asked`: it is the pending ask."""
+
+
+def _material(before: Traffic, after: Traffic) -> bool:
+    rate = after.rate_per_s / before.rate_per_s
+    lengths = (after.prompt_tokens / before.prompt_tokens, after.output_tokens / before.output_tokens)
+    return max(rate, 1 / rate) >= RESTART_RATE_RATIO or any(abs(x - 1) >= RESTART_LENGTH_CHANGE for x in lengths)
 
 
 def finite(values: list[float] | None) -> list[float] | None:
