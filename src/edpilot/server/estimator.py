@@ -14,14 +14,15 @@ clipped and a clumped rate that falls is still seen).
 
 Prompt and output lengths are tested with a change-point scan for a shift in the mean of log tokens (a
 squared two-sample t statistic maximised over the split). A change is reported when it is large enough to
-matter (`min_rate_ratio`, `min_length_change`); the history then restarts after it, so the new estimate
-uses only the traffic after it. Once `4·min_segment` arrivals have followed a drift the oldest
-`min_segment` of them are dropped and the estimate is refined (reported as `refined`, not as another
-drift). Steady traffic refines the estimate too, each time the history has doubled (16, 32, 64, …
-arrivals; on every arrival once the history is full), reported when the rate or a length moved by
-`REFINE_CHANGE` or more from the standing estimate: a first estimate from 16 gaps can be 30 % off. No
-timer is involved: only arrivals move the estimate. benchmarks/drift_detect.py measures false re-plans
-per 10 000 steady arrivals and how many arrivals a ×4 change takes to be found (docs/serving.md).
+matter (`min_rate_ratio`; lengths by `min_length_change` and at least `MIN_LENGTH_CHANGE_TOKENS`); the
+history then restarts after it, so the new estimate uses only the traffic after it. Once `4·min_segment`
+arrivals have followed a drift the oldest `min_segment` of them are dropped and the estimate is refined
+(reported as `refined`, not as another drift). Steady traffic refines the estimate too, each time the
+history has doubled (16, 32, 64, … arrivals; on every arrival once the history is full), reported when the
+rate or a length moved by `REFINE_CHANGE` or more from the standing estimate: a first estimate from 16 gaps
+can be 30 % off. No timer is involved: only arrivals move the estimate. benchmarks/drift_detect.py measures
+false re-plans per 10 000 steady arrivals and how many arrivals a ×4 change takes to be found
+(docs/serving.md).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ MIN_MEAN_GAP_S = 1e-6  # requests in the same instant: a burst, not an infinite 
 LOG_LENGTH_VAR_FLOOR = 0.01  # (10 %)² on the log scale, so constant lengths do not make every wiggle significant
 UNIFORM_GAP_CV = 0.5  # gaps whose coefficient of variation is below this look evenly spaced, not Poisson
 REFINE_CHANGE = 0.10  # a steady-state refinement is reported when the rate or a length moved by 10 % or more
+MIN_LENGTH_CHANGE_TOKENS = 8  # a prompt going from 2 to 3 tokens is 50 % longer, and changes nothing worth a re-plan
 TAIL_MARGIN = 1.5  # the bar stays this far (in log) beyond the largest swing the steady history itself made
 GAP_CLIP = 5.0  # a gap counts at most this many 95th-percentile gaps of the standing estimate: a pause is not a rate
 
@@ -185,8 +187,9 @@ class TrafficEstimator:
 
     def _matters(self, name: str, split: int) -> bool:
         values = np.asarray(self._prompt if name == "prompt length" else self._output)
-        change = math.exp(abs(values[split:].mean() - values[:split].mean())) - 1
-        return change >= self.min_length_change
+        before, after = math.exp(values[:split].mean()), math.exp(values[split:].mean())
+        change = max(before, after) / min(before, after) - 1
+        return change >= self.min_length_change and abs(after - before) >= MIN_LENGTH_CHANGE_TOKENS
 
     def _estimate(self) -> Traffic:
         self._estimated_from = len(self._gaps_s)
