@@ -166,10 +166,24 @@ class TrafficEstimator:
                     max(a, b) for a, b in zip((spread_sd, spread_max), self._spread.get(n, (0, 0)))
                 )
             bar = max(floor, self.z * spread_sd, TAIL_MARGIN * spread_max)
+            if shift >= bar and not self._confirmed_at(gaps, int(1.5 * n), ratio):
+                return None
             if shift >= bar:
                 why = f"last {n} arrivals {ratio:.2g}× the rate before, bar {math.exp(bar):.2g}×"
                 return self._drifted("arrival rate", gaps.size - n // 2, why)
         return None
+
+    def _confirmed_at(self, gaps: np.ndarray, m: int, ratio: float) -> bool:
+        """A drift seen in the last n gaps holds over the last m > n too (a clump passes, a change stays)."""
+        if gaps.size < 2 * m:
+            return True
+        before, recent = gaps[:-m], gaps[-m:]
+        r = max(float(before.mean()), MIN_MEAN_GAP_S) / max(float(recent.mean()), MIN_MEAN_GAP_S)
+        if (r > 1) != (ratio > 1):
+            return False
+        floor = max(math.log(self.min_rate_ratio), self.z / math.sqrt(m))
+        sd, mx = _log_sum_spread(before, m)
+        return abs(math.log(r)) >= max(floor, self.z * sd, TAIL_MARGIN * mx)
 
     def _drifted(self, name: str, split: int, why: str) -> TrafficChange:
         """Restart the history at `split` and report the drift."""
