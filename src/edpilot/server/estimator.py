@@ -5,8 +5,10 @@ with the history before them: a drift is a ratio of their mean gaps beyond `min_
 standard deviations of the log of an n-gap sum (the larger of the Poisson value 1/√n and the spread the
 history itself shows) and `TAIL_MARGIN` beyond the largest swing of an n-gap sum in that history. Clumped
 arrivals (HTTP jitter, clients released together when a batch ends, an event loop that stalls) so widen
-the bar instead of raising false drifts, and longer windows still see a change through the clumps. The
-spread of the last long history is remembered, so the short history after a drift does not lower the bar.
+the bar instead of raising false drifts, and longer windows still see a change through the clumps. A drift
+seen over n gaps must hold over the last 1.5·n too (a clump passes out of the longer window, a change stays
+in it). The spread of the last long history is remembered, so the short history after a drift does not
+lower the bar.
 Every gap is clipped at `GAP_CLIP` times the 95th percentile of the gaps behind the standing estimate
 before it counts, in the test and in the estimate, so one quiet pause between two load phases at the same
 rate moves neither (a percentile, not the mean, so the pauses between the clumps of clumped traffic are not
