@@ -13,6 +13,8 @@ from edpilot.jsonfields import Record, checking, flag, items, number, obj, optio
 from edpilot.objective import ENERGY_SCOPES, Observation, parse_objective
 from edpilot.space import Config
 
+CONSTRAINT_NAMES = ("slo_p95_s", "power_cap_w")
+
 
 @dataclass(frozen=True)
 class RunHeader:
@@ -156,6 +158,10 @@ class Summary:
     """The outcome: the chosen config and the baseline, their costs under the objective and their EDP.
 
     `interrupted`: a signal stopped the run early, and the choice is the best of what it had measured.
+    `constraints_met` says, for each constraint given (`slo_p95_s`, `power_cap_w`), whether the chosen config's
+    windows met it; `baseline_kept` that the search's choice measured worse than the baseline and the baseline
+    was kept; `search_choice` holds the search's own choice when the session chose another (the baseline, or
+    a config that meets the constraints); `warnings` the lines said about it.
     """
 
     objective: str
@@ -169,6 +175,10 @@ class Summary:
     governor: dict[str, Any] | None = None
     attribution: dict[str, Any] | None = None
     attribution_vs_governor: dict[str, Any] | None = None
+    constraints_met: dict[str, bool] = field(default_factory=dict)
+    baseline_kept: bool = False
+    search_choice: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def best_config(self) -> Config:
@@ -216,19 +226,27 @@ class Summary:
             "edp_gain_vs_governor_pct": self.edp_gain_vs_governor_pct,
             "attribution": self.attribution,
             "attribution_vs_governor": self.attribution_vs_governor,
+            "constraints_met": self.constraints_met,
+            "baseline_kept": self.baseline_kept,
+            "search_choice": self.search_choice,
+            "warnings": self.warnings,
         }
 
     @classmethod
     def from_dict(cls, d: Record, *, where: str) -> Summary:
         """Parse a `summary` record: the objective, both configs and their numbers; ConfigError names the field."""
         with checking(where, "summary record"):
-            for name in ("best", "baseline", "governor"):
-                if name == "governor" and d.get(name) is None:
-                    continue
+            optional_configs = [name for name in ("governor", "search_choice") if d.get(name) is not None]
+            for name in ("best", "baseline", *optional_configs):
                 _config(d, name)
                 for key, value in d[name].items():
                     if key not in ("freq_mhz", "batch_size", "keeps_up") and value is not None:
                         number(d[name], key, minimum=None)
+            met = optional(obj, d, "constraints_met") or {}
+            for key in met:
+                if key not in CONSTRAINT_NAMES:
+                    raise ValueError(f"'constraints_met' names an unknown constraint {key!r}")
+                flag(met, key)
             return cls(
                 objective=str(parse_objective(text(d, "objective"))),
                 best=d["best"],
@@ -241,6 +259,10 @@ class Summary:
                 attribution_vs_governor=(
                     obj(d, "attribution_vs_governor") if d.get("attribution_vs_governor") is not None else None
                 ),
+                constraints_met=met,
+                baseline_kept=bool(optional(flag, d, "baseline_kept")),
+                search_choice=d.get("search_choice"),
+                warnings=items(d, "warnings", text) if d.get("warnings") is not None else [],
             )
 
 

@@ -131,6 +131,7 @@ def session_settings(device: Device, search: SearchRequest, *, profile: ProfileT
         seed=search.seed,
         slo_p95_s=search.slo_p95_s,
         power_cap_w=search.power_cap_w,
+        budget=search.budget,
     )
 
 

@@ -3,16 +3,20 @@
 `tune` (replayed traffic) and `serve` (live traffic) both drive it: ask `next_config()`, serve a window
 there, hand the Observation to `record()`. Round 0 measures the baseline (what every gain is quoted
 against, and the normaliser of the `weighted` objective); the strategy is built once the baseline is
-known and is told about it too. A round whose every request failed is recorded as failed and never chosen.
+known and is handed the baseline round as such (`Strategy.observe_baseline`), with the budget in its context.
+A round whose every request failed is recorded as failed and never chosen. The session has the last word on
+the choice (edpilot.choice): a constraint no measured config meets is said, and the config nearest to
+meeting it chosen; a choice measured worse than the baseline gives way to the baseline, and that is said.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edpilot.attribution import attribute_stats
+from edpilot.choice import Choice, Constraints, choose
 from edpilot.errors import ConfigError, EngineError
 from edpilot.hardware.guard import raise_if_signalled
 from edpilot.objective import BoundObjective, EnergyScope, Objective, Observation
@@ -28,7 +32,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SessionSettings:
-    """How a session searches: grid, objective, strategy and its limits."""
+    """How a session searches: grid, objective, strategy, limits (`budget`: search rounds, per phase in serve)."""
 
     space: ConfigSpace
     objective: Objective
@@ -39,16 +43,23 @@ class SessionSettings:
     seed: int = 0
     slo_p95_s: float | None = None
     power_cap_w: float | None = None
+    budget: int | None = None
+
+    @property
+    def constraints(self) -> Constraints:
+        """The p95 latency and power limits."""
+        return Constraints(slo_p95_s=self.slo_p95_s, power_cap_w=self.power_cap_w)
 
 
 @dataclass(frozen=True)
 class TuneResult:
-    """What a session found: the chosen config against the baseline, and every round."""
+    """What a session found: the chosen config against the baseline, every round, and the limits it ran under."""
 
     best: ConfigStats
     baseline: ConfigStats
     rounds: list[RoundRecord]
     summary: Summary
+    limits: dict[str, float] = field(default_factory=dict)
 
 
 class TuningSession:
@@ -89,7 +100,9 @@ class TuningSession:
                 raise EngineError(f"the baseline round failed: all {obs.requests} requests failed ({obs.first_error})")
             self.objective = self.settings.objective.bind(obs)
             self.strategy = make_strategy(self.settings.strategy, self._context())
-        cost = self.strategy.observe(config, obs)
+            cost = self.strategy.observe_baseline(obs)
+        else:
+            cost = self.strategy.observe(config, obs)
         self.stats.setdefault(config, ConfigStats(config)).add(obs, cost)
         role = "baseline" if not self.rounds else "search"
         incumbent = self.strategy.best() if self.run_log.path is not None else None  # for the report; costs a best()
@@ -141,16 +154,21 @@ class TuningSession:
             self.strategy.set_traffic(traffic)
 
     def best(self) -> Config:
-        """The strategy's current choice (the baseline before anything is known)."""
-        return self.baseline if self.strategy is None else self.strategy.best()
+        """The session's current choice (the baseline before anything is known); see `choice`."""
+        return self.choice().config
+
+    def choice(self) -> Choice:
+        """The strategy's choice under the session's rules: constraints met or said, never worse than the baseline."""
+        search_choice = self.baseline if self.strategy is None else self.strategy.best()
+        return choose(search_choice, self.stats, baseline=self.baseline, constraints=self.settings.constraints)
 
     def finish(self, *, interrupted: bool = False) -> TuneResult:
         """Close the session: the summary record (`interrupted`: stopped early); EngineError if every search failed."""
         searched = self.rounds[1:]
         if searched and all(r.obs.failed for r in searched):
             raise EngineError(f"every search round failed: {searched[-1].obs.first_error}")
-        best = self.best()
-        best_stats = self._stats_of(best)
+        choice = self.choice()
+        best_stats = self._stats_of(choice.config)
         base_stats = self._stats_of(self.baseline)
         summary = Summary(
             objective=str(self.settings.objective),
@@ -160,9 +178,21 @@ class TuningSession:
             failed_rounds=sum(r.obs.failed for r in self.rounds),
             interrupted=interrupted,
             **self.gain_sources(best_stats, base_stats),  # type: ignore[arg-type]
+            constraints_met=choice.constraints_met,
+            baseline_kept=choice.baseline_kept,
+            search_choice=None
+            if choice.search_choice == choice.config
+            else self._stats_of(choice.search_choice).to_dict(),
+            warnings=list(choice.warnings),
         )
         self.run_log.write(summary)
-        return TuneResult(best=best_stats, baseline=base_stats, rounds=list(self.rounds), summary=summary)
+        return TuneResult(
+            best=best_stats,
+            baseline=base_stats,
+            rounds=list(self.rounds),
+            summary=summary,
+            limits=self.settings.constraints.limits,
+        )
 
     def _stats_of(self, config: Config) -> ConfigStats:
         return self.stats.get(config) or ConfigStats(config)
@@ -180,6 +210,7 @@ class TuningSession:
             seed=s.seed,
             slo_p95_s=s.slo_p95_s,
             power_cap_w=s.power_cap_w,
+            budget=s.budget,
         )
 
 

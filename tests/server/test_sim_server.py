@@ -130,7 +130,15 @@ def test_raw_bad_bodies_never_500(server, path, body, status):
 def test_health_and_metrics(server):
     server.client().completions.create(model=MODEL, prompt="m1", max_tokens=3)
     health = httpx.get(server.url + "/healthz").json()
-    assert health == {"status": "ok", "queue": 0, "freq_mhz": 816, "batch_size": 4}
+    assert health == {
+        "status": "ok",
+        "queue": 0,
+        "freq_mhz": 816,
+        "batch_size": 4,
+        "overloaded": False,
+        "overload": None,
+        "constraints_met": {},
+    }
     text = httpx.get(server.url + "/metrics").text
     metrics = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and line[0] != "#"}
     assert metrics["edpilot_gpu_frequency_mhz"] == 816

@@ -3,12 +3,14 @@
 Each run is a real simulated tuning session (`TuningSession` + `Runner`): the baseline round, then
 `budget = min(15, grid / 4)` search rounds; drift scenarios then change the arrival rate (workload and
 `TuningSession.set_traffic`) and run `drift_rounds` more rounds per change. Per round it records the
-served config's expected cost and the incumbent's (`session.best()`) over the oracle at that traffic.
+served config's expected cost and the incumbent's (`session.best()`) over the oracle at that traffic. With
+outside tables (`--oracle-file`, bench.oracle_file) a scenario's rates that a table gives are scored by it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -20,6 +22,7 @@ import numpy as np
 
 from edpilot.backends import build_space, open_backends
 from edpilot.bench.oracle import Hardware, Truth, true_hardware, truth_at
+from edpilot.bench.oracle_file import Costs, OracleTables, TableTruth, table_at, table_truth
 from edpilot.bench.scenarios import OUTPUT_TOKENS, PROMPT_TOKENS, Scenario, write_synthetic
 from edpilot.objective import parse_objective
 from edpilot.runner import Runner
@@ -106,9 +109,27 @@ def _binding_limit(free: Truth, values: np.ndarray) -> float:
     raise ValueError("no gap of 5 % below the optimum's value: pick another constrained scenario")
 
 
-def run_one(scn: Scenario, strategy: str, seed: int) -> RunResult:
-    """One tuning session of `strategy` on `scn`, scored round by round against the oracle."""
-    truth, slo, power = scenario_truth(scn, scn.rate_per_s)
+def grid_of(scn: Scenario) -> ConfigSpace:
+    """The scenario's grid."""
+    return build_space(_open(scn, 0), freqs=scn.freqs, batches=scn.batches)
+
+
+def oracle_at(
+    scn: Scenario, rate_per_s: float, tables: dict[float | None, Costs] | None = None
+) -> tuple[Truth | TableTruth, float | None, float | None]:
+    """The oracle at one rate (an outside table where it gives this rate), with the scenario's constraints."""
+    costs = table_at(tables or {}, rate_per_s, own=math.isclose(rate_per_s, scn.rate_per_s))
+    if costs is None:
+        return scenario_truth(scn, rate_per_s)
+    slo = power = None
+    if scn.slo or scn.power_cap:
+        _, slo, power = scenario_truth(scn, rate_per_s)
+    return table_truth(costs, grid_of(scn), where=f"oracle file, {scn.name} at {rate_per_s:g} req/s"), slo, power
+
+
+def run_one(scn: Scenario, strategy: str, seed: int, tables: dict[float | None, Costs] | None = None) -> RunResult:
+    """One tuning session of `strategy` on `scn`, scored round by round against the oracle (or outside `tables`)."""
+    truth, slo, power = oracle_at(scn, scn.rate_per_s, tables)
     backends = _open(scn, seed)
     space = build_space(backends, freqs=scn.freqs, batches=scn.batches)
     budget = budget_for(space)
@@ -123,6 +144,7 @@ def run_one(scn: Scenario, strategy: str, seed: int) -> RunResult:
         seed=seed,
         slo_p95_s=slo,
         power_cap_w=power,
+        budget=budget,
     )
     session = TuningSession(settings, workload.traffic(REQUESTS_PER_ROUND))
     runner = Runner(
@@ -148,6 +170,7 @@ def run_one(scn: Scenario, strategy: str, seed: int) -> RunResult:
         "family": scn.family,
         "strategy": strategy,
         "seed": seed,
+        "oracle": "built-in" if isinstance(truth, Truth) else "file",
         "grid": len(space),
         "budget": budget,
         "oracle_config": str(truth.oracle_config),
@@ -161,7 +184,7 @@ def run_one(scn: Scenario, strategy: str, seed: int) -> RunResult:
     }
     for k, factor in enumerate(scn.drift):
         rate = scn.rate_per_s * factor
-        truth, _, _ = scenario_truth(scn, rate)
+        truth, _, _ = oracle_at(scn, rate, tables)
         runner.workload = _workload(scn, rate)
         session.set_traffic(runner.workload.traffic(REQUESTS_PER_ROUND))
         after = [truth.ratio(session.best())]
@@ -186,8 +209,10 @@ def _rounds_to_within(ratios: Sequence[float]) -> float:
     return float(k)
 
 
-def _scenario_runs(scn: Scenario, strategies: tuple[str, ...], seeds: tuple[int, ...]) -> list[RunResult]:
-    return [run_one(scn, s, seed) for s in strategies for seed in seeds]
+def _scenario_runs(
+    scn: Scenario, strategies: tuple[str, ...], seeds: tuple[int, ...], tables: dict[float | None, Costs] | None
+) -> list[RunResult]:
+    return [run_one(scn, s, seed, tables) for s in strategies for seed in seeds]
 
 
 def run_sweep(
@@ -196,12 +221,17 @@ def run_sweep(
     strategies: Sequence[str] = STRATEGIES,
     seeds: int = 10,
     workers: int = 2,
+    oracle: OracleTables | None = None,
 ) -> list[RunResult]:
-    """Every strategy on every scenario for `seeds` seeds, one scenario per task over `workers` processes."""
+    """Every strategy on every scenario for `seeds` seeds, one scenario per task over `workers` processes.
+
+    `oracle` (outside tables by scenario name, bench.oracle_file) scores the scenarios it names by its costs.
+    """
     strategies, seed_list = tuple(strategies), tuple(range(seeds))
     scenarios = [replace(s) for s in scenarios]
+    tables = [None if oracle is None else oracle.get(s.name) for s in scenarios]
     if workers <= 1:
-        return [r for s in scenarios for r in _scenario_runs(s, strategies, seed_list)]
+        return [r for s, t in zip(scenarios, tables) for r in _scenario_runs(s, strategies, seed_list, t)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_scenario_runs, s, strategies, seed_list) for s in scenarios]
+        futures = [pool.submit(_scenario_runs, s, strategies, seed_list, t) for s, t in zip(scenarios, tables)]
         return [r for f in futures for r in f.result()]

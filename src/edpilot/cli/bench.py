@@ -10,17 +10,21 @@ from rich.table import Table
 
 from edpilot.bench import STRATEGIES as SWEEP_STRATEGIES
 from edpilot.bench import default_scenarios, holdout_scenarios, run_sweep, tune_speed, write_report
+from edpilot.bench.oracle_file import oracle_scenarios, read_oracle_file
+from edpilot.bench.sweep import grid_of
 from edpilot.cli.common import console, handle_errors, print_json
-from edpilot.cli.options import JsonOpt
+from edpilot.cli.options import JsonOpt, split_list
 from edpilot.errors import ConfigError
 from edpilot.limits import bounded
-from edpilot.search import DEFAULT_STRATEGY, STRATEGIES, strategy_class
+from edpilot.search import DEFAULT_STRATEGY, strategy_class, strategy_names
 
 
 @handle_errors
 def bench_command(
     rounds: Annotated[int, typer.Option(help="Rounds per simulated tuning run.")] = 100,
-    strategy: Annotated[str, typer.Option(help=f"Strategy: {', '.join(STRATEGIES)}.")] = DEFAULT_STRATEGY,
+    strategy: Annotated[
+        str, typer.Option(help=f"Timing: strategy, {', '.join(strategy_names())} or module:Class.")
+    ] = DEFAULT_STRATEGY,
     repeats: Annotated[int, typer.Option(help="Runs to time.")] = 5,
     sweep: Annotated[
         bool, typer.Option("--sweep", help="Compare strategies × scenarios × seeds against the exact oracle.")
@@ -28,6 +32,18 @@ def bench_command(
     output: Annotated[Path, typer.Option(help="--sweep: folder for runs.csv, summary.md, curves.png.")] = Path(
         "bench-out"
     ),
+    strategies: Annotated[
+        str | None,
+        typer.Option(
+            help=f"--sweep: comma list of strategies (default {','.join(SWEEP_STRATEGIES)}); names or module:Class."
+        ),
+    ] = None,
+    oracle_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="--sweep: score the scenarios this JSON names by its per-config true costs (docs/benchmarks.md)."
+        ),
+    ] = None,
     seeds: Annotated[int, typer.Option(help="--sweep: seeds per strategy and scenario.")] = 10,
     workers: Annotated[int, typer.Option(help="--sweep: worker processes.")] = 2,
     profile: Annotated[
@@ -51,15 +67,25 @@ def bench_command(
 ) -> None:
     """Time a simulated tuning run and one decision (targets: < 2 s per 100 rounds, < 1 ms per decision);
     with --sweep, score every strategy against the oracle of many scenarios."""
+    if not sweep and (strategies is not None or oracle_file is not None):
+        raise ConfigError("--strategies and --oracle-file go with --sweep")
     if sweep:
         bounded(seeds, "seeds", "--seeds")
         bounded(workers, "workers", "--workers")
         if holdout and (quick or profile):
             raise ConfigError("--holdout runs its own scenarios: drop --quick and --profile")
+        names = SWEEP_STRATEGIES if strategies is None else tuple(dict.fromkeys(split_list(strategies) or []))
+        if not names:
+            raise ConfigError("--strategies is empty: give a comma list such as edpilot,camel,optuna-tpe")
+        for name in names:
+            strategy_class(name)
         scenarios = (
             holdout_scenarios() if holdout else default_scenarios(profiles=[str(p) for p in profile or []], quick=quick)
         )
-        results = run_sweep(scenarios, strategies=SWEEP_STRATEGIES, seeds=seeds, workers=workers)
+        oracle = None if oracle_file is None else read_oracle_file(oracle_file)
+        if oracle is not None:
+            scenarios = oracle_scenarios(scenarios, oracle, grid_of=grid_of)
+        results = run_sweep(scenarios, strategies=names, seeds=seeds, workers=workers, oracle=oracle)
         paths = write_report(results, output)
         if json_output:
             print_json({k: str(v) for k, v in paths.items()})

@@ -9,7 +9,7 @@ import typer
 
 from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S, EngineOptions
 from edpilot.limits import bounded
-from edpilot.search import STRATEGIES
+from edpilot.search import strategy_names
 
 DeviceOpt = Annotated[
     str, typer.Option(help="Device: sim, sim:orin-agx-32gb, sim:orin-agx-64gb, jetson, nvml[:INDEX], cpu.")
@@ -71,7 +71,7 @@ PromptTokensOpt = Annotated[int | None, typer.Option(help="Fixed prompt length; 
 BaselineOpt = Annotated[
     str | None, typer.Option(help="FREQ_MHZ,BATCH to compare against; default: highest level, largest batch.")
 ]
-StrategyOpt = Annotated[str, typer.Option(help=f"Search strategy: {', '.join(STRATEGIES)}.")]
+StrategyOpt = Annotated[str, typer.Option(help=f"Search strategy: {', '.join(strategy_names())}, or module:Class.")]
 ObjectiveOpt = Annotated[
     str | None,
     typer.Option(help="edp (default), ed2p, energy, latency, or weighted:ALPHA (α·E/E_base + (1−α)·L/L_base)."),

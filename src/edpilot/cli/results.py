@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from edpilot.choice import CONSTRAINTS, Constraints
 from edpilot.cli.common import err_console
 from edpilot.hardware.base import Device
 from edpilot.runlog import RoundRecord
@@ -87,12 +88,28 @@ def result_table(result: TuneResult) -> Table:
     row("EDP (J·s)", "edp", base.edp, best.edp, ".3f")
     keeps = [str(base.keeps_up)] + ([str(governor["keeps_up"])] if governor is not None else [])
     table.add_row("keeps up", *keeps, str(best.keeps_up), "", *([""] if governor is not None else []))
+    base_met = Constraints(**result.limits).met(base)  # type: ignore[arg-type]
+    for name, met in s.constraints_met.items():
+        option, _, unit = CONSTRAINTS[name]
+        limit = result.limits.get(name)
+        label = f"{option} {limit:g} {unit}" if limit is not None else option
+        shown = lambda ok: "met" if ok else "[red]not met[/]"  # noqa: E731
+        table.add_row(
+            label,
+            shown(base_met.get(name, False)),
+            *([""] if governor is not None else []),
+            shown(met),
+            "",
+            *([""] if governor is not None else []),
+        )
     gains = [f"{s.rounds} search rounds" + (" (interrupted: chosen from what was measured)" if s.interrupted else "")]
     if s.failed_rounds:
         gains.append(f"{s.failed_rounds} failed")
     gains.append(f"{objective} gain {_pct(s.cost_gain_pct)}")
     if objective != "edp":
         gains.append(f"EDP gain {_pct(s.edp_gain_pct)}")
+    if s.baseline_kept and s.search_choice is not None:
+        gains.append(f"kept the baseline: the search's choice {_config_of(s.search_choice)} measured worse")
     if governor is not None:
         gains.append(f"EDP gain vs stock governor {_pct(s.edp_gain_vs_governor_pct)}")
     lines = ["; ".join(gains)]
@@ -116,10 +133,20 @@ def describe_parts(att: dict[str, object]) -> str:
     return f"EDP {att['edp_change_pct']:+.1f}% = " + " · ".join(text)
 
 
+def say_warnings(result: TuneResult) -> None:
+    """The summary's warnings (unmet constraints, the baseline kept), one line each on stderr."""
+    for line in result.summary.warnings:
+        err_console.print(f"[yellow]warning:[/] {line}", highlight=False)
+
+
 def _config(stats: ConfigStats) -> str:
-    c = stats.config
-    freq = "device clock" if c.freq_mhz is None else f"{c.freq_mhz:g} MHz"
-    return f"{freq}, b={c.batch_size}"
+    return _config_of({"freq_mhz": stats.config.freq_mhz, "batch_size": stats.config.batch_size})
+
+
+def _config_of(d: dict[str, object]) -> str:
+    freq_mhz = d["freq_mhz"]
+    freq = "device clock" if freq_mhz is None else f"{freq_mhz:g} MHz"
+    return f"{freq}, b={d['batch_size']}"
 
 
 def _pct(value: float | None) -> str:

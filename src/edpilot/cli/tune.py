@@ -47,7 +47,7 @@ from edpilot.cli.options import (
     engine_options,
     split_list,
 )
-from edpilot.cli.results import describe_limits, result_table, warn_short_window
+from edpilot.cli.results import describe_limits, result_table, say_warnings, warn_short_window
 from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S
 from edpilot.hardware.base import Device
 from edpilot.hardware.guard import guarded
@@ -214,6 +214,7 @@ def tune_command(
 
 
 def _print_result(result: TuneResult, *, json_output: bool, output: Path | None) -> None:
+    say_warnings(result)
     if json_output:
         print_json(result.summary.to_dict())
         return

@@ -18,7 +18,9 @@ class SearchContext:
     """What a strategy is told: the grid, the objective bound to the baseline, the traffic and the limits.
 
     `idle_power_w` is the device's idle power (W) when known (a profile records it); `slo_p95_s` and
-    `power_cap_w` are constraints on the p95 latency (s) and the window's mean power (W).
+    `power_cap_w` are constraints on the p95 latency (s) and the window's mean power (W); `budget` is the
+    number of search rounds the driver means to ask for after the baseline round (None: open-ended, as
+    `serve` holding the best config between re-plans).
     """
 
     space: ConfigSpace
@@ -30,14 +32,16 @@ class SearchContext:
     seed: int | np.random.Generator = 0
     slo_p95_s: float | None = None
     power_cap_w: float | None = None
+    budget: int | None = None
 
 
 class Strategy(ABC):
     """Proposes configs and learns from their observations; it never runs anything itself.
 
-    Subclasses implement `propose`; `observe` costs each observation with the bound objective (a failed
-    window costs None and its config is never chosen), and `best` returns the config with the lowest mean
-    cost among those that kept up and met the constraints.
+    The driver hands over the baseline round first, as such (`observe_baseline`), then alternates `propose`
+    and `observe`. Subclasses implement `propose`; `observe` costs each observation with the bound objective
+    (a failed window costs None and its config is never chosen), and `best` returns the config with the
+    lowest mean cost among those that kept up and met the constraints.
     """
 
     name: str = ""
@@ -57,6 +61,10 @@ class Strategy(ABC):
         cost = None if obs.failed else self.ctx.objective.cost(obs)
         self.arms.setdefault(config, ConfigStats(config)).add(obs, cost)
         return cost
+
+    def observe_baseline(self, obs: Observation) -> float | None:
+        """The baseline round (`ctx.baseline`, measured before the strategy was built); returns its cost."""
+        return self.observe(self.ctx.baseline, obs)
 
     def set_traffic(self, traffic: Traffic) -> None:
         """The traffic changed (rate, lengths): re-plan from what is known."""

@@ -84,7 +84,7 @@ def create_app(service: Service) -> FastAPI:
     async def healthz() -> JSONResponse:
         live = service.live
         status = "failed" if live.failure is not None else "draining" if live.draining else "ok"
-        body: dict[str, Any] = {"status": status, "queue": len(live.batcher), **_config(live)}
+        body: dict[str, Any] = {"status": status, "queue": len(live.batcher), **_config(live), **live.driver.status}
         if live.failure is not None:
             body["error"] = live.failure
         return JSONResponse(body, status_code=200 if status == "ok" else 503)

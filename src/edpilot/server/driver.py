@@ -4,8 +4,13 @@ A round is a window of served requests at one config (at least `Traffic.window_r
 measured with an `EnergyWindow` and turned into an Observation by `runner.summarize`, exactly as `tune`
 does with replayed traffic; the same `TuningSession` records it, so the run log is the same format.
 Online, the session proposes configs for `budget` rounds, then the server holds the session's best
-config (still measuring it); a traffic drift re-plans at once and opens another `budget` rounds.
-Everything here runs on one worker thread; `offer_traffic` is the only entry from the event loop.
+config (still measuring it); a traffic drift re-plans at once and opens another `budget` rounds. Before each
+round the online control (server.control) checks the next config against the estimated rate: a config
+measured behind is left at once, and when every config falls behind that is said once (log, /healthz,
+the `edpilot_overloaded` metric) and the highest-throughput config served. Whether the session's choice
+meets the constraints is logged when it changes and exposed the same way (`edpilot_constraint_met`).
+Everything here runs on one worker thread; `offer_traffic` is the only entry from the event loop, and
+`status` is read from it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from edpilot.engine.base import Completion
 from edpilot.errors import EdpilotError
 from edpilot.objective import EnergyScope
 from edpilot.runner import ServedBatch, run_batch, summarize
+from edpilot.server.control import control
 from edpilot.server.estimator import TrafficChange
 from edpilot.server.metrics import ServerMetrics
 from edpilot.serving.window import EnergyWindow
@@ -75,7 +81,19 @@ class ServingDriver:
         self._batches: list[ServedBatch] = []
         self._window: EnergyWindow | None = None
         self._note: str | None = None
+        self.overload: str | None = None  # why every config falls behind, while it does
+        self.constraints_met: dict[str, bool] = {}
+        self._moved: tuple[Config, Config] | None = None  # the last move off a config behind, said once
         self.config = session.next_config()
+
+    @property
+    def status(self) -> dict[str, object]:
+        """What /healthz adds: whether every config falls behind (and why), and the constraints' state."""
+        return {
+            "overloaded": self.overload is not None,
+            "overload": self.overload,
+            "constraints_met": self.constraints_met,
+        }
 
     def start(self) -> Config:
         """Open the first round at the session's first config (the baseline); returns it."""
@@ -175,9 +193,43 @@ class ServingDriver:
         else:
             config = self.session.best()
             self._note = self._note or "hold: the session's best config"
+        if self.online and self.session.strategy is not None:
+            config = self._control(config)
+        self._say_constraints()
         if config != self.config:
             log.info("serving at %s (was %s)", config, self.config)
         self._open_round(config)
+
+    def _control(self, proposal: Config) -> Config:
+        traffic = self.session.traffic
+        rate = None if traffic.arrivals == "saturated" else traffic.rate_per_s
+        decision = control(proposal, stats=self.session.stats, space=self.session.space, rate_per_s=rate)
+        if decision.overloaded and self.overload is None:
+            log.warning("overloaded: %s", decision.note)
+        elif not decision.overloaded and self.overload is not None:
+            log.info("no longer overloaded: the arrival rate is %s req/s", "unknown" if rate is None else f"{rate:.3g}")
+        elif decision.note and not decision.overloaded and (proposal, decision.config) != self._moved:
+            log.warning("behind: %s", decision.note)
+        self._moved = (proposal, decision.config) if decision.note else None
+        self.overload = decision.note if decision.overloaded else None
+        self.metrics.overloaded.set(1 if decision.overloaded else 0)
+        if decision.note and not decision.overloaded:
+            self._note = "; ".join(n for n in (self._note, decision.note) if n)
+        return decision.config
+
+    def _say_constraints(self) -> None:
+        if self.session.strategy is None or not self.session.settings.constraints.limits:
+            return
+        choice = self.session.choice()
+        for name, met in choice.constraints_met.items():
+            self.metrics.constraint_met.labels(name).set(1 if met else 0)
+        if choice.constraints_met != self.constraints_met:
+            for line in choice.warnings:
+                log.warning("%s", line)
+            unmet = [name for name, met in choice.constraints_met.items() if not met]
+            if not unmet:
+                log.info("constraints met at %s", choice.config)
+        self.constraints_met = choice.constraints_met
 
     def _open_round(self, config: Config) -> None:
         caps = self.device.capabilities

@@ -81,6 +81,17 @@ class ServerMetrics:
         )
         self.rounds = Counter("edpilot_rounds", "Measurement rounds recorded.", registry=r)
         self.retunes = Counter("edpilot_retunes", "Re-plans after the live traffic drifted.", registry=r)
+        self.overloaded = Gauge(
+            "edpilot_overloaded",
+            "1 while every config falls behind the arrival rate (the highest-throughput one is served).",
+            registry=r,
+        )
+        self.constraint_met = Gauge(
+            "edpilot_constraint_met",
+            "1 when the chosen config's windows meet the constraint (slo_p95_s, power_cap_w), 0 when not.",
+            ["constraint"],
+            registry=r,
+        )
         self.arrival_rate = OptionalGauge(
             "edpilot_estimated_arrival_rate_per_second",
             "Arrival rate estimated from live traffic; absent before the first estimate.",

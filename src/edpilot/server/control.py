@@ -1,0 +1,69 @@
+"""Online control of `serve`: never stay on a config measured behind, and say when every config falls behind.
+
+A config's capacity is what its measured batches can serve, b / mean batch time (req/s): the hardware's
+answer, which does not depend on the traffic, so it can be held against any arrival rate. After each round
+the driver asks `control` whether the session's next config may be served at the estimated rate:
+- every measured config's capacity is below the rate and the grid's highest-throughput corner (top clock,
+  largest batch) is among them: the traffic is more than any config can serve — `overloaded`, and the config
+  with the highest measured capacity is served until the rate falls;
+- the next config's measured capacity is below the rate: it is replaced at this batch boundary by the
+  cheapest measured config that can serve the rate, else by the corner when it is not measured yet, else by
+  the config with the highest capacity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edpilot.space import Config, ConfigSpace
+from edpilot.stats import ConfigStats
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The config to serve next; `overloaded` when no config can serve the rate; `note` says why it moved."""
+
+    config: Config
+    overloaded: bool = False
+    note: str | None = None
+
+
+def capacity_per_s(stats: ConfigStats) -> float | None:
+    """Requests per second the config's measured batches serve (b / mean batch time); None when none served."""
+    times = [o.mean_batch_s for o in stats.served if o.mean_batch_s > 0]
+    return None if not times else stats.config.batch_size * len(times) / sum(times)
+
+
+def top_corner(space: ConfigSpace) -> Config:
+    """The grid's highest-throughput config under monotone hardware: the top clock and the largest batch."""
+    freqs = [f for f in space.freqs_mhz if f is not None]
+    return Config(max(freqs) if freqs else None, max(space.batch_sizes))
+
+
+def control(
+    proposal: Config, *, stats: dict[Config, ConfigStats], space: ConfigSpace, rate_per_s: float | None
+) -> Decision:
+    """Whether `proposal` may be served at `rate_per_s` (None: unknown, anything goes), and what instead."""
+    if rate_per_s is None:
+        return Decision(proposal)
+    capacity = {c: cap for c, s in stats.items() if (cap := capacity_per_s(s)) is not None}
+    if not capacity:
+        return Decision(proposal)
+    fastest = max(capacity, key=capacity.__getitem__)
+    corner = top_corner(space)
+    if capacity[fastest] < rate_per_s and corner in capacity:
+        note = (
+            f"every config falls behind {rate_per_s:.3g} req/s: the most any measured config serves is "
+            f"{capacity[fastest]:.3g} req/s at {fastest}; serving it until the rate falls"
+        )
+        return Decision(fastest, overloaded=True, note=note)
+    at = capacity.get(proposal)
+    if at is None or at >= rate_per_s:
+        return Decision(proposal)
+    serving = [c for c, cap in capacity.items() if cap >= rate_per_s]
+    if serving:
+        instead = min(serving, key=lambda c: stats[c].mean_cost)
+    else:
+        instead = corner if corner not in capacity else fastest
+    note = f"{proposal} serves {at:.3g} req/s, below the arrival rate {rate_per_s:.3g} req/s: moved to {instead}"
+    return Decision(instead, note=note)
