@@ -129,6 +129,7 @@ class RoundRecord:
                 failed_requests=failed_requests,
                 meter_updates=optional(number, d, "meter_updates"),
                 first_error=optional(text, d, "first_error"),
+                backlog_requests=optional(whole, d, "backlog_requests"),
             )
             cost = optional(number, d, "cost", minimum=None)
             if obs.failed and cost is not None:
