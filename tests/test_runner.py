@@ -123,7 +123,9 @@ def test_rounds_served_in_turn_match_one_exact_queue_over_the_whole_stream(linea
     """Several rounds at one config are one Lindley recursion over the stream, not fresh windows."""
     device, engine, clock, model = linear_platform(base_s=0.5, per_request_s=0.25)
     rate, b = 1.6, 4  # s = 1.5 per 2.5 s of arrivals
-    runner = Runner(device=device, engine=engine, workload=Workload("poisson", rate, 8, 16), requests_per_round=32, seed=5)
+    runner = Runner(
+        device=device, engine=engine, workload=Workload("poisson", rate, 8, 16), requests_per_round=32, seed=5
+    )
     obs = [runner.measure(Config(500.0, b)) for _ in range(5)]
     n = 5 * 32
     gaps = np.random.default_rng(5).exponential(1 / rate, size=512)

@@ -6,12 +6,10 @@ uniform and Poisson arrivals, a long simulation for a trace), from hardware pred
 energy per batch (J) and idle power (W) per config. A config with utilisation ρ = λs/b ≥ 1 has no steady state:
 its cost is inf; near 1 it is priced by its queue. Tests hold it equal to a long replay through the runner.
 
-`GridForecast(space, traffic)` is the earlier definition, a 32-request window from an empty queue: it draws the windows the runner would serve at each batch size
-(`queueing.arrival_draws_s`: one row for uniform/saturated, common random numbers for Poisson, offsets into a
-trace), pads them to one array, and turns hardware predictions — service time (s), energy per batch (J) and
-idle power (W) per config — into the expected cost, p95 latency and window power of every config, under the
-runner's static-batching semantics (`queueing.batch_ends_s`). Tests hold it equal to `forecast_window`, which
-tests hold equal to the runner.
+`GridForecast(space, traffic)` is the earlier definition, kept for the bench's side-by-side figure: a
+32-request window from an empty queue. It draws such windows at each batch size (`queueing.arrival_draws_s`:
+one row for uniform/saturated, common random numbers for Poisson, offsets into a trace), pads them to one array
+and evaluates every config in one pass (`queueing.batch_ends_s`); tests hold it equal to `forecast_window`.
 """
 
 from __future__ import annotations

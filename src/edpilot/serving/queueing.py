@@ -282,9 +282,7 @@ class SteadyLatency:
     wait_s: np.ndarray
 
 
-def steady_latency(
-    traffic: Traffic, batch_size: int, service_s: ArrayLike, *, with_p95: bool = False
-) -> SteadyLatency:
+def steady_latency(traffic: Traffic, batch_size: int, service_s: ArrayLike, *, with_p95: bool = False) -> SteadyLatency:
     """Steady-state latency of configs sharing batch size b: s + mean fill wait + W; inf where ρ ≥ 1.
 
     Saturated arrivals have no rate: each round's requests all arrive at its start (the window semantics).
