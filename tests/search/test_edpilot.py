@@ -7,7 +7,7 @@ import pytest
 
 from edpilot.backends import build_space, open_backends
 from edpilot.bench import default_scenarios, run_one
-from edpilot.objective import Objective, parse_objective
+from edpilot.objective import Objective, Observation, parse_objective
 from edpilot.runner import Runner
 from edpilot.search import DEFAULT_STRATEGY, SearchContext, make_strategy
 from edpilot.serving import Traffic
@@ -37,11 +37,20 @@ def cliff(freq_mhz: float, batch: int) -> tuple[float, float]:
     return (t * 1.8, e * 1.9) if batch >= 16 else (t, e)
 
 
+def measure_alone(profile, workload: Workload, requests: int = 32) -> dict[Config, Observation]:
+    """Every config served on its own stream (a fresh runner each: no backlog passes between configs)."""
+    space = build_space(open_backends(device="sim", profile=str(profile), seed=0))
+    out = {}
+    for c in space:
+        backends = open_backends(device="sim", profile=str(profile), seed=0)
+        runner = Runner(device=backends.device, engine=backends.engine, workload=workload, requests_per_round=requests)
+        out[c] = runner.measure(c)
+    return out
+
+
 def true_costs(profile, workload: Workload, requests: int = 480) -> dict[Config, float]:
-    """Every config's EDP measured by the runner over a long window (uniform arrivals: the samples average out)."""
-    backends = open_backends(device="sim", profile=str(profile), seed=0)
-    runner = Runner(device=backends.device, engine=backends.engine, workload=workload, requests_per_round=requests)
-    return {c: runner.measure(c).edp for c in build_space(backends)}
+    """Every config's EDP measured by the runner over a long round of its own stream (uniform arrivals)."""
+    return {c: o.edp for c, o in measure_alone(profile, workload, requests).items()}
 
 
 def test_edpilot_is_the_default():
@@ -84,19 +93,13 @@ def test_a_baseline_inside_a_memory_cliff_does_not_hide_the_optimum(tmp_path, se
     assert ratio <= 1.05
 
 
-def _observed(space: ConfigSpace, profile, workload: Workload):
-    backends = open_backends(device="sim", profile=str(profile), seed=0)
-    runner = Runner(device=backends.device, engine=backends.engine, workload=workload)
-    return {c: runner.measure(c) for c in space}
-
-
 def test_replans_after_a_rate_change_without_measuring(tmp_path):
     profile = write_synthetic_profile(
         tmp_path / "p.csv", smooth, freqs_mhz=FREQS, batch_sizes=BATCHES, noise=0.0, idle_power_w=6.0
     )
     space = ConfigSpace(FREQS, BATCHES)
     slow, fast = (Workload(arrivals="uniform", rate_per_s=r, prompt_tokens=100) for r in (0.5, 4.0))
-    observed = _observed(space, profile, slow)
+    observed = measure_alone(profile, slow)
     ctx = SearchContext(
         space=space, objective=Objective("edp").bind(None), baseline=space.baseline(), traffic=slow.traffic(32)
     )
@@ -121,9 +124,7 @@ def test_respects_a_constraint_the_unconstrained_optimum_breaks(tmp_path, rate_p
         tmp_path / "p.csv", smooth, freqs_mhz=FREQS, batch_sizes=BATCHES, noise=0.01, idle_power_w=6.0
     )
     workload = Workload(arrivals="uniform", rate_per_s=rate_per_s, prompt_tokens=100)
-    backends = open_backends(device="sim", profile=str(profile), seed=0)
-    runner = Runner(device=backends.device, engine=backends.engine, workload=workload)
-    measured = {c: runner.measure(c) for c in build_space(backends)}
+    measured = measure_alone(profile, workload, requests=480)
 
     def meets(c: Config) -> bool:
         o = measured[c]
@@ -175,7 +176,6 @@ def test_a_config_that_failed_is_never_proposed_or_chosen():
     )
     s = make_strategy("edpilot", ctx)
     rng = np.random.default_rng(0)
-    from edpilot.objective import Observation
 
     def obs(c: Config, failed: bool = False) -> Observation:
         t, e = smooth(c.freq_mhz, c.batch_size)

@@ -337,9 +337,7 @@ def backlog_delay_s(backlog: float, batch_size: ArrayLike, service_s: ArrayLike,
     While draining the server is busy: the backlog shrinks at b/s − λ requests per second, so it takes
     T = q / (b/s − λ) and adds q·T/2 request-seconds. inf where the config cannot keep up (ρ ≥ 1).
     """
-    s = np.asarray(service_s, dtype=float)
-    drain = np.asarray(batch_size, dtype=float) / s - rate_per_s
-    with np.errstate(divide="ignore"):
-        return np.where(drain > 0, backlog * backlog / (2.0 * np.where(drain > 0, drain, 1.0)), np.inf) * (
-            1.0 if backlog > 0 else 0.0
-        )
+    drain = np.asarray(batch_size, dtype=float) / np.asarray(service_s, dtype=float) - rate_per_s
+    if backlog <= 0:
+        return np.zeros_like(drain)
+    return np.where(drain > 0, backlog * backlog / (2.0 * np.where(drain > 0, drain, 1.0)), np.inf)
