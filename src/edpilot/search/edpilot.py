@@ -39,9 +39,10 @@ KAPPA_SAFE = 1.0  # pessimism of the keep-up test of an unmeasured config (log t
 # × time, power rising with f: slope in f between −1 and +1.
 TIME_SLOPES = {"slope_b": 0.5, "slope_f": -0.5, "slope_sd": 0.25}
 ENERGY_SLOPES = {"slope_b": 0.5, "slope_f": 0.0, "slope_sd": 0.5}
+BACKLOG_HORIZON_ROUNDS = 5  # an inherited backlog's one-off delay is weighed against this many rounds' cost
 IMPROVE = 0.01  # a config is promising when its optimistic cost is below the incumbent's by this fraction
 PROBE_BATCHES = 2  # a probe serves this many batches, then the search goes back to configs that keep up
-PROBE_BACKLOG_BATCHES = 2.0  # a probe may leave at most this many incumbent batches of backlog (pessimistic)
+PROBE_BACKLOG_BATCHES = 1.0  # a probe may leave at most this many incumbent batches of backlog (pessimistic)
 PROBE_PRICE = 1.0  # ... and its expected backlog may add at most this × the incumbent's latency to the next round
 RHO_BEHIND = 0.9  # a window that fell behind drops its config when the config's own ρ is at least this
 SURPRISE_LEVEL = 0.05  # the floor's quantile of the heavy-tailed deviation prior (Cauchy, scale τ)
@@ -72,6 +73,8 @@ class EdpilotStrategy(Strategy):
         self._cache: dict[str, Outlook] = {}
         self._probe: Config | None = None
         self._probe_batches = PROBE_BATCHES
+        self._probed_last = False
+        self._rounds = -1  # search rounds observed (the baseline round is round 0)
         self._grid_pos = np.array(
             [(ctx.space.freqs_mhz.index(c.freq_mhz), ctx.space.batch_sizes.index(c.batch_size)) for c in self._configs]
         )
@@ -80,6 +83,7 @@ class EdpilotStrategy(Strategy):
     def observe(self, config: Config, obs: Observation) -> float | None:
         """Cost the window, and learn the config's batch time, batch energy and idle power from it."""
         cost = super().observe(config, obs)
+        self._rounds += 1
         i = self.space.index(config)
         if obs.backlog_requests is not None:
             self.backlog_requests = obs.backlog_requests
@@ -151,7 +155,8 @@ class EdpilotStrategy(Strategy):
                 b = self.forecast.batch_of
                 excess = np.maximum(self.backlog_requests - b, 0.0)  # fewer than b queued is a partial batch
                 rate = self.ctx.traffic.rate_per_s
-                extra_s = np.array([float(backlog_delay_s(q, k, t, rate)) for q, k, t in zip(excess, b, s)]) / n
+                delay = np.array([float(backlog_delay_s(q, k, t, rate)) for q, k, t in zip(excess, b, s)])
+                extra_s = delay / (n * BACKLOG_HORIZON_ROUNDS)
             self._cache[kind] = self.forecast.outlook(
                 self.ctx.objective,
                 service_s=s,
@@ -174,10 +179,13 @@ class EdpilotStrategy(Strategy):
         return utilisation(self.ctx.traffic, self.forecast.batch_of, own)
 
     def _rho(self, sd: float) -> np.ndarray:
-        """Utilisation: a measured config's own, an unmeasured one's at log time mean + sd·(posterior sd)."""
+        """Utilisation at log batch time + sd standard deviations: a measured config's own windows' mean and
+        standard error, an unmeasured one's posterior mean and sd."""
         s = np.exp(self.time.mean + sd * self.time.sd)
         model = utilisation(self.ctx.traffic, self.forecast.batch_of, s)
-        return np.where(self.time.batches > 0, self._own_rho(), model)
+        measured = self.time.batches > 0
+        se = np.sqrt(self.time.noise_var() / np.where(measured, self.time.batches, 1.0))
+        return np.where(measured, self._own_rho() * np.exp(sd * se), model)
 
     def within_limits(self) -> np.ndarray:
         """Configs that have not failed and are predicted to meet `--slo-p95` / `--power-cap` (the filter is
@@ -211,75 +219,84 @@ class EdpilotStrategy(Strategy):
             return self.ctx.baseline
         incumbent = self.best()
         inc = self.space.index(incumbent)
-        if inc in self.pending:
-            return incumbent
+        after_probe, self._probed_last = self._probed_last, False
+        if inc in self.pending or (after_probe and self.backlog_requests > incumbent.batch_size):
+            return incumbent  # re-measure a possible outlier; drain a probe's backlog where it is known to keep up
         safe = self.safe()
         lcb = self.outlook("lcb").cost
         mean = self.outlook("mean").cost
         target = mean[inc] * (1.0 - IMPROVE) if np.isfinite(mean[inc]) else np.inf
         promising = safe & (lcb < target)
         promising[inc] = False
-        pick = self._in_trust_region(promising, lcb, inc)
-        probe = self._probe_pick(lcb, target, inc)
-        if probe is not None and (pick is None or lcb[probe[0]] < lcb[pick]):
-            self._probe, self._probe_batches = self._configs[probe[0]], probe[1]
+        probes, probe_batches = self._probes(lcb, target, inc)
+        if self.backlog_requests > incumbent.batch_size:
+            probes[:] = False  # no probe on top of a backlog
+        pick = self._in_trust_region(promising | probes, lcb, inc)
+        if pick is not None and probes[pick]:
+            self._probe, self._probe_batches, self._probed_last = self._configs[pick], int(probe_batches[pick]), True
             return self._probe
         if pick is not None:
             return self._configs[pick]
-        floor = self._floor_pick(safe, mean[inc])
-        return self._configs[floor] if floor is not None else incumbent
+        floor = self._floor_pick(safe, inc, mean[inc])
+        if floor is None:
+            return incumbent
+        if floor[1] is not None:
+            self._probe, self._probe_batches, self._probed_last = self._configs[floor[0]], floor[1], True
+        return self._configs[floor[0]]
 
     def _in_trust_region(self, promising: np.ndarray, cost: np.ndarray, inc: int) -> int | None:
-        """The lowest-cost promising config within the smallest Chebyshev grid radius around the incumbent
-        that holds one; None when no config is promising."""
+        """The lowest-cost promising config within a Chebyshev grid radius around the incumbent: 2^k after k
+        search rounds, or the smallest radius that holds a promising config; None when none is promising."""
         if not promising.any():
             return None
         dist = np.abs(self._grid_pos - self._grid_pos[inc]).max(axis=1)
-        radius = int(dist[promising].min())
+        radius = max(int(dist[promising].min()), 2 ** min(self._rounds, 16))
         region = promising & (dist <= radius)
         return int(np.argmin(np.where(region, cost, np.inf)))
 
-    def _probe_pick(self, lcb: np.ndarray, target: float, inc: int) -> tuple[int, int] | None:
-        """(config, batches) of a bounded probe, or None: an unmeasured config that keeps up only optimistically
-        and could beat the incumbent, served for the most batches (2, else 1) whose backlog at its pessimistic
-        batch time is at most PROBE_BACKLOG_BATCHES incumbent batches, and whose expected backlog, drained by the
-        incumbent, adds at most PROBE_PRICE × the incumbent's mean latency to its next round; cheapest LCB first."""
-        if self.ctx.traffic.arrivals == "saturated":
-            return None
-        pessimistic, optimistic, expected = self._rho(KAPPA_SAFE), self._rho(-KAPPA), self._rho(0.0)
-        candidates = (
-            self.within_limits()
-            & ~self.behind
-            & (self.time.windows == 0)
-            & (pessimistic >= 1.0)
-            & (optimistic < 1.0)
-            & (lcb < target)
-        )
-        if not candidates.any():
-            return None
+    def _probes(self, lcb: np.ndarray, target: float, inc: int) -> tuple[np.ndarray, np.ndarray]:
+        """Configs that may be measured as a bounded probe, and the batches each would serve: unmeasured ones that
+        keep up only optimistically and could beat the incumbent (`_bounded`)."""
+        candidates = (self.time.windows == 0) & (self._rho(-KAPPA) < 1.0) & (lcb < target)
+        return self._bounded(candidates, inc)
+
+    def _bounded(self, candidates: np.ndarray, inc: int) -> tuple[np.ndarray, np.ndarray]:
+        """Which of `candidates` (that may not keep up at their pessimistic batch time) a bounded probe may
+        measure, and its batches: within the limits and not dropped, serving the most batches (2, else 1) whose
+        backlog at the pessimistic batch time is at most PROBE_BACKLOG_BATCHES incumbent batches, and only if its
+        expected backlog, drained by the incumbent, adds at most PROBE_PRICE × the incumbent's mean latency to the
+        next round."""
+        batches = np.full(len(self._configs), PROBE_BATCHES)
+        pessimistic = self._rho(KAPPA_SAFE)
+        candidates = candidates & self.within_limits() & ~self.behind & (pessimistic >= 1.0)
+        if self.ctx.traffic.arrivals == "saturated" or not candidates.any():
+            return np.zeros(len(self._configs), dtype=bool), batches
         b = self.forecast.batch_of
         cap = PROBE_BACKLOG_BATCHES * b[inc]
         batches = np.where(PROBE_BATCHES * b * (pessimistic - 1.0) <= cap, PROBE_BATCHES, 1)
-        left = batches * b * np.maximum(expected - 1.0, 0.0)  # arrivals beyond what the probe serves
-        candidates &= batches * b * (pessimistic - 1.0) <= cap
+        candidates &= b * (pessimistic - 1.0) <= cap
+        left = batches * b * np.maximum(self._rho(0.0) - 1.0, 0.0)  # arrivals beyond what the probe serves
         s_inc = float(np.exp(self.time.own_mean()[inc])) if self.time.batches[inc] > 0 else np.inf
         n_inc = self.ctx.traffic.window_requests(int(b[inc]))
         rate = self.ctx.traffic.rate_per_s
         price_s = np.array([float(backlog_delay_s(q, b[inc], s_inc, rate)) / n_inc for q in left])
         candidates &= price_s <= PROBE_PRICE * self.outlook("mean").mean_latency_s[inc]
-        if not candidates.any():
-            return None
-        pick = int(np.argmin(np.where(candidates, lcb, np.inf)))
-        return pick, int(batches[pick])
+        return candidates, batches
 
-    def _floor_pick(self, safe: np.ndarray, incumbent_cost: float) -> int | None:
-        """The unmeasured safe config whose cost under a plausible one-off deviation beats the incumbent's by
-        FLOOR_MARGIN, lowest such cost first; None when there is none."""
+    def _floor_pick(self, safe: np.ndarray, inc: int, incumbent_cost: float) -> tuple[int, int | None] | None:
+        """(config, probe batches or None) of the exploration floor: the unmeasured config whose cost under a
+        plausible one-off deviation beats the incumbent's by FLOOR_MARGIN, lowest such cost first — a full round
+        where it keeps up at its pessimistic batch time, a bounded probe where it may not; None when none."""
         plausible = self.outlook("surprise").cost
-        candidates = safe & (self.time.windows == 0) & (plausible < incumbent_cost * (1.0 - FLOOR_MARGIN))
+        candidates = (self.time.windows == 0) & (plausible < incumbent_cost * (1.0 - FLOOR_MARGIN))
+        probes, batches = self._bounded(candidates & ~safe, inc)
+        if self.backlog_requests > self._configs[inc].batch_size:
+            probes[:] = False
+        candidates &= safe | probes
         if not candidates.any():
             return None
-        return int(np.argmin(np.where(candidates, plausible, np.inf)))
+        pick = int(np.argmin(np.where(candidates, plausible, np.inf)))
+        return pick, int(batches[pick]) if probes[pick] else None
 
     def best(self) -> Config:
         """The measured config with the lowest predicted steady-state cost among those that keep up and meet the
