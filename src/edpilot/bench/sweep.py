@@ -25,7 +25,7 @@ import numpy as np
 
 from edpilot.backends import build_space, open_backends
 from edpilot.bench.oracle import Hardware, Truth, true_hardware, truth_at
-from edpilot.bench.scenarios import OUTPUT_TOKENS, PROMPT_TOKENS, Scenario, write_synthetic
+from edpilot.bench.scenarios import HICCUP_SPANS_S, OUTPUT_TOKENS, PROMPT_TOKENS, Hiccups, Scenario, write_synthetic
 from edpilot.objective import Observation, parse_objective
 from edpilot.runner import Runner
 from edpilot.space import ConfigSpace
@@ -61,7 +61,11 @@ def _profile_path(name: str) -> str:
 def _open(scn: Scenario, seed: int):  # noqa: ANN202 - Backends
     profile = _profile_path(scn.synthetic) if scn.synthetic else scn.profile
     board = "sim" if profile else f"sim:{scn.board}"
-    return open_backends(device=board, model=scn.model, profile=profile, seed=seed)
+    backends = open_backends(device=board, model=scn.model, profile=profile, seed=seed)
+    if scn.hiccups:
+        engine = backends.engine
+        engine.model = Hiccups(engine.model, engine.clock, HICCUP_SPANS_S)  # type: ignore[attr-defined]
+    return backends
 
 
 def _workload(scn: Scenario, rate_per_s: float) -> Workload:
@@ -179,6 +183,7 @@ def run_one(scn: Scenario, strategy: str, seed: int) -> RunResult:
         "final_ratio_window": window_truth.ratio(final),
         "rounds_to_5pct": _rounds_to_within(incumbent),
         "mean_regret": float(np.mean(np.array(experienced[1:]) - 1.0)),
+        "mean_regret_steady": float(np.mean(np.where(np.isfinite(served), served, experienced)[1:] - 1.0)),
         "cumulative_regret": float(np.sum(np.array(experienced[1:]) - 1.0)),
         "probes": len(probes),
         "probe_regret": float(np.sum(np.array(probes) - 1.0)) if probes else 0.0,
