@@ -110,17 +110,19 @@ def scenario_truth(
 
 
 def _binding_limit(free: Truth, values: np.ndarray) -> float:
-    """A limit that rules out the unconstrained optimum, placed in the first gap of ≥ 5 % below it.
+    """A limit that rules out the unconstrained optimum, placed in the first gap of ≥ 5 % below it (the widest
+    gap where there is none).
 
     No config then lies within a hair of the limit, where the expected p95 or power (estimated from a
     finite set of arrival draws by the strategy, from many by the oracle) would make feasibility a coin toss.
     """
     at_optimum = float(values[free.space.index(free.oracle_config)])
     below = np.sort(values[free.allowed & (values <= at_optimum)])[::-1]
-    for upper, lower in zip(below, below[1:]):
-        if upper / lower >= 1.05:
-            return float(np.sqrt(upper * lower))
-    raise ValueError("no gap of 5 % below the optimum's value: pick another constrained scenario")
+    pairs = list(zip(below, below[1:]))
+    if not pairs:
+        raise ValueError("no config below the optimum's value: pick another constrained scenario")
+    upper, lower = next(((u, v) for u, v in pairs if u / v >= 1.05), max(pairs, key=lambda p: p[0] / p[1]))
+    return float(np.sqrt(upper * lower))
 
 
 def run_one(scn: Scenario, strategy: str, seed: int) -> RunResult:

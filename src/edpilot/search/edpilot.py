@@ -40,7 +40,7 @@ KAPPA_SAFE = 1.0  # pessimism of the keep-up test of an unmeasured config (log t
 TIME_SLOPES = {"slope_b": 0.5, "slope_f": -0.5, "slope_sd": 0.25}
 ENERGY_SLOPES = {"slope_b": 0.5, "slope_f": 0.0, "slope_sd": 0.5}
 BACKLOG_HORIZON_ROUNDS = 5  # an inherited backlog's one-off delay is weighed against this many rounds' cost
-IMPROVE = 0.01  # a config is promising when its optimistic cost is below the incumbent's by this fraction
+IMPROVE = 0.0  # a config is promising when its optimistic cost is below the incumbent's by this fraction
 PROBE_BATCHES = 2  # a probe serves this many batches, then the search goes back to configs that keep up
 PROBE_BACKLOG_BATCHES = 1.0  # a probe may leave at most this many incumbent batches of backlog (pessimistic)
 PROBE_PRICE = 1.0  # ... and its expected backlog may add at most this × the incumbent's latency to the next round
@@ -48,6 +48,9 @@ RHO_BEHIND = 0.9  # a window that fell behind drops its config when the config's
 SURPRISE_LEVEL = 0.05  # the floor's quantile of the heavy-tailed deviation prior (Cauchy, scale τ)
 SURPRISE_MAX_LOG = 0.7  # at most a 2× deviation (log units) is plausible
 FLOOR_MARGIN = 0.05  # the floor measures a config whose plausible cost beats the incumbent by 5 %
+FLOOR_EVERY = 3  # every third search round goes to the floor when it has a candidate (else when nothing else)
+PROBE_RHO_MAX = 1.1  # a probe's config is at most 10 % past capacity at its posterior mean batch time
+PROBE_HANDICAP = 1.1  # a probe's optimistic cost counts 10 % worse against full rounds (it teaches less)
 OUTLIER_LOG = float(np.log(1.3))  # a window 30 % off its config's earlier windows is held back
 
 
@@ -228,36 +231,45 @@ class EdpilotStrategy(Strategy):
         target = mean[inc] * (1.0 - IMPROVE) if np.isfinite(mean[inc]) else np.inf
         promising = safe & (lcb < target)
         promising[inc] = False
+        if self._rounds % FLOOR_EVERY == FLOOR_EVERY - 1:
+            floor = self._floor_pick(safe, inc, mean[inc])
+            if floor is not None:
+                return self._take_floor(floor)
         probes, probe_batches = self._probes(lcb, target, inc)
         if self.backlog_requests > incumbent.batch_size:
             probes[:] = False  # no probe on top of a backlog
-        pick = self._in_trust_region(promising | probes, lcb, inc)
+        pick = self._in_trust_region(promising | probes, np.where(probes, PROBE_HANDICAP * lcb, lcb), inc)
         if pick is not None and probes[pick]:
             self._probe, self._probe_batches, self._probed_last = self._configs[pick], int(probe_batches[pick]), True
             return self._probe
         if pick is not None:
             return self._configs[pick]
         floor = self._floor_pick(safe, inc, mean[inc])
-        if floor is None:
-            return incumbent
+        return incumbent if floor is None else self._take_floor(floor)
+
+    def _take_floor(self, floor: tuple[int, int | None]) -> Config:
+        """The floor's config, marked as a probe when it is one."""
         if floor[1] is not None:
             self._probe, self._probe_batches, self._probed_last = self._configs[floor[0]], floor[1], True
         return self._configs[floor[0]]
 
     def _in_trust_region(self, promising: np.ndarray, cost: np.ndarray, inc: int) -> int | None:
-        """The lowest-cost promising config within a Chebyshev grid radius around the incumbent: 2^k after k
+        """The lowest-cost promising config within a Chebyshev grid radius around the incumbent: 2^(k+1) after k
         search rounds, or the smallest radius that holds a promising config; None when none is promising."""
         if not promising.any():
             return None
         dist = np.abs(self._grid_pos - self._grid_pos[inc]).max(axis=1)
-        radius = max(int(dist[promising].min()), 2 ** min(self._rounds, 16))
+        radius = max(int(dist[promising].min()), 2 ** min(self._rounds + 1, 16))
         region = promising & (dist <= radius)
         return int(np.argmin(np.where(region, cost, np.inf)))
 
     def _probes(self, lcb: np.ndarray, target: float, inc: int) -> tuple[np.ndarray, np.ndarray]:
         """Configs that may be measured as a bounded probe, and the batches each would serve: unmeasured ones that
-        keep up only optimistically and could beat the incumbent (`_bounded`)."""
-        candidates = (self.time.windows == 0) & (self._rho(-KAPPA) < 1.0) & (lcb < target)
+        keep up only optimistically, that the model puts at most PROBE_RHO_MAX past capacity, and that could beat
+        the incumbent (`_bounded`)."""
+        candidates = (
+            (self.time.windows == 0) & (self._rho(-KAPPA) < 1.0) & (self._rho(0.0) < PROBE_RHO_MAX) & (lcb < target)
+        )
         return self._bounded(candidates, inc)
 
     def _bounded(self, candidates: np.ndarray, inc: int) -> tuple[np.ndarray, np.ndarray]:
