@@ -33,7 +33,15 @@ def test_runner_edp_matches_exact_queue(linear_platform, arrivals, batch_size, s
     device, engine, clock, model = linear_platform()
     rate = 2.0
     workload = Workload(arrivals=arrivals, rate_per_s=rate, output_tokens=8, prompt_tokens=16)
-    runner = Runner(device=device, engine=engine, workload=workload, requests_per_round=40, energy_scope=scope, seed=3)
+    runner = Runner(
+        device=device,
+        engine=engine,
+        workload=workload,
+        requests_per_round=40,
+        energy_scope=scope,
+        seed=3,
+        drop_behind=False,  # the whole window, even where b = 1 cannot keep up
+    )
     clock.sleep(10.0)  # the window does not start at t = 0
     obs = runner.measure(Config(1000.0, batch_size))
 
@@ -71,7 +79,13 @@ def test_overloaded_config_is_flagged_and_latency_grows_with_window(linear_platf
     device, engine, clock, model = linear_platform(base_s=3.0, per_request_s=0.5)  # b=4: 5 s per 4 s of arrivals
     latencies = []
     for requests in (32, 128):
-        runner = Runner(device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=requests)
+        runner = Runner(
+            device=device,
+            engine=engine,
+            workload=Workload(rate_per_s=1.0),
+            requests_per_round=requests,
+            drop_behind=False,
+        )
         obs = runner.measure(Config(500.0, 4))
         assert not obs.keeps_up
         latencies.append(obs.mean_latency_s)
@@ -81,7 +95,9 @@ def test_overloaded_config_is_flagged_and_latency_grows_with_window(linear_platf
 def test_a_config_that_cannot_keep_up_falls_further_behind_round_after_round(linear_platform):
     """The queue carries over: each round inherits the last one's backlog, so it grows and latency with it."""
     device, engine, clock, model = linear_platform(base_s=3.0, per_request_s=0.5)  # b=4: 5 s per 4 s of arrivals
-    runner = Runner(device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=32)
+    runner = Runner(
+        device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=32, drop_behind=False
+    )
     rounds = [runner.measure(Config(500.0, 4)) for _ in range(4)]
     backlogs = [r.backlog_requests for r in rounds]
     latencies = [r.mean_latency_s for r in rounds]
@@ -92,10 +108,22 @@ def test_a_config_that_cannot_keep_up_falls_further_behind_round_after_round(lin
     assert backlogs[-1] - backlogs[0] == pytest.approx(3 * 8, abs=1)
 
 
+def test_a_round_that_falls_behind_is_dropped_at_the_next_batch_boundary(linear_platform):
+    device, engine, clock, model = linear_platform(base_s=3.0, per_request_s=0.5)  # b=4: 5 s per 4 s of arrivals
+    runner = Runner(device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=32)
+    obs = runner.measure(Config(500.0, 4))
+    assert obs.requests == 2 * 4  # two batches show it, then the round ends
+    assert not obs.keeps_up
+    ok = runner.measure(Config(500.0, 16))  # 11 s per 16 s of arrivals: a full round
+    assert ok.requests == 32 and ok.keeps_up
+
+
 def test_the_backlog_passes_to_the_next_config_at_a_batch_boundary(linear_platform):
     """Rounds are contiguous: every request of the stream is served once, in order, across a config change."""
     device, engine, clock, model = linear_platform(base_s=3.0, per_request_s=0.5)
-    runner = Runner(device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=8)
+    runner = Runner(
+        device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=8, drop_behind=False
+    )
     behind = runner.measure(Config(500.0, 2))  # 4 s per 2 s of arrivals: falls behind
     assert not behind.keeps_up and behind.backlog_requests and behind.backlog_requests >= 2
     end_behind_s = clock.now_s()

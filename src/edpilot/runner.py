@@ -3,7 +3,8 @@
 It serves one continuous arrival stream, as a live server does (DESIGN.md, "Steady state"): a round is the next
 N requests completed at the current config; what is queued when a round ends — a partly filled batch, a backlog
 — passes into the next round, and a config changes at a batch boundary (between rounds). A round that is a
-bounded probe serves only `max_batches` batches. Latency = batch completion − arrival (a request inherited from
+bounded probe serves only `max_batches` batches, and a round that falls behind — its batches take longer than
+b/λ and its queue grew — ends at the next batch boundary after two batches (flagged: `keeps_up` False). Latency = batch completion − arrival (a request inherited from
 an earlier round counts its whole wait). Energy per request = device energy over the round ÷ requests (`total`
 scope, idle time between batches included) or batch energy only (`active`). A round whose queue grew by a batch
 or more is flagged behind (`keeps_up` False). Saturated arrivals have no stream: each round's requests all
@@ -61,6 +62,7 @@ def run_batch(batch: Sequence[Request], *, engine: Engine, device: Device, clock
 
 
 STREAM_CHUNK = 512  # requests drawn from the workload at a time to extend the stream
+CUT_AFTER_BATCHES = 2  # a round ends early, at a batch boundary, once this many batches show it falling behind
 
 
 class ArrivalStream:
@@ -207,6 +209,7 @@ class Runner:
     energy_scope: EnergyScope = "total"
     max_wait_s: float | None = None
     seed: int = 0
+    drop_behind: bool = True  # end a round that falls behind at the next batch boundary
 
     def __post_init__(self) -> None:
         if self.energy_scope not in ENERGY_SCOPES:
@@ -258,10 +261,14 @@ class Runner:
             self.device.set_freq_mhz(config.freq_mhz)  # a dry run only logs the level it would set
         batches: list[ServedBatch] = []
         served = 0
+        cut = False
         while served < count and (max_batches is None or len(batches) < max_batches):
             now_s = self.clock.now_s()
             if not saturated:
                 self._offer_arrivals(now_s)
+            if self.drop_behind and not saturated and self._falling_behind(batches, b, queued_start):
+                cut = True  # dropped at this batch boundary: it cannot keep up and its queue grew
+                break
             batch = batcher.poll(now_s)
             if batch is None and saturated:
                 batch = batcher.flush() or None
@@ -277,7 +284,7 @@ class Runner:
         if not saturated:
             assert window.end_s is not None
             self._offer_arrivals(window.end_s)
-        return summarize(
+        obs = summarize(
             batches,
             window=window,
             energy_scope=self.energy_scope,
@@ -285,6 +292,15 @@ class Runner:
             actual_freq_mhz=self.device.current_freq_mhz(),
             backlog=(queued_start, len(batcher)),
         )
+        return replace(obs, keeps_up=False) if cut else obs
+
+    def _falling_behind(self, batches: Sequence[ServedBatch], batch_size: int, queued_start: int) -> bool:
+        """After `CUT_AFTER_BATCHES` batches or more: the batches so far take longer than b/λ on average and the
+        queue has grown since the round began."""
+        if len(batches) < CUT_AFTER_BATCHES or self._stream is None or self._batcher is None:
+            return False
+        mean_s = sum(x.end_s - x.start_s for x in batches) / len(batches)
+        return mean_s * self._stream.traffic.rate_per_s >= batch_size and len(self._batcher) > queued_start
 
     def _batcher_at(self, batch_size: int) -> StaticBatcher[Request]:
         """The one batcher of the stream, set to `batch_size` (queued requests stay, in order)."""

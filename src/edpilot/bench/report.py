@@ -55,6 +55,7 @@ def summarize(results: Sequence[RunResult]) -> list[dict[str, object]]:
             "steady_regret": float(np.mean(_f([r.get("mean_regret_steady", np.nan) for r in rows]))),
             "probes": int(sum(int(r.get("probes", 0)) for r in rows)),  # type: ignore[call-overload]
             "probe_regret": float(np.sum(_f([r.get("probe_regret", 0.0) for r in rows]))),
+            "cut_rounds": int(sum(int(r.get("cut_rounds", 0)) for r in rows)),  # type: ignore[call-overload]
             "overloaded_rounds": int(sum(int(r.get("overloaded_rounds", 0)) for r in rows)),  # type: ignore[call-overload]
             "gain_vs_baseline_pct": float(np.mean(_f([r["gain_vs_baseline_pct"] for r in rows]))),
             "violating_rounds": int(sum(int(r["violating_rounds"]) for r in rows)),  # type: ignore[call-overload]

@@ -7,8 +7,8 @@ served config's expected cost and the incumbent's (`session.best()`) over the or
 
 The oracle is the steady state (bench.oracle); each row also carries the final config's ratio under the earlier
 32-request-window oracle (`final_ratio_window`), the rounds' experienced regret (each round's measured cost —
-its inherited backlog included — over the oracle), the bounded probes and what they cost, and the full rounds
-served at a measured utilisation above 1.
+its inherited backlog included — over the oracle), the bounded probes and what they cost, the rounds the runner
+ended early because they fell behind, and the full rounds served at a measured utilisation above 1.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def run_one(scn: Scenario, strategy: str, seed: int) -> RunResult:
     incumbent: list[float] = []
     experienced: list[float] = []
     probes: list[float] = []
-    overloaded = 0
+    overloaded = cut = 0
     violations = 0
     for k in range(budget + 1):
         record = play_round(runner, session)
@@ -167,6 +167,8 @@ def run_one(scn: Scenario, strategy: str, seed: int) -> RunResult:
         rho = _measured_rho(record.obs, scn, scn.rate_per_s, config.batch_size)
         if record.note and record.note.startswith("probe"):
             probes.append(experienced[-1])
+        elif record.obs.requests < runner.window_requests(config.batch_size):
+            cut += 1  # fell behind: the runner ended it at a batch boundary
         else:
             overloaded += k > 0 and rho > 1.0
         violations += k > 0 and truth.violates(config, slo_p95_s=slo, power_cap_w=power)
@@ -190,6 +192,7 @@ def run_one(scn: Scenario, strategy: str, seed: int) -> RunResult:
         "probes": len(probes),
         "probe_regret": float(np.sum(np.array(probes) - 1.0)) if probes else 0.0,
         "overloaded_rounds": int(overloaded),
+        "cut_rounds": int(cut),
         "gain_vs_baseline_pct": 100.0 * (1.0 - truth.cost(final) / truth.cost(space.baseline())),
         "violating_rounds": int(violations),
         "final_violates": bool(truth.violates(final, slo_p95_s=slo, power_cap_w=power)),

@@ -49,6 +49,7 @@ SURPRISE_LEVEL = 0.05  # the floor's quantile of the heavy-tailed deviation prio
 SURPRISE_MAX_LOG = 0.7  # at most a 2× deviation (log units) is plausible
 FLOOR_MARGIN = 0.05  # the floor measures a config whose plausible cost beats the incumbent by 5 %
 FLOOR_EVERY = 3  # every third search round goes to the floor when it has a candidate (else when nothing else)
+PROBE_QUEUE_BATCHES = 2.0  # no probe while more than this many incumbent batches are queued
 PROBE_RHO_MAX = 1.1  # a probe's config is at most 10 % past capacity at its posterior mean batch time
 PROBE_HANDICAP = 1.1  # a probe's optimistic cost counts 10 % worse against full rounds (it teaches less)
 OUTLIER_LOG = float(np.log(1.3))  # a window 30 % off its config's earlier windows is held back
@@ -223,8 +224,10 @@ class EdpilotStrategy(Strategy):
         incumbent = self.best()
         inc = self.space.index(incumbent)
         after_probe, self._probed_last = self._probed_last, False
-        if inc in self.pending or (after_probe and self.backlog_requests > incumbent.batch_size):
-            return incumbent  # re-measure a possible outlier; drain a probe's backlog where it is known to keep up
+        if inc in self.pending:
+            return incumbent  # re-measure a possible outlier before anything switches
+        # after a probe, a full round where the config keeps up; and no probe on top of a backlog
+        may_probe = not after_probe and self.backlog_requests <= PROBE_QUEUE_BATCHES * incumbent.batch_size
         safe = self.safe()
         lcb = self.outlook("lcb").cost
         mean = self.outlook("mean").cost
@@ -232,19 +235,18 @@ class EdpilotStrategy(Strategy):
         promising = safe & (lcb < target)
         promising[inc] = False
         if self._rounds % FLOOR_EVERY == FLOOR_EVERY - 1:
-            floor = self._floor_pick(safe, inc, mean[inc])
+            floor = self._floor_pick(safe, inc, mean[inc], may_probe=may_probe)
             if floor is not None:
                 return self._take_floor(floor)
         probes, probe_batches = self._probes(lcb, target, inc)
-        if self.backlog_requests > incumbent.batch_size:
-            probes[:] = False  # no probe on top of a backlog
+        probes &= may_probe
         pick = self._in_trust_region(promising | probes, np.where(probes, PROBE_HANDICAP * lcb, lcb), inc)
         if pick is not None and probes[pick]:
             self._probe, self._probe_batches, self._probed_last = self._configs[pick], int(probe_batches[pick]), True
             return self._probe
         if pick is not None:
             return self._configs[pick]
-        floor = self._floor_pick(safe, inc, mean[inc])
+        floor = self._floor_pick(safe, inc, mean[inc], may_probe=may_probe)
         return incumbent if floor is None else self._take_floor(floor)
 
     def _take_floor(self, floor: tuple[int, int | None]) -> Config:
@@ -295,15 +297,16 @@ class EdpilotStrategy(Strategy):
         candidates &= price_s <= PROBE_PRICE * self.outlook("mean").mean_latency_s[inc]
         return candidates, batches
 
-    def _floor_pick(self, safe: np.ndarray, inc: int, incumbent_cost: float) -> tuple[int, int | None] | None:
+    def _floor_pick(
+        self, safe: np.ndarray, inc: int, incumbent_cost: float, *, may_probe: bool
+    ) -> tuple[int, int | None] | None:
         """(config, probe batches or None) of the exploration floor: the unmeasured config whose cost under a
         plausible one-off deviation beats the incumbent's by FLOOR_MARGIN, lowest such cost first — a full round
         where it keeps up at its pessimistic batch time, a bounded probe where it may not; None when none."""
         plausible = self.outlook("surprise").cost
         candidates = (self.time.windows == 0) & (plausible < incumbent_cost * (1.0 - FLOOR_MARGIN))
         probes, batches = self._bounded(candidates & ~safe, inc)
-        if self.backlog_requests > self._configs[inc].batch_size:
-            probes[:] = False
+        probes &= may_probe
         candidates &= safe | probes
         if not candidates.any():
             return None
