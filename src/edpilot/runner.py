@@ -4,7 +4,8 @@ It serves one continuous arrival stream, as a live server does (DESIGN.md, "Stea
 N requests completed at the current config; what is queued when a round ends — a partly filled batch, a backlog
 — passes into the next round, and a config changes at a batch boundary (between rounds). A round that is a
 bounded probe serves only `max_batches` batches, and a round that falls behind — its batches take longer than
-b/λ and its queue grew — ends at the next batch boundary after two batches (flagged: `keeps_up` False). Latency = batch completion − arrival (a request inherited from
+b/λ and its queue grew — ends at the next batch boundary after two batches (flagged: `keeps_up` False).
+Latency = batch completion − arrival (a request inherited from
 an earlier round counts its whole wait). Energy per request = device energy over the round ÷ requests (`total`
 scope, idle time between batches included) or batch energy only (`active`). A round whose queue grew by a batch
 or more is flagged behind (`keeps_up` False). Saturated arrivals have no stream: each round's requests all
