@@ -103,19 +103,26 @@ class EdpilotStrategy(Strategy):
         return cost
 
     def _screen(self, i: int, obs: Observation) -> list[Observation]:
-        """The windows to learn from now: `obs`, or nothing while it may be an outlier, or two that agree."""
-        if self.time.windows[i] == 0:
-            return [obs]
+        """The windows to learn from now: `obs`, or nothing while it may be an outlier, or two that agree.
+
+        A window is compared with its config's earlier windows, or — at a config measured for the first time —
+        with the model's prediction there (mean ± sd); one off by more than OUTLIER_LOG and 4 sd is held back.
+        """
         y = float(np.log(obs.mean_batch_s))
         batches = -(-obs.requests // self._configs[i].batch_size)
-        noise = self.time.noise_var() * (1.0 / batches + 1.0 / max(self.time.batches[i], 1.0))
-        threshold = max(OUTLIER_LOG, 4.0 * float(np.sqrt(noise)))
-        off = abs(y - float(self.time.own_mean()[i])) > threshold
+        noise = self.time.noise_var() / batches
+        if self.time.windows[i] > 0:
+            ref, ref_var = float(self.time.own_mean()[i]), self.time.noise_var() / self.time.batches[i]
+        else:
+            ref, ref_var = float(self.time.mean[i]), float(self.time.sd[i]) ** 2
+        threshold = max(OUTLIER_LOG, 4.0 * float(np.sqrt(noise + ref_var)))
+        off = abs(y - ref) > threshold
         held = self.pending.pop(i, None)
         if not off:
             self.outliers += held is not None
             return [obs]
-        if held is not None and abs(y - float(np.log(held.mean_batch_s))) <= threshold:
+        pair = max(OUTLIER_LOG, 4.0 * float(np.sqrt(2.0 * noise)))
+        if held is not None and abs(y - float(np.log(held.mean_batch_s))) <= pair:
             return [held, obs]  # two windows agree: the config changed, not a hiccup
         self.outliers += held is not None
         self.pending[i] = obs
@@ -183,13 +190,12 @@ class EdpilotStrategy(Strategy):
         return utilisation(self.ctx.traffic, self.forecast.batch_of, own)
 
     def _rho(self, sd: float) -> np.ndarray:
-        """Utilisation at log batch time + sd standard deviations: a measured config's own windows' mean and
-        standard error, an unmeasured one's posterior mean and sd."""
+        """Utilisation: a measured config's own (its windows' mean batch time), an unmeasured one's at log batch
+        time + sd posterior standard deviations. A measured config that falls behind after all is dropped by the
+        runner at the next batch boundary and then here (`behind`)."""
         s = np.exp(self.time.mean + sd * self.time.sd)
         model = utilisation(self.ctx.traffic, self.forecast.batch_of, s)
-        measured = self.time.batches > 0
-        se = np.sqrt(self.time.noise_var() / np.where(measured, self.time.batches, 1.0))
-        return np.where(measured, self._own_rho() * np.exp(sd * se), model)
+        return np.where(self.time.batches > 0, self._own_rho(), model)
 
     def within_limits(self) -> np.ndarray:
         """Configs that have not failed and are predicted to meet `--slo-p95` / `--power-cap` (the filter is
@@ -207,7 +213,7 @@ class EdpilotStrategy(Strategy):
 
     def safe(self) -> np.ndarray:
         """Configs that may be served a full round: within the limits, not dropped, and keeping up — a measured
-        config by its own windows' batch time, an unmeasured one at its pessimistic batch time."""
+        config by its own windows' mean batch time, an unmeasured one at its pessimistic batch time."""
         return self.within_limits() & ~self.behind & (self._rho(KAPPA_SAFE) < 1.0)
 
     # --- choosing -------------------------------------------------------------------------------------------
@@ -226,6 +232,9 @@ class EdpilotStrategy(Strategy):
         after_probe, self._probed_last = self._probed_last, False
         if inc in self.pending:
             return incumbent  # re-measure a possible outlier before anything switches
+        better = [j for j, o in self.pending.items() if np.log(o.mean_batch_s) < self.time.mean[j]]
+        if better and self._held_keeps_up(better[0]):
+            return self._configs[better[0]]  # a window better than predicted: believe it once it is repeated
         # after a probe, a full round where the config keeps up; and no probe on top of a backlog
         may_probe = not after_probe and self.backlog_requests <= PROBE_QUEUE_BATCHES * incumbent.batch_size
         safe = self.safe()
@@ -254,6 +263,12 @@ class EdpilotStrategy(Strategy):
         if floor[1] is not None:
             self._probe, self._probe_batches, self._probed_last = self._configs[floor[0]], floor[1], True
         return self._configs[floor[0]]
+
+    def _held_keeps_up(self, j: int) -> bool:
+        """Whether the window held back at config `j` kept up (its batch time within b/λ)."""
+        held = self.pending[j]
+        rho = utilisation(self.ctx.traffic, self._configs[j].batch_size, held.mean_batch_s)
+        return bool(rho < 1.0) and held.keeps_up
 
     def _in_trust_region(self, promising: np.ndarray, cost: np.ndarray, inc: int) -> int | None:
         """The lowest-cost promising config within a Chebyshev grid radius around the incumbent: 2^(k+1) after k
