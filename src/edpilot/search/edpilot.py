@@ -151,12 +151,14 @@ class EdpilotStrategy(Strategy):
 
     # --- predictions ----------------------------------------------------------------------------------------
     def outlook(self, kind: str = "mean") -> Outlook:
-        """Predicted steady-state cost, latency, power of every config: at the posterior mean, optimistic
-        ('lcb', with the inherited backlog priced), or under a one-off deviation of the heavy-tailed prior
-        ('surprise')."""
+        """Predicted steady-state cost, latency, power of every config: at the posterior mean, at a measured
+        config's own windows' mean ('own'), optimistic ('lcb', with the inherited backlog priced), or under a
+        one-off deviation of the heavy-tailed prior ('surprise')."""
         if kind not in self._cache:
-            shift = {"mean": 0.0, "lcb": KAPPA, "surprise": 0.0}[kind]
+            shift = {"mean": 0.0, "lcb": KAPPA, "surprise": 0.0, "own": 0.0}[kind]
             log_s, log_e = self.time.mean - shift * self.time.sd, self.energy.mean - shift * self.energy.sd
+            if kind == "own":
+                log_s, log_e = self.time.measured_or_mean(), self.energy.measured_or_mean()
             if kind == "surprise":
                 log_s, log_e = log_s - self.surprise_log(), log_e - self.surprise_log()
             s = np.exp(log_s)
@@ -342,5 +344,5 @@ class EdpilotStrategy(Strategy):
             s = np.exp(self.time.measured_or_mean())
             throughput = np.where(~self.failed, self.forecast.batch_of / s, -np.inf)
             return self._configs[int(np.argmax(throughput))]
-        cost = np.where(pool, self.outlook("mean").cost, np.inf)
+        cost = np.where(pool & measured, self.outlook("own").cost, np.where(pool, self.outlook("mean").cost, np.inf))
         return self._configs[int(np.argmin(cost))]
