@@ -181,7 +181,7 @@ SYNTHETIC: dict[str, Synthetic] = {
     ),
 }
 
-HICCUP_SPANS_S = ((150.0, 190.0), (400.0, 440.0))  # virtual seconds from the start of the run
+HICCUP_SPANS_S = ((150.0, 162.0), (400.0, 412.0))  # virtual seconds from the start of the run
 
 
 class Hiccups:

@@ -168,8 +168,7 @@ class EdpilotStrategy(Strategy):
                 b = self.forecast.batch_of
                 excess = np.maximum(self.backlog_requests - b, 0.0)  # fewer than b queued is a partial batch
                 rate = self.ctx.traffic.rate_per_s
-                delay = np.array([float(backlog_delay_s(q, k, t, rate)) for q, k, t in zip(excess, b, s)])
-                extra_s = delay / (n * BACKLOG_HORIZON_ROUNDS)
+                extra_s = backlog_delay_s(excess, b, s, rate) / (n * BACKLOG_HORIZON_ROUNDS)
             self._cache[kind] = self.forecast.outlook(
                 self.ctx.objective,
                 service_s=s,
@@ -310,7 +309,7 @@ class EdpilotStrategy(Strategy):
         s_inc = float(np.exp(self.time.own_mean()[inc])) if self.time.batches[inc] > 0 else np.inf
         n_inc = self.ctx.traffic.window_requests(int(b[inc]))
         rate = self.ctx.traffic.rate_per_s
-        price_s = np.array([float(backlog_delay_s(q, b[inc], s_inc, rate)) / n_inc for q in left])
+        price_s = backlog_delay_s(left, b[inc], s_inc, rate) / n_inc
         candidates &= price_s <= PROBE_PRICE * self.outlook("mean").mean_latency_s[inc]
         return candidates, batches
 

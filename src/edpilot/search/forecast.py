@@ -24,6 +24,7 @@ from edpilot.serving.queueing import (
     batch_ends_first_s,
     batch_ready_s,
     keeps_up_at,
+    poisson_batch_wait_many,
     steady_energy_per_request_j,
     steady_latency,
     utilisation,
@@ -54,11 +55,20 @@ class SteadyForecast:
         self.traffic, self.energy_scope = traffic, energy_scope
         self.batch_of = np.array([c.batch_size for c in space], dtype=float)
         self._groups = [(b, np.flatnonzero(self.batch_of == b)) for b in space.batch_sizes]
+        self.latency(np.full(len(self.batch_of), np.nan))  # builds the per-batch-size tables once, up front
 
     def latency(self, service_s: np.ndarray, *, with_p95: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Mean and p95 latency (s) per config (inf where ρ ≥ 1; p95 nan unless asked)."""
         s = np.asarray(service_s, dtype=float)
         mean, p95 = np.empty(len(s)), np.full(len(s), np.nan)
+        kind, lam, b_all = self.traffic.arrivals, self.traffic.rate_per_s, self.batch_of
+        if kind in ("uniform", "poisson") and not with_p95:  # the common case, in one vectorised pass
+            rho = lam * s / b_all
+            if kind == "uniform":
+                wait = np.where(rho < 1.0, 0.0, np.inf)
+            else:
+                wait = poisson_batch_wait_many(b_all, rho) / lam
+            return s + (b_all - 1.0) / (2.0 * lam) + wait, p95
         for b, rows in self._groups:
             lat = steady_latency(self.traffic, b, s[rows], with_p95=with_p95)
             mean[rows] = lat.mean_s
