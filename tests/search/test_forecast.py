@@ -15,6 +15,7 @@ from edpilot.serving.queueing import (
     batch_ends_s,
     forecast_window,
     poisson_batch_wait,
+    poisson_batch_wait_exact,
     steady_energy_per_request_j,
     steady_latency,
 )
@@ -110,9 +111,10 @@ def test_poisson_batch_wait_is_the_lindley_recursion_in_steady_state(batch_size,
     walk = np.cumsum(batch_size * rho - gaps)
     wait = walk - np.minimum(np.minimum.accumulate(walk), 0.0)
     simulated = float(wait[len(wait) // 10 :].mean())
-    exact = float(poisson_batch_wait(batch_size, rho))
+    exact = float(poisson_batch_wait_exact(batch_size, rho))
     latency = batch_size * rho + (batch_size - 1) / 2.0  # s + fill wait, in mean gaps
     assert exact + latency == pytest.approx(simulated + latency, rel=0.01)
+    assert float(poisson_batch_wait(batch_size, rho)) == pytest.approx(exact, abs=1e-5)  # the table the search reads
     if batch_size == 1:  # Pollaczek–Khinchine
         assert exact == pytest.approx(rho**2 / (2 * (1 - rho)), rel=1e-9)
 
