@@ -63,6 +63,7 @@ def run_batch(batch: Sequence[Request], *, engine: Engine, device: Device, clock
 
 
 STREAM_CHUNK = 512  # requests drawn from the workload at a time to extend the stream
+CUT_MARGIN = 1.02  # ... or once they take 2 % longer than b/λ, whether or not the queue grew yet
 CUT_AFTER_BATCHES = 2  # a round ends early, at a batch boundary, once this many batches show it falling behind
 
 
@@ -297,11 +298,12 @@ class Runner:
 
     def _falling_behind(self, batches: Sequence[ServedBatch], batch_size: int, queued_start: int) -> bool:
         """After `CUT_AFTER_BATCHES` batches or more: the batches so far take longer than b/λ on average and the
-        queue has grown since the round began."""
+        queue has grown since the round began — or they take CUT_MARGIN longer, whatever the arrivals' luck."""
         if len(batches) < CUT_AFTER_BATCHES or self._stream is None or self._batcher is None:
             return False
         mean_s = sum(x.end_s - x.start_s for x in batches) / len(batches)
-        return mean_s * self._stream.traffic.rate_per_s >= batch_size and len(self._batcher) > queued_start
+        rho = mean_s * self._stream.traffic.rate_per_s / batch_size
+        return rho >= CUT_MARGIN or (rho >= 1.0 and len(self._batcher) > queued_start)
 
     def _batcher_at(self, batch_size: int) -> StaticBatcher[Request]:
         """The one batcher of the stream, set to `batch_size` (queued requests stay, in order)."""

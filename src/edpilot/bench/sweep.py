@@ -17,7 +17,7 @@ import logging
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from edpilot.backends import build_space, open_backends
 from edpilot.bench.oracle import Hardware, Truth, true_hardware, truth_at
 from edpilot.bench.scenarios import HICCUP_SPANS_S, OUTPUT_TOKENS, PROMPT_TOKENS, Hiccups, Scenario, write_synthetic
 from edpilot.objective import Observation, parse_objective
+from edpilot.records import RoundRecord
 from edpilot.runner import Runner
 from edpilot.space import ConfigSpace
 from edpilot.tuner import SessionSettings, TuningSession, play_round
@@ -46,6 +47,7 @@ class RunResult:
     row: dict[str, object]
     served: list[float]
     incumbent: list[float]
+    rounds: list[RoundRecord] = field(default_factory=list)
 
 
 def budget_for(space: ConfigSpace) -> int:
@@ -210,7 +212,7 @@ def run_one(scn: Scenario, strategy: str, seed: int) -> RunResult:
         incumbent += after[1:]
         row[f"drift{k + 1}_x{factor:g}_rounds_to_5pct"] = _rounds_to_within(after)
         row[f"drift{k + 1}_x{factor:g}_final_ratio"] = after[-1]
-    return RunResult(row, served, incumbent)
+    return RunResult(row, served, incumbent, list(session.rounds))
 
 
 def _experienced(truth: Truth, obs: Observation) -> float:
