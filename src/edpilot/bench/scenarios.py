@@ -281,6 +281,19 @@ def holdout_scenarios() -> list[Scenario]:
     return out
 
 
+PROFILES_DIR = Path(__file__).resolve().parents[3] / "profiles"  # measured tables in a source checkout
+
+
+def measured_scenarios() -> list[Scenario]:
+    """Measured batch-axis surfaces of an NVIDIA H200 (profiles/h200-*.csv in a source checkout; none when the
+    package is installed without them): λ = 4 and 16 req/s, Poisson."""
+    out = []
+    for path in sorted(PROFILES_DIR.glob("h200-*.csv")):
+        for rate in (4.0, 16.0):
+            out.append(Scenario(f"{path.stem}-p{rate:g}", "measured", "poisson", rate, profile=str(path)))
+    return out
+
+
 def steady_scenarios() -> list[Scenario]:
     """Surfaces hard for a search that serves users while it tunes (the steady-state family)."""
     return [
@@ -330,4 +343,4 @@ def default_scenarios(*, profiles: Sequence[str] = (), quick: bool = False) -> l
         Scenario("drift-u0.5", "drift", "uniform", 0.5, model="qwen2.5-3b", drift=(4.0, 1.0)),
         Scenario("drift-syn-p1", "drift", "poisson", 1.0, synthetic="throttle", drift=(4.0, 1.0)),
     ]
-    return out + steady_scenarios()
+    return out + steady_scenarios() + measured_scenarios()
