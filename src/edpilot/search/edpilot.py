@@ -330,13 +330,17 @@ class EdpilotStrategy(Strategy):
         return pick, int(batches[pick]) if probes[pick] else None
 
     def best(self) -> Config:
-        """The measured config with the lowest predicted steady-state cost among those that keep up and meet the
-        limits; with none, the safe config predicted best; with none safe, the config of highest throughput."""
+        """The measured config with the lowest predicted steady-state cost among those that keep up — by more than
+        the standard error of their own windows' batch time, so that two batches measured at 99 % of capacity do
+        not make the choice — and meet the limits; with none, the safe config predicted best; with none safe, the
+        config of highest throughput."""
         measured = (self.time.windows > 0) & ~self.failed
         if not measured.any():
             return super().best()
         keeping = self.within_limits() & ~self.behind & (self._rho(KAPPA_SAFE) < 1.0)
-        pool = measured & keeping
+        se = np.sqrt(self.time.noise_var() / np.maximum(self.time.batches, 1.0))
+        confirmed = self._own_rho() * np.exp(se) < 1.0  # keeps up by more than its own windows' standard error
+        pool = measured & keeping & confirmed
         if not pool.any():
             pool = keeping
         if not pool.any():
