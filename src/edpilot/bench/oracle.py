@@ -64,6 +64,7 @@ class Truth:
     outlook: Outlook
     allowed: np.ndarray
     objective: BoundObjective
+    overloaded: bool = False  # no config keeps up: costs are utilisations (a queue's growth), not the objective
 
     @property
     def oracle_cost(self) -> float:
@@ -138,9 +139,10 @@ def truth_at(
         # Nothing keeps up: every queue grows without bound. The best a server can do is the config of highest
         # throughput; a config is scored by its utilisation over that one's (how much faster its queue grows).
         outlook = replace(outlook, cost=outlook.utilisation)
+    overloaded = not window and outlook.utilisation is not None and not (outlook.utilisation < 1.0).any()
     ok = outlook.keeps_up if outlook.keeps_up.any() else np.ones(len(space), dtype=bool)
     if slo_p95_s is not None:
         ok = ok & (outlook.p95_latency_s <= slo_p95_s)
     if power_cap_w is not None:
         ok = ok & (outlook.power_w <= power_cap_w)
-    return Truth(space, outlook, ok if ok.any() else np.ones(len(space), dtype=bool), bound)
+    return Truth(space, outlook, ok if ok.any() else np.ones(len(space), dtype=bool), bound, overloaded)

@@ -165,14 +165,14 @@ def run_one(scn: Scenario, strategy: str, seed: int) -> RunResult:
         config = record.config
         served.append(truth.ratio(config))
         incumbent.append(truth.ratio(session.best()))
-        experienced.append(_experienced(truth, record.obs))
+        experienced.append(truth.ratio(config) if truth.overloaded else _experienced(truth, record.obs))
         rho = _measured_rho(record.obs, scn, scn.rate_per_s, config.batch_size)
         if record.note and record.note.startswith("probe"):
             probes.append(experienced[-1])
         elif record.obs.requests < runner.window_requests(config.batch_size):
             cut += 1  # fell behind: the runner ended it at a batch boundary
         else:
-            overloaded += k > 0 and rho > 1.0
+            overloaded += k > 0 and rho > 1.0 and not truth.overloaded  # where nothing keeps up, nothing can
         violations += k > 0 and truth.violates(config, slo_p95_s=slo, power_cap_w=power)
     final = session.best()
     window_truth, _, _ = scenario_truth(scn, scn.rate_per_s, window=True)
