@@ -87,6 +87,7 @@ class EdpilotStrategy(Strategy):
     def observe(self, config: Config, obs: Observation) -> float | None:
         """Cost the window, and learn the config's batch time, batch energy and idle power from it."""
         cost = super().observe(config, obs)
+        self._probe = None  # a probe is the proposal just made, not a later choice of the same config
         self._rounds += 1
         i = self.space.index(config)
         if obs.backlog_requests is not None:
