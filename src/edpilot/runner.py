@@ -292,7 +292,7 @@ class Runner:
             energy_scope=self.energy_scope,
             batch_size=b,
             actual_freq_mhz=self.device.current_freq_mhz(),
-            backlog=(queued_start, len(batcher)),
+            backlog=None if saturated else (queued_start, len(batcher)),  # saturated rounds have no stream
         )
         return replace(obs, keeps_up=False) if cut else obs
 
