@@ -38,13 +38,21 @@ def test_oracle_matches_the_runner_on_noise_free_hardware():
         def describe(self):
             return {}
 
-    clock = VirtualClock()
-    device = SimDevice(Means(), clock, name="means")
-    runner = Runner(
-        device=device, engine=SimEngine(device, Means(), clock, np.random.default_rng(0)), workload=_workload(SYN, 0.3)
-    )
+    # Steady state: from the second round of one stream on, a uniform stream at a config that keeps up repeats
+    # exactly (each round spans m·b/λ), and its EDP is the oracle's.
+    checked = 0
     for c in list(space)[::7]:
-        assert runner.measure(c).edp == pytest.approx(truth.cost(c), rel=1e-9)
+        clock = VirtualClock()
+        device = SimDevice(Means(), clock, name="means")
+        engine = SimEngine(device, Means(), clock, np.random.default_rng(0))
+        runner = Runner(device=device, engine=engine, workload=_workload(SYN, 0.3))
+        first, second = runner.measure(c), runner.measure(c)
+        if truth.outlook.utilisation[space.index(c)] < 1.0:
+            assert second.edp == pytest.approx(truth.cost(c), rel=1e-9)
+            checked += 1
+        else:
+            assert truth.cost(c) == np.inf and not first.keeps_up
+    assert checked >= 3
 
 
 def test_one_run_is_scored_against_the_oracle():
@@ -54,7 +62,13 @@ def test_one_run_is_scored_against_the_oracle():
     assert len(result.served) == 11 and len(result.incumbent) == 11
     assert min(result.served) >= 1.0 - 1e-9
     assert row["final_ratio"] <= 1.05
-    assert row["mean_regret"] == pytest.approx(np.mean(np.array(result.served[1:]) - 1))
+    # served: each round's config at its steady-state cost; a config past capacity has none (inf), and its round
+    # is scored by what it cost its users (the experienced regret)
+    served = np.array(result.served[1:])
+    if np.isfinite(served).all():
+        assert row["mean_regret_steady"] == pytest.approx(np.mean(served - 1))
+    assert row["mean_regret"] > -0.5 and np.isfinite(row["mean_regret"])
+    assert row["probes"] >= 0 and row["overloaded_rounds"] == 0
 
 
 def test_drift_and_a_tiny_parallel_sweep_write_a_report(tmp_path):

@@ -33,7 +33,15 @@ def test_runner_edp_matches_exact_queue(linear_platform, arrivals, batch_size, s
     device, engine, clock, model = linear_platform()
     rate = 2.0
     workload = Workload(arrivals=arrivals, rate_per_s=rate, output_tokens=8, prompt_tokens=16)
-    runner = Runner(device=device, engine=engine, workload=workload, requests_per_round=40, energy_scope=scope, seed=3)
+    runner = Runner(
+        device=device,
+        engine=engine,
+        workload=workload,
+        requests_per_round=40,
+        energy_scope=scope,
+        seed=3,
+        drop_behind=False,  # the whole window, even where b = 1 cannot keep up
+    )
     clock.sleep(10.0)  # the window does not start at t = 0
     obs = runner.measure(Config(1000.0, batch_size))
 
@@ -71,11 +79,89 @@ def test_overloaded_config_is_flagged_and_latency_grows_with_window(linear_platf
     device, engine, clock, model = linear_platform(base_s=3.0, per_request_s=0.5)  # b=4: 5 s per 4 s of arrivals
     latencies = []
     for requests in (32, 128):
-        runner = Runner(device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=requests)
+        runner = Runner(
+            device=device,
+            engine=engine,
+            workload=Workload(rate_per_s=1.0),
+            requests_per_round=requests,
+            drop_behind=False,
+        )
         obs = runner.measure(Config(500.0, 4))
         assert not obs.keeps_up
         latencies.append(obs.mean_latency_s)
     assert latencies[1] > 2 * latencies[0]
+
+
+def test_a_config_that_cannot_keep_up_falls_further_behind_round_after_round(linear_platform):
+    """The queue carries over: each round inherits the last one's backlog, so it grows and latency with it."""
+    device, engine, clock, model = linear_platform(base_s=3.0, per_request_s=0.5)  # b=4: 5 s per 4 s of arrivals
+    runner = Runner(
+        device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=32, drop_behind=False
+    )
+    rounds = [runner.measure(Config(500.0, 4)) for _ in range(4)]
+    backlogs = [r.backlog_requests for r in rounds]
+    latencies = [r.mean_latency_s for r in rounds]
+    assert all(not r.keeps_up for r in rounds)
+    assert all(later > earlier for earlier, later in zip(backlogs, backlogs[1:]))
+    assert all(later > earlier + 5.0 for earlier, later in zip(latencies, latencies[1:]))
+    # 32 requests = 8 batches of 5 s per round while 40 more arrive: 8 more queued each round
+    assert backlogs[-1] - backlogs[0] == pytest.approx(3 * 8, abs=1)
+
+
+def test_a_round_that_falls_behind_is_dropped_at_the_next_batch_boundary(linear_platform):
+    device, engine, clock, model = linear_platform(base_s=3.0, per_request_s=0.5)  # b=4: 5 s per 4 s of arrivals
+    runner = Runner(device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=32)
+    obs = runner.measure(Config(500.0, 4))
+    assert obs.requests == 2 * 4  # two batches show it, then the round ends
+    assert not obs.keeps_up
+    ok = runner.measure(Config(500.0, 16))  # 11 s per 16 s of arrivals: a full round
+    assert ok.requests == 32 and ok.keeps_up
+
+
+def test_the_backlog_passes_to_the_next_config_at_a_batch_boundary(linear_platform):
+    """Rounds are contiguous: every request of the stream is served once, in order, across a config change."""
+    device, engine, clock, model = linear_platform(base_s=3.0, per_request_s=0.5)
+    runner = Runner(
+        device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=8, drop_behind=False
+    )
+    behind = runner.measure(Config(500.0, 2))  # 4 s per 2 s of arrivals: falls behind
+    assert not behind.keeps_up and behind.backlog_requests and behind.backlog_requests >= 2
+    end_behind_s = clock.now_s()
+    fast = runner.measure(Config(500.0, 8))  # 7 s per 8 s of arrivals: drains
+    assert fast.window_s == pytest.approx(clock.now_s() - end_behind_s)  # no gap between rounds
+    # the inherited requests waited through the previous round: the first round's latency is below this one's
+    assert fast.mean_latency_s > model.service_s(8)
+    drained = [runner.measure(Config(500.0, 8)) for _ in range(6)]
+    assert drained[-1].backlog_requests is not None and drained[-1].backlog_requests < 8
+    assert drained[-1].keeps_up
+
+
+def test_a_probe_serves_only_its_batches_and_leaves_the_rest_queued(linear_platform):
+    device, engine, clock, model = linear_platform(base_s=3.0, per_request_s=0.5)
+    runner = Runner(device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=32)
+    runner.measure(Config(500.0, 16))
+    probe = runner.measure(Config(500.0, 2), max_batches=2)
+    assert probe.requests == 4
+    assert probe.mean_batch_s == pytest.approx(model.service_s(2))
+    assert probe.window_s == pytest.approx(2 * model.service_s(2), abs=1.0)  # back to back, or one gap to fill
+    assert runner.backlog_requests == probe.backlog_requests
+
+
+def test_rounds_served_in_turn_match_one_exact_queue_over_the_whole_stream(linear_platform):
+    """Several rounds at one config are one Lindley recursion over the stream, not fresh windows."""
+    device, engine, clock, model = linear_platform(base_s=0.5, per_request_s=0.25)
+    rate, b = 1.6, 4  # s = 1.5 per 2.5 s of arrivals
+    runner = Runner(
+        device=device, engine=engine, workload=Workload("poisson", rate, 8, 16), requests_per_round=32, seed=5
+    )
+    obs = [runner.measure(Config(500.0, b)) for _ in range(5)]
+    n = 5 * 32
+    gaps = np.random.default_rng(5).exponential(1 / rate, size=512)
+    gaps[0] = 0.0
+    arrivals = np.cumsum(gaps)[:n]
+    ends, _ = exact_queue(arrivals, b, model.service_s(b))
+    latencies = (ends - arrivals).reshape(5, 32).mean(axis=1)
+    assert [o.mean_latency_s for o in obs] == pytest.approx(list(latencies), rel=1e-9)
 
 
 def test_saturated_serves_everything_back_to_back(linear_platform):

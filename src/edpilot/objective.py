@@ -32,7 +32,8 @@ class Observation:
     config's on read-only devices and in dry runs). `failed_requests` counts requests the engine
     answered with an error (timeouts, HTTP errors); they still count in latency and energy; a window
     whose every request failed is `failed`. `meter_updates` is how many meter updates the window spans
-    (None when the meter's interval is unknown).
+    (None when the meter's interval is unknown). `backlog_requests` is how many requests were queued when
+    the window ended, carried into the next one (None where the driver does not say).
     """
 
     requests: int
@@ -54,6 +55,7 @@ class Observation:
     mean_fill_wait_s: float | None = None
     mean_queue_wait_s: float | None = None
     mean_service_s: float | None = None
+    backlog_requests: int | None = None
 
     @property
     def failed(self) -> bool:

@@ -138,6 +138,7 @@ class RoundRecord:
                 mean_fill_wait_s=optional(number, d, "mean_fill_wait_s"),
                 mean_queue_wait_s=optional(number, d, "mean_queue_wait_s"),
                 mean_service_s=optional(number, d, "mean_service_s"),
+                backlog_requests=optional(whole, d, "backlog_requests"),
             )
             cost = optional(number, d, "cost", minimum=None)
             if obs.failed and cost is not None:

@@ -91,6 +91,10 @@ class TuningSession:
             return self.baseline
         return self.space.validate(self.strategy.propose())
 
+    def round_batches(self, config: Config) -> int | None:
+        """Batches to serve at `config` this round: None for a full round, a small number for a bounded probe."""
+        return None if self.strategy is None else self.strategy.round_batches(config)
+
     def record(self, config: Config, obs: Observation, *, note: str | None = None) -> RoundRecord:
         """Record a window served at `config`: cost it, tell the strategy, log it."""
         if self.strategy is None:
@@ -214,8 +218,17 @@ class TuningSession:
         )
 
 
+def play_round(runner: Runner, session: TuningSession) -> RoundRecord:
+    """One round on the replay stream: the session's next config, served for a full round or as a bounded probe."""
+    config = session.next_config()
+    batches = session.round_batches(config)
+    obs = runner.measure(config, max_batches=batches)
+    return session.record(config, obs, note=None if batches is None else f"probe: {batches} batch(es)")
+
+
 def tune(*, runner: Runner, session: TuningSession, budget: int, governor: bool = False) -> TuneResult:
-    """Drive `session` with replayed traffic: the baseline round, then `budget` search rounds.
+    """Drive `session` with replayed traffic: the baseline round, then `budget` search rounds, on one continuous
+    arrival stream (the queue carries over from round to round).
 
     `governor`: first serve one window at the baseline's batch size with the clock released to the board's
     stock governor (issue 21), on a device whose clock edpilot may set and that has more than one level
@@ -236,6 +249,5 @@ def tune(*, runner: Runner, session: TuningSession, budget: int, governor: bool 
         session.record_governor(runner.measure(Config(None, session.baseline.batch_size)))
     for _ in range(budget + 1):
         raise_if_signalled()  # a signal whose raise was lost (inside C code or a finaliser) still stops the run
-        config = session.next_config()
-        session.record(config, runner.measure(config))
+        play_round(runner, session)
     return session.finish()

@@ -24,7 +24,9 @@ from edpilot.workload import Workload, arrival_times_s
 def test_batch_end_formula_matches_the_runner(linear_platform, arrivals, batch_size, base_s):
     device, engine, clock, model = linear_platform(base_s=base_s)
     workload = Workload(arrivals=arrivals, rate_per_s=1.5, output_tokens=4, prompt_tokens=4)
-    runner = Runner(device=device, engine=engine, workload=workload, requests_per_round=24, seed=11)
+    runner = Runner(
+        device=device, engine=engine, workload=workload, requests_per_round=24, seed=11, drop_behind=False
+    )  # the whole window, also where the config falls behind
     obs = runner.measure(Config(500.0, batch_size))
     n = runner.window_requests(batch_size)
     a = arrival_times_s(arrivals, rate_per_s=1.5, count=n, rng=np.random.default_rng(11))
@@ -53,7 +55,15 @@ def test_uniform_fill_wait(batch_size):
 def test_forecast_window_matches_the_runner(linear_platform, arrivals, batch_size, base_s, scope):
     device, engine, clock, model = linear_platform(base_s=base_s)
     workload = Workload(arrivals=arrivals, rate_per_s=1.5, output_tokens=4, prompt_tokens=4)
-    runner = Runner(device=device, engine=engine, workload=workload, requests_per_round=24, energy_scope=scope, seed=5)
+    runner = Runner(
+        device=device,
+        engine=engine,
+        workload=workload,
+        requests_per_round=24,
+        energy_scope=scope,
+        seed=5,
+        drop_behind=False,
+    )
     obs = runner.measure(Config(500.0, batch_size))
     a = arrival_times_s(
         arrivals, rate_per_s=1.5, count=runner.window_requests(batch_size), rng=np.random.default_rng(5)

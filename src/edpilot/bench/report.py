@@ -36,6 +36,7 @@ def summarize(results: Sequence[RunResult]) -> list[dict[str, object]]:
         final = _f([r["final_ratio"] for r in rows])
         reach = _f([r["rounds_to_5pct"] for r in rows])
         regret = _f([r["mean_regret"] for r in rows])
+        window = _f([r.get("final_ratio_window", np.nan) for r in rows])
         drift_keys = dict.fromkeys(k for r in rows for k in r if k.startswith("drift"))
         drift = {k: _f([r[k] for r in rows if k in r]) for k in drift_keys}
         entry: dict[str, object] = {
@@ -46,9 +47,16 @@ def summarize(results: Sequence[RunResult]) -> list[dict[str, object]]:
             "final_worst": float(final.max()),
             "within_1pct": float(np.mean(final <= 1.01)),
             "within_5pct": float(np.mean(final <= 1.05)),
+            "window_final_median": float(np.median(window)),
+            "window_final_worst": float(window.max()),
             "rounds_to_5pct_median": float(np.median(np.where(np.isnan(reach), np.inf, reach))),
             "mean_regret": float(regret.mean()),
             "median_regret": float(np.median(regret)),
+            "steady_regret": float(np.mean(_f([r.get("mean_regret_steady", np.nan) for r in rows]))),
+            "probes": int(sum(int(r.get("probes", 0)) for r in rows)),  # type: ignore[call-overload]
+            "probe_regret": float(np.sum(_f([r.get("probe_regret", 0.0) for r in rows]))),
+            "cut_rounds": int(sum(int(r.get("cut_rounds", 0)) for r in rows)),  # type: ignore[call-overload]
+            "overloaded_rounds": int(sum(int(r.get("overloaded_rounds", 0)) for r in rows)),  # type: ignore[call-overload]
             "gain_vs_baseline_pct": float(np.mean(_f([r["gain_vs_baseline_pct"] for r in rows]))),
             "violating_rounds": int(sum(int(r["violating_rounds"]) for r in rows)),  # type: ignore[call-overload]
             "final_violations": int(sum(bool(r["final_violates"]) for r in rows)),
@@ -80,6 +88,25 @@ def by_family(results: Sequence[RunResult]) -> list[dict[str, object]]:
                 }
             )
     return out
+
+
+def versus_never_searching(results: Sequence[RunResult], strategy: str) -> list[dict[str, object]]:
+    """Per scenario where the oracle beats the baseline config by ≥ 20 %: `strategy`'s cumulative experienced regret
+    over its search rounds against the `baseline` strategy's (never searching), mean over seeds."""
+    rows = []
+    for name in dict.fromkeys(str(r.row["scenario"]) for r in results):
+        ours = [r.row for r in results if r.row["scenario"] == name and r.row["strategy"] == strategy]
+        never = [r.row for r in results if r.row["scenario"] == name and r.row["strategy"] == "baseline"]
+        if not ours or not never or "cumulative_regret" not in ours[0]:
+            continue
+        gain = float(np.mean(_f([r["gain_vs_baseline_pct"] for r in never])))
+        oracle_gain = 100.0 * (1.0 - 1.0 / float(np.mean(_f([r["final_ratio"] for r in never]))))
+        if oracle_gain < 20.0 or gain != 0.0:
+            continue
+        a = float(np.mean(_f([r["cumulative_regret"] for r in ours])))
+        b = float(np.mean(_f([r["cumulative_regret"] for r in never])))
+        rows.append({"scenario": name, f"{strategy}_cumulative": a, "never_searching": b, "below": a < b})
+    return rows
 
 
 def worst_scenarios(results: Sequence[RunResult], strategy: str, count: int = 8) -> list[dict[str, object]]:
@@ -132,6 +159,13 @@ def write_report(results: Sequence[RunResult], directory: Path, *, plot: bool = 
     ]
     if any(r.row["strategy"] == "edpilot" for r in results):
         parts += ["## Where edpilot does worst", markdown_table(worst_scenarios(results, "edpilot"))]
+        never = versus_never_searching(results, "edpilot")
+        if never:
+            below = sum(bool(r["below"]) for r in never)
+            parts += [
+                f"## Cumulative regret against never searching ({below} of {len(never)} scenarios below)",
+                markdown_table([r for r in never if not r["below"]] or never[:3]),
+            ]
     paths["markdown"].write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     if plot:
         paths["plot"] = directory / "curves.png"

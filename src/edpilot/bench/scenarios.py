@@ -3,6 +3,10 @@
 A synthetic profile is a physics-shaped surface — batch time = memory part + (compute part ∝ b) / f, batch
 energy = time × active power growing with f² — with one deliberate difficulty each: a thermal-throttling step,
 a non-monotone batch axis, heavy measurement noise, an optimum at b = 1–3, a memory cliff, or an odd grid.
+The steady-state family (`steady_scenarios`) is hard for a search that serves users while it tunes: a lone
+sweet spot 0.6× off the smooth surface, outlier windows (a 2× thermal hiccup, `Hiccups`), a rate only large
+batches serve, an optimum at 90–99 % utilisation, and a GPU power-limit × batch surface shaped like published
+traces, whose optimum a smooth model predicts far off.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edpilot.clock import Clock
+from edpilot.sim.model import BatchCost, PerformanceModel
 from edpilot.sim.profile import ProfileRow, write_profile
 
 MODELS = ("llama-3.2-1b", "qwen2.5-3b")
@@ -43,6 +49,7 @@ class Scenario:
     power_cap: bool = False  # --power-cap just below the unconstrained optimum's window power
     drift: tuple[float, ...] = ()
     drift_rounds: int = 6
+    hiccups: bool = False  # every batch 2× slower and costlier during HICCUP_SPANS_S (a thermal hiccup)
 
 
 FREQS_WIDE = (300.0, 500.0, 700.0, 900.0, 1100.0, 1300.0)
@@ -78,6 +85,39 @@ class Synthetic:
     repeats: int = 6
     idle_power_w: float = 7.0
     notes: str = field(default="")
+
+
+def _lone(f: float, b: int) -> tuple[float, float]:
+    """The smooth surface with one config 0.6× in time and energy (a sweet spot no neighbour hints at)."""
+    t, e = _base(f, b)
+    return (0.6 * t, 0.6 * e) if (f, b) == (500.0, 4) else (t, e)
+
+
+POWER_LIMITS_W = (150.0, 200.0, 250.0, 300.0, 350.0, 400.0, 500.0, 600.0, 700.0)
+
+
+def _power_limit(limit_w: float, b: int) -> tuple[float, float]:
+    """A GPU power limit (W, on the frequency axis) × batch surface shaped like published H100 traces.
+
+    Unconstrained, a decode batch draws more power the larger it is (120 → 520 W) and is memory-bound (time
+    nearly flat in b). Under a limit below that draw the clocks throttle: time grows as (draw / limit)^0.7,
+    energy = time × limit. Above the draw a higher limit lets the clocks boost: power grows as (limit / draw)^0.3
+    for a time only (draw / limit)^0.05 shorter. So the energy-best limit sits at the knee of each batch size —
+    far below the top limit, where the baseline measures — and a smooth model anchored at the top predicts it
+    badly.
+    """
+    draw_w = 120.0 + 400.0 * (1.0 - np.exp(-b / 12.0))
+    ratio = limit_w / draw_w
+    time_s = (1.2 + 0.05 * b) * ratio ** (-0.7 if ratio < 1.0 else -0.05)
+    power_w = limit_w if ratio < 1.0 else draw_w * ratio**0.3
+    return time_s, time_s * power_w
+
+
+def _edge(f: float, b: int) -> tuple[float, float]:
+    """Batch time nearly flat in f and power steep in f: the cheapest clock that keeps up wins (ρ 0.9–0.99)."""
+    time_s = (0.8 + 0.09 * b) * (1300.0 / f) ** 0.55
+    power_w = 6.0 + 20.0 * (f / 1300.0) ** 2.5
+    return time_s, time_s * power_w
 
 
 SYNTHETIC: dict[str, Synthetic] = {
@@ -123,7 +163,55 @@ SYNTHETIC: dict[str, Synthetic] = {
         (1, 2, 4, 8, 16),
         notes="(700 MHz, b = 4) 3× slower",
     ),
+    # Steady-state family: hard for a search that serves users while it tunes.
+    "lone": Synthetic(_lone, FREQS_WIDE, (1, 2, 4, 8, 16), notes="(500 MHz, b = 4) 0.6× in time and energy"),
+    "large-b": Synthetic(_base, FREQS_WIDE, (2, 4, 8, 12, 16, 24, 32), notes="at λ = 5.5 only b ≥ 12 keeps up"),
+    "edge": Synthetic(
+        _edge,
+        tuple(np.linspace(300.0, 1300.0, 11).round(1)),
+        (1, 2, 4, 8, 16),
+        notes="time ∝ f^-0.55, power steep in f",
+    ),
+    "power-limit": Synthetic(
+        _power_limit,
+        POWER_LIMITS_W,
+        (1, 2, 4, 8, 16, 32, 64),
+        idle_power_w=60.0,
+        notes="power limit (W) on the frequency axis × batch; time ∝ (draw/limit)^0.7 below the draw",
+    ),
 }
+
+HICCUP_SPANS_S = ((150.0, 162.0), (400.0, 412.0))  # virtual seconds from the start of the run
+
+
+class Hiccups:
+    """A performance model whose batches run 2× slower and costlier inside `spans_s` of the clock's time
+    (a board's thermal hiccup): whole windows become outliers, then the board recovers."""
+
+    def __init__(self, inner: PerformanceModel, clock: Clock, spans_s: Sequence[tuple[float, float]]) -> None:
+        self.inner, self.clock = inner, clock
+        self.start_s = clock.now_s()
+        self.spans_s = tuple(spans_s)
+        self.freqs_mhz, self.has_energy = inner.freqs_mhz, inner.has_energy
+
+    def idle_power_w(self, freq_mhz: float) -> float:
+        """The inner model's idle power (W)."""
+        return self.inner.idle_power_w(freq_mhz)
+
+    def batch_cost(
+        self, freq_mhz: float, prompt_tokens: Sequence[int], output_tokens: int, rng: np.random.Generator
+    ) -> BatchCost:
+        """The inner model's sample, doubled in time and energy inside a hiccup."""
+        cost = self.inner.batch_cost(freq_mhz, prompt_tokens, output_tokens, rng)
+        t = self.clock.now_s() - self.start_s
+        if not any(lo <= t < hi for lo, hi in self.spans_s):
+            return cost
+        energy_j = None if cost.energy_j is None else 2.0 * cost.energy_j
+        return BatchCost(2.0 * cost.service_s, energy_j, None if cost.ttft_s is None else 2.0 * cost.ttft_s)
+
+    def describe(self) -> dict[str, object]:
+        """The inner model's metadata and the hiccups."""
+        return {**self.inner.describe(), "hiccups_s": [list(span) for span in self.spans_s]}
 
 
 def write_synthetic(name: str, directory: Path) -> Path:
@@ -193,6 +281,34 @@ def holdout_scenarios() -> list[Scenario]:
     return out
 
 
+PROFILES_DIR = Path(__file__).resolve().parents[3] / "profiles"  # measured tables in a source checkout
+
+
+def measured_scenarios() -> list[Scenario]:
+    """Measured batch-axis surfaces of an NVIDIA H200 (profiles/h200-*.csv in a source checkout; none when the
+    package is installed without them): λ = 4 and 16 req/s, Poisson."""
+    out = []
+    for path in sorted(PROFILES_DIR.glob("h200-*.csv")):
+        for rate in (4.0, 16.0):
+            out.append(Scenario(f"{path.stem}-p{rate:g}", "measured", "poisson", rate, profile=str(path)))
+    return out
+
+
+def steady_scenarios() -> list[Scenario]:
+    """Surfaces hard for a search that serves users while it tunes (the steady-state family)."""
+    return [
+        Scenario("st-lone-p1", "steady", "poisson", 1.0, synthetic="lone"),
+        Scenario("st-lone-u1.5", "steady", "uniform", 1.5, synthetic="lone"),
+        Scenario("st-hiccup-p1", "steady", "poisson", 1.0, synthetic="throttle", hiccups=True),
+        Scenario("st-hiccup-64-p2", "steady", "poisson", 2.0, board="orin-agx-64gb", hiccups=True),
+        Scenario("st-large-b-p5.5", "steady", "poisson", 5.5, synthetic="large-b"),
+        Scenario("st-edge-u1.5", "steady", "uniform", 1.5, synthetic="edge"),
+        Scenario("st-edge-p1.5", "steady", "poisson", 1.5, synthetic="edge"),
+        Scenario("st-power-limit-p4", "steady", "poisson", 4.0, synthetic="power-limit"),
+        Scenario("st-power-limit-u8", "steady", "uniform", 8.0, synthetic="power-limit"),
+    ]
+
+
 def default_scenarios(*, profiles: Sequence[str] = (), quick: bool = False) -> list[Scenario]:
     """The sweep: analytic presets × rates × arrivals, synthetic profiles, given profiles, constraints, drift."""
     out = _analytic((0.1, 1.0, 4.0) if quick else RATES_PER_S, family="analytic")
@@ -227,4 +343,4 @@ def default_scenarios(*, profiles: Sequence[str] = (), quick: bool = False) -> l
         Scenario("drift-u0.5", "drift", "uniform", 0.5, model="qwen2.5-3b", drift=(4.0, 1.0)),
         Scenario("drift-syn-p1", "drift", "poisson", 1.0, synthetic="throttle", drift=(4.0, 1.0)),
     ]
-    return out
+    return out + steady_scenarios() + measured_scenarios()

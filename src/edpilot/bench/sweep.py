@@ -5,6 +5,11 @@ Each run is a real simulated tuning session (`TuningSession` + `Runner`): the ba
 `TuningSession.set_traffic`) and run `drift_rounds` more rounds per change. Per round it records the
 served config's expected cost and the incumbent's (`session.best()`) over the oracle at that traffic. With
 outside tables (`--oracle-file`, bench.oracle_file) a scenario's rates that a table gives are scored by it.
+
+The oracle is the steady state (bench.oracle); each row also carries the final config's ratio under the earlier
+32-request-window oracle (`final_ratio_window`), the rounds' experienced regret (each round's measured cost —
+its inherited backlog included — over the oracle), the bounded probes and what they cost, the rounds the runner
+ended early because they fell behind, and the full rounds served at a measured utilisation above 1.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import math
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,11 +28,12 @@ import numpy as np
 from edpilot.backends import build_space, open_backends
 from edpilot.bench.oracle import Hardware, Truth, true_hardware, truth_at
 from edpilot.bench.oracle_file import Costs, OracleTables, TableTruth, table_at, table_truth
-from edpilot.bench.scenarios import OUTPUT_TOKENS, PROMPT_TOKENS, Scenario, write_synthetic
-from edpilot.objective import parse_objective
+from edpilot.bench.scenarios import HICCUP_SPANS_S, OUTPUT_TOKENS, PROMPT_TOKENS, Hiccups, Scenario, write_synthetic
+from edpilot.objective import Observation, parse_objective
+from edpilot.records import RoundRecord
 from edpilot.runner import Runner
 from edpilot.space import ConfigSpace
-from edpilot.tuner import SessionSettings, TuningSession
+from edpilot.tuner import SessionSettings, TuningSession, play_round
 from edpilot.workload import Workload
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,7 @@ class RunResult:
     row: dict[str, object]
     served: list[float]
     incumbent: list[float]
+    rounds: list[RoundRecord] = field(default_factory=list)
 
 
 def budget_for(space: ConfigSpace) -> int:
@@ -59,7 +66,11 @@ def _profile_path(name: str) -> str:
 def _open(scn: Scenario, seed: int):  # noqa: ANN202 - Backends
     profile = _profile_path(scn.synthetic) if scn.synthetic else scn.profile
     board = "sim" if profile else f"sim:{scn.board}"
-    return open_backends(device=board, model=scn.model, profile=profile, seed=seed)
+    backends = open_backends(device=board, model=scn.model, profile=profile, seed=seed)
+    if scn.hiccups:
+        engine = backends.engine
+        engine.model = Hiccups(engine.model, engine.clock, HICCUP_SPANS_S)  # type: ignore[attr-defined]
+    return backends
 
 
 def _workload(scn: Scenario, rate_per_s: float) -> Workload:
@@ -79,13 +90,21 @@ def _hardware(scn: Scenario) -> tuple[ConfigSpace, Hardware]:
 
 
 @lru_cache(maxsize=16)
-def scenario_truth(scn: Scenario, rate_per_s: float) -> tuple[Truth, float | None, float | None]:
-    """The oracle at one rate, with the constraints the scenario sets (relative to its unconstrained optimum)."""
+def scenario_truth(
+    scn: Scenario, rate_per_s: float, *, window: bool = False
+) -> tuple[Truth, float | None, float | None]:
+    """The oracle at one rate, with the constraints the scenario sets (relative to its unconstrained optimum);
+    `window=True`: the earlier 32-request-window oracle, for the side-by-side figure."""
     space, hw = _hardware(scn)
     traffic = _workload(scn, rate_per_s).traffic(REQUESTS_PER_ROUND)
-    kw = dict(objective=parse_objective(scn.objective), energy_scope=scn.energy_scope, baseline=space.baseline())
+    kw = dict(
+        objective=parse_objective(scn.objective),
+        energy_scope=scn.energy_scope,
+        baseline=space.baseline(),
+        window=window,
+    )
     free = truth_at(hw, space, traffic, **kw)  # type: ignore[arg-type]
-    if not scn.slo and not scn.power_cap:
+    if window or (not scn.slo and not scn.power_cap):
         return free, None, None
     slo = power = None
     if rate_per_s == scn.rate_per_s and scn.slo:
@@ -96,17 +115,19 @@ def scenario_truth(scn: Scenario, rate_per_s: float) -> tuple[Truth, float | Non
 
 
 def _binding_limit(free: Truth, values: np.ndarray) -> float:
-    """A limit that rules out the unconstrained optimum, placed in the first gap of ≥ 5 % below it.
+    """A limit that rules out the unconstrained optimum, placed in the first gap of ≥ 5 % below it (the widest
+    gap where there is none).
 
     No config then lies within a hair of the limit, where the expected p95 or power (estimated from a
     finite set of arrival draws by the strategy, from many by the oracle) would make feasibility a coin toss.
     """
     at_optimum = float(values[free.space.index(free.oracle_config)])
     below = np.sort(values[free.allowed & (values <= at_optimum)])[::-1]
-    for upper, lower in zip(below, below[1:]):
-        if upper / lower >= 1.05:
-            return float(np.sqrt(upper * lower))
-    raise ValueError("no gap of 5 % below the optimum's value: pick another constrained scenario")
+    pairs = list(zip(below, below[1:]))
+    if not pairs:
+        raise ValueError("no config below the optimum's value: pick another constrained scenario")
+    upper, lower = next(((u, v) for u, v in pairs if u / v >= 1.05), max(pairs, key=lambda p: p[0] / p[1]))
+    return float(np.sqrt(upper * lower))
 
 
 def grid_of(scn: Scenario) -> ConfigSpace:
@@ -157,14 +178,26 @@ def run_one(scn: Scenario, strategy: str, seed: int, tables: dict[float | None, 
     )
     served: list[float] = []
     incumbent: list[float] = []
+    experienced: list[float] = []
+    probes: list[float] = []
+    overloaded = cut = 0
     violations = 0
     for k in range(budget + 1):
-        config = session.next_config()
-        session.record(config, runner.measure(config))
+        record = play_round(runner, session)
+        config = record.config
         served.append(truth.ratio(config))
         incumbent.append(truth.ratio(session.best()))
+        experienced.append(truth.ratio(config) if truth.overloaded else _experienced(truth, record.obs))
+        rho = _measured_rho(record.obs, scn, scn.rate_per_s, config.batch_size)
+        if record.note and record.note.startswith("probe"):
+            probes.append(experienced[-1])
+        elif record.obs.requests < runner.window_requests(config.batch_size):
+            cut += 1  # fell behind: the runner ended it at a batch boundary
+        else:
+            overloaded += k > 0 and rho > 1.0 and not truth.overloaded  # where nothing keeps up, nothing can
         violations += k > 0 and truth.violates(config, slo_p95_s=slo, power_cap_w=power)
     final = session.best()
+    window_truth, _, _ = scenario_truth(scn, scn.rate_per_s, window=True)
     row: dict[str, object] = {
         "scenario": scn.name,
         "family": scn.family,
@@ -176,8 +209,15 @@ def run_one(scn: Scenario, strategy: str, seed: int, tables: dict[float | None, 
         "oracle_config": str(truth.oracle_config),
         "final_config": str(final),
         "final_ratio": truth.ratio(final),
+        "final_ratio_window": window_truth.ratio(final),
         "rounds_to_5pct": _rounds_to_within(incumbent),
-        "mean_regret": float(np.mean(np.array(served[1:]) - 1.0)),
+        "mean_regret": float(np.mean(np.array(experienced[1:]) - 1.0)),
+        "mean_regret_steady": float(np.mean(np.where(np.isfinite(served), served, experienced)[1:] - 1.0)),
+        "cumulative_regret": float(np.sum(np.array(experienced[1:]) - 1.0)),
+        "probes": len(probes),
+        "probe_regret": float(np.sum(np.array(probes) - 1.0)) if probes else 0.0,
+        "overloaded_rounds": int(overloaded),
+        "cut_rounds": int(cut),
         "gain_vs_baseline_pct": 100.0 * (1.0 - truth.cost(final) / truth.cost(space.baseline())),
         "violating_rounds": int(violations),
         "final_violates": bool(truth.violates(final, slo_p95_s=slo, power_cap_w=power)),
@@ -189,14 +229,26 @@ def run_one(scn: Scenario, strategy: str, seed: int, tables: dict[float | None, 
         session.set_traffic(runner.workload.traffic(REQUESTS_PER_ROUND))
         after = [truth.ratio(session.best())]
         for _ in range(scn.drift_rounds):
-            config = session.next_config()
-            session.record(config, runner.measure(config))
-            served.append(truth.ratio(config))
+            record = play_round(runner, session)
+            served.append(truth.ratio(record.config))
             after.append(truth.ratio(session.best()))
         incumbent += after[1:]
         row[f"drift{k + 1}_x{factor:g}_rounds_to_5pct"] = _rounds_to_within(after)
         row[f"drift{k + 1}_x{factor:g}_final_ratio"] = after[-1]
-    return RunResult(row, served, incumbent)
+    return RunResult(row, served, incumbent, list(session.rounds))
+
+
+def _experienced(truth: Truth, obs: Observation) -> float:
+    """What a round cost its users over the oracle: its measured cost (the backlog it inherited included) under
+    the oracle's objective; inf for a failed round."""
+    if obs.failed or obs.energy_per_request_j is None and truth.objective.needs_energy:
+        return float("inf")
+    return truth.objective.cost(obs) / truth.oracle_cost
+
+
+def _measured_rho(obs: Observation, scn: Scenario, rate_per_s: float, batch_size: int) -> float:
+    """Utilisation the round measured: its mean batch time × λ / b (0 for saturated arrivals)."""
+    return 0.0 if scn.arrivals == "saturated" else obs.mean_batch_s * rate_per_s / batch_size
 
 
 def _rounds_to_within(ratios: Sequence[float]) -> float:

@@ -56,6 +56,11 @@ class Strategy(ABC):
     def propose(self) -> Config:
         """The next config to measure."""
 
+    def round_batches(self, config: Config) -> int | None:
+        """How many batches to serve at the proposed `config`: None for a full round (the default), 1–2 for a
+        bounded probe of a config that may not keep up."""
+        return None
+
     def observe(self, config: Config, obs: Observation) -> float | None:
         """Record an observation at `config`; returns its cost (None for a failed window)."""
         cost = None if obs.failed else self.ctx.objective.cost(obs)

@@ -1,14 +1,23 @@
-"""`edpilot`: our search — learn the hardware, compute the queue, choose on predicted cost (docs/search.md).
+"""`edpilot`: our search — learn the hardware, compute the steady-state queue, explore safely (docs/search.md).
 
 Each window teaches the hardware's answer at its config — mean batch time (s), energy per batch (J) and the
-idle power between batches (W) — which does not depend on the traffic and is measured to 1–2 %, where the
-window's cost moves by 20–35 % with the luck of Poisson arrivals. `LogResponse` models time and energy over
-the grid with uncertainty; `GridForecast` turns them into every config's expected cost at the current traffic
-with the runner's own batching semantics. `propose` measures the config with the lowest optimistic cost (the
-hardware κ standard deviations better than its posterior mean: a lower confidence bound); `best` serves the
-lowest predicted cost among measured configs. Configs that failed or are predicted to break `--slo-p95` /
-`--power-cap` are avoided; one predicted too slow to keep up is measured only as a probe of bounded cost, and
-never served once measured so. `set_traffic` re-ranks everything at once from the same model.
+idle power between batches (W) — which does not depend on the traffic and is measured to 1–2 %. `LogResponse`
+models time and energy over the grid with uncertainty; `SteadyForecast` turns them into every config's
+steady-state cost at the current traffic (the bench oracle's definition). Then:
+
+- `propose` measures, inside a trust region around the incumbent that widens until it holds a promising config,
+  the config with the lowest optimistic cost (a lower confidence bound) — among configs that keep up even at
+  their pessimistic batch time. A config that might keep up only optimistically is measured as a bounded probe
+  (`round_batches` = 2), when the backlog it can leave is at most one batch of the incumbent's. When nothing is
+  promising, an exploration floor measures the unmeasured config whose cost under a heavy-tailed (Cauchy) prior
+  for one-off deviations from the smooth surface could beat the incumbent by a margin.
+- A config measured behind — its own batch time at or past b/λ, or its queue grew through a window while it ran
+  at ρ ≥ 0.9 — is dropped and not served again at that traffic.
+- A window whose batch time differs from its config's earlier windows by more than `OUTLIER_LOG` (and 4 noise
+  sd) is held back until another window there says which one was the outlier; the incumbent with such a window
+  is re-measured before anything switches.
+- `best` serves the measured config with the lowest predicted steady-state cost among those that keep up; when
+  none keeps up, the config of highest throughput.
 """
 
 from __future__ import annotations
@@ -17,23 +26,37 @@ import numpy as np
 
 from edpilot.objective import Observation
 from edpilot.search.base import SearchContext, Strategy
-from edpilot.search.forecast import GridForecast, Outlook
+from edpilot.search.forecast import Outlook, SteadyForecast
 from edpilot.search.hardware import IdlePower, LogResponse, features, prior
-from edpilot.serving.queueing import keeps_up_at
+from edpilot.serving.queueing import backlog_delay_s, utilisation
 from edpilot.serving.traffic import Traffic
 from edpilot.space import Config
 
 KAPPA = 1.0  # optimism of `propose`, in posterior standard deviations of log time and log energy
+KAPPA_SAFE = 1.0  # pessimism of the keep-up test of an unmeasured config (log time + KAPPA_SAFE sd)
 # Prior slopes of log time / log energy in log b and log f, ±2 sd spanning the physical range. Time: between
 # flat (memory- or host-bound) and proportional (compute-bound) in b, between flat and 1/f in f. Energy = power
 # × time, power rising with f: slope in f between −1 and +1.
 TIME_SLOPES = {"slope_b": 0.5, "slope_f": -0.5, "slope_sd": 0.25}
 ENERGY_SLOPES = {"slope_b": 0.5, "slope_f": 0.0, "slope_sd": 0.5}
-PROBE_LOSS = 1.1  # a config predicted not to keep up is measured only if one window costs ≤ 1.1 × the best allowed
+BACKLOG_HORIZON_ROUNDS = 5  # an inherited backlog's one-off delay is weighed against this many rounds' cost
+IMPROVE = 0.0  # a config is promising when its optimistic cost is below the incumbent's by this fraction
+PROBE_BATCHES = 2  # a probe serves this many batches, then the search goes back to configs that keep up
+PROBE_BACKLOG_BATCHES = 1.0  # a probe may leave at most this many incumbent batches of backlog (pessimistic)
+PROBE_PRICE = 1.0  # ... and its expected backlog may add at most this × the incumbent's latency to the next round
+RHO_BEHIND = 0.9  # a window that fell behind drops its config when the config's own ρ is at least this
+SURPRISE_LEVEL = 0.05  # the floor's quantile of the heavy-tailed deviation prior (Cauchy, scale τ)
+SURPRISE_MAX_LOG = 0.7  # at most a 2× deviation (log units) is plausible
+FLOOR_MARGIN = 0.05  # the floor measures a config whose plausible cost beats the incumbent by 5 %
+FLOOR_EVERY = 3  # every third search round goes to the floor when it has a candidate (else when nothing else)
+PROBE_QUEUE_BATCHES = 2.0  # no probe while more than this many incumbent batches are queued
+PROBE_RHO_MAX = 1.1  # a probe's config is at most 10 % past capacity at its posterior mean batch time
+PROBE_HANDICAP = 1.1  # a probe's optimistic cost counts 10 % worse against full rounds (it teaches less)
+OUTLIER_LOG = float(np.log(1.3))  # a window 30 % off its config's earlier windows is held back
 
 
 class EdpilotStrategy(Strategy):
-    """Model-based search: a hardware posterior, the exact queue at the current traffic, a lower confidence bound."""
+    """Model-based search: a hardware posterior, the steady-state queue at the current traffic, safe exploration."""
 
     name = "edpilot"
 
@@ -46,50 +69,135 @@ class EdpilotStrategy(Strategy):
         freqs = np.array([c.freq_mhz or 0.0 for c in self._configs])
         self.idle = IdlePower(freqs, ctx.idle_power_w)
         self.failed = np.zeros(len(self._configs), dtype=bool)
-        self.forecast = GridForecast(ctx.space, ctx.traffic, energy_scope=ctx.energy_scope)
+        self.behind = np.zeros(len(self._configs), dtype=bool)
+        self.pending: dict[int, Observation] = {}  # a window held back as a possible outlier, per config
+        self.outliers = 0  # windows judged outliers and left out of the model
+        self.backlog_requests = 0
+        self.forecast = SteadyForecast(ctx.space, ctx.traffic, energy_scope=ctx.energy_scope)
         self._cache: dict[str, Outlook] = {}
+        self._probe: Config | None = None
+        self._probe_batches = PROBE_BATCHES
+        self._probed_last = False
+        self._rounds = -1  # search rounds observed (the baseline round is round 0)
+        self._grid_pos = np.array(
+            [(ctx.space.freqs_mhz.index(c.freq_mhz), ctx.space.batch_sizes.index(c.batch_size)) for c in self._configs]
+        )
 
+    # --- learning -------------------------------------------------------------------------------------------
     def observe(self, config: Config, obs: Observation) -> float | None:
         """Cost the window, and learn the config's batch time, batch energy and idle power from it."""
         cost = super().observe(config, obs)
+        self._probe = None  # a probe is the proposal just made, not a later choice of the same config
+        self._rounds += 1
         i = self.space.index(config)
+        if obs.backlog_requests is not None:
+            self.backlog_requests = obs.backlog_requests
         if obs.failed:
             self.failed[i] = True
         elif obs.mean_batch_s > 0:
-            batches = -(-obs.requests // config.batch_size)
-            self.time.add(i, obs.mean_batch_s, batches)
-            if obs.energy_per_batch_j is not None and obs.energy_per_batch_j > 0:
-                self.energy.add(i, obs.energy_per_batch_j, batches)
-                if obs.power_w is not None:
-                    self.idle.add(
-                        config.freq_mhz or 0.0,
-                        idle_j=obs.power_w * obs.window_s - batches * obs.energy_per_batch_j,
-                        idle_s=obs.window_s - batches * obs.mean_batch_s,
-                    )
-            self.time.fit()
-            self.energy.fit()
+            for window in self._screen(i, obs):
+                self._learn(i, config, window)
+            rho = self._own_rho()[i]
+            if rho >= 1.0 or (not obs.keeps_up and rho >= RHO_BEHIND):
+                self.behind[i] = True
         self._cache.clear()
         return cost
+
+    def _screen(self, i: int, obs: Observation) -> list[Observation]:
+        """The windows to learn from now: `obs`, or nothing while it may be an outlier, or two that agree.
+
+        A window is compared with its config's earlier windows, or — at a config measured for the first time —
+        with the model's prediction there (mean ± sd); one off by more than OUTLIER_LOG and 4 sd is held back.
+        """
+        y = float(np.log(obs.mean_batch_s))
+        batches = -(-obs.requests // self._configs[i].batch_size)
+        noise = self.time.noise_var() / batches
+        if self.time.windows[i] > 0:
+            ref, ref_var = float(self.time.own_mean()[i]), self.time.noise_var() / self.time.batches[i]
+        else:
+            ref, ref_var = float(self.time.mean[i]), float(self.time.sd[i]) ** 2
+        threshold = max(OUTLIER_LOG, 4.0 * float(np.sqrt(noise + ref_var)))
+        off = abs(y - ref) > threshold
+        held = self.pending.pop(i, None)
+        if not off:
+            self.outliers += held is not None
+            return [obs]
+        pair = max(OUTLIER_LOG, 4.0 * float(np.sqrt(2.0 * noise)))
+        if held is not None and abs(y - float(np.log(held.mean_batch_s))) <= pair:
+            return [held, obs]  # two windows agree: the config changed, not a hiccup
+        self.outliers += held is not None
+        self.pending[i] = obs
+        return []
+
+    def _learn(self, i: int, config: Config, obs: Observation) -> None:
+        batches = -(-obs.requests // config.batch_size)
+        self.time.add(i, obs.mean_batch_s, batches)
+        if obs.energy_per_batch_j is not None and obs.energy_per_batch_j > 0:
+            self.energy.add(i, obs.energy_per_batch_j, batches)
+            if obs.power_w is not None:
+                self.idle.add(
+                    config.freq_mhz or 0.0,
+                    idle_j=obs.power_w * obs.window_s - batches * obs.energy_per_batch_j,
+                    idle_s=obs.window_s - batches * obs.mean_batch_s,
+                )
+        self.time.fit()
+        self.energy.fit()
 
     def set_traffic(self, traffic: Traffic) -> None:
         """Re-rank every config at the new traffic from the hardware model: nothing is measured again."""
         super().set_traffic(traffic)
-        self.forecast = GridForecast(self.space, traffic, energy_scope=self.ctx.energy_scope)
+        self.forecast = SteadyForecast(self.space, traffic, energy_scope=self.ctx.energy_scope)
+        self.behind[:] = False
         self._cache.clear()
 
+    # --- predictions ----------------------------------------------------------------------------------------
     def outlook(self, kind: str = "mean") -> Outlook:
-        """Predicted cost, latency, power of every config: at the posterior mean, or optimistic ('lcb')."""
+        """Predicted steady-state cost, latency, power of every config: at the posterior mean, at a measured
+        config's own windows' mean ('own'), optimistic ('lcb', with the inherited backlog priced), or under a
+        one-off deviation of the heavy-tailed prior ('surprise')."""
         if kind not in self._cache:
-            shift = KAPPA if kind == "lcb" else 0.0
+            shift = {"mean": 0.0, "lcb": KAPPA, "surprise": 0.0, "own": 0.0}[kind]
             log_s, log_e = self.time.mean - shift * self.time.sd, self.energy.mean - shift * self.energy.sd
+            if kind == "own":
+                log_s, log_e = self.time.measured_or_mean(), self.energy.measured_or_mean()
+            if kind == "surprise":
+                log_s, log_e = log_s - self.surprise_log(), log_e - self.surprise_log()
+            s = np.exp(log_s)
+            extra_s = 0.0
+            if kind == "lcb" and self.backlog_requests > 0 and self.ctx.traffic.arrivals != "saturated":
+                n = np.array([self.ctx.traffic.window_requests(c.batch_size) for c in self._configs])
+                b = self.forecast.batch_of
+                excess = np.maximum(self.backlog_requests - b, 0.0)  # fewer than b queued is a partial batch
+                rate = self.ctx.traffic.rate_per_s
+                extra_s = backlog_delay_s(excess, b, s, rate) / (n * BACKLOG_HORIZON_ROUNDS)
             self._cache[kind] = self.forecast.outlook(
                 self.ctx.objective,
-                service_s=np.exp(log_s),
+                service_s=s,
                 energy_per_batch_j=np.exp(log_e),
                 idle_power_w=self.idle.predict(),
-                with_p95=self.ctx.slo_p95_s is not None,
+                with_p95=self.ctx.slo_p95_s is not None and kind == "mean",
+                extra_latency_s=extra_s,
             )
         return self._cache[kind]
+
+    def surprise_log(self) -> float:
+        """A plausible one-off deviation (log units) from the smooth surface: the SURPRISE_LEVEL quantile of a
+        Cauchy prior with the offsets' scale τ, at most SURPRISE_MAX_LOG."""
+        tau = float(np.sqrt(self.time.tau2))
+        return min(SURPRISE_MAX_LOG, tau * float(np.tan(np.pi * (0.5 - SURPRISE_LEVEL))))
+
+    def _own_rho(self) -> np.ndarray:
+        """Utilisation from each config's own windows (nan where unmeasured)."""
+        own = np.where(self.time.batches > 0, np.exp(self.time.own_mean()), np.nan)
+        return utilisation(self.ctx.traffic, self.forecast.batch_of, own)
+
+    def _rho(self, sd: float) -> np.ndarray:
+        """Utilisation: a measured config's own (its windows' mean batch time), an unmeasured one's at log batch
+        time + sd posterior standard deviations. A measured config that falls behind after all is dropped by the
+        runner at the next batch boundary and then here (`behind`)."""
+        s = np.exp(self.time.mean + sd * self.time.sd)
+        model = utilisation(self.ctx.traffic, self.forecast.batch_of, s)
+        return np.where(self.time.batches > 0, self._own_rho(), model)
 
     def within_limits(self) -> np.ndarray:
         """Configs that have not failed and are predicted to meet `--slo-p95` / `--power-cap` (the filter is
@@ -105,53 +213,140 @@ class EdpilotStrategy(Strategy):
             within &= mean.power_w <= self.ctx.power_cap_w
         return within if within.any() else ok
 
-    def allowed(self) -> np.ndarray:
-        """Configs that may be served: within the limits, and keeping up with the traffic's mean rate (batch
-        time ≤ b/λ) — the filter is dropped when nothing would pass it.
+    def safe(self) -> np.ndarray:
+        """Configs that may be served a full round: within the limits, not dropped, and keeping up — a measured
+        config by its own windows' mean batch time, an unmeasured one at its pessimistic batch time."""
+        return self.within_limits() & ~self.behind & (self._rho(KAPPA_SAFE) < 1.0)
 
-        A measured config is judged on its own windows' mean batch time, known to 1–2 %, not on the posterior
-        mean, which leans toward the smooth surface: next to a throttling step that lean put a config measured at
-        99.5 % utilisation past 100 %. The windows' own keeps-up flags are not used either: each compares with that
-        window's arrivals, which under Poisson miss the mean rate by ±18 % at 32 requests, so a config at 95 %
-        utilisation falls behind in about half of its windows.
-        """
-        ok = self.within_limits()
-        if not self.time.windows.any():
-            return ok
-        keeping = ok & keeps_up_at(self.ctx.traffic, self.forecast.batch_of, np.exp(self.time.measured_or_mean()))
-        return keeping if keeping.any() else ok
+    # --- choosing -------------------------------------------------------------------------------------------
+    def round_batches(self, config: Config) -> int | None:
+        """PROBE_BATCHES for a probe just proposed, else a full round."""
+        return self._probe_batches if config == self._probe else None
 
     def propose(self) -> Config:
-        """The config with the lowest optimistic predicted cost among the allowed ones and the probes.
-
-        A probe is an unmeasured config within the limits that the model predicts too slow to keep up, but whose
-        predicted cost for one window — its queue growing through it — is within `PROBE_LOSS` of the best
-        allowed config's: measuring it risks at most that, and teaches what the smooth surface cannot (the
-        step below a memory cliff, a config at 99 % utilisation that the model puts at 104 %).
-        """
+        """Trust-region LCB among safe configs, a bounded probe when one could win, else the exploration floor,
+        else the incumbent. An incumbent with a window held back as a possible outlier is re-measured first."""
+        self._probe = None
         if not self.time.windows.any():
             return self.ctx.baseline
-        allowed, lcb = self.allowed(), self.outlook("lcb").cost
-        cost = np.where(allowed, lcb, np.inf)
-        if not np.isfinite(cost).any():
-            return self.ctx.baseline
-        # Only a config that would beat the pick can matter: the mean outlook (a second pass) is priced for those.
-        probes = self.within_limits() & ~allowed & (self.time.windows == 0) & (lcb < cost.min())
-        if probes.any():
-            mean = self.outlook("mean").cost
-            probes &= mean <= PROBE_LOSS * float(np.min(mean[allowed]))
-            cost = np.where(probes, lcb, cost)
-        return self._configs[int(np.argmin(cost))]
+        incumbent = self.best()
+        inc = self.space.index(incumbent)
+        after_probe, self._probed_last = self._probed_last, False
+        if inc in self.pending:
+            return incumbent  # re-measure a possible outlier before anything switches
+        better = [j for j, o in self.pending.items() if np.log(o.mean_batch_s) < self.time.mean[j]]
+        if better and self._held_keeps_up(better[0]):
+            return self._configs[better[0]]  # a window better than predicted: believe it once it is repeated
+        # after a probe, a full round where the config keeps up; and no probe on top of a backlog
+        may_probe = not after_probe and self.backlog_requests <= PROBE_QUEUE_BATCHES * incumbent.batch_size
+        safe = self.safe()
+        lcb = self.outlook("lcb").cost
+        mean = self.outlook("mean").cost
+        target = mean[inc] * (1.0 - IMPROVE) if np.isfinite(mean[inc]) else np.inf
+        promising = safe & (lcb < target)
+        promising[inc] = False
+        if self._rounds % FLOOR_EVERY == FLOOR_EVERY - 1:
+            floor = self._floor_pick(safe, inc, mean[inc], may_probe=may_probe)
+            if floor is not None:
+                return self._take_floor(floor)
+        probes, probe_batches = self._probes(lcb, target, inc)
+        probes &= may_probe
+        pick = self._in_trust_region(promising | probes, np.where(probes, PROBE_HANDICAP * lcb, lcb), inc)
+        if pick is not None and probes[pick]:
+            self._probe, self._probe_batches, self._probed_last = self._configs[pick], int(probe_batches[pick]), True
+            return self._probe
+        if pick is not None:
+            return self._configs[pick]
+        floor = self._floor_pick(safe, inc, mean[inc], may_probe=may_probe)
+        return incumbent if floor is None else self._take_floor(floor)
+
+    def _take_floor(self, floor: tuple[int, int | None]) -> Config:
+        """The floor's config, marked as a probe when it is one."""
+        if floor[1] is not None:
+            self._probe, self._probe_batches, self._probed_last = self._configs[floor[0]], floor[1], True
+        return self._configs[floor[0]]
+
+    def _held_keeps_up(self, j: int) -> bool:
+        """Whether the window held back at config `j` kept up (its batch time within b/λ)."""
+        held = self.pending[j]
+        rho = utilisation(self.ctx.traffic, self._configs[j].batch_size, held.mean_batch_s)
+        return bool(rho < 1.0) and held.keeps_up
+
+    def _in_trust_region(self, promising: np.ndarray, cost: np.ndarray, inc: int) -> int | None:
+        """The lowest-cost promising config within a Chebyshev grid radius around the incumbent: 2^(k+1) after k
+        search rounds, or the smallest radius that holds a promising config; None when none is promising."""
+        if not promising.any():
+            return None
+        dist = np.abs(self._grid_pos - self._grid_pos[inc]).max(axis=1)
+        radius = max(int(dist[promising].min()), 2 ** min(self._rounds + 1, 16))
+        region = promising & (dist <= radius)
+        return int(np.argmin(np.where(region, cost, np.inf)))
+
+    def _probes(self, lcb: np.ndarray, target: float, inc: int) -> tuple[np.ndarray, np.ndarray]:
+        """Configs that may be measured as a bounded probe, and the batches each would serve: unmeasured ones that
+        keep up only optimistically, that the model puts at most PROBE_RHO_MAX past capacity, and that could beat
+        the incumbent (`_bounded`)."""
+        candidates = (
+            (self.time.windows == 0) & (self._rho(-KAPPA) < 1.0) & (self._rho(0.0) < PROBE_RHO_MAX) & (lcb < target)
+        )
+        return self._bounded(candidates, inc)
+
+    def _bounded(self, candidates: np.ndarray, inc: int) -> tuple[np.ndarray, np.ndarray]:
+        """Which of `candidates` (that may not keep up at their pessimistic batch time) a bounded probe may
+        measure, and its batches: within the limits and not dropped, serving the most batches (2, else 1) whose
+        backlog at the pessimistic batch time is at most PROBE_BACKLOG_BATCHES incumbent batches, and only if its
+        expected backlog, drained by the incumbent, adds at most PROBE_PRICE × the incumbent's mean latency to the
+        next round."""
+        batches = np.full(len(self._configs), PROBE_BATCHES)
+        pessimistic = self._rho(KAPPA_SAFE)
+        candidates = candidates & self.within_limits() & ~self.behind & (pessimistic >= 1.0)
+        if self.ctx.traffic.arrivals == "saturated" or not candidates.any():
+            return np.zeros(len(self._configs), dtype=bool), batches
+        b = self.forecast.batch_of
+        cap = PROBE_BACKLOG_BATCHES * b[inc]
+        batches = np.where(PROBE_BATCHES * b * (pessimistic - 1.0) <= cap, PROBE_BATCHES, 1)
+        candidates &= b * (pessimistic - 1.0) <= cap
+        left = batches * b * np.maximum(self._rho(0.0) - 1.0, 0.0)  # arrivals beyond what the probe serves
+        s_inc = float(np.exp(self.time.own_mean()[inc])) if self.time.batches[inc] > 0 else np.inf
+        n_inc = self.ctx.traffic.window_requests(int(b[inc]))
+        rate = self.ctx.traffic.rate_per_s
+        price_s = backlog_delay_s(left, b[inc], s_inc, rate) / n_inc
+        candidates &= price_s <= PROBE_PRICE * self.outlook("mean").mean_latency_s[inc]
+        return candidates, batches
+
+    def _floor_pick(
+        self, safe: np.ndarray, inc: int, incumbent_cost: float, *, may_probe: bool
+    ) -> tuple[int, int | None] | None:
+        """(config, probe batches or None) of the exploration floor: the unmeasured config whose cost under a
+        plausible one-off deviation beats the incumbent's by FLOOR_MARGIN, lowest such cost first — a full round
+        where it keeps up at its pessimistic batch time, a bounded probe where it may not; None when none."""
+        plausible = self.outlook("surprise").cost
+        candidates = (self.time.windows == 0) & (plausible < incumbent_cost * (1.0 - FLOOR_MARGIN))
+        probes, batches = self._bounded(candidates & ~safe, inc)
+        probes &= may_probe
+        candidates &= safe | probes
+        if not candidates.any():
+            return None
+        pick = int(np.argmin(np.where(candidates, plausible, np.inf)))
+        return pick, int(batches[pick]) if probes[pick] else None
 
     def best(self) -> Config:
-        """The measured config with the lowest predicted cost at the current traffic among the allowed ones;
-        when no measured config is allowed (the traffic changed), the allowed config predicted best."""
+        """The measured config with the lowest predicted steady-state cost among those that keep up — by more than
+        the standard error of their own windows' batch time, so that two batches measured at 99 % of capacity do
+        not make the choice — and meet the limits; with none, the safe config predicted best; with none safe, the
+        config of highest throughput."""
         measured = (self.time.windows > 0) & ~self.failed
         if not measured.any():
             return super().best()
-        allowed = self.allowed()
-        pool = measured & allowed
+        keeping = self.within_limits() & ~self.behind & (self._rho(KAPPA_SAFE) < 1.0)
+        se = np.sqrt(self.time.noise_var() / np.maximum(self.time.batches, 1.0))
+        confirmed = self._own_rho() * np.exp(se) < 1.0  # keeps up by more than its own windows' standard error
+        pool = measured & keeping & confirmed
         if not pool.any():
-            pool = allowed if allowed.any() else measured
-        cost = np.where(pool, self.outlook("mean").cost, np.inf)
+            pool = keeping
+        if not pool.any():
+            s = np.exp(self.time.measured_or_mean())
+            throughput = np.where(~self.failed, self.forecast.batch_of / s, -np.inf)
+            return self._configs[int(np.argmax(throughput))]
+        cost = np.where(pool & measured, self.outlook("own").cost, np.where(pool, self.outlook("mean").cost, np.inf))
         return self._configs[int(np.argmin(cost))]

@@ -84,6 +84,7 @@ class ServingDriver:
         self.overload: str | None = None  # why every config falls behind, while it does
         self.constraints_met: dict[str, bool] = {}
         self._moved: tuple[Config, Config] | None = None  # the last move off a config behind, said once
+        self._round_batches: int | None = None  # a bounded probe's batches (Strategy.round_batches)
         self.config = session.next_config()
 
     @property
@@ -122,7 +123,10 @@ class ServingDriver:
         if share is not None:
             self.metrics.energy_j.inc(served.energy_j)  # type: ignore[arg-type]
         self._batches.append(served)
-        if sum(len(b.requests) for b in self._batches) >= self.session.traffic.window_requests(self.config.batch_size):
+        probe_done = self._round_batches is not None and len(self._batches) >= self._round_batches
+        if probe_done or sum(len(b.requests) for b in self._batches) >= self.session.traffic.window_requests(
+            self.config.batch_size
+        ):
             self._close_round()
             self._next_round()
         return BatchResult(completions, [share] * len(requests), self.config.batch_size)
@@ -241,6 +245,9 @@ class ServingDriver:
         ):
             self.device.set_freq_mhz(config.freq_mhz)
         self.config = config
+        self._round_batches = self.session.round_batches(config)
+        if self._round_batches is not None:
+            self._note = self._note or f"probe: {self._round_batches} batch(es)"
         self.metrics.batch_size.set(config.batch_size)
         if config.freq_mhz is not None:
             self.metrics.freq_mhz.set(config.freq_mhz)
