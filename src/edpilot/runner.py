@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edpilot.clock import Clock
-from edpilot.engine.base import Engine
+from edpilot.engine.base import Engine, TokenSink
 from edpilot.errors import ConfigError, EngineError
 from edpilot.hardware.base import Device
 from edpilot.objective import ENERGY_SCOPES, EnergyScope, Observation
@@ -41,10 +41,12 @@ class ServedBatch:
     errors: tuple[str, ...] = ()
 
 
-def run_batch(batch: Sequence[Request], *, engine: Engine, device: Device, clock: Clock) -> ServedBatch:
-    """Run one batch on the engine and measure its time and energy."""
+def run_batch(
+    batch: Sequence[Request], *, engine: Engine, device: Device, clock: Clock, on_token: TokenSink | None = None
+) -> ServedBatch:
+    """Run one batch on the engine and measure its time and energy; `on_token` gets its tokens as they come."""
     with EnergyWindow(device, clock) as window:
-        completions = engine.generate(batch)
+        completions = engine.generate(batch, on_token)
     if len(completions) != len(batch):
         raise EngineError(f"engine returned {len(completions)} completions for a batch of {len(batch)}")
     errors = tuple(c.error for c in completions if c.error)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edpilot.backends import Backends
-from edpilot.engine.base import Completion
+from edpilot.engine.base import Completion, TokenSink
 from edpilot.errors import EdpilotError
 from edpilot.objective import EnergyScope
 from edpilot.runner import ServedBatch, run_batch, summarize
@@ -48,8 +48,8 @@ class _Recorder:
         self.needs_warmup = False
         self.last: list[Completion] = []
 
-    def generate(self, batch: Sequence[Request]) -> list[Completion]:
-        self.last = self.engine.generate(batch)  # type: ignore[attr-defined]
+    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
+        self.last = self.engine.generate(batch, on_token)  # type: ignore[attr-defined]
         return self.last
 
 
@@ -87,11 +87,11 @@ class ServingDriver:
         with self._lock:
             self._pending.append(change)
 
-    def serve(self, requests: list[Request]) -> BatchResult:
-        """Run one batch at the current config; close the round when its window is full."""
+    def serve(self, requests: list[Request], on_token: TokenSink | None = None) -> BatchResult:
+        """Run one batch at the current config, streaming its tokens; close the round when its window is full."""
         self._apply_traffic()
         try:
-            served = run_batch(requests, engine=self._engine, device=self.device, clock=self.clock)  # type: ignore[arg-type]
+            served = run_batch(requests, engine=self._engine, device=self.device, clock=self.clock, on_token=on_token)  # type: ignore[arg-type]
             completions = list(self._engine.last)
         except Exception as exc:  # an engine failure is the batch's answer, never the server's end
             log.error("batch of %d failed: %s", len(requests), exc)
