@@ -32,7 +32,9 @@ class Observation:
     config's on read-only devices and in dry runs). `failed_requests` counts requests the engine
     answered with an error (timeouts, HTTP errors); they still count in latency and energy; a window
     whose every request failed is `failed`. `meter_updates` is how many meter updates the window spans
-    (None when the meter's interval is unknown).
+    (None when the meter's interval is unknown). `p50_ttft_s`/`p95_ttft_s` are percentiles of the time from arrival
+    to a request's first token, `p50_itl_s`/`p95_itl_s` of its mean time between tokens (None: the engine did not
+    say when its tokens came).
     """
 
     requests: int
@@ -49,6 +51,10 @@ class Observation:
     failed_requests: int = 0
     meter_updates: float | None = None
     first_error: str | None = None
+    p50_ttft_s: float | None = None
+    p95_ttft_s: float | None = None
+    p50_itl_s: float | None = None
+    p95_itl_s: float | None = None
 
     @property
     def failed(self) -> bool:

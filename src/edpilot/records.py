@@ -129,6 +129,10 @@ class RoundRecord:
                 failed_requests=failed_requests,
                 meter_updates=optional(number, d, "meter_updates"),
                 first_error=optional(text, d, "first_error"),
+                p50_ttft_s=optional(number, d, "p50_ttft_s"),
+                p95_ttft_s=optional(number, d, "p95_ttft_s"),
+                p50_itl_s=optional(number, d, "p50_itl_s"),
+                p95_itl_s=optional(number, d, "p95_itl_s"),
             )
             cost = optional(number, d, "cost", minimum=None)
             if obs.failed and cost is not None:

@@ -30,6 +30,18 @@ MAX_BUDGET = 100_000
 PAPER_OBJECTIVE = "weighted:0.5"
 PAPER_ENERGY_SCOPE: EnergyScope = "active"
 PAPER_RAILS = ("VDD_GPU_SOC",)  # the GPU rail of the AGX Orin: the paper counts GPU energy
+BATCHING_KINDS = ("static", "continuous")
+
+
+def resolve_batching(batching: str | None, *, paper: bool, default: str = "static") -> str:
+    """`static` or `continuous`; `--paper` keeps the paper's static batching and refuses continuous."""
+    if batching is not None and batching not in BATCHING_KINDS:
+        raise ConfigError(f"unknown --batching {batching!r}; choose one of: {', '.join(BATCHING_KINDS)}")
+    if paper:
+        if batching == "continuous":
+            raise ConfigError("--paper runs static batching, as the paper did; drop --batching continuous or --paper")
+        return "static"
+    return batching or default
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,8 @@ class SearchRequest:
     slo_p95_s: float | None = None
     power_cap_w: float | None = None
     seed: int = 0
+    slo_ttft_p95_s: float | None = None
+    batching: str = "static"
     parsed_objective: Objective = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,7 +102,11 @@ class SearchRequest:
         _bounded_int(self.seed, "--seed", 2**32 - 1, minimum=0)
         if self.max_wait_s is not None and not (self.max_wait_s >= 0 and math.isfinite(self.max_wait_s)):
             raise ConfigError(f"--max-wait must be a finite number of seconds >= 0, got {self.max_wait_s}")
-        for value, name in ((self.slo_p95_s, "--slo-p95"), (self.power_cap_w, "--power-cap")):
+        for value, name in (
+            (self.slo_p95_s, "--slo-p95"),
+            (self.power_cap_w, "--power-cap"),
+            (self.slo_ttft_p95_s, "--slo-ttft-p95"),
+        ):
             if value is not None:
                 _finite_positive(value, name)
 
@@ -134,6 +152,7 @@ def start_session(
         seed=search.seed,
         slo_p95_s=search.slo_p95_s,
         power_cap_w=search.power_cap_w,
+        slo_ttft_p95_s=search.slo_ttft_p95_s,
     )
     engine_info = backends.engine.describe()
     run_log.write(
@@ -154,7 +173,13 @@ def start_session(
             batch_sizes=list(space.batch_sizes),
             baseline={"freq_mhz": baseline.freq_mhz, "batch_size": baseline.batch_size},
             mode=mode,
-            extra={"slo_p95_s": search.slo_p95_s, "power_cap_w": search.power_cap_w, "max_wait_s": search.max_wait_s},
+            extra={
+                "slo_p95_s": search.slo_p95_s,
+                "slo_ttft_p95_s": search.slo_ttft_p95_s,
+                "power_cap_w": search.power_cap_w,
+                "max_wait_s": search.max_wait_s,
+                "batching": search.batching,
+            },
         )
     )
     return TuningSession(settings, traffic, run_log=run_log)

@@ -39,6 +39,7 @@ class ServedBatch:
     energy_j: float | None
     ttfts_s: tuple[float | None, ...]
     errors: tuple[str, ...] = ()
+    itls_s: tuple[float | None, ...] = ()
 
 
 def run_batch(
@@ -54,7 +55,13 @@ def run_batch(
         log.warning("%d of %d requests failed, e.g.: %s", len(errors), len(batch), error)
     assert window.start_s is not None and window.end_s is not None
     return ServedBatch(
-        tuple(batch), window.start_s, window.end_s, window.energy_j, tuple(c.ttft_s for c in completions), errors
+        tuple(batch),
+        window.start_s,
+        window.end_s,
+        window.energy_j,
+        tuple(c.ttft_s for c in completions),
+        errors,
+        tuple(c.itl_s for c in completions),
     )
 
 
@@ -99,6 +106,7 @@ def summarize(
     ends_s = np.array([b.end_s for b in batches for _ in b.requests])
     latencies_s = ends_s - arrivals_s
     ttfts = [b.start_s + t - r.arrival_s for b in batches for r, t in zip(b.requests, b.ttfts_s) if t is not None]
+    itls = [t for b in batches for t in b.itls_s if t is not None]
     n = len(latencies_s)
     service_s = np.array([b.end_s - b.start_s for b in batches])
     batch_energy = [b.energy_j for b in batches]
@@ -125,7 +133,17 @@ def summarize(
         failed_requests=sum(len(b.errors) for b in batches),
         meter_updates=window.meter_updates,
         first_error=next((e for b in batches for e in b.errors), None),
+        **token_percentiles(ttfts, itls),
     )
+
+
+def token_percentiles(ttfts_s: Sequence[float], itls_s: Sequence[float]) -> dict[str, float | None]:
+    """p50 and p95 of TTFT and inter-token latency (s), as Observation fields; None where none was measured."""
+    out: dict[str, float | None] = {}
+    for name, values in (("ttft", ttfts_s), ("itl", itls_s)):
+        for q in (50, 95):
+            out[f"p{q}_{name}_s"] = float(np.percentile(values, q)) if len(values) else None
+    return out
 
 
 @dataclass

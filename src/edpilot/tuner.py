@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edpilot.continuous_runner import ContinuousRunner
 from edpilot.errors import ConfigError, EngineError
 from edpilot.objective import BoundObjective, EnergyScope, Objective, Observation
 from edpilot.runlog import RoundRecord, RunLog, Summary
@@ -37,6 +38,7 @@ class SessionSettings:
     seed: int = 0
     slo_p95_s: float | None = None
     power_cap_w: float | None = None
+    slo_ttft_p95_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -142,10 +144,11 @@ class TuningSession:
             seed=s.seed,
             slo_p95_s=s.slo_p95_s,
             power_cap_w=s.power_cap_w,
+            slo_ttft_p95_s=s.slo_ttft_p95_s,
         )
 
 
-def tune(*, runner: Runner, session: TuningSession, budget: int) -> TuneResult:
+def tune(*, runner: Runner | ContinuousRunner, session: TuningSession, budget: int) -> TuneResult:
     """Drive `session` with replayed traffic: the baseline round, then `budget` search rounds."""
     if budget < 1:
         raise ConfigError(f"--budget must be >= 1 round, got {budget}")
