@@ -47,7 +47,7 @@ def run_batch(
 ) -> ServedBatch:
     """Run one batch on the engine and measure its time and energy; `on_token` gets its tokens as they come."""
     with EnergyWindow(device, clock) as window:
-        completions = engine.generate(batch, on_token)
+        completions = engine.generate(batch) if on_token is None else engine.generate(batch, on_token)
     if len(completions) != len(batch):
         raise EngineError(f"engine returned {len(completions)} completions for a batch of {len(batch)}")
     errors = tuple(c.error for c in completions if c.error)

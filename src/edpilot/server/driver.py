@@ -49,7 +49,7 @@ class _Recorder:
         self.last: list[Completion] = []
 
     def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
-        self.last = self.engine.generate(batch, on_token)  # type: ignore[attr-defined]
+        self.last = self.engine.generate(batch, on_token) if on_token else self.engine.generate(batch)  # type: ignore[attr-defined]
         return self.last
 
 
