@@ -90,5 +90,9 @@ class SequenceEngine(Protocol):
         ...
 
     def cancel(self, request_id: int) -> None:
-        """Stop decoding a request (its client went away); it leaves at the next step without an answer."""
+        """Stop decoding a request (its client went away); a later step reports it finished with an error."""
+        ...
+
+    def wake(self) -> None:
+        """Make a `step` that is waiting (on an upstream server) return early: a request is waiting to join."""
         ...

@@ -152,6 +152,7 @@ class SimEngine:
         self.filler_text = filler_text
         self._joining: list[_Sequence] = []
         self._running: list[_Sequence] = []
+        self._cancelled: set[int] = set()
 
     def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
         """Spend the batch's modelled service time: the first tokens at its TTFT, the rest evenly over the decode
@@ -188,12 +189,20 @@ class SimEngine:
         return len(self._joining) + len(self._running)
 
     def cancel(self, request_id: int) -> None:
-        """Drop a request's sequence (its client went away)."""
-        self._joining = [q for q in self._joining if q.request.request_id != request_id]
-        self._running = [q for q in self._running if q.request.request_id != request_id]
+        """Stop a request's sequence (its client went away): it leaves, failed, at the next step."""
+        self._cancelled.add(request_id)
+
+    def wake(self) -> None:
+        """Steps never block waiting: nothing to wake."""
 
     def step(self) -> Step:
         """One step priced by the model: a token for every running sequence, prefill (a first token) for joiners."""
+        gone = {q.request.request_id for q in self._joining + self._running} & self._cancelled
+        self._cancelled.clear()
+        self._joining = [q for q in self._joining if q.request.request_id not in gone]
+        self._running = [q for q in self._running if q.request.request_id not in gone]
+        if not self._joining and not self._running:
+            return Step({}, {rid: Completion("", 0, error="cancelled: the client went away") for rid in gone})
         joining, self._joining = self._joining, []
         cost = self.model.sample_step_cost(
             self._freq_mhz(),
@@ -207,7 +216,7 @@ class SimEngine:
         now_s = self.clock.now_s()
         self._running += joining
         text: dict[int, str] = {}
-        finished: dict[int, Completion] = {}
+        finished = {rid: Completion("", 0, error="cancelled: the client went away") for rid in gone}
         for q in self._running:
             rid = q.request.request_id
             text[rid] = q.words.piece(q.tokens)
