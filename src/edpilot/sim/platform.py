@@ -79,17 +79,24 @@ class SimDevice:
         return self._energy_j
 
     def run_batch(
-        self, cost: BatchCost, *, pauses_s: Sequence[float] = (), on_pause: Callable[[int], None] | None = None
+        self,
+        cost: BatchCost,
+        *,
+        pauses_s: Sequence[float] = (),
+        on_pause: Callable[[int], None] | None = None,
+        start_s: float | None = None,
     ) -> None:
         """Spend a batch's service time on the clock and add its energy to the counter.
 
         With `pauses_s` (offsets from the batch start, s, ascending), `on_pause(i)` is called when the clock
         reaches each: the batch's tokens are handed out as they are made. Its energy is added at its end.
+        `start_s` (not after now) starts it where the previous step ended: on a wall-paced clock the host work
+        between steps would otherwise add up as simulated time.
         """
-        self._accrue_idle()
+        start_s = self.clock.now_s() if start_s is None else min(start_s, self.clock.now_s())
+        self._accrue_idle(until_s=start_s)
         self._busy = True
         try:
-            start_s = self.clock.now_s()
             for i, at_s in enumerate(pauses_s):
                 self.clock.sleep_until(start_s + at_s)
                 if on_pause is not None:
@@ -98,7 +105,7 @@ class SimDevice:
         finally:
             self._busy = False
             self._energy_j += cost.energy_j or 0.0
-            self._accounted_until_s = self.clock.now_s()
+            self._accounted_until_s = max(self._accounted_until_s, start_s + cost.service_s)
 
     def describe(self) -> dict[str, object]:
         """Backend, levels and the model behind it."""
@@ -117,10 +124,10 @@ class SimDevice:
     def close(self) -> None:
         """Nothing to release."""
 
-    def _accrue_idle(self) -> None:
+    def _accrue_idle(self, until_s: float | None = None) -> None:
         if self._busy:
             return
-        now_s = self.clock.now_s()
+        now_s = self.clock.now_s() if until_s is None else until_s
         idle_s = now_s - self._accounted_until_s
         if idle_s > 0 and self.capabilities.has_meter:
             self._energy_j += self.model.idle_power_w(self._freq_mhz) * idle_s
@@ -153,6 +160,7 @@ class SimEngine:
         self._joining: list[_Sequence] = []
         self._running: list[_Sequence] = []
         self._cancelled: set[int] = set()
+        self._steps_end_s: float | None = None  # where the last step ended on the model's timeline
 
     def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
         """Spend the batch's modelled service time: the first tokens at its TTFT, the rest evenly over the decode
@@ -210,9 +218,14 @@ class SimEngine:
             [q.request.prompt_tokens for q in joining],
             self.rng,
         )
+        start_s = self.clock.now_s()
+        if self._running and self._steps_end_s is not None:
+            start_s = max(self._steps_end_s, start_s - cost.service_s)  # back to back with the previous step
+            start_s = max([start_s, *(q.request.arrival_s for q in joining)])  # never before a joiner arrived
         for q in joining:
-            q.joined_s = self.clock.now_s()
-        self._spend(cost, (), lambda _: None)
+            q.joined_s = start_s
+        self._spend(cost, (), lambda _: None, start_s=start_s)
+        self._steps_end_s = start_s + cost.service_s
         now_s = self.clock.now_s()
         self._running += joining
         text: dict[int, str] = {}
@@ -234,11 +247,18 @@ class SimEngine:
         freq_mhz = self.device.current_freq_mhz()
         return max(self.model.freqs_mhz) if freq_mhz is None else freq_mhz  # no clock (cpu): the highest level
 
-    def _spend(self, cost: BatchCost, pauses_s: Sequence[float], on_pause: Callable[[int], None]) -> None:
+    def _spend(
+        self,
+        cost: BatchCost,
+        pauses_s: Sequence[float],
+        on_pause: Callable[[int], None],
+        *,
+        start_s: float | None = None,
+    ) -> None:
         if isinstance(self.device, SimDevice):
-            self.device.run_batch(cost, pauses_s=pauses_s, on_pause=on_pause)
+            self.device.run_batch(cost, pauses_s=pauses_s, on_pause=on_pause, start_s=start_s)
             return
-        start_s = self.clock.now_s()
+        start_s = self.clock.now_s() if start_s is None else start_s
         for i, at_s in enumerate(pauses_s):
             self.clock.sleep_until(start_s + at_s)
             on_pause(i)
