@@ -40,7 +40,9 @@ def static_steady(model: str, rate: float, freq_mhz: float, batch: int, *, warmu
     """Serve one stream through a static batcher (no max wait); measure the completions after the warm-up."""
     sim = open_sim(BOARD, model=model, seed=seed)
     sim.device.set_freq_mhz(freq_mhz)
-    todo = stream(Workload(arrivals="poisson", rate_per_s=rate, output_tokens=OUTPUT_TOKENS), warmup + requests, seed)
+    todo = stream(
+        Workload(arrivals="poisson", rate_per_s=rate, output_tokens=OUTPUT_TOKENS), warmup + requests + 2 * batch, seed
+    )
     batcher: StaticBatcher[Request] = StaticBatcher(batch)
     served: list[ServedBatch] = []
     completed, i, window = 0, 0, None
@@ -58,6 +60,8 @@ def static_steady(model: str, rate: float, freq_mhz: float, batch: int, *, warmu
             if window is not None:
                 served.append(done)
             continue
+        if i == len(todo):  # the stream ran out: what was served is the window
+            break
         sim.clock.sleep_until(todo[i].arrival_s)
     window.end()
     return summarize(served, window=window, energy_scope="total", batch_size=batch)
