@@ -1,13 +1,13 @@
 """What `edpilot serve --engine openai:…` costs in front of llama-cpp-python's server (Gemma 3 270M, CPU).
 
-    python benchmarks/gateway_stream.py [--requests 20] [--concurrency 1] [--max-tokens 32] [--threads 2]
+    python benchmarks/gateway_stream.py [--rounds 20] [--max-tokens 32] [--threads 2]
 
-Starts llama-cpp-python's OpenAI server on a loopback port with the packaged Gemma 3 270M Q4_K_M GGUF, then
-serves the same closed-loop load (`--concurrency` clients, each sending its next request when the last one
-ended, streamed) three ways: straight to that server, through the gateway with static batching (batch =
-concurrency, max wait 50 ms) and through the gateway with continuous batching (slots = concurrency). Each
-client measures on the wall clock: latency (request to the last chunk), TTFT (request to the first chunk with
-text). Throughput is requests ÷ wall time of the whole load. Needs the `[gemma]` extra and
+Starts llama-cpp-python's OpenAI server on a loopback port with the packaged Gemma 3 270M Q4_K_M GGUF
+(`--interrupt_requests False`) and two gateways in front of it: `edpilot serve --engine openai:…` with static
+batching (batch 1) and with continuous batching (1 slot). Each round sends one streamed request down each path,
+one at a time, in a rotating order, so that the load of a shared machine falls on all three alike. The client
+measures on the wall clock: latency (request to the last chunk), TTFT (request to the first chunk with text).
+Throughput is requests ÷ the time they took (one request at a time). Needs the `[gemma]` extra and
 `llama-cpp-python[server]`.
 """
 
@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -84,29 +83,36 @@ def one(client: openai.OpenAI, model: str, max_tokens: int) -> tuple[float, floa
     return time.monotonic() - start, ttft
 
 
-def load(url: str, model: str, *, requests: int, concurrency: int, max_tokens: int) -> dict[str, float]:
-    """Closed-loop load: `concurrency` clients share `requests` requests."""
-    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=300)
-    one(client, model, 4)  # warm the connection and the model
-    start = time.monotonic()
-    with ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(lambda _: one(client, model, max_tokens), range(requests)))
-    wall = time.monotonic() - start
-    lat = np.array([r[0] for r in results])
-    ttft = np.array([r[1] for r in results if r[1] is not None])
-    return {
-        "throughput": requests / wall,
-        "p50": float(np.percentile(lat, 50)),
-        "p95": float(np.percentile(lat, 95)),
-        "ttft50": float(np.percentile(ttft, 50)),
-        "ttft95": float(np.percentile(ttft, 95)),
+def measure(paths: dict[str, tuple[str, str]], *, rounds: int, max_tokens: int) -> dict[str, dict[str, float]]:
+    """Each round sends one streamed request down every path, one after another, in a rotating order."""
+    clients = {
+        name: openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=600)
+        for name, (url, _) in paths.items()
     }
+    names = list(paths)
+    for name in names:
+        one(clients[name], paths[name][1], 4)  # warm the connection and the model
+    results: dict[str, list[tuple[float, float | None]]] = {name: [] for name in names}
+    for i in range(rounds):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            results[name].append(one(clients[name], paths[name][1], max_tokens))
+    out = {}
+    for name, rows in results.items():
+        lat = np.array([r[0] for r in rows])
+        ttft = np.array([r[1] for r in rows if r[1] is not None])
+        out[name] = {
+            "throughput": len(lat) / lat.sum(),
+            "p50": float(np.percentile(lat, 50)),
+            "p95": float(np.percentile(lat, 95)),
+            "ttft50": float(np.percentile(ttft, 50)),
+            "ttft95": float(np.percentile(ttft, 95)),
+        }
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20)
-    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -114,31 +120,34 @@ def main() -> None:
     procs = [upstream]
     try:
         model = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
-        rows = {"direct": load(url, model, requests=args.requests, concurrency=args.concurrency,
-                               max_tokens=args.max_tokens)}  # fmt: skip
+        paths = {"direct": (url, model)}
         for batching in ("static", "continuous"):
-            proc, gw = start_gateway(url, batching, args.concurrency)
+            proc, gateway = start_gateway(url, batching, 1)
             procs.append(proc)
-            rows[f"gateway {batching}"] = load(
-                gw, "gemma", requests=args.requests, concurrency=args.concurrency, max_tokens=args.max_tokens
-            )
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+            paths[f"gateway {batching}"] = (gateway, "gemma")
+        rows = measure(paths, rounds=args.rounds, max_tokens=args.max_tokens)
         base = rows["direct"]
-        print(f"concurrency {args.concurrency}, {args.requests} requests of {args.max_tokens} tokens, "
-              f"{args.threads} threads")  # fmt: skip
-        print("| path | req/s | vs direct | p50 latency (s) | p95 latency (s) | p50 TTFT (ms) | p95 TTFT (ms) |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+        print(f"{args.rounds} rounds, one request at a time, {args.max_tokens} tokens, {args.threads} threads")
+        print(
+            "| path | req/s | vs direct | p50 latency (s) | p50 vs direct (ms) | p95 latency (s) | p50 TTFT (ms) |"
+            " p50 TTFT vs direct (ms) | p95 TTFT (ms) |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for name, r in rows.items():
             print(
                 f"| {name} | {r['throughput']:.3f} | {r['throughput'] / base['throughput'] - 1:+.1%} | {r['p50']:.3f}"
-                f" | {r['p95']:.3f} | {1000 * r['ttft50']:.0f} | {1000 * r['ttft95']:.0f} |"
+                f" | {1000 * (r['p50'] - base['p50']):+.0f} | {r['p95']:.3f} | {1000 * r['ttft50']:.0f}"
+                f" | {1000 * (r['ttft50'] - base['ttft50']):+.0f} | {1000 * r['ttft95']:.0f} |"
             )
     finally:
         for proc in procs:
             if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 if __name__ == "__main__":
