@@ -102,6 +102,7 @@ def measure(paths: dict[str, tuple[str, str]], *, rounds: int, max_tokens: int) 
         ttft = np.array([r[1] for r in rows if r[1] is not None])
         out[name] = {
             "throughput": len(lat) / lat.sum(),
+            "max": float(lat.max()),
             "p50": float(np.percentile(lat, 50)),
             "p95": float(np.percentile(lat, 95)),
             "ttft50": float(np.percentile(ttft, 50)),
@@ -130,14 +131,14 @@ def main() -> None:
         print(f"{args.rounds} rounds, one request at a time, {args.max_tokens} tokens, {args.threads} threads")
         print(
             "| path | req/s | vs direct | p50 latency (s) | p50 vs direct (ms) | p95 latency (s) | p50 TTFT (ms) |"
-            " p50 TTFT vs direct (ms) | p95 TTFT (ms) |"
+            " p50 TTFT vs direct (ms) | p95 TTFT (ms) | slowest (s) |"
         )
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for name, r in rows.items():
             print(
                 f"| {name} | {r['throughput']:.3f} | {r['throughput'] / base['throughput'] - 1:+.1%} | {r['p50']:.3f}"
                 f" | {1000 * (r['p50'] - base['p50']):+.0f} | {r['p95']:.3f} | {1000 * r['ttft50']:.0f}"
-                f" | {1000 * (r['ttft50'] - base['ttft50']):+.0f} | {1000 * r['ttft95']:.0f} |"
+                f" | {1000 * (r['ttft50'] - base['ttft50']):+.0f} | {1000 * r['ttft95']:.0f} | {r['max']:.2f} |"
             )
     finally:
         for proc in procs:
