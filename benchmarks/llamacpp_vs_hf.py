@@ -5,8 +5,8 @@
         [--out-dir profiles]
 
 Each engine serves one untimed warm-up batch per batch size, then `--repeats` timed batches of identical
-synthetic prompts with a fixed output length. Writes one latency-only profile table per engine (DESIGN.md
-format; `energy_j` is empty: this CPU has no energy meter) and prints a markdown table.
+synthetic prompts with a fixed output length. Writes one latency-only profile table per engine (the format of
+`edpilot.sim.profile`; `energy_j` is empty: this CPU has no energy meter) and prints a markdown table.
 """
 
 from __future__ import annotations

@@ -1,13 +1,25 @@
-"""Turn the CLI's spec strings into a device and an engine (through their registries), and the grid to search."""
+"""Turn spec strings into a device and an engine (through their registries), and the grid to search.
+
+    with open_device("sim:orin-agx-32gb") as device, open_engine("sim", device=device) as engine:
+        ...                                # clocks are put back and both are closed when the block ends
+
+`open_device`/`open_engine` are the library's way in (`edpilot.open_device`); `open_backends` opens both for
+the CLI's commands; `grid(device)` is the grid a session searches.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 from edpilot.clock import Clock
-from edpilot.engine import Engine, EngineOptions, open_engine
+from edpilot.engine import Engine, EngineOptions
+from edpilot.engine import open_engine as open_engine_unguarded
 from edpilot.errors import ConfigError, ProfileError
-from edpilot.hardware import Device, DeviceOptions, open_device
+from edpilot.hardware import Device, DeviceOptions, guarded
+from edpilot.hardware import open_device as open_device_unguarded
 from edpilot.sim import ProfileModel, ProfileTable, SimDevice
 from edpilot.space import (
     PAPER_BATCH_SIZES,
@@ -63,8 +75,8 @@ def open_backends(
     clock (the live server); without it simulated time jumps.
     """
     simulated = device.partition(":")[0] == "sim"
-    if simulated and engine != "sim":
-        raise ConfigError(f"the simulated device runs only the sim engine, not {engine!r}")
+    if simulated:
+        _check_sim_engine(engine)
     if profile is not None and not simulated:
         raise ConfigError("--profile only applies to --device sim")
     if sim_speed is not None and not simulated:
@@ -79,20 +91,70 @@ def open_backends(
         profile=profile,
         sim_speed=sim_speed,
     )
-    opened = open_device(device, options)
+    opened = open_device_unguarded(device, options)
     try:
         engine_opts = replace(engine_options or EngineOptions(seed=seed), sim_model=model)
-        eng = open_engine(engine, engine_opts, opened)
+        eng = open_engine_unguarded(engine, engine_opts, opened)
     except BaseException:
         opened.close()
         raise
-    table = opened.model.table if isinstance(opened, SimDevice) and isinstance(opened.model, ProfileModel) else None
-    return Backends(opened, eng, table)
+    return Backends(opened, eng, profile_table(opened))
+
+
+@contextlib.contextmanager
+def open_device(spec: str = "sim", *, options: DeviceOptions | None = None, **fields: Any) -> Iterator[Device]:
+    """Open a device by spec (`sim[:BOARD]`, `jetson`, `nvml[:INDEX]`, `cpu`) for the block; clocks always restored.
+
+    `fields` are `DeviceOptions` fields (`dry_run=True`, `read_only=True`, `rails=("VDD_GPU_SOC",)`,
+    `sysfs_root=...`, `model=...`, `profile="table.csv"`, `seed=...`). When the block ends — normally, by an
+    exception, Ctrl-C, SIGTERM or SIGHUP — every clock the device changed is put back and it is closed.
+    Raises ConfigError (bad spec), DeviceError / PermissionDenied (the device cannot be opened).
+    """
+    opened = open_device_unguarded(spec, options or DeviceOptions(**fields))
+    with guarded(opened) as device:
+        yield device
+
+
+@contextlib.contextmanager
+def open_engine(
+    spec: str = "sim", *, device: Device | None = None, options: EngineOptions | None = None, **fields: Any
+) -> Iterator[Engine]:
+    """Open an engine by spec (`sim`, `hf:PRESET|PATH`, `llamacpp:FILE.gguf|gemma-3-270m`, `openai:URL`) for the block.
+
+    `fields` are `EngineOptions` fields (`threads=2`, `torch_device="cpu"`, `model_name=...`). `sim` needs the
+    `device` it runs on; a simulated device runs only `sim`. The engine is closed when the block ends.
+    Raises ConfigError (bad spec) and EngineError (a model that cannot be loaded, a missing extra).
+    """
+    if isinstance(device, SimDevice):
+        _check_sim_engine(spec)
+    opened = open_engine_unguarded(spec, options or EngineOptions(**fields), device)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _check_sim_engine(engine: str) -> None:
+    if engine != "sim":
+        raise ConfigError(f"the simulated device runs only the sim engine, not {engine!r}")
+
+
+def profile_table(device: Device) -> ProfileTable | None:
+    """The profile table a simulated device replays, or None (the analytic model, or a real device)."""
+    if isinstance(device, SimDevice) and isinstance(device.model, ProfileModel):
+        return device.model.table
+    return None
 
 
 def build_space(backends: Backends, *, freqs: str | None = None, batches: str | None = None) -> ConfigSpace:
+    """The grid of `backends` (see `grid`)."""
+    return grid(backends.device, profile=backends.profile, freqs=freqs, batches=batches)
+
+
+def grid(
+    device: Device, *, profile: ProfileTable | None = None, freqs: str | None = None, batches: str | None = None
+) -> ConfigSpace:
     """The grid: the paper's (7 spread levels × batch 4..28) or the profile's, narrowed by --freqs/--batches."""
-    device, table = backends.device, backends.profile
     levels, caps = device.freqs_mhz(), device.capabilities
     if not caps.can_set_clocks and not caps.dry_run:
         if freqs is not None:
@@ -102,18 +164,18 @@ def build_space(backends: Backends, *, freqs: str | None = None, batches: str | 
             )
         freqs_mhz: tuple[float | None, ...] = (device.current_freq_mhz(),)
     elif freqs is None:
-        freqs_mhz = table.freqs_mhz if table else spread_levels(levels, PAPER_FREQ_LEVELS)
+        freqs_mhz = profile.freqs_mhz if profile else spread_levels(levels, PAPER_FREQ_LEVELS)
     elif freqs.strip() == "all":
         freqs_mhz = tuple(levels)
     else:
         freqs_mhz = match_levels(parse_number_list(freqs, what="--freqs"), levels)
     if batches is None:
-        batch_sizes = table.batch_sizes if table else PAPER_BATCH_SIZES
+        batch_sizes = profile.batch_sizes if profile else PAPER_BATCH_SIZES
     else:
         batch_sizes = parse_batch_sizes(batches)
     space = ConfigSpace(freqs_mhz, batch_sizes)
-    if table is not None:
-        recorded = set(table.configs)
+    if profile is not None:
+        recorded = set(profile.configs)
         missing = [c for c in space if (c.freq_mhz, c.batch_size) not in recorded]
         if missing:
             raise ProfileError(

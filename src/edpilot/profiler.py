@@ -1,4 +1,4 @@
-"""Measure every config of a grid N times and keep the samples as a profile table (DESIGN.md format).
+"""Measure every config of a grid N times and keep the samples as a profile table (the format of `edpilot.sim.profile`).
 
 Each sample is one saturated batch of b requests: its service time and the device energy during it. A
 meter that updates slowly (NVML: ~100 ms; Jetson INA3221: ~430 ms averaging) cannot measure one short

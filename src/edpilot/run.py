@@ -1,8 +1,8 @@
 """A tuning run assembled from what the user asked: backends, workload, grid, session and run-log header.
 
-`TuneRequest` holds the parsed options (validated here, so bad numbers never reach a device);
-`prepare(request)` opens the backends and `start_session(...)` builds the grid, the session and writes
-the header. The `tune` and `serve` commands are thin wrappers around these.
+`WorkloadRequest` and `SearchRequest` hold the parsed options (validated here, so bad numbers never reach a
+device); `edpilot.backends.open_backends` opens the device and engine, and `start_session(...)` builds the grid,
+the session and writes the header. The `tune` and `serve` commands are thin wrappers around these.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edpilot import __version__
-from edpilot.backends import Backends, build_space
+from edpilot.backends import Backends, grid
 from edpilot.errors import ConfigError
+from edpilot.hardware import Device
 from edpilot.objective import ENERGY_SCOPES, EnergyScope, Objective, parse_objective
 from edpilot.runlog import RunHeader, RunLog
 from edpilot.search import DEFAULT_STRATEGY, strategy_class
 from edpilot.serving.traffic import Traffic
+from edpilot.sim import ProfileTable
 from edpilot.space import parse_config
 from edpilot.tuner import SessionSettings, TuningSession
 from edpilot.workload import RequestSource, TraceWorkload, Workload, read_trace
@@ -126,6 +128,68 @@ def resolve_paper(
     return PAPER_OBJECTIVE, PAPER_ENERGY_SCOPE, rails or list(PAPER_RAILS)
 
 
+def session_settings(device: Device, search: SearchRequest, *, profile: ProfileTable | None = None) -> SessionSettings:
+    """The grid of `device` (or the replayed `profile`), the baseline and the search settings of a session."""
+    space = grid(device, profile=profile, freqs=search.freqs, batches=search.batches)
+    baseline = space.validate(parse_config(search.baseline)) if search.baseline else space.baseline()
+    if baseline.freq_mhz is None and search.baseline:
+        raise ConfigError(f"{device.name} has no clock knob: --baseline cannot name a frequency")
+    return SessionSettings(
+        space=space,
+        objective=search.parsed_objective,
+        strategy=search.strategy,
+        baseline=baseline,
+        energy_scope=search.energy_scope,  # type: ignore[arg-type]
+        idle_power_w=profile.idle_power_w if profile and profile.has_energy else None,
+        seed=search.seed,
+        slo_p95_s=search.slo_p95_s,
+        power_cap_w=search.power_cap_w,
+        slo_ttft_p95_s=search.slo_ttft_p95_s,
+    )
+
+
+def run_header(
+    settings: SessionSettings,
+    search: SearchRequest,
+    traffic: Traffic,
+    *,
+    device: dict[str, object],
+    engine: dict[str, object],
+    model: str | None,
+    mode: str,
+    workload_name: str,
+    output_tokens: float | None,
+) -> RunHeader:
+    """The run log's first record: what ran, on what, searched how."""
+    space, baseline = settings.space, settings.baseline
+    model = str(engine.get("model") or model or "") or None
+    return RunHeader(
+        version=__version__,
+        device=device,
+        engine=engine,
+        model=model,
+        arrivals=workload_name,
+        arrival_rate_per_s=traffic.rate_per_s if traffic.arrivals != "saturated" else None,
+        output_tokens=output_tokens,
+        objective=str(search.parsed_objective),
+        energy_scope=search.energy_scope,
+        strategy=search.strategy,
+        budget=search.budget if mode == "tune" else None,
+        seed=search.seed,
+        freqs_mhz=list(space.freqs_mhz),
+        batch_sizes=list(space.batch_sizes),
+        baseline={"freq_mhz": baseline.freq_mhz, "batch_size": baseline.batch_size},
+        mode=mode,
+        extra={
+            "slo_p95_s": search.slo_p95_s,
+            "slo_ttft_p95_s": search.slo_ttft_p95_s,
+            "power_cap_w": search.power_cap_w,
+            "max_wait_s": search.max_wait_s,
+            "batching": search.batching,
+        },
+    )
+
+
 def start_session(
     backends: Backends,
     search: SearchRequest,
@@ -138,50 +202,19 @@ def start_session(
     output_tokens: float | None,
 ) -> TuningSession:
     """Build the grid and the session for `backends`, and write the run log's header."""
-    space = build_space(backends, freqs=search.freqs, batches=search.batches)
-    baseline = space.validate(parse_config(search.baseline)) if search.baseline else space.baseline()
-    if baseline.freq_mhz is None and search.baseline:
-        raise ConfigError(f"{backends.device.name} has no clock knob: --baseline cannot name a frequency")
-    settings = SessionSettings(
-        space=space,
-        objective=search.parsed_objective,
-        strategy=search.strategy,
-        baseline=baseline,
-        energy_scope=search.energy_scope,  # type: ignore[arg-type]
-        idle_power_w=backends.profile.idle_power_w if backends.profile and backends.profile.has_energy else None,
-        seed=search.seed,
-        slo_p95_s=search.slo_p95_s,
-        power_cap_w=search.power_cap_w,
-        slo_ttft_p95_s=search.slo_ttft_p95_s,
+    settings = session_settings(backends.device, search, profile=backends.profile)
+    header = run_header(
+        settings,
+        search,
+        traffic,
+        device=backends.device.describe(),
+        engine=backends.engine.describe(),
+        model=model,
+        mode=mode,
+        workload_name=workload_name,
+        output_tokens=output_tokens,
     )
-    engine_info = backends.engine.describe()
-    run_log.write(
-        RunHeader(
-            version=__version__,
-            device=backends.device.describe(),
-            engine=engine_info,
-            model=str(engine_info.get("model") or model),
-            arrivals=workload_name,
-            arrival_rate_per_s=traffic.rate_per_s if traffic.arrivals != "saturated" else None,
-            output_tokens=output_tokens,
-            objective=str(search.parsed_objective),
-            energy_scope=search.energy_scope,
-            strategy=search.strategy,
-            budget=search.budget if mode == "tune" else None,
-            seed=search.seed,
-            freqs_mhz=list(space.freqs_mhz),
-            batch_sizes=list(space.batch_sizes),
-            baseline={"freq_mhz": baseline.freq_mhz, "batch_size": baseline.batch_size},
-            mode=mode,
-            extra={
-                "slo_p95_s": search.slo_p95_s,
-                "slo_ttft_p95_s": search.slo_ttft_p95_s,
-                "power_cap_w": search.power_cap_w,
-                "max_wait_s": search.max_wait_s,
-                "batching": search.batching,
-            },
-        )
-    )
+    run_log.write(header)
     return TuningSession(settings, traffic, run_log=run_log)
 
 

@@ -128,6 +128,27 @@ def parse_number_list(text: str, *, what: str) -> list[float]:
     return values
 
 
+def parse_knob_levels(
+    text: str, levels_mhz: Sequence[float], *, option: str, read_only_reason: str | None = None
+) -> tuple[float, ...]:
+    """The levels a grid option such as `--emcs all|LIST` picks of a knob: 'all' or a list, each an exact level.
+
+    A knob that cannot be turned (`read_only_reason`) or has no levels cannot be searched: ConfigError saying why.
+    """
+    if read_only_reason is not None:
+        raise ConfigError(f"{option} cannot be searched: {read_only_reason}")
+    if not levels_mhz:
+        raise ConfigError(f"{option} cannot be searched: this device lists no levels for it")
+    if text.strip() == "all":
+        return tuple(sorted(levels_mhz))
+    wanted = parse_number_list(text, what=option)
+    try:
+        picked = match_levels(wanted, levels_mhz)
+    except ConfigError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+    return tuple(sorted(set(picked)))
+
+
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
     """Parse '4,8,16' into whole batch sizes >= 1."""
     values = parse_number_list(text, what="--batches")

@@ -1,7 +1,9 @@
 """A faithful fake of a Jetson's sysfs tree (real file names, units and labels) and a fake kernel thread.
 
-The kernel thread plays devfreq (cur_freq follows min/max) and the INA3221 (power files change over
-time along a known waveform), writing every file atomically as sysfs reads are atomic.
+The kernel thread plays devfreq (cur_freq follows min/max), the BPMP's memory clock (debugfs
+`bpmp/debug/clk/emc`: with mrq_rate_locked 0 the kernel's DVFS sets `rate`; with 1 a written rate holds if it is
+in the EMC table and not above max_rate, else it is silently dropped, as the BPMP does) and the INA3221 (power
+files change over time along a known waveform), writing every file atomically as sysfs reads are atomic.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ ORIN_LEVELS_HZ = [
     1236750000,
     1300500000,
 ]
+
+# AGX Orin's EMC table, as `bpmp/debug/emc/possible_rates` lists it (kHz); the clock's files hold Hz.
+AGX_ORIN_EMC_KHZ = [204000, 665600, 2133000, 3199000]
+EMC_DVFS_HZ = 2133000000  # where the kernel's DVFS holds the memory clock while it is not locked
+EMC_SOURCES = ("possible_rates", "available_rates", "tables", "none")
 
 # (chip, [(label, mV, mA), ...]) as on an AGX Orin: no input rail; NC channels are not connected.
 AGX_ORIN_RAILS = [
@@ -57,6 +64,36 @@ class FakeJetson:
     _thread: threading.Thread | None = None
     waveform: object = None  # callable t_s -> mA on the driven rail, or None for constant
     t0: float = 0.0  # monotonic time the waveform starts at
+    emc: Path | None = None  # sys/kernel/debug/bpmp/debug/clk/emc, if the tree has a memory clock
+    emc_dvfs_hz: int = EMC_DVFS_HZ
+    emc_levels_hz: tuple[int, ...] = tuple(khz * 1000 for khz in AGX_ORIN_EMC_KHZ)
+    _emc_held_hz: int = EMC_DVFS_HZ
+
+    def read_emc(self, name: str) -> str:
+        """A memory-clock file, a write in flight waited out as for devfreq."""
+        assert self.emc is not None
+        for _ in range(1000):
+            text = (self.emc / name).read_text().strip()
+            if text:
+                return text
+            time.sleep(0.001)
+        return text
+
+    def _play_bpmp(self) -> None:
+        assert self.emc is not None
+        locked, rate = (self.emc / "mrq_rate_locked").read_text().strip(), (self.emc / "rate").read_text().strip()
+        if not (locked and rate):  # a write in flight
+            return
+        if locked == "0":
+            if int(rate) != self.emc_dvfs_hz and (self.emc / "mrq_rate_locked").read_text().strip() == "0":
+                put(self.emc / "rate", self.emc_dvfs_hz)
+            self._emc_held_hz = self.emc_dvfs_hz
+        elif int(rate) != self._emc_held_hz:
+            max_hz = int((self.emc / "max_rate").read_text().strip())
+            if int(rate) in self.emc_levels_hz and int(rate) <= max_hz:
+                self._emc_held_hz = int(rate)
+            else:
+                put(self.emc / "rate", self._emc_held_hz)
 
     def read(self, name: str) -> str:
         """A devfreq file as sysfs would show it: a write in flight (truncated, not yet written) is waited out."""
@@ -79,6 +116,11 @@ class FakeJetson:
                     continue
                 if not lo <= cur <= hi:
                     put(self.devfreq / "cur_freq", min(max(cur, lo), hi))
+                if self.emc is not None:
+                    try:
+                        self._play_bpmp()
+                    except (ValueError, OSError):
+                        pass
                 if self.waveform is not None:
                     put(self.gpu_rail_current, int(round(self.waveform(time.monotonic() - t0))))
 
@@ -92,8 +134,20 @@ class FakeJetson:
             self._thread.join()
 
 
-def build_tree(root: Path, *, jetpack: int = 5, rails=AGX_ORIN_RAILS, interval_ms: int = 430) -> FakeJetson:
-    """Create the files of a Jetson AGX Orin (JetPack 5 or 6) under `root`."""
+def build_tree(
+    root: Path,
+    *,
+    jetpack: int = 5,
+    rails=AGX_ORIN_RAILS,
+    interval_ms: int = 430,
+    debugfs: str = "mounted",
+    emc_levels: str = "possible_rates",
+) -> FakeJetson:
+    """Create the files of a Jetson AGX Orin (JetPack 5 or 6) under `root`.
+
+    `debugfs`: "mounted" (with the BPMP memory clock), "unmounted" (an empty mount point) or "no-emc" (mounted,
+    no BPMP clock). `emc_levels`: where the EMC table is listed (one of EMC_SOURCES; "none" lists it nowhere).
+    """
     if jetpack == 5:
         gpu_dev = root / "sys/devices/17000000.ga10b"
         node = "17000000.ga10b"
@@ -124,7 +178,29 @@ def build_tree(root: Path, *, jetpack: int = 5, rails=AGX_ORIN_RAILS, interval_m
         put(hwmon / "update_interval", interval_ms)
         put(hwmon / "name", "ina3221")
         hwmons.append(hwmon)
-    return FakeJetson(root=root, devfreq=devfreq, hwmons=hwmons, gpu_rail_current=hwmons[0] / "curr1_input")
+    fake = FakeJetson(root=root, devfreq=devfreq, hwmons=hwmons, gpu_rail_current=hwmons[0] / "curr1_input")
+    debug = root / "sys/kernel/debug"
+    debug.mkdir(parents=True, exist_ok=True)
+    if debugfs == "unmounted":
+        return fake
+    put(debug / "bpmp/debug/clk/gpc0clk/rate", ORIN_LEVELS_HZ[5])
+    if debugfs == "no-emc":
+        return fake
+    emc = debug / "bpmp/debug/clk/emc"
+    put(emc / "rate", EMC_DVFS_HZ)
+    put(emc / "min_rate", AGX_ORIN_EMC_KHZ[0] * 1000)
+    put(emc / "max_rate", AGX_ORIN_EMC_KHZ[-1] * 1000)
+    put(emc / "mrq_rate_locked", 0)
+    put(emc / "state", 1)
+    if emc_levels == "possible_rates":
+        put(debug / "bpmp/debug/emc/possible_rates", " ".join(map(str, AGX_ORIN_EMC_KHZ)) + " (kHz)")
+    elif emc_levels == "available_rates":
+        put(debug / "emc/available_rates", " ".join(str(khz * 1000) for khz in AGX_ORIN_EMC_KHZ))
+    elif emc_levels == "tables":
+        for khz in AGX_ORIN_EMC_KHZ:
+            (debug / f"bpmp/debug/emc/tables/regular/{khz}").mkdir(parents=True)
+    fake.emc = emc
+    return fake
 
 
 def sine_ma(mean_ma: float, amp_ma: float, period_s: float):

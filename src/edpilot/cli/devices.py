@@ -1,4 +1,4 @@
-"""`edpilot devices`, `edpilot apply` and `edpilot restore`: look at, pin and give back GPU clocks."""
+"""`edpilot devices`, `edpilot apply` and `edpilot restore`: look at, pin and give back GPU and memory clocks."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from rich.table import Table
 
 import edpilot.sim  # noqa: F401 - registers the sim device
 from edpilot.cli.common import console, err_console, handle_errors, print_json
-from edpilot.errors import ConfigError, DeviceError, EdpilotError
-from edpilot.hardware import DeviceOptions, RestoreFailed, guarded, open_device, restore_saved
+from edpilot.errors import ConfigError, DeviceError, EdpilotError, PermissionDenied
+from edpilot.hardware import Device, DeviceOptions, RestoreFailed, guarded, open_device, restore_saved
+from edpilot.hardware.base import EMC_KNOB
 from edpilot.hardware.devfreq import NoDevfreqNode
 from edpilot.hardware.guard import raise_if_signalled
 from edpilot.hardware.nvml_api import NvmlApi
@@ -63,6 +64,8 @@ def _probe(sysfs_root: str | None) -> tuple[list[dict[str, Any]], list[str]]:
 def _show(value: object) -> str:
     if isinstance(value, list) and value and all(isinstance(v, float) for v in value):
         return f"{len(value)} levels: {', '.join(f'{v:g}' for v in value)}"
+    if isinstance(value, dict) and "levels_mhz" in value:  # a knob: the memory clock
+        return "; ".join(f"{k} {_show(v)}" for k, v in value.items() if v is not None)
     if isinstance(value, dict):
         return ", ".join(f"{k} {'n/a' if v is None else f'{v:.2f} W'}" for k, v in value.items())
     return "n/a" if value is None else str(value)
@@ -105,56 +108,89 @@ def _best_from_run_log(path: Path) -> tuple[float, int]:
     return best.freq_mhz, best.batch_size
 
 
+def _emc_level(dev: Device, emc: float) -> float:
+    """The memory-clock level to pin, checked before anything changes (nothing is changed when it cannot be)."""
+    knob = next((k for k in dev.knobs() if k.name == EMC_KNOB), None)
+    if knob is None or not knob.levels or not knob.writable:
+        reason = "it has no memory clock knob" if knob is None else knob.read_only_reason
+        error = PermissionDenied if str(reason).startswith("no permission") else DeviceError
+        raise error(f"{dev.name} may not change the memory clock: {reason}. Nothing was changed")
+    if not (math.isfinite(emc) and emc > 0):
+        raise ConfigError(f"--emc must be a level in MHz (a finite number > 0), got {emc}")
+    nearest = min(knob.levels, key=lambda lv: abs(lv - emc))
+    if abs(nearest - emc) > 0.5:
+        raise ConfigError(f"--emc {emc:g} MHz is not a memory clock level of {dev.name}; the nearest is {nearest:g}")
+    return nearest
+
+
 @handle_errors
 def apply_command(
     device: Annotated[str, typer.Option(help="Device spec: jetson or nvml[:INDEX].")],
     freq: Annotated[float | None, typer.Option(help="GPU level to pin, in MHz (an exact level of the device).")] = None,
+    emc: Annotated[
+        float | None, typer.Option("--emc", help="Memory clock level to pin, in MHz (Jetson: e.g. 665.6, 3199).")
+    ] = None,
     from_log: Annotated[
         Path | None, typer.Option("--from", help="Pin the best config of this run log (tune --output).")
     ] = None,
     hold: Annotated[bool, typer.Option("--hold", help="Hold the level until Ctrl-C or SIGTERM, then undo it.")] = False,
     sysfs_root: SysfsRoot = None,
 ) -> None:
-    """Pin the GPU at a tuned level so your own engine runs there.
+    """Pin the GPU (and with --emc the memory clock) at a tuned level so your own engine runs there.
 
-    Without --hold the level stays pinned after edpilot exits; `edpilot restore` undoes it.
+    Without --hold the levels stay pinned after edpilot exits; `edpilot restore` undoes them.
     """
-    if (freq is None) == (from_log is None):
-        raise ConfigError("give either --freq MHZ or --from RUN.jsonl")
+    if (freq is not None and from_log is not None) or (freq is None and from_log is None and emc is None):
+        raise ConfigError("give either --freq MHZ or --from RUN.jsonl (and/or --emc MHZ for the memory clock)")
     batch_size = None
     if from_log is not None:
         freq, batch_size = _best_from_run_log(from_log)
-    assert freq is not None
-    if not (math.isfinite(freq) and freq > 0):
+    if freq is not None and not (math.isfinite(freq) and freq > 0):
         raise ConfigError(f"--freq must be a level in MHz (a finite number > 0), got {freq}")
     dev = open_device(device, DeviceOptions(sysfs_root=sysfs_root))
-    levels = dev.freqs_mhz()
-    if not levels:
+    level: float | None = None
+    emc_level: float | None = None
+    try:
+        if freq is not None:
+            levels = dev.freqs_mhz()
+            if not levels:
+                raise DeviceError(f"{dev.name} has no frequency levels to pin")
+            level = min(levels, key=lambda lv: abs(lv - freq))
+            if abs(level - freq) > 0.5:
+                raise ConfigError(f"{freq:g} MHz is not a level of {dev.name}; the nearest level is {level:g} MHz")
+        if emc is not None:
+            emc_level = _emc_level(dev, emc)
+    except EdpilotError:
         dev.close()
-        raise DeviceError(f"{dev.name} has no frequency levels to pin")
-    level = min(levels, key=lambda lv: abs(lv - freq))
-    if abs(level - freq) > 0.5:
-        dev.close()
-        raise ConfigError(f"{freq:g} MHz is not a level of {dev.name}; the nearest level is {level:g} MHz")
+        raise
+    parts = ([] if level is None else [f"{level:g} MHz"]) + ([] if emc_level is None else [f"memory {emc_level:g} MHz"])
+    what = ", ".join(parts)
+
+    def pin() -> None:
+        if level is not None:
+            dev.set_freq_mhz(level)
+        if emc_level is not None:
+            dev.set_knob(EMC_KNOB, emc_level)
+
     if hold:
         with guarded(dev):
-            dev.set_freq_mhz(level)
+            pin()
             with contextlib.suppress(OSError):  # a hung-up terminal must not stop the hold
-                err_console.print(f"pinned {dev.name} at {level:g} MHz; holding until Ctrl-C or SIGTERM")
+                err_console.print(f"pinned {dev.name} at {what}; holding until Ctrl-C or SIGTERM")
             while True:  # wake often: a signal whose exception was lost (raised in a finaliser) still ends the hold
                 raise_if_signalled()
                 dev.clock.sleep_until(dev.clock.now_s() + HOLD_POLL_S)
     try:
         with guarded(dev, keep_on_success=True):
-            dev.set_freq_mhz(level)
+            pin()
     except RestoreFailed:
         raise
     except EdpilotError as exc:
         raise DeviceError(
-            f"could not pin {dev.name} at {level:g} MHz: {exc}. Nothing is left changed (what was written has "
+            f"could not pin {dev.name} at {what}: {exc}. Nothing is left changed (what was written has "
             "been put back), so `edpilot restore` has nothing to undo"
         ) from None
-    console.print(f"pinned {dev.name} at {level:g} MHz; undo with: edpilot restore")
+    console.print(f"pinned {dev.name} at {what}; undo with: edpilot restore")
     if batch_size is not None:
         console.print(f"set your engine's batch size to {batch_size} (the best config in {from_log})")
 

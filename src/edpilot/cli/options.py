@@ -16,7 +16,8 @@ DeviceOpt = Annotated[
 EngineOpt = Annotated[
     str,
     typer.Option(
-        help="Engine: sim (modelled batches), hf:PRESET|PATH|FILE.gguf (transformers), openai:URL (a server)."
+        help="Engine: sim (modelled batches), hf:PRESET|PATH|FILE.gguf (transformers), "
+        "llamacpp:FILE.gguf|gemma-3-270m (llama.cpp in process), openai:URL (a server)."
     ),
 ]
 ModelOpt = Annotated[str, typer.Option(help="Model the sim engine models: llama-3.2-1b, qwen2.5-3b.")]

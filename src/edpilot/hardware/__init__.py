@@ -5,35 +5,42 @@
     device = open_device("cpu", DeviceOptions())
 
 Backends register themselves (`register_device`); `sim` does so from `edpilot.sim`. A device declares what it
-can do in `device.capabilities`. Every clock change takes an exclusive per-device lock and saves the original
-state first (`edpilot.hardware.state`); `restore()` undoes it, `restore_saved()` undoes what a killed run left.
+can do in `device.capabilities` and the knobs it has in `device.knobs()` (`gpu_mhz`, on a Jetson also `emc_mhz`,
+the memory clock). Every knob change takes an exclusive per-device lock and saves that knob's original state
+first (`edpilot.hardware.undo.KnobGuard`); `restore()` undoes it, `restore_saved()` undoes what a killed run left,
+both through one registry of restorers keyed by the state's kind (`register_restorer`).
 Raises DeviceError / PermissionDenied / ConfigError.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import edpilot.hardware.emc  # noqa: F401 - registers the memory clock's restorer
 from edpilot.errors import ConfigError
-from edpilot.hardware.base import Device, DeviceCapabilities
+from edpilot.hardware.base import Device, DeviceCapabilities, Knob
 from edpilot.hardware.guard import RestoreFailed, guarded
 from edpilot.hardware.restore import RestoreOutcome, restore_saved
 from edpilot.hardware.state import StateStore
+from edpilot.hardware.undo import RestoreContext, register_restorer, restorer_kinds
 
 __all__ = [
     "Device",
     "DeviceCapabilities",
     "DeviceOptions",
+    "Knob",
     "RestoreFailed",
     "RestoreOutcome",
     "device_kinds",
     "guarded",
     "open_device",
     "register_device",
+    "register_restorer",
     "restore_saved",
+    "restorer_kinds",
 ]
 
 
@@ -135,3 +142,12 @@ def _open_cpu(spec: str, options: DeviceOptions) -> Device:
 register_device("jetson", _open_jetson, usage="jetson")
 register_device("nvml", _open_nvml, usage="nvml[:INDEX]")
 register_device("cpu", _open_cpu, usage="cpu")
+
+
+def _restore_nvml(saved: Mapping[str, Any], context: RestoreContext) -> int:
+    from edpilot.hardware.nvml import restore_nvml
+
+    return restore_nvml(dict(saved), nvml=context.nvml_api())
+
+
+register_restorer("nvml", _restore_nvml)

@@ -1,4 +1,4 @@
-"""The Device interface every hardware backend implements, and the capabilities it declares."""
+"""The Device interface every hardware backend implements, the capabilities and the knobs it declares."""
 
 from __future__ import annotations
 
@@ -26,8 +26,65 @@ class DeviceCapabilities:
             raise ValueError("a device that cannot set clocks must say why")
 
 
+GPU_KNOB = "gpu_mhz"
+EMC_KNOB = "emc_mhz"
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One clock a device declares: its name (`gpu_mhz`, `emc_mhz`), exact levels, and whether it may be turned.
+
+    A knob that cannot be turned says why (`read_only_reason`: what to do, in one line); a knob whose levels could
+    not even be read has no levels. `levels_source` names where the levels came from (a file, a table).
+    """
+
+    name: str
+    unit: str
+    levels: tuple[float, ...]
+    writable: bool
+    read_only_reason: str | None = None
+    levels_source: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "levels", tuple(sorted(self.levels)))
+        if self.writable and (self.read_only_reason is not None or not self.levels):
+            raise ValueError(f"a writable knob {self.name} has levels and no read-only reason")
+        if not self.writable and not self.read_only_reason:
+            raise ValueError(f"a knob {self.name} that may not be turned must say why")
+
+    def level(self, value: float, *, tolerance: float = 0.5) -> float:
+        """The exact level within `tolerance` of `value`; DeviceError naming the nearest level otherwise."""
+        if not self.levels:
+            raise DeviceError(f"{self.name} has no levels: {self.read_only_reason}")
+        nearest = min(self.levels, key=lambda lv: abs(lv - value))
+        if not abs(nearest - value) <= tolerance:
+            raise DeviceError(f"{value:g} {self.unit} is not a level of {self.name}; the nearest is {nearest:g}")
+        return nearest
+
+
+class HasGpuLevels(Protocol):
+    """What `gpu_knob` reads of a device."""
+
+    @property
+    def capabilities(self) -> DeviceCapabilities: ...
+
+    def freqs_mhz(self) -> tuple[float, ...]: ...
+
+
+def gpu_knob(device: HasGpuLevels) -> Knob:
+    """The GPU clock as a knob, from a device's levels and capabilities."""
+    caps = device.capabilities
+    return Knob(
+        GPU_KNOB,
+        "MHz",
+        device.freqs_mhz(),
+        writable=caps.can_set_clocks,
+        read_only_reason=None if caps.can_set_clocks else caps.read_only_reason,
+    )
+
+
 class Device(Protocol):
-    """A GPU with a frequency knob and (maybe) an energy meter.
+    """A GPU with a frequency knob (maybe more knobs: `knobs()`) and (maybe) an energy meter.
 
     `energy_j()` returns None when energy could not be measured (no meter, a failed read): never a fake
     or held value. `restore()` undoes only what this device object changed.
@@ -47,6 +104,18 @@ class Device(Protocol):
 
     def set_freq_mhz(self, freq_mhz: float) -> None:
         """Pin the GPU at `freq_mhz` (one of `freqs_mhz()`); a dry run only logs it."""
+        ...
+
+    def knobs(self) -> tuple[Knob, ...]:
+        """Every knob this device declares, the GPU clock first."""
+        ...
+
+    def knob_level(self, name: str) -> float | None:
+        """The level of knob `name` right now, or None when it cannot be read."""
+        ...
+
+    def set_knob(self, name: str, level: float) -> None:
+        """Turn knob `name` to one of its levels (the original saved first); a dry run only logs it."""
         ...
 
     def energy_j(self) -> float | None:

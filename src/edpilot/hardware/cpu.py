@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 from edpilot.clock import WallClock
 from edpilot.errors import DeviceError
-from edpilot.hardware.base import DeviceCapabilities
+from edpilot.hardware.base import DeviceCapabilities, Knob, gpu_knob
 
 
 class CpuDevice:
@@ -38,6 +38,18 @@ class CpuDevice:
     def set_freq_mhz(self, freq_mhz: float) -> None:
         """Refused: the CPU device has no knob."""
         raise DeviceError("the cpu device has no frequency knob")
+
+    def knobs(self) -> tuple[Knob, ...]:
+        """The GPU clock knob, without levels and read-only."""
+        return (gpu_knob(self),)
+
+    def knob_level(self, name: str) -> None:
+        """Not read: there is no knob."""
+        return None
+
+    def set_knob(self, name: str, level: float) -> None:
+        """Refused: the CPU device has no knob."""
+        raise DeviceError(f"the cpu device has no knob {name!r}")
 
     def energy_j(self) -> None:
         """No meter."""

@@ -8,11 +8,16 @@ Files hold Hz: available_frequencies, cur_freq, min_freq, max_freq, governor, av
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edpilot.errors import DeviceError
 from edpilot.hardware.sysfs import read_attr, read_int, writable, write_attr
+from edpilot.hardware.undo import RestoreContext, register_restorer
+
+STATE_KIND = "jetson"
 
 GPU_NODE_NAMES = ("17000000.ga10b", "17000000.gpu", "17000000.gv11b", "57000000.gpu")  # Orin JP5, Orin JP6, Xavier, TX2
 ALLOW_HINT = (
@@ -152,7 +157,7 @@ class StaleState(DeviceError):
     """A saved state whose device is gone."""
 
 
-def restore_devfreq(saved: dict[str, object], *, root: Path) -> int:
+def restore_devfreq(saved: Mapping[str, Any], *, root: Path) -> int:
     """Undo a saved Jetson state, trusting only the node edpilot itself finds under `root`; return files written."""
     node, governor = saved.get("node"), saved.get("governor")
     min_hz, max_hz = saved.get("min_hz"), saved.get("max_hz")
@@ -169,3 +174,10 @@ def restore_devfreq(saved: dict[str, object], *, root: Path) -> int:
             raise StaleState(f"its devfreq node {node} is gone")
         raise DeviceError(f"{node} is not the GPU devfreq node edpilot finds under {root}; refusing to write there")
     return GpuDevfreq(found).apply(DevfreqState(int(min_hz), int(max_hz), governor))  # type: ignore[arg-type]
+
+
+def _restore(saved: Mapping[str, Any], context: RestoreContext) -> int:
+    return restore_devfreq(saved, root=context.root)
+
+
+register_restorer(STATE_KIND, _restore)

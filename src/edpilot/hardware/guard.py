@@ -82,9 +82,7 @@ def guarded(device: Device, *, keep_on_success: bool = False) -> Iterator[Device
                 _restore(device)
         finally:
             _shields.remove(shield)
-            close = getattr(device, "close", None)  # SimDevice gains close() with the core rewrite
-            if close is not None:
-                close()
+            device.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             if shield.ignored:

@@ -16,11 +16,12 @@ from typing import Any
 
 from edpilot.clock import WallClock
 from edpilot.errors import ConfigError, DeviceError
-from edpilot.hardware.base import DeviceCapabilities, refuse_unless_settable
+from edpilot.hardware.base import GPU_KNOB, DeviceCapabilities, Knob, gpu_knob, refuse_unless_settable
 from edpilot.hardware.devfreq import StaleState
 from edpilot.hardware.lock import DeviceLock
 from edpilot.hardware.meter import SampledEnergyMeter
 from edpilot.hardware.nvml_api import NvmlApi
+from edpilot.hardware.nvml_clocks import MEM_KNOB, current_memory_clock_mhz, memory_clock_knob
 from edpilot.hardware.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,24 @@ class NvmlDevice:
         mhz = int(freq_mhz)
         self.nvml.call("nvmlDeviceSetGpuLockedClocks", self.handle, mhz, mhz, what=f"lock {self.name} at {mhz} MHz")
 
+    def knobs(self) -> tuple[Knob, ...]:
+        """The graphics clock, then the memory clock (read-only: its levels are reported, never locked)."""
+        return gpu_knob(self), memory_clock_knob(self.nvml, self.handle)
+
+    def knob_level(self, name: str) -> float | None:
+        """The graphics or memory clock now (MHz), or None when NVML cannot read it."""
+        if name not in (GPU_KNOB, MEM_KNOB):
+            raise DeviceError(f"{self.name} has no knob {name!r} (knobs: {GPU_KNOB}, {MEM_KNOB})")
+        return self.current_freq_mhz() if name == GPU_KNOB else current_memory_clock_mhz(self.nvml, self.handle)
+
+    def set_knob(self, name: str, level: float) -> None:
+        """Lock the graphics clock (as set_freq_mhz); the memory clock is read-only."""
+        if name != GPU_KNOB:
+            raise DeviceError(
+                f"{self.name} may not change {name}: {memory_clock_knob(self.nvml, self.handle).read_only_reason}"
+            )
+        self.set_freq_mhz(level)
+
     def describe(self) -> dict[str, object]:
         """What `edpilot devices` and the run log show."""
         return {
@@ -147,6 +166,7 @@ class NvmlDevice:
             "freqs_mhz": list(self._levels),
             "current_freq_mhz": self.current_freq_mhz(),
             "memory_clock_mhz": self.mem_clock_mhz,
+            "memory_clocks_mhz": list(memory_clock_knob(self.nvml, self.handle).levels),
             "power_w": self._power_or_none(),
             "energy_source": self.energy_source,
             **asdict(self.capabilities),

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Literal
 
 from edpilot.errors import DeviceError
-from edpilot.hardware.devfreq import StaleState, restore_devfreq
+from edpilot.hardware.devfreq import StaleState
 from edpilot.hardware.lock import DeviceBusy, DeviceLock
 from edpilot.hardware.nvml_api import NvmlApi
 from edpilot.hardware.state import StateEntry, StateStore
 from edpilot.hardware.sysfs import sysfs_root
+from edpilot.hardware.undo import RestoreContext, lock_key, undo_state
 
 Status = Literal["restored", "already", "discarded", "stale", "corrupt", "untrusted", "busy", "failed"]
 OK_STATUSES = ("restored", "already", "discarded")
@@ -34,12 +35,8 @@ class RestoreOutcome:
 
 class _Restorer:
     def __init__(self, store: StateStore, root: Path, discard: bool, nvml: NvmlApi | None) -> None:
-        self.store, self.root, self.discard, self._nvml = store, root, discard, nvml
-
-    def nvml(self) -> NvmlApi:
-        if self._nvml is None:
-            self._nvml = NvmlApi.load()
-        return self._nvml
+        self.store, self.discard = store, discard
+        self.context = RestoreContext(root=root, nvml=nvml)
 
     def one(self, entry: StateEntry) -> RestoreOutcome:
         path = str(entry.path)
@@ -50,7 +47,8 @@ class _Restorer:
             hint = "; `edpilot restore --discard` removes it" if entry.problem == "corrupt" else ""
             return RestoreOutcome(path, None, entry.problem or "corrupt", f"{entry.detail}{hint}")  # type: ignore[arg-type]
         key = str(entry.state["key"])
-        lock = DeviceLock(self.store.lock_path(key), name=key)
+        device = lock_key(entry.state)
+        lock = DeviceLock(self.store.lock_path(device), name=device)
         try:
             lock.acquire()
         except DeviceBusy as exc:
@@ -65,14 +63,7 @@ class _Restorer:
     def _undo(self, entry: StateEntry, key: str) -> RestoreOutcome:
         path, state = str(entry.path), entry.state or {}
         try:
-            if state["backend"] == "jetson":
-                writes = restore_devfreq(state, root=self.root)
-            elif state["backend"] == "nvml":
-                from edpilot.hardware.nvml import restore_nvml
-
-                writes = restore_nvml(state, nvml=self.nvml())
-            else:
-                raise DeviceError(f"unknown backend {state['backend']!r}")
+            writes = undo_state(state, self.context)
         except StaleState as exc:
             if self.discard:
                 entry.path.unlink(missing_ok=True)

@@ -1,7 +1,7 @@
 """A sans-IO static batcher: fed requests and the time, asked what batch to run now.
 
 It holds no clock and does no I/O, so the replay runner (virtual clock), the profiler and the live server
-(event loop) drive the same object. Semantics (DESIGN.md): a batch runs once `batch_size` requests are
+(event loop) drive the same object. Semantics (docs/architecture.md): a batch runs once `batch_size` requests are
 queued; with `max_wait_s`, a partial batch is flushed once its oldest request has waited that long. FIFO.
 """
 

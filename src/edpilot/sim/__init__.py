@@ -17,14 +17,17 @@ from edpilot.engine import EngineOptions, register_engine
 from edpilot.errors import ConfigError
 from edpilot.hardware import Device, DeviceOptions, register_device
 from edpilot.sim.constants import BOARDS, DEFAULT_BOARD, LLAMA_CPP_Q5_K_M
-from edpilot.sim.model import AnalyticModel, BatchCost, PerformanceModel, ProfileModel
+from edpilot.sim.model import AnalyticModel, BatchCost, EmcView, Levels, PerformanceModel, PhaseCost, ProfileModel
 from edpilot.sim.platform import SimDevice, SimEngine
 from edpilot.sim.profile import ProfileRow, ProfileTable, read_profile, write_profile
 
 __all__ = [
     "AnalyticModel",
     "BatchCost",
+    "EmcView",
+    "Levels",
     "PerformanceModel",
+    "PhaseCost",
     "ProfileModel",
     "ProfileRow",
     "ProfileTable",
@@ -65,6 +68,7 @@ def open_sim(
     _, _, board_name = spec.partition(":")
     clock = clock or VirtualClock()
     rng = np.random.default_rng(seed)
+    emc: EmcView | None = None
     if profile is not None:
         if board_name:
             raise ConfigError("--profile replaces the board model: use --device sim, not sim:BOARD")
@@ -75,12 +79,12 @@ def open_sim(
         board_name = board_name or DEFAULT_BOARD
         if board_name not in BOARDS:
             raise ConfigError(f"unknown simulated board {board_name!r}; known boards: {', '.join(BOARDS)}")
-        perf = AnalyticModel(BOARDS[board_name], get_architecture(model), LLAMA_CPP_Q5_K_M)
+        analytic = AnalyticModel(BOARDS[board_name], get_architecture(model), LLAMA_CPP_Q5_K_M)
+        perf, emc = analytic, EmcView(analytic)
         name = f"sim:{board_name}"
-    device = SimDevice(perf, clock, name=name, dry_run=dry_run, read_only=read_only)
-    return SimPlatform(
-        clock=clock, device=device, engine=SimEngine(device, perf, clock, rng, filler_text=filler_text), model=perf
-    )
+    device = SimDevice(perf, clock, name=name, dry_run=dry_run, read_only=read_only, emc=emc)
+    engine = SimEngine(device, device.priced_model, clock, rng, filler_text=filler_text)
+    return SimPlatform(clock=clock, device=device, engine=engine, model=perf)
 
 
 def _open_sim_device(spec: str, options: DeviceOptions) -> SimDevice:
@@ -102,7 +106,7 @@ def _open_sim_engine(arg: str, options: EngineOptions, device: Device | None) ->
         raise ConfigError(f"--engine sim takes no argument, got 'sim:{arg}' (choose the model with --model)")
     rng = np.random.default_rng(options.seed)
     if isinstance(device, SimDevice):
-        return SimEngine(device, device.model, device.clock, rng, filler_text=options.filler_text)
+        return SimEngine(device, device.priced_model, device.clock, rng, filler_text=options.filler_text)
     if device is None:
         raise ConfigError("the sim engine needs a device to run on")
     perf = AnalyticModel(BOARDS[DEFAULT_BOARD], get_architecture(options.sim_model), LLAMA_CPP_Q5_K_M)

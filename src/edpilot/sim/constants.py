@@ -7,6 +7,7 @@ explains each choice. Units are in the names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 # Jetson AGX Orin GPU (ga10b) devfreq levels on JetPack 5, `available_frequencies` in Hz / 1e6.
 # Source: /sys/devices/17000000.ga10b/devfreq/17000000.ga10b/available_frequencies on an AGX Orin 64GB.
@@ -35,6 +36,25 @@ ORIN_JP6_GPU_LEVELS_MHZ: tuple[float, ...] = (306.0, 408.0, 510.0, 612.0, 714.0,
 ORIN_32GB_MAXN_GPU_MHZ = 930.75
 
 
+# Jetson AGX Orin's lockable memory-clock (EMC) levels, MHz: the BPMP's EMC table (`possible_rates`, kHz / 1e3).
+# Source: the levels the issue cites for the AGX Orin (204, 665.6, 2133, 3199 MHz); a published Orin NX listing
+# ("204000 665600 2133000 (kHz)") shows the same lower points; 3199 MHz is the MAXN top (6400 MT/s LPDDR5).
+ORIN_EMC_LEVELS_MHZ: tuple[float, ...] = (204.0, 665.6, 2133.0, 3199.0)
+
+# DRAM and memory-controller background power (refresh, PHY, EMC clock tree) against the EMC clock: (MHz, W).
+# Assumed: no public per-level measurement of the AGX Orin's DRAM rail was at hand; an affine shape in the clock
+# (I/O and clock-tree power ∝ f, refresh constant) with ~1.6 W at the top level and ~0.35 W at the bottom.
+# The module's base_power_w is taken at the top level: a lower level lowers it by the difference.
+DRAM_BACKGROUND_W: tuple[tuple[float, float], ...] = ((204.0, 0.35), (665.6, 0.55), (2133.0, 1.15), (3199.0, 1.6))
+
+# How long a new clock level takes to take effect after it is written, and the stall of the transition itself.
+# Source: a measurement study on Jetson Orin Nano/NX (arXiv 2606.16106): transition stalls stay below 100 µs,
+# the new operating point takes ~1/5/8 ms (CPU/GPU/EMC) to take effect. The stall is taken at its bound.
+GPU_SWITCH_S = 5e-3
+EMC_SWITCH_S = 8e-3
+TRANSITION_STALL_S = 100e-6
+
+
 @dataclass(frozen=True)
 class BoardSpec:
     """A Jetson module as the performance/power model sees it."""
@@ -43,7 +63,7 @@ class BoardSpec:
     freqs_mhz: tuple[float, ...]
     sm_count: int
     fp16_flops_per_cycle_per_sm: float  # dense tensor-core FP16
-    mem_bandwidth_gbps: float  # DRAM peak, GB/s
+    mem_bandwidth_gbps: float  # DRAM peak at the top memory-clock level, GB/s (∝ the EMC clock below it)
     base_power_w: float  # module power with the GPU idle (CPU, SoC, DRAM refresh, regulators)
     host_active_power_w: float  # extra CPU power while the engine's host thread drives a batch
     gpu_leak_w_per_sm_per_v: float  # GPU static power per SM per volt at its rail voltage
@@ -52,6 +72,8 @@ class BoardSpec:
     dram_energy_j_per_byte: float
     level_table: str = "JetPack 5"  # whose devfreq level table `freqs_mhz` is
     assumed_freqs_mhz: tuple[float, ...] = ()  # levels no public listing confirms
+    emc_levels_mhz: tuple[float, ...] = ORIN_EMC_LEVELS_MHZ  # memory-clock levels; the last is the top
+    dram_background_w: tuple[tuple[float, float], ...] = DRAM_BACKGROUND_W  # (EMC MHz, W)
 
 
 # Voltage of the GPU rail against clock (MHz, V). Assumed: the shape of a typical DVFS table
@@ -64,7 +86,7 @@ GPU_VOLTAGE_CURVE: tuple[tuple[float, float], ...] = (
     (1300.5, 0.96),
 )
 
-_ORIN_COMMON = dict(
+_ORIN_COMMON: dict[str, Any] = dict(
     fp16_flops_per_cycle_per_sm=2048.0,  # 64 tensor cores × 256 FP16 FMA/clk over 16 SMs: 42.5 TFLOPS at 1.3 GHz
     mem_bandwidth_gbps=204.8,  # 256-bit LPDDR5 at 6400 MT/s (Jetson AGX Orin data sheet)
     base_power_w=6.5,  # assumed: typical AGX Orin module idle reported by jtop/tegrastats (5-8 W)

@@ -11,8 +11,8 @@ import numpy as np
 from edpilot.clock import Clock, ScaledClock, VirtualClock
 from edpilot.engine.base import Completion, Step, TokenSink
 from edpilot.errors import DeviceError
-from edpilot.hardware.base import Device, DeviceCapabilities
-from edpilot.sim.model import BatchCost, PerformanceModel
+from edpilot.hardware.base import EMC_KNOB, GPU_KNOB, Device, DeviceCapabilities, Knob, gpu_knob
+from edpilot.sim.model import BatchCost, EmcView, PerformanceModel
 from edpilot.workload import Request
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,10 @@ class SimDevice:
         name: str,
         read_only: bool = False,
         dry_run: bool = False,
+        emc: EmcView | None = None,
     ) -> None:
         self.name = name
+        self.emc = emc  # the memory clock knob (`emc_mhz`): the model seen at the level it holds
         reason = "--read-only was given" if read_only else ("dry run: clocks are never written" if dry_run else None)
         self.capabilities = DeviceCapabilities(
             can_set_clocks=reason is None,
@@ -113,13 +115,61 @@ class SimDevice:
             "backend": "sim",
             "name": self.name,
             "freqs_mhz": list(self._levels_mhz),
+            **(
+                {}
+                if self.emc is None
+                else {"emc_levels_mhz": list(self.emc.emc_levels_mhz), "emc_mhz": self.emc.emc_mhz}
+            ),
             **self.model.describe(),
         }
 
     def restore(self) -> None:
-        """Back to the highest level, the state a fresh simulated board starts in."""
+        """Back to the highest levels, the state a fresh simulated board starts in."""
         self._accrue_idle()
         self._freq_mhz = self._levels_mhz[-1]
+        if self.emc is not None:
+            self.emc.emc_mhz = self.emc.emc_levels_mhz[-1]
+
+    @property
+    def priced_model(self) -> PerformanceModel:
+        """The model that prices batches and idle time: at the memory clock's level where the board has one."""
+        return self.emc if self.emc is not None else self.model
+
+    def knobs(self) -> tuple[Knob, ...]:
+        """The GPU clock, and the memory clock where the model has one."""
+        if self.emc is None:
+            return (gpu_knob(self),)
+        caps = self.capabilities
+        reason = None if caps.can_set_clocks else caps.read_only_reason
+        emc = Knob(EMC_KNOB, "MHz", self.emc.emc_levels_mhz, writable=reason is None, read_only_reason=reason)
+        return gpu_knob(self), emc
+
+    def knob_level(self, name: str) -> float | None:
+        """The level a knob holds (MHz)."""
+        if name == GPU_KNOB:
+            return self._freq_mhz
+        if name == EMC_KNOB and self.emc is not None:
+            return self.emc.emc_mhz
+        raise DeviceError(f"{self.name} has no knob {name!r}")
+
+    def set_knob(self, name: str, level: float) -> None:
+        """Pin the GPU (as set_freq_mhz) or the memory clock; idle energy up to now is charged at the old level."""
+        if name == GPU_KNOB or self.emc is None:
+            if name != GPU_KNOB:
+                raise DeviceError(f"{self.name} has no knob {name!r}")
+            self.set_freq_mhz(level)
+            return
+        if name != EMC_KNOB:
+            raise DeviceError(f"{self.name} has no knob {name!r}")
+        if level not in self.emc.emc_levels_mhz:
+            raise DeviceError(f"{level:g} MHz is not a memory clock level of {self.name}")
+        if self.capabilities.dry_run:
+            log.info("dry run: would pin %s memory clock at %g MHz", self.name, level)
+            return
+        if not self.capabilities.can_set_clocks:
+            raise DeviceError(f"{self.name} is read-only: {self.capabilities.read_only_reason}")
+        self._accrue_idle()
+        self.emc.emc_mhz = level
 
     def close(self) -> None:
         """Nothing to release."""
@@ -130,7 +180,7 @@ class SimDevice:
         now_s = self.clock.now_s() if until_s is None else until_s
         idle_s = now_s - self._accounted_until_s
         if idle_s > 0 and self.capabilities.has_meter:
-            self._energy_j += self.model.idle_power_w(self._freq_mhz) * idle_s
+            self._energy_j += self.priced_model.idle_power_w(self._freq_mhz) * idle_s
         self._accounted_until_s = now_s
 
 

@@ -1,4 +1,5 @@
-"""The profile table: measured (or simulated) per-batch samples, in the exchange format of DESIGN.md.
+"""The profile table: measured (or simulated) per-batch samples, in the exchange format `edpilot profile` writes
+and `--profile FILE.csv` replays: `# key: value` metadata lines, then one row per batch sample.
 
 # device: jetson-agx-orin-64gb
 # idle_power_w: 9.5
