@@ -32,12 +32,14 @@ def test_static_batch_streams_each_token_when_the_clock_reaches_it() -> None:
     assert out[0].itl_s == pytest.approx((service_s - out[0].ttft_s) / 19)
 
 
-def test_a_static_batch_priced_step_by_step_costs_what_the_batch_costs() -> None:
+@pytest.mark.parametrize("emc", ["top", "lowest"])
+def test_a_static_batch_priced_step_by_step_costs_what_the_batch_costs(emc: str) -> None:
     model = open_sim("sim:orin-agx-32gb").model
+    emc_mhz = None if emc == "top" else min(model.emc_levels_mhz)
     prompts, tokens = [100, 140, 90], 50
-    batch = model.expected_cost(FREQ_MHZ, prompts, tokens)
-    first = model.step_cost(FREQ_MHZ, [], prompts)
-    steps = [model.step_cost(FREQ_MHZ, [p + k for p in prompts], []) for k in range(1, tokens)]
+    batch = model.expected_cost(FREQ_MHZ, prompts, tokens, emc_mhz=emc_mhz)
+    first = model.step_cost(FREQ_MHZ, [], prompts, emc_mhz=emc_mhz)
+    steps = [model.step_cost(FREQ_MHZ, [p + k for p in prompts], [], emc_mhz=emc_mhz) for k in range(1, tokens)]
     assert first.service_s == pytest.approx(batch.ttft_s, rel=1e-12)
     assert first.service_s + sum(s.service_s for s in steps) == pytest.approx(batch.service_s, rel=1e-12)
     assert first.energy_j + sum(s.energy_j for s in steps) == pytest.approx(batch.energy_j, rel=1e-12)
