@@ -27,7 +27,7 @@ def test_nvml_reading(tmp_path):
         reader = DeviceReader(device)
         assert reader.rails == ("board",)
         first = reader.read()
-        assert (first.gpu_mhz, first.emc_mhz, first.governor) == (1980.0, 2619.0, None)
+        assert (first.knobs, first.governor) == ({"gpu_mhz": 1980.0, "mem_mhz": 2619.0}, None)
         assert first.rails_w == {"board": 120.0} and first.energy_j == 0.0 and first.power_w is None
         WallClock().sleep(0.05)
         fake.energy_mj += 6_000

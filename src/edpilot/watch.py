@@ -4,7 +4,8 @@ Everything here only reads: no clock, governor or file is ever written. A value 
 in that reading — never the previous reading held over, never 0.
 
     reader = DeviceReader(device)
-    reading = reader.read()     # reading.gpu_mhz, .emc_mhz, .governor, .gpu_load_pct, .power_w, .rails_w, .energy_j
+    reading = reader.read()     # reading.knobs ({"gpu_mhz": ..., "emc_mhz": ...}), .governor, .gpu_load_pct,
+                                # .power_w, .rails_w, .energy_j
     status = read_server("http://127.0.0.1:8000")   # status.values["round"], ..., or status.error
 """
 
@@ -14,6 +15,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 import httpx
@@ -23,12 +25,10 @@ from edpilot.errors import DeviceError, EdpilotError
 from edpilot.hardware.base import Device
 from edpilot.hardware.jetson import JetsonDevice
 from edpilot.hardware.nvml import NvmlDevice
-from edpilot.hardware.sysfs import read_attr, read_int
+from edpilot.hardware.sysfs import read_attr
 
 log = logging.getLogger(__name__)
 
-# The Jetson memory clock as the BPMP reports it in debugfs (Hz); root-only to read on stock JetPack.
-JETSON_EMC_RATE = "sys/kernel/debug/bpmp/debug/clk/emc/rate"
 # What `top --url` shows of a server, from its Prometheus /metrics: column name -> metric sample name.
 SERVER_METRICS: dict[str, str] = {
     "round": "edpilot_rounds_total",
@@ -44,11 +44,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Reading:
-    """One look at a device: unix time (s), clocks (MHz), governor, power (W) and the energy counter (J)."""
+    """One look at a device: unix time (s), every knob's level (MHz, by knob name), governor, power (W), energy (J)."""
 
     time_s: float
-    gpu_mhz: float | None
-    emc_mhz: float | None
+    knobs: dict[str, float | None]
     governor: str | None
     gpu_load_pct: float | None
     rails_w: dict[str, float | None]
@@ -62,6 +61,7 @@ class DeviceReader:
     def __init__(self, device: Device) -> None:
         self.device = device
         self._previous: tuple[float, float] | None = None  # (device clock s, energy J) of the last good reading
+        self.knobs = tuple(knob.name for knob in device.knobs())  # the knobs the device declares, e.g. gpu_mhz
 
     @property
     def rails(self) -> tuple[str, ...]:
@@ -83,23 +83,13 @@ class DeviceReader:
         self._previous = None if energy_j is None else (now_s, energy_j)
         return Reading(
             time_s=unix_time_s(),
-            gpu_mhz=_try(device.current_freq_mhz),
-            emc_mhz=_try(self._emc_mhz),
+            knobs={name: _try(partial(device.knob_level, name)) for name in self.knobs},
             governor=_try(self._governor),
             gpu_load_pct=_try(self._gpu_load_pct),
             rails_w=self._rails_w(),
             energy_j=energy_j,
             power_w=power_w,
         )
-
-    def _emc_mhz(self) -> float | None:
-        device = self.device
-        if isinstance(device, JetsonDevice):
-            return read_int(device.root / JETSON_EMC_RATE) / 1e6
-        if isinstance(device, NvmlDevice):
-            kind = device.nvml.const("NVML_CLOCK_MEM")
-            return float(device.nvml.call("nvmlDeviceGetClockInfo", device.handle, kind, what="read the memory clock"))
-        return None
 
     def _governor(self) -> str | None:
         if isinstance(self.device, JetsonDevice):

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from edpilot.cli import app
 from edpilot.hardware.jetson import JetsonDevice
 from edpilot.hardware.state import StateStore
-from edpilot.watch import JETSON_EMC_RATE, DeviceReader
+from edpilot.watch import DeviceReader
 from tests.hardware.fake_jetson import build_tree, put
 
 runner = CliRunner()
@@ -40,8 +40,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_top_log_reads_a_jetson_and_changes_nothing(tmp_path):
-    tree = build_tree(tmp_path / "root")
-    put(tree.root / JETSON_EMC_RATE, 3199000000)
+    tree = build_tree(tmp_path / "root")  # its memory clock (BPMP debugfs) reads 2133 MHz
     before = snapshot(tree.root)
     log = tmp_path / "top.csv"
     args = ["top", "--device", "jetson", "--sysfs-root", str(tree.root), "--log", str(log)]
@@ -56,7 +55,7 @@ def test_top_log_reads_a_jetson_and_changes_nothing(tmp_path):
     rows = read_csv(log)
     assert len(rows) == 3
     for row in rows:
-        assert (row["gpu_mhz"], row["emc_mhz"], row["governor"]) == ("624.75", "3199", "nvhost_podgov")
+        assert (row["gpu_mhz"], row["emc_mhz"], row["governor"]) == ("624.75", "2133", "nvhost_podgov")
         assert row["gpu_load_pct"] == "41.2"  # the load file holds per mille: 412
         assert {x: float(row[f"{x}_w"]) for x in RAILS} == {
             "VDD_GPU_SOC": 8.0,
@@ -72,21 +71,25 @@ def test_top_log_reads_a_jetson_and_changes_nothing(tmp_path):
 
 
 def test_a_reading_that_fails_is_missing_in_that_reading_only(tmp_path):
-    tree = build_tree(tmp_path / "root")
+    tree = build_tree(tmp_path / "root", debugfs="unmounted")
     device = JetsonDevice(root=tree.root, state_store=StateStore(tmp_path / "state"))
     try:
         reader = DeviceReader(device)
-        assert reader.read().emc_mhz is None  # no BPMP debugfs file on this board
+        assert reader.read().knobs == {"gpu_mhz": 624.75, "emc_mhz": 2133.0}
+        (tree.root / "sys/kernel/debug/bpmp/debug/clk/emc/rate").unlink()
         (tree.devfreq / "governor").rename(tree.devfreq / "governor.away")
         os.remove(tree.hwmons[0] / "curr2_input")  # VDD_CPU_CV
         put(tree.devfreq.parent.parent / "load", "busy")  # not a number
         reading = reader.read()
         assert reading.governor is None and reading.rails_w["VDD_CPU_CV"] is None and reading.gpu_load_pct is None
-        assert reading.rails_w["VDD_GPU_SOC"] == pytest.approx(8.0) and reading.gpu_mhz == 624.75
+        assert reading.knobs == {"gpu_mhz": 624.75, "emc_mhz": None}
+        assert reading.rails_w["VDD_GPU_SOC"] == pytest.approx(8.0)
         (tree.devfreq / "governor.away").rename(tree.devfreq / "governor")
+        put(tree.root / "sys/kernel/debug/bpmp/debug/clk/emc/rate", 3199000000)
         put(tree.hwmons[0] / "curr2_input", 700)
         reading = reader.read()
         assert reading.governor == "nvhost_podgov" and reading.rails_w["VDD_CPU_CV"] == pytest.approx(3.5)
+        assert reading.knobs["emc_mhz"] == 3199.0
     finally:
         device.close()
 
@@ -117,7 +120,8 @@ def test_a_signal_ends_logging_with_one_line_and_complete_rows(tmp_path, sig):
     assert len(lines) == 1 and lines[0].startswith("edpilot top: stopped after ") and str(log) in lines[0]
     rows = read_csv(log)
     assert len(rows) >= 3 and f"after {len(rows)} readings" in lines[0]
-    assert all(len(row) == 7 and None not in row.values() for row in rows)
+    assert list(rows[0])[:2] == ["time", "gpu_mhz"]
+    assert all(None not in row and None not in row.values() for row in rows)  # every row whole: no cell short or over
     assert out == ""
 
 

@@ -287,3 +287,16 @@ def test_restore_accepts_only_listed_rates_and_a_0_or_1_lock(tree, store, change
     [outcome] = restore_saved(store, sysfs_root_dir=tree.root)
     assert outcome.status == "failed" and re.search(words, outcome.message)
     assert tree.read_emc("rate") == "665600000"
+
+
+def test_top_reads_the_memory_clock_the_fake_bpmp_holds(tree, store):
+    from edpilot.watch import DeviceReader
+
+    dev = JetsonDevice(root=tree.root, state_store=store)
+    try:
+        assert DeviceReader(dev).read().emc_mhz == 2133.0
+        dev.set_knob("emc_mhz", 665.6)
+        assert DeviceReader(dev).read().emc_mhz == 665.6
+        dev.restore()
+    finally:
+        dev.close()

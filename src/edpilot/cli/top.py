@@ -30,7 +30,8 @@ from edpilot.errors import ConfigError
 from edpilot.hardware import Device, DeviceOptions, open_device
 from edpilot.watch import SERVER_METRICS, DeviceReader, Reading, ServerStatus, read_server
 
-DEVICE_COLUMNS = ("time", "gpu_mhz", "emc_mhz", "governor", "gpu_load_pct", "power_w", "energy_j")
+DEVICE_COLUMNS = ("governor", "gpu_load_pct", "power_w", "energy_j")  # after the time and the device's knobs
+KNOB_LABELS = {"gpu_mhz": "GPU clock", "emc_mhz": "memory clock", "mem_mhz": "memory clock"}
 NO_DEVICE = "none"
 
 
@@ -141,7 +142,7 @@ def _readings(
 def _columns(reader: DeviceReader | None, url: str | None) -> list[str]:
     columns = ["time"]
     if reader is not None:
-        columns += [*DEVICE_COLUMNS[1:], *(f"{rail}_w" for rail in reader.rails)]
+        columns += [*reader.knobs, *DEVICE_COLUMNS, *(f"{rail}_w" for rail in reader.rails)]
     if url:
         columns += [f"server_{name}" for name in SERVER_METRICS]
     return columns
@@ -151,8 +152,8 @@ def _row(reading: Reading | None, status: ServerStatus | None, reader: DeviceRea
     row = [datetime.now(timezone.utc).isoformat(timespec="milliseconds")]
     if reader is not None:
         assert reading is not None
-        values = [reading.gpu_mhz, reading.emc_mhz, reading.governor, reading.gpu_load_pct]
-        values += [reading.power_w, reading.energy_j]
+        values: list[float | str | None] = [reading.knobs.get(name) for name in reader.knobs]
+        values += [reading.governor, reading.gpu_load_pct, reading.power_w, reading.energy_j]
         row += [_cell(v) for v in values] + [_cell(reading.rails_w.get(rail)) for rail in reader.rails]
     if status is not None:
         row += [_cell(status.values.get(name)) for name in SERVER_METRICS]
@@ -227,8 +228,8 @@ def _table(device: Device | None, reading: Reading | None, status: ServerStatus 
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
     if reading is not None:
-        table.add_row("GPU clock", _show(reading.gpu_mhz, "MHz"))
-        table.add_row("memory clock", _show(reading.emc_mhz, "MHz"))
+        for name, level in reading.knobs.items():
+            table.add_row(KNOB_LABELS.get(name, name), _show(level, "MHz"))
         table.add_row("governor", _show(reading.governor))
         table.add_row("GPU load", _show(reading.gpu_load_pct, "%"))
         table.add_row("power (mean)", _show(reading.power_w, "W"))
