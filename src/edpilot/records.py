@@ -139,6 +139,10 @@ class RoundRecord:
                 mean_queue_wait_s=optional(number, d, "mean_queue_wait_s"),
                 mean_service_s=optional(number, d, "mean_service_s"),
                 backlog_requests=optional(whole, d, "backlog_requests"),
+                p50_ttft_s=optional(number, d, "p50_ttft_s"),
+                p95_ttft_s=optional(number, d, "p95_ttft_s"),
+                p50_itl_s=optional(number, d, "p50_itl_s"),
+                p95_itl_s=optional(number, d, "p95_itl_s"),
             )
             cost = optional(number, d, "cost", minimum=None)
             if obs.failed and cost is not None:

@@ -31,6 +31,18 @@ MAX_BUDGET = int(LIMITS["budget"].maximum)
 PAPER_OBJECTIVE = "weighted:0.5"
 PAPER_ENERGY_SCOPE: EnergyScope = "active"
 PAPER_RAILS = ("VDD_GPU_SOC",)  # the GPU rail of the AGX Orin: the paper counts GPU energy
+BATCHING_KINDS = ("static", "continuous")
+
+
+def resolve_batching(batching: str | None, *, paper: bool, default: str = "static") -> str:
+    """`static` or `continuous`; `--paper` keeps the paper's static batching and refuses continuous."""
+    if batching is not None and batching not in BATCHING_KINDS:
+        raise ConfigError(f"unknown --batching {batching!r}; choose one of: {', '.join(BATCHING_KINDS)}")
+    if paper:
+        if batching == "continuous":
+            raise ConfigError("--paper runs static batching, as the paper did; drop --batching continuous or --paper")
+        return "static"
+    return batching or default
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,8 @@ class SearchRequest:
     slo_p95_s: float | None = None
     power_cap_w: float | None = None
     seed: int = 0
+    slo_ttft_p95_s: float | None = None
+    batching: str = "static"
     parsed_objective: Objective = field(init=False)
 
     def __post_init__(self) -> None:
@@ -95,6 +109,7 @@ class SearchRequest:
             (self.max_wait_s, "max_wait_s", "--max-wait"),
             (self.slo_p95_s, "latency_s", "--slo-p95"),
             (self.power_cap_w, "power_w", "--power-cap"),
+            (self.slo_ttft_p95_s, "latency_s", "--slo-ttft-p95"),
         ):
             if value is not None:
                 bounded(value, what, flag)
@@ -132,6 +147,7 @@ def session_settings(device: Device, search: SearchRequest, *, profile: ProfileT
         slo_p95_s=search.slo_p95_s,
         power_cap_w=search.power_cap_w,
         budget=search.budget,
+        slo_ttft_p95_s=search.slo_ttft_p95_s,
     )
 
 
@@ -170,8 +186,10 @@ def run_header(
         mode=mode,
         extra={
             "slo_p95_s": search.slo_p95_s,
+            "slo_ttft_p95_s": search.slo_ttft_p95_s,
             "power_cap_w": search.power_cap_w,
             "max_wait_s": search.max_wait_s,
+            "batching": search.batching,
             **idle_record(profile),
         },
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edpilot.clock import Clock
-from edpilot.engine.base import Engine
+from edpilot.engine.base import Engine, TokenSink
 from edpilot.errors import ConfigError, EngineError
 from edpilot.hardware.base import Device
 from edpilot.objective import ENERGY_SCOPES, EnergyScope, Observation
@@ -45,12 +45,15 @@ class ServedBatch:
     energy_j: float | None
     ttfts_s: tuple[float | None, ...]
     errors: tuple[str, ...] = ()
+    itls_s: tuple[float | None, ...] = ()
 
 
-def run_batch(batch: Sequence[Request], *, engine: Engine, device: Device, clock: Clock) -> ServedBatch:
-    """Run one batch on the engine and measure its time and energy."""
+def run_batch(
+    batch: Sequence[Request], *, engine: Engine, device: Device, clock: Clock, on_token: TokenSink | None = None
+) -> ServedBatch:
+    """Run one batch on the engine and measure its time and energy; `on_token` gets its tokens as they come."""
     with EnergyWindow(device, clock) as window:
-        completions = engine.generate(batch)
+        completions = engine.generate(batch) if on_token is None else engine.generate(batch, on_token)
     if len(completions) != len(batch):
         raise EngineError(f"engine returned {len(completions)} completions for a batch of {len(batch)}")
     errors = tuple(c.error for c in completions if c.error)
@@ -58,7 +61,13 @@ def run_batch(batch: Sequence[Request], *, engine: Engine, device: Device, clock
         log.warning("%d of %d requests failed, e.g.: %s", len(errors), len(batch), error)
     assert window.start_s is not None and window.end_s is not None
     return ServedBatch(
-        tuple(batch), window.start_s, window.end_s, window.energy_j, tuple(c.ttft_s for c in completions), errors
+        tuple(batch),
+        window.start_s,
+        window.end_s,
+        window.energy_j,
+        tuple(c.ttft_s for c in completions),
+        errors,
+        tuple(c.itl_s for c in completions),
     )
 
 
@@ -166,6 +175,7 @@ def summarize(
     ends_s = np.array([b.end_s for b in batches for _ in b.requests])
     latencies_s = ends_s - arrivals_s
     ttfts = [b.start_s + t - r.arrival_s for b in batches for r, t in zip(b.requests, b.ttfts_s) if t is not None]
+    itls = [t for b in batches for t in b.itls_s if t is not None]
     n = len(latencies_s)
     service_s = np.array([b.end_s - b.start_s for b in batches])
     # latency = fill wait (arrival -> its batch's last arrival) + queue wait (-> batch start) + service
@@ -203,7 +213,17 @@ def summarize(
         mean_queue_wait_s=float((starts_s - full_s).mean()),
         mean_service_s=float((ends_s - starts_s).mean()),
         backlog_requests=None if backlog is None else backlog[1],
+        **token_percentiles(ttfts, itls),
     )
+
+
+def token_percentiles(ttfts_s: Sequence[float], itls_s: Sequence[float]) -> dict[str, float | None]:
+    """p50 and p95 of TTFT and inter-token latency (s), as Observation fields; None where none was measured."""
+    out: dict[str, float | None] = {}
+    for name, values in (("ttft", ttfts_s), ("itl", itls_s)):
+        for q in (50, 95):
+            out[f"p{q}_{name}_s"] = float(np.percentile(values, q)) if len(values) else None
+    return out
 
 
 @dataclass

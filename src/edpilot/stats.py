@@ -104,10 +104,18 @@ class ConfigStats:
         """Mean batch service time per request (s); None when a window did not record it."""
         return _mean_or_none([o.mean_service_s for o in self.served])
 
-    def meets(self, *, slo_p95_s: float | None, power_cap_w: float | None) -> bool:
-        """Whether the measured p95 latency and power stay within the constraints given."""
+    @property
+    def p95_ttft_s(self) -> float | None:
+        """Mean of the windows' p95 time to first token (s); None when a window did not measure it."""
+        return _mean_or_none([o.p95_ttft_s for o in self.served])
+
+    def meets(self, *, slo_p95_s: float | None, power_cap_w: float | None, slo_ttft_p95_s: float | None = None) -> bool:
+        """Whether the measured p95 latency, p95 TTFT and power stay within the constraints given."""
         p95, power = self.p95_latency_s, self.power_w
         if slo_p95_s is not None and (p95 is None or p95 > slo_p95_s):
+            return False
+        ttft = self.p95_ttft_s
+        if slo_ttft_p95_s is not None and (ttft is None or ttft > slo_ttft_p95_s):
             return False
         return power_cap_w is None or (power is not None and power <= power_cap_w)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from edpilot.attribution import attribute_stats
 from edpilot.choice import Choice, Constraints, choose
+from edpilot.continuous_runner import ContinuousRunner
 from edpilot.errors import ConfigError, EngineError
 from edpilot.hardware.guard import raise_if_signalled
 from edpilot.objective import BoundObjective, EnergyScope, Objective, Observation
@@ -44,6 +45,7 @@ class SessionSettings:
     slo_p95_s: float | None = None
     power_cap_w: float | None = None
     budget: int | None = None
+    slo_ttft_p95_s: float | None = None
 
     @property
     def constraints(self) -> Constraints:
@@ -215,10 +217,11 @@ class TuningSession:
             slo_p95_s=s.slo_p95_s,
             power_cap_w=s.power_cap_w,
             budget=s.budget,
+            slo_ttft_p95_s=s.slo_ttft_p95_s,
         )
 
 
-def play_round(runner: Runner, session: TuningSession) -> RoundRecord:
+def play_round(runner: Runner | ContinuousRunner, session: TuningSession) -> RoundRecord:
     """One round on the replay stream: the session's next config, served for a full round or as a bounded probe."""
     config = session.next_config()
     batches = session.round_batches(config)
@@ -226,7 +229,9 @@ def play_round(runner: Runner, session: TuningSession) -> RoundRecord:
     return session.record(config, obs, note=None if batches is None else f"probe: {batches} batch(es)")
 
 
-def tune(*, runner: Runner, session: TuningSession, budget: int, governor: bool = False) -> TuneResult:
+def tune(
+    *, runner: Runner | ContinuousRunner, session: TuningSession, budget: int, governor: bool = False
+) -> TuneResult:
     """Drive `session` with replayed traffic: the baseline round, then `budget` search rounds, on one continuous
     arrival stream (the queue carries over from round to round).
 

@@ -60,7 +60,7 @@ def test_a_batch_is_decoded_together_one_sequence_per_request(engine, monkeypatc
     out = engine.generate([req(i, p, 6) for i, p in enumerate(PROMPTS)])
     assert len(calls) == 6  # one prefill of all four prompts, then five steps of four tokens each
     assert calls[1:] == [4] * 5
-    assert calls[0] == sum(len(engine._tokenize(p)) for p in PROMPTS)
+    assert calls[0] == sum(len(engine.tokenize(p)) for p in PROMPTS)
     assert [c.output_tokens for c in out] == [6] * 4 and all(c.error is None for c in out)
 
 
@@ -136,3 +136,47 @@ def test_closed_engine_refuses_work():
     e.close()
     with pytest.raises(EngineError, match="closed"):
         e.generate([req(0)])
+
+
+@needs_llama
+@needs_gemma
+def test_stream_sends_each_steps_text_and_it_joins_to_the_answer(engine):
+    seen: dict[int, list[str]] = {0: [], 1: []}
+    batch = [Request(0, 0.0, "The capital of France is", 6, 8), Request(1, 0.0, "One, two, three,", 6, 5)]
+    out = engine.generate(batch, lambda i, text: seen[i].append(text))
+    assert len(seen[0]) == 8 and len(seen[1]) == 5  # one piece per decode step
+    assert "".join(seen[0]) == out[0].text and "".join(seen[1]) == out[1].text
+    assert 0 < out[0].ttft_s < out[0].last_token_s
+
+
+@needs_llama
+@needs_gemma
+def test_continuous_steps_join_at_the_next_step_and_answer_as_a_static_batch(engine):
+    first, late = Request(10, 0.0, "The capital of France is", 6, 8), Request(11, 0.0, "The capital of France is", 6, 8)
+    static = engine.generate([first])[0]
+    engine.add(first)
+    steps, finished, texts = 0, {}, {10: "", 11: ""}
+    while engine.running():
+        step = engine.step()
+        steps += 1
+        if steps == 2:
+            assert set(step.text) == {10}
+            engine.add(late)  # joins while the first decodes
+        if steps == 3:
+            assert set(step.text) == {10, 11}  # its prefill rode in this step and gave its first token
+        for rid, piece in step.text.items():
+            texts[rid] += piece
+        finished.update(step.finished)
+    assert steps == 10  # 8 steps for the first, the late one two steps behind
+    assert finished[10].text == finished[11].text == static.text == texts[10] == texts[11]
+    assert finished[11].output_tokens == 8 and finished[11].error is None
+
+
+@needs_llama
+@needs_gemma
+def test_a_cancelled_sequence_frees_its_slot_with_an_error(engine):
+    engine.add(Request(20, 0.0, "The capital of France is", 6, 50))
+    engine.step()
+    engine.cancel(20)
+    step = engine.step()
+    assert step.finished[20].error is not None and engine.running() == 0

@@ -88,6 +88,17 @@ PaperOpt = Annotated[
     ),
 ]
 SloOpt = Annotated[float | None, typer.Option("--slo-p95", help="Constraint: p95 latency at most this many seconds.")]
+BatchingOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="static: batches of --batch run to completion (the paper's); continuous: --batch is the most "
+        "sequences decoding at once, a request joins at the next decode step. Default: static (--paper: static).",
+    ),
+]
+SloTtftOpt = Annotated[
+    float | None,
+    typer.Option("--slo-ttft-p95", help="Constraint: p95 time to first token at most this many seconds."),
+]
 PowerCapOpt = Annotated[
     float | None, typer.Option("--power-cap", help="Constraint: mean power at most this many watts.")
 ]

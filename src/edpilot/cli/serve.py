@@ -16,6 +16,8 @@ from edpilot.cli.common import err_console, handle_errors
 from edpilot.cli.options import (
     BaselineOpt,
     BatchesOpt,
+    BatchingOpt,
+    CompileOpt,
     DeviceOpt,
     DryRunOpt,
     DtypeOpt,
@@ -33,6 +35,7 @@ from edpilot.cli.options import (
     RequestTimeoutOpt,
     SeedOpt,
     SloOpt,
+    SloTtftOpt,
     StrategyOpt,
     SysfsRootOpt,
     ThreadsOpt,
@@ -44,7 +47,7 @@ from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S
 from edpilot.errors import ConfigError
 from edpilot.hardware.base import Device
 from edpilot.hardware.guard import RestoreFailed, guarded
-from edpilot.run import SearchRequest, resolve_paper, start_session
+from edpilot.run import SearchRequest, resolve_batching, resolve_paper, start_session
 from edpilot.runlog import RunLog
 from edpilot.search import DEFAULT_STRATEGY
 from edpilot.serving.traffic import Traffic
@@ -98,7 +101,10 @@ def serve_command(
     batches: BatchesOpt = None,
     baseline: BaselineOpt = None,
     slo_p95: SloOpt = None,
+    slo_ttft_p95: SloTtftOpt = None,
     power_cap: PowerCapOpt = None,
+    batching: BatchingOpt = None,
+    compile_decode: CompileOpt = False,
     seed: SeedOpt = 0,
     output: Annotated[Path | None, typer.Option(help="Write the run log (JSONL), round by round.")] = None,
     overwrite: OverwriteOpt = False,
@@ -127,7 +133,9 @@ def serve_command(
     from edpilot.server.plan import plan_search, resolve_plan
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    batching_kind = resolve_batching(batching, paper=paper)
     settings = ServeSettings(
+        batching=batching_kind,
         host=host,
         port=port,
         api_key=api_key,
@@ -155,8 +163,10 @@ def serve_command(
         requests_per_round=requests_per_round,
         max_wait_s=max_wait_s,
         slo_p95_s=slo_p95,
+        slo_ttft_p95_s=slo_ttft_p95,
         power_cap_w=power_cap,
         seed=seed,
+        batching=batching_kind,
     )
     if not plan.online and (freqs or batches or baseline):
         raise ConfigError("--freqs/--batches/--baseline shape online tuning; a fixed config takes none of them")
@@ -175,6 +185,7 @@ def serve_command(
             seed=seed,
             torch_device=torch_device,
             dtype=dtype,
+            compiled=compile_decode,
             fixed_output_length=False,
             threads=threads,
             gpu_layers=gpu_layers,

@@ -15,6 +15,7 @@ from edpilot.cli.options import (
     ArrivalsOpt,
     BaselineOpt,
     BatchesOpt,
+    BatchingOpt,
     CompileOpt,
     DeviceOpt,
     DryRunOpt,
@@ -39,6 +40,7 @@ from edpilot.cli.options import (
     RequestTimeoutOpt,
     SeedOpt,
     SloOpt,
+    SloTtftOpt,
     StrategyOpt,
     SysfsRootOpt,
     ThreadsOpt,
@@ -48,10 +50,11 @@ from edpilot.cli.options import (
     split_list,
 )
 from edpilot.cli.results import describe_limits, result_table, say_warnings, warn_short_window
+from edpilot.continuous_runner import ContinuousRunner
 from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S
 from edpilot.hardware.base import Device
 from edpilot.hardware.guard import guarded
-from edpilot.run import SearchRequest, WorkloadRequest, resolve_paper, start_session
+from edpilot.run import SearchRequest, WorkloadRequest, resolve_batching, resolve_paper, start_session
 from edpilot.runlog import RoundRecord, RunLog
 from edpilot.runner import Runner
 from edpilot.search import DEFAULT_STRATEGY
@@ -82,7 +85,9 @@ def tune_command(
     energy_scope: EnergyScopeOpt = None,
     paper: PaperOpt = False,
     slo_p95: SloOpt = None,
+    slo_ttft_p95: SloTtftOpt = None,
     power_cap: PowerCapOpt = None,
+    batching: BatchingOpt = None,
     requests_per_round: Annotated[
         int, typer.Option(help="Requests per measurement window (rounded up to whole batches, at least 2).")
     ] = 32,
@@ -138,8 +143,10 @@ def tune_command(
         requests_per_round=requests_per_round,
         max_wait_s=max_wait,
         slo_p95_s=slo_p95,
+        slo_ttft_p95_s=slo_ttft_p95,
         power_cap_w=power_cap,
         seed=seed,
+        batching=resolve_batching(batching, paper=paper),
     )
     workload = wanted.open()
     backends = open_backends(
@@ -179,15 +186,26 @@ def tune_command(
                     workload_name=workload.arrivals,
                     output_tokens=traffic.output_tokens,
                 )
-                runner = Runner(
-                    device=backends.device,
-                    engine=backends.engine,
-                    workload=workload,
-                    requests_per_round=requests_per_round,
-                    energy_scope=search.energy_scope,  # type: ignore[arg-type]
-                    max_wait_s=max_wait,
-                    seed=seed,
-                )
+                runner: Runner | ContinuousRunner
+                if search.batching == "continuous":
+                    runner = ContinuousRunner(
+                        device=backends.device,
+                        engine=backends.engine,
+                        workload=workload,
+                        requests_per_round=requests_per_round,
+                        energy_scope=search.energy_scope,  # type: ignore[arg-type]
+                        seed=seed,
+                    )
+                else:
+                    runner = Runner(
+                        device=backends.device,
+                        engine=backends.engine,
+                        workload=workload,
+                        requests_per_round=requests_per_round,
+                        energy_scope=search.energy_scope,  # type: ignore[arg-type]
+                        max_wait_s=max_wait,
+                        seed=seed,
+                    )
                 with progress_bar("tuning", disable=json_output) as progress:
                     task = progress.add_task("baseline", total=budget + 1)
                     warned = False

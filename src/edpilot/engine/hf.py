@@ -1,7 +1,8 @@
 """`--engine hf:PATH_OR_PRESET`: in-process batched generation with transformers (extra `[hf]`).
 
-Left padding, greedy decoding, per-batch TTFT; `fixed_output_length` ignores EOS so every request
-decodes exactly its max_new_tokens. On CUDA, `compiled=True` decodes with a static KV cache and
+Left padding, greedy decoding, per-batch TTFT; each step's tokens are decoded and handed to `on_token` as they
+come; `fixed_output_length` ignores EOS so every request decodes exactly its max_new_tokens.
+On CUDA, `compiled=True` decodes with a static KV cache and
 torch.compile (CUDA graphs), which removes the per-token launch overhead of eager decoding.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from edpilot.architectures import ARCHITECTURES
 from edpilot.clock import WallClock
-from edpilot.engine.base import Completion
+from edpilot.engine.base import Completion, TokenSink
 from edpilot.engine.hf_presets import GEMMA_PRESET, build_preset, gemma_gguf_path, load_pretrained
 from edpilot.errors import ConfigError, EngineError
 from edpilot.workload import Request
@@ -75,8 +76,8 @@ class HfEngine:
         self.model.eval()
         self.parameters = sum(p.numel() for p in self.model.parameters())
 
-    def generate(self, batch: Sequence[Request]) -> list[Completion]:
-        """Greedy-decode the batch together; each request is cut to its own max_new_tokens."""
+    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
+        """Greedy-decode the batch together, streaming each step's text; each request stops at its max_new_tokens."""
         if self.model is None:
             raise EngineError("the hf engine is closed")
         torch = self.torch
@@ -86,7 +87,7 @@ class HfEngine:
         inputs = self.tokenizer(
             [r.prompt for r in batch], return_tensors="pt", padding=True, pad_to_multiple_of=pad_multiple
         ).to(self.device)
-        timer = FirstTokenTimer(torch, self.device)
+        timer = StepStreamer(self, batch, on_token)
         kwargs: dict[str, Any] = dict(
             max_new_tokens=max_new,
             do_sample=False,
@@ -106,15 +107,26 @@ class HfEngine:
             except RuntimeError as exc:
                 raise EngineError(f"generation failed: {str(exc).splitlines()[0]}") from None
         new_tokens = out[:, inputs["input_ids"].shape[1] :].tolist()  # .tolist() waits for the GPU
-        return [self._completion(tokens[: r.max_new_tokens], timer.ttft_s) for r, tokens in zip(batch, new_tokens)]
+        return [
+            self._completion(tokens[: r.max_new_tokens], timer.ttft_s, timer.last_token_s[i])
+            for i, (r, tokens) in enumerate(zip(batch, new_tokens))
+        ]
 
-    def _completion(self, tokens: list[int], ttft_s: float | None) -> Completion:
+    def answer_tokens(self, tokens: list[int]) -> list[int]:
+        """The tokens that are output: up to (not including) EOS unless the length is fixed."""
         eos = self.tokenizer.eos_token_id
         if not self.fixed_output_length and eos in tokens:
-            tokens = tokens[: tokens.index(eos)]
+            return tokens[: tokens.index(eos)]
+        return tokens
+
+    def decode(self, tokens: list[int]) -> str:
+        """Text of output tokens (ids past the tokenizer's vocabulary, padding rows of the embedding, dropped)."""
         vocab = len(self.tokenizer)
-        text = self.tokenizer.decode([t for t in tokens if t < vocab], skip_special_tokens=True)
-        return Completion(text=text, output_tokens=len(tokens), ttft_s=ttft_s)
+        return self.tokenizer.decode([t for t in tokens if t < vocab], skip_special_tokens=True)
+
+    def _completion(self, tokens: list[int], ttft_s: float | None, last_token_s: float | None) -> Completion:
+        tokens = self.answer_tokens(tokens)
+        return Completion(text=self.decode(tokens), output_tokens=len(tokens), ttft_s=ttft_s, last_token_s=last_token_s)
 
     def describe(self) -> dict[str, object]:
         """Model, weights, device, dtype and decode path for the run log."""
@@ -136,27 +148,49 @@ class HfEngine:
             self.torch.cuda.empty_cache()
 
 
-class FirstTokenTimer:
-    """A generate() streamer that stamps when the first new tokens of the batch exist (TTFT)."""
+class StepStreamer:
+    """A generate() streamer: stamps TTFT and each request's last token, and hands on each step's new text.
 
-    def __init__(self, torch: Any, device: str) -> None:
-        self.torch, self.device = torch, device
+    Text is decoded from all of a request's tokens so far and the new suffix sent, so pieces that only make a
+    character together (byte tokens) come out whole.
+    """
+
+    def __init__(self, engine: HfEngine, batch: Sequence[Request], on_token: TokenSink | None) -> None:
+        self.engine, self.batch, self.on_token = engine, batch, on_token
         self.clock = WallClock()
         self._calls = 0
         self._start_s = 0.0
         self.ttft_s: float | None = None
+        self.last_token_s: list[float | None] = [None] * len(batch)
+        self._tokens: list[list[int]] = [[] for _ in batch]
+        self._sent: list[str] = [""] * len(batch)
 
     def start(self) -> None:
         """Mark the batch start."""
         self._start_s = self.clock.now_s()
 
     def put(self, value: Any) -> None:
-        """Called with the prompt first, then with each step's new tokens."""
+        """Called with the prompt first, then with each step's new tokens (one per request)."""
         self._calls += 1
+        if self._calls == 1:
+            return
+        step = value.reshape(-1).tolist()  # waits for the GPU
+        now_s = self.clock.now_s() - self._start_s
         if self._calls == 2:
-            if self.device.startswith("cuda"):
-                self.torch.cuda.synchronize()
-            self.ttft_s = self.clock.now_s() - self._start_s
+            self.ttft_s = now_s
+        for i, (request, token) in enumerate(zip(self.batch, step)):
+            tokens = self._tokens[i]
+            if len(tokens) >= request.max_new_tokens or len(self.engine.answer_tokens(tokens)) < len(tokens):
+                continue  # this request is done (its length, or EOS) and only pads the batch now
+            tokens.append(token)
+            if len(self.engine.answer_tokens(tokens)) < len(tokens):
+                continue
+            self.last_token_s[i] = now_s
+            if self.on_token is not None:
+                text = self.engine.decode(tokens)
+                if text.startswith(self._sent[i]) and len(text) > len(self._sent[i]) and not text.endswith("\ufffd"):
+                    self.on_token(i, text[len(self._sent[i]) :])
+                    self._sent[i] = text
 
     def end(self) -> None:
         """Called when generation ends."""

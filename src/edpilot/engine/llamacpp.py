@@ -2,13 +2,15 @@
 
 A static batch of b requests is decoded together, as the paper's batch size means: every prompt goes into one
 llama.cpp batch with its own sequence id (prefill), then each step decodes one token of every unfinished sequence
-in one `llama_decode` call, in a context whose KV cache holds b sequences. Greedy decoding (argmax of the logits),
-`fixed_output_length` ignores end-of-generation tokens, TTFT per request. Contexts are kept per batch size, so the
+in one `llama_decode` call, in a context whose KV cache holds b sequences. Each step's tokens go to `on_token` as
+text (whole UTF-8 characters). Greedy decoding (argmax of the logits), `fixed_output_length` ignores
+end-of-generation tokens, TTFT and last-token time per request. Contexts are kept per batch size, so the
 first batch of a new size allocates one (`needs_warmup`).
 """
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 import logging
 import os
@@ -21,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from edpilot.clock import WallClock
-from edpilot.engine.base import Completion
+from edpilot.engine.base import Completion, Step, TokenSink
 from edpilot.engine.hf_presets import GEMMA_PRESET, gemma_gguf_path
 from edpilot.engine.llamacpp_info import build_backends, gguf_quantisation, llama_cpp_module, model_meta
+from edpilot.engine.llamacpp_steps import SequenceSlots
 from edpilot.errors import ConfigError, EngineError
 from edpilot.workload import Request
 
@@ -82,15 +85,53 @@ class LlamaCppEngine:
         self.n_layers = self.lib.llama_model_n_layer(self._model)
         self._contexts: OrderedDict[int, _Context] = OrderedDict()
         self.clock = WallClock()
+        self._slots = SequenceSlots(self)
 
-    def generate(self, batch: Sequence[Request]) -> list[Completion]:
-        """Greedy-decode the batch together, one llama.cpp sequence per request."""
+    def add(self, request: Request) -> None:
+        """Continuous batching: `request` joins the running sequences at the next step."""
+        if self._model is None:
+            raise EngineError("the llamacpp engine is closed")
+        self._slots.add(request)
+
+    def step(self) -> Step:
+        """One `llama_decode` step of every running sequence, prefilling those that join."""
+        return self._slots.step()
+
+    def running(self) -> int:
+        """Sequences added and not finished."""
+        return self._slots.running()
+
+    def cancel(self, request_id: int) -> None:
+        """The request leaves, failed, at the next step."""
+        self._slots.cancel(request_id)
+
+    def wake(self) -> None:
+        """Steps never wait for input: nothing to wake."""
+
+    def decode_entries(self, ctx: Any, entries: list[tuple[int, int, int, bool]]) -> list[int]:
+        """Decode (sequence, position, token, wants logits) entries in chunks; the argmax token of each logits row."""
+        lb = self.lib.llama_batch_init(max(PREFILL_CHUNK_TOKENS, len(entries)), 0, 1)
+        out: list[int] = []
+        try:
+            for at in range(0, len(entries), PREFILL_CHUNK_TOKENS):
+                chunk = entries[at : at + PREFILL_CHUNK_TOKENS]
+                self._decode(ctx, lb, chunk)
+                rows = sum(e[3] for e in chunk)
+                if rows:
+                    logits = np.ctypeslib.as_array(self.lib.llama_get_logits(ctx), shape=(rows, self.n_vocab))
+                    out += logits.argmax(axis=1).tolist()
+        finally:
+            self.lib.llama_batch_free(lb)
+        return out
+
+    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
+        """Greedy-decode the batch together, one llama.cpp sequence per request, streaming each step's text."""
         if self._model is None:
             raise EngineError("the llamacpp engine is closed")
         lib, b = self.lib, len(batch)
         if not 0 < b <= MAX_SEQUENCES:
             raise ConfigError(f"llama.cpp decodes 1 to {MAX_SEQUENCES} sequences at once, not {b}")
-        prompts = [self._tokenize(r.prompt) for r in batch]
+        prompts = [self.tokenize(r.prompt) for r in batch]
         need = max(len(p) + r.max_new_tokens for p, r in zip(prompts, batch))
         if need > self.n_ctx_train:
             raise EngineError(f"prompt + output tokens ({need}) exceed the model's context ({self.n_ctx_train})")
@@ -98,7 +139,19 @@ class LlamaCppEngine:
         lib.llama_memory_clear(lib.llama_get_memory(ctx), True)
         tokens: list[list[int]] = [[] for _ in batch]
         ttft_s: list[float | None] = [None] * b
+        last_s: list[float | None] = [None] * b
+        texts = [codecs.getincrementaldecoder("utf-8")("replace") for _ in batch]
         done = [r.max_new_tokens <= 0 for r in batch]
+
+        def stream(seqs: list[int]) -> None:
+            now_s = self.clock.now_s() - start_s
+            for seq in seqs:
+                last_s[seq] = now_s
+                if ttft_s[seq] is None:
+                    ttft_s[seq] = now_s
+                if on_token is not None and not self.is_eog(tokens[seq][-1]):
+                    on_token(seq, texts[seq].decode(self.piece(tokens[seq][-1])))
+
         lb = lib.llama_batch_init(max(PREFILL_CHUNK_TOKENS, b), 0, 1)
         try:
             start_s = self.clock.now_s()
@@ -108,17 +161,16 @@ class LlamaCppEngine:
                 ends = [seq for seq, pos, _ in chunk if pos == len(prompts[seq]) - 1]
                 self._decode(ctx, lb, [(seq, pos, tok, pos == len(prompts[seq]) - 1) for seq, pos, tok in chunk])
                 self._take(ctx, ends, tokens, done, batch)
-                now_s = self.clock.now_s()
-                for seq in ends:
-                    ttft_s[seq] = now_s - start_s
+                stream(ends)
             while not all(done):
                 active = [seq for seq in range(b) if not done[seq]]
                 step = [(seq, len(prompts[seq]) + len(tokens[seq]) - 1, tokens[seq][-1], True) for seq in active]
                 self._decode(ctx, lb, step)
                 self._take(ctx, active, tokens, done, batch)
+                stream(active)
         finally:
             lib.llama_batch_free(lb)
-        return [self._completion(t, ttft) for t, ttft in zip(tokens, ttft_s)]
+        return [self.completion(t, ttft, last) for t, ttft, last in zip(tokens, ttft_s, last_s)]
 
     def _decode(self, ctx: Any, lb: Any, entries: list[tuple[int, int, int, bool]]) -> None:
         """One llama_decode of (sequence, position, token, wants logits) entries."""
@@ -137,8 +189,11 @@ class LlamaCppEngine:
         logits = np.ctypeslib.as_array(self.lib.llama_get_logits(ctx), shape=(len(seqs), self.n_vocab))
         for seq, tok in zip(seqs, logits.argmax(axis=1).tolist()):
             tokens[seq].append(tok)
-            eog = not self.fixed_output_length and self.lib.llama_vocab_is_eog(self._vocab, tok)
-            done[seq] = eog or len(tokens[seq]) >= batch[seq].max_new_tokens
+            done[seq] = self.is_eog(tok) or len(tokens[seq]) >= batch[seq].max_new_tokens
+
+    def is_eog(self, tok: int) -> bool:
+        """Whether `tok` ends the answer (never when the output length is fixed)."""
+        return not self.fixed_output_length and bool(self.lib.llama_vocab_is_eog(self._vocab, tok))
 
     def _context(self, sequences: int, tokens_needed: int) -> _Context:
         """A context with a KV cache for `sequences` sequences of at least `tokens_needed` tokens each."""
@@ -149,21 +204,26 @@ class LlamaCppEngine:
         if held is not None:
             self.lib.llama_free(self._contexts.pop(sequences).ctx)
         per_seq = -(-tokens_needed // CTX_ROUND_TOKENS) * CTX_ROUND_TOKENS
-        params = self.lib.llama_context_default_params()
-        params.n_ctx = per_seq * sequences  # split evenly: each sequence gets its own per_seq cells
-        params.n_seq_max = sequences
-        params.n_batch = max(PREFILL_CHUNK_TOKENS, sequences)
-        params.n_threads = params.n_threads_batch = self.threads
-        params.kv_unified = False
-        ctx = self.lib.llama_init_from_model(self._model, params)
-        if not ctx:
-            raise EngineError(f"llama.cpp could not allocate a context for {sequences} x {per_seq} tokens")
+        ctx = self.new_context(sequences=sequences, cells=per_seq * sequences, unified=False)
         self._contexts[sequences] = _Context(ctx, sequences, per_seq)
         while len(self._contexts) > MAX_CONTEXTS:
             self.lib.llama_free(self._contexts.popitem(last=False)[1].ctx)
         return self._contexts[sequences]
 
-    def _tokenize(self, text: str) -> list[int]:
+    def new_context(self, *, sequences: int, cells: int, unified: bool) -> Any:
+        """A llama.cpp context of `cells` KV cells for `sequences` sequences: split evenly, or one shared pool."""
+        params = self.lib.llama_context_default_params()
+        params.n_ctx = cells
+        params.n_seq_max = sequences
+        params.n_batch = max(PREFILL_CHUNK_TOKENS, sequences)
+        params.n_threads = params.n_threads_batch = self.threads
+        params.kv_unified = unified
+        ctx = self.lib.llama_init_from_model(self._model, params)
+        if not ctx:
+            raise EngineError(f"llama.cpp could not allocate a context of {cells} cells for {sequences} sequences")
+        return ctx
+
+    def tokenize(self, text: str) -> list[int]:
         data = text.encode("utf-8")
         buf = (self.lib.llama_token * (len(data) + 8))()
         n = self.lib.llama_tokenize(self._vocab, data, len(data), buf, len(buf), True, True)  # chat markup: special
@@ -171,15 +231,17 @@ class LlamaCppEngine:
             raise EngineError(f"could not tokenize a prompt of {len(data)} bytes")
         return list(buf[:n])
 
-    def _completion(self, tokens: list[int], ttft_s: float | None) -> Completion:
-        if not self.fixed_output_length and tokens and self.lib.llama_vocab_is_eog(self._vocab, tokens[-1]):
-            tokens = tokens[:-1]  # the end-of-generation token is not output
+    def piece(self, tok: int) -> bytes:
+        """The bytes of one token's text (part of a UTF-8 character, possibly)."""
         buf = ctypes.create_string_buffer(256)
-        pieces = []
-        for tok in tokens:
-            n = self.lib.llama_token_to_piece(self._vocab, tok, buf, len(buf), 0, False)
-            pieces.append(buf.raw[: max(n, 0)])
-        return Completion(b"".join(pieces).decode("utf-8", "replace"), len(tokens), ttft_s)
+        n = self.lib.llama_token_to_piece(self._vocab, tok, buf, len(buf), 0, False)
+        return buf.raw[: max(n, 0)]
+
+    def completion(self, tokens: list[int], ttft_s: float | None, last_token_s: float | None) -> Completion:
+        if tokens and self.is_eog(tokens[-1]):
+            tokens = tokens[:-1]  # the end-of-generation token is not output
+        text = b"".join(self.piece(t) for t in tokens).decode("utf-8", "replace")
+        return Completion(text, len(tokens), ttft_s, last_token_s=last_token_s)
 
     def describe(self) -> dict[str, object]:
         """GGUF file, quantisation, the build's backends, where layers run, threads, decode settings."""
@@ -200,6 +262,7 @@ class LlamaCppEngine:
 
     def close(self) -> None:
         """Free every context and the model; idempotent."""
+        self._slots.close()
         while self._contexts:
             self.lib.llama_free(self._contexts.popitem()[1].ctx)
         if self._model is not None:

@@ -1,7 +1,10 @@
 """`--engine openai:URL`: any OpenAI-compatible server (llama.cpp server, vLLM, Ollama, edpilot serve).
 
 A batch of b requests is sent concurrently to /v1/completions with streaming over one pooled httpx client
-(connections are reused between batches). Each request has a total deadline (`request_timeout_s`), so a server
+(connections are reused between batches); each upstream chunk is handed on (`on_token`) as it arrives. As a
+`SequenceEngine` (continuous batching) it is a gateway that caps concurrency: a request added is sent upstream at
+once, and `step` waits for the next chunks of any running request, so the server behind it keeps its own slots.
+Each request has a total deadline (`request_timeout_s`), so a server
 that trickles bytes cannot hold a batch longer; `close()` cancels in-flight requests at once by shutting their
 sockets. Output tokens come from the server's `usage` (asked for with `stream_options.include_usage`); without
 it a request that stopped on `finish_reason: "length"` produced exactly `max_tokens`, and otherwise the count
@@ -12,14 +15,15 @@ that request with a clear error text; nothing is raised.
 from __future__ import annotations
 
 import logging
+import queue
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from urllib.parse import urlsplit
 
 from edpilot.clock import WallClock
-from edpilot.engine.base import Completion
+from edpilot.engine.base import Completion, Step, TokenSink
 from edpilot.engine.openai_wire import WireError, parse_event, sse_data
 from edpilot.errors import ConfigError, EngineError
 from edpilot.workload import Request
@@ -43,11 +47,12 @@ def _httpx():
 class _Call:
     """One request in flight: its response once headers arrive, and why it was cancelled, if it was."""
 
-    def __init__(self, request: Request) -> None:
-        self.request = request
+    def __init__(self, request: Request, on_text: Callable[[str], None] | None = None) -> None:
+        self.request, self.on_text = request, on_text
         self.text: list[str] = []
         self.chunks = 0
         self.ttft_s: float | None = None
+        self.last_token_s: float | None = None
         self.result: Completion | None = None
         self.cancel_reason: str | None = None
         self._response = None
@@ -112,6 +117,8 @@ class OpenAIEngine:
         self._closed = False
         self._warned_chunks = False
         self.clock = WallClock()
+        self._events: queue.Queue[tuple[_Call, str | None] | None] = queue.Queue()
+        self._sequences: dict[int, tuple[_Call, float]] = {}  # continuous: request id -> (call, start on the clock)
 
     def model_name(self) -> str:
         """The model name sent with each request: the option, else the first one the server lists."""
@@ -132,12 +139,12 @@ class OpenAIEngine:
             self._model, self._model_source = FALLBACK_MODEL, "fallback (server lists no models)"
         return self._model
 
-    def generate(self, batch: Sequence[Request]) -> list[Completion]:
-        """Send every request at once; wait for all of them, at most the request deadline."""
+    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
+        """Send every request at once, handing on chunks as they come; wait for all, at most the request deadline."""
         if self._closed:
             raise EngineError("the openai engine is closed")
         model = self.model_name()
-        calls = [_Call(r) for r in batch]
+        calls = [_Call(r, None if on_token is None else _indexed(on_token, i)) for i, r in enumerate(batch)]
         with self._lock:
             self._active.update(calls)
         start_s = self.clock.now_s()
@@ -159,6 +166,74 @@ class OpenAIEngine:
             with self._lock:
                 self._active.difference_update(calls)
         return [c.result or Completion("", 0, None, error=c.cancel_reason or "request did not finish") for c in calls]
+
+    def add(self, request: Request) -> None:
+        """Continuous batching: send `request` upstream now; its chunks come back through `step`."""
+        if self._closed:
+            raise EngineError("the openai engine is closed")
+        call = _Call(request, lambda text: self._events.put((call, text)))
+        start_s = self.clock.now_s()
+        self._sequences[request.request_id] = (call, start_s)
+        with self._lock:
+            self._active.add(call)
+        model = self.model_name()
+
+        def run() -> None:
+            try:
+                self._run(call, model, start_s)
+            finally:
+                self._events.put((call, None))
+
+        threading.Thread(target=run, name=f"edpilot-openai-{request.request_id}", daemon=True).start()
+
+    def running(self) -> int:
+        """Requests sent upstream and not answered yet."""
+        return len(self._sequences)
+
+    def cancel(self, request_id: int) -> None:
+        """Stop reading a request's stream (its client went away); it finishes, failed, at a later step."""
+        held = self._sequences.get(request_id)
+        if held is not None:
+            held[0].cancel("cancelled: the client went away")
+
+    def wake(self) -> None:
+        """Make a blocked `step` return now (a request is waiting to be added)."""
+        self._events.put(None)
+
+    def step(self) -> Step:
+        """Wait for the next upstream chunks (or a `wake`), then hand on everything that has arrived."""
+        if not self._sequences:
+            return Step()
+        text: dict[int, str] = {}
+        finished: dict[int, Completion] = {}
+        deadline_s = min(start_s for _, start_s in self._sequences.values()) + self.request_timeout_s
+        try:
+            event = self._events.get(timeout=max(0.0, deadline_s - self.clock.now_s()))
+        except queue.Empty:
+            event = None
+        while True:
+            if event is not None:
+                self._take(event, text, finished)
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                break
+        now_s = self.clock.now_s()
+        for call, start_s in self._sequences.values():
+            if now_s - start_s >= self.request_timeout_s:
+                call.cancel(f"timed out: no complete answer within the {self.request_timeout_s:g} s request deadline")
+        return Step(text, finished)
+
+    def _take(self, event: tuple[_Call, str | None], text: dict[int, str], finished: dict[int, Completion]) -> None:
+        call, piece = event
+        rid = call.request.request_id
+        if piece is not None:
+            text[rid] = text.get(rid, "") + piece
+            return
+        self._sequences.pop(rid, None)
+        with self._lock:
+            self._active.discard(call)
+        finished[rid] = call.result or Completion("", 0, None, error=call.cancel_reason or "request did not finish")
 
     def _run(self, call: _Call, model: str, start_s: float) -> None:
         httpx = _httpx()
@@ -195,7 +270,10 @@ class OpenAIEngine:
             if resp.headers.get("content-type", "").startswith("application/json"):  # server ignored stream=True
                 whole = parse_event(_read_some(resp, limit=1 << 22).decode("utf-8", "replace"))
                 tokens = self._tokens(whole.completion_tokens, whole.finish_reason, request, 1)
-                return Completion(whole.text, tokens, self.clock.now_s() - start_s)
+                if call.on_text is not None and whole.text:
+                    call.on_text(whole.text)
+                at_s = self.clock.now_s() - start_s
+                return Completion(whole.text, tokens, at_s, last_token_s=at_s)
             for line in resp.iter_lines():
                 data = sse_data(line)
                 if data is None or done:  # read to the end of the body so that the connection can be reused
@@ -207,14 +285,17 @@ class OpenAIEngine:
                 usage = chunk.completion_tokens if chunk.completion_tokens is not None else usage
                 finish = chunk.finish_reason or finish
                 if chunk.text:
+                    call.last_token_s = self.clock.now_s() - start_s
                     if call.ttft_s is None:
-                        call.ttft_s = self.clock.now_s() - start_s
+                        call.ttft_s = call.last_token_s
                     call.chunks += 1
                     call.text.append(chunk.text)
+                    if call.on_text is not None:
+                        call.on_text(chunk.text)
         if not done and finish is None:
             raise WireError(f"the stream ended before [DONE] after {call.chunks} chunks")
         tokens = self._tokens(usage, finish, request, call.chunks)
-        return Completion("".join(call.text), tokens, call.ttft_s)
+        return Completion("".join(call.text), tokens, call.ttft_s, last_token_s=call.last_token_s)
 
     def _tokens(self, usage: int | None, finish: str | None, request: Request, chunks: int) -> int:
         if usage is not None:
@@ -245,6 +326,10 @@ class OpenAIEngine:
         for call in active:
             call.cancel("cancelled: the engine was closed")
         self._client.close()
+
+
+def _indexed(on_token: TokenSink, index: int) -> Callable[[str], None]:
+    return lambda text: on_token(index, text)
 
 
 def _read_some(resp, limit: int = ERROR_BODY_CHARS) -> bytes:

@@ -33,6 +33,7 @@ class SearchContext:
     slo_p95_s: float | None = None
     power_cap_w: float | None = None
     budget: int | None = None
+    slo_ttft_p95_s: float | None = None
 
 
 class Strategy(ABC):
@@ -83,7 +84,10 @@ class Strategy(ABC):
         ok = {
             c: s
             for c, s in usable.items()
-            if s.keeps_up and s.meets(slo_p95_s=self.ctx.slo_p95_s, power_cap_w=self.ctx.power_cap_w)
+            if s.keeps_up
+            and s.meets(
+                slo_p95_s=self.ctx.slo_p95_s, power_cap_w=self.ctx.power_cap_w, slo_ttft_p95_s=self.ctx.slo_ttft_p95_s
+            )
         }
         pool = ok or {c: s for c, s in usable.items() if s.keeps_up} or usable
         return min(pool, key=lambda c: pool[c].mean_cost)

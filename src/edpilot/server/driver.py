@@ -9,6 +9,8 @@ round the online control (server.control) checks the next config against the est
 measured behind is left at once, and when every config falls behind that is said once (log, /healthz,
 the `edpilot_overloaded` metric) and the highest-throughput config served. Whether the session's choice
 meets the constraints is logged when it changes and exposed the same way (`edpilot_constraint_met`).
+With continuous batching (`continuous=True`) the worker runs decode steps (`step`) instead of batches and a round
+closes once enough requests finished (`finished`); it is summarised by `summarize_sequences`, as `tune` does.
 Everything here runs on one worker thread; `offer_traffic` is the only entry from the event loop, and
 `status` is read from it.
 """
@@ -21,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edpilot.backends import Backends
-from edpilot.engine.base import Completion
+from edpilot.continuous_runner import ServedRequest, ServedStep, summarize_sequences
+from edpilot.engine.base import Completion, SequenceEngine, Step, TokenSink
 from edpilot.errors import EdpilotError
 from edpilot.objective import EnergyScope
 from edpilot.runner import ServedBatch, run_batch, summarize
@@ -54,8 +57,8 @@ class _Recorder:
         self.needs_warmup = False
         self.last: list[Completion] = []
 
-    def generate(self, batch: Sequence[Request]) -> list[Completion]:
-        self.last = self.engine.generate(batch)  # type: ignore[attr-defined]
+    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
+        self.last = self.engine.generate(batch, on_token) if on_token else self.engine.generate(batch)  # type: ignore[attr-defined]
         return self.last
 
 
@@ -71,10 +74,16 @@ class ServingDriver:
         online: bool,
         budget: int,
         energy_scope: EnergyScope,
+        continuous: bool = False,
     ) -> None:
         self.device, self.clock, self.session = backends.device, backends.clock, session
+        self.continuous = continuous
+        self._steps: list[ServedStep] = []
+        self._served: list[ServedRequest] = []
+        self._backlog_start = 0
         self.metrics, self.online, self.budget, self.energy_scope = metrics, online, budget, energy_scope
         self._engine = _Recorder(backends.engine)
+        self._warm_batch_sizes: set[int] = set()
         self._search_until = budget
         self._lock = threading.Lock()
         self._pending: list[TrafficChange] = []
@@ -106,11 +115,17 @@ class ServingDriver:
         with self._lock:
             self._pending.append(change)
 
-    def serve(self, requests: list[Request]) -> BatchResult:
-        """Run one batch at the current config; close the round when its window is full."""
+    def serve(self, requests: list[Request], on_token: TokenSink | None = None) -> BatchResult:
+        """Run one batch at the current config, streaming its tokens; close the round when its window is full."""
         self._apply_traffic()
         try:
-            served = run_batch(requests, engine=self._engine, device=self.device, clock=self.clock)  # type: ignore[arg-type]
+            if self._engine.engine.needs_warmup and len(requests) not in self._warm_batch_sizes:  # type: ignore[attr-defined]
+                log.info(
+                    "first batch of %d: one untimed run first (compiles or allocates for this size)", len(requests)
+                )
+                self._engine.generate(requests)
+                self._warm_batch_sizes.add(len(requests))
+            served = run_batch(requests, engine=self._engine, device=self.device, clock=self.clock, on_token=on_token)  # type: ignore[arg-type]
             completions = list(self._engine.last)
         except Exception as exc:  # an engine failure is the batch's answer, never the server's end
             log.error("batch of %d failed: %s", len(requests), exc)
@@ -131,13 +146,32 @@ class ServingDriver:
             self._next_round()
         return BatchResult(completions, [share] * len(requests), self.config.batch_size)
 
+    def step(self, engine: SequenceEngine, running: int) -> tuple[Step, ServedStep]:
+        """One decode step of `running` sequences at the current config (continuous batching), measured."""
+        self._apply_traffic()
+        with EnergyWindow(self.device, self.clock) as window:
+            step = engine.step()
+        assert window.start_s is not None and window.end_s is not None
+        served = ServedStep(window.start_s, window.end_s, window.energy_j, running)
+        self._steps.append(served)
+        if window.energy_j is not None:
+            self.metrics.energy_j.inc(window.energy_j)
+        return step, served
+
+    def finished(self, served: list[ServedRequest], *, backlog: int) -> Config:
+        """Requests that ended at the last step; closes the round when it is full. Returns the config to serve at."""
+        self._served += served
+        if len(self._served) >= self.session.traffic.requests_per_round:
+            self._close_round(backlog=backlog)
+            self._next_round()
+            self._backlog_start = backlog
+        return self.config
+
     def finish(self) -> TuneResult | None:
         """End of service: the summary record when a round was recorded (a partial round is not)."""
-        if self._batches:
-            log.info(
-                "shutdown: %d requests of an unfinished round are not recorded",
-                sum(len(b.requests) for b in self._batches),
-            )
+        unrecorded = sum(len(b.requests) for b in self._batches) + len(self._served)
+        if unrecorded:
+            log.info("shutdown: %d requests of an unfinished round are not recorded", unrecorded)
         if not self.session.rounds:
             return None
         try:
@@ -159,23 +193,34 @@ class ServingDriver:
             self.metrics.retunes.inc()
             if self.online:
                 self._search_until = len(self.session.rounds) - 1 + self.budget
-                if self._batches and self.session.strategy is not None:
+                if (self._batches or self._served) and self.session.strategy is not None:
                     self._close_round(cut="cut short by a traffic drift")
                     self._next_round()
             self._note = f"traffic drift: {change.reason}"
 
-    def _close_round(self, *, cut: str | None = None) -> None:
+    def _close_round(self, *, cut: str | None = None, backlog: int | None = None) -> None:
         window, batches = self._window, self._batches
         assert window is not None
         window.end()
         self._batches = []
-        obs = summarize(
-            batches,
-            window=window,
-            energy_scope=self.energy_scope,
-            batch_size=self.config.batch_size,
-            actual_freq_mhz=self.device.current_freq_mhz(),
-        )
+        if self.continuous:
+            served, steps, self._served, self._steps = self._served, self._steps, [], []
+            obs = summarize_sequences(
+                served,
+                steps,
+                window=window,
+                energy_scope=self.energy_scope,
+                keeps_up=backlog is None or backlog <= self._backlog_start + self.config.batch_size,
+                actual_freq_mhz=self.device.current_freq_mhz(),
+            )
+        else:
+            obs = summarize(
+                batches,
+                window=window,
+                energy_scope=self.energy_scope,
+                batch_size=self.config.batch_size,
+                actual_freq_mhz=self.device.current_freq_mhz(),
+            )
         note = "; ".join(n for n in (self._note, cut) if n) or None
         self._note = None
         try:

@@ -27,6 +27,7 @@ import uvicorn
 
 from edpilot.architectures import ARCHITECTURES
 from edpilot.backends import Backends
+from edpilot.engine.base import SequenceEngine
 from edpilot.engine.hf import HfEngine
 from edpilot.errors import ConfigError, EdpilotError
 from edpilot.objective import EnergyScope
@@ -38,6 +39,7 @@ from edpilot.server.driver import ServingDriver
 from edpilot.server.estimator import TrafficEstimator
 from edpilot.server.metrics import ServerMetrics
 from edpilot.server.service import Service
+from edpilot.server.stepper import LiveContinuous
 from edpilot.server.worker import LiveBatcher
 from edpilot.sim import SimEngine
 from edpilot.tuner import TuningSession
@@ -67,6 +69,7 @@ class ServeSettings:
     model_name: str | None = None
     max_connections: int | None = None  # None: MAX_CONNECTIONS, or fewer to fit the descriptor limit
     read_timeout_s: float = 30.0
+    batching: str = "static"
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -151,7 +154,9 @@ class _Server(uvicorn.Server):
     """uvicorn that drains the batcher as soon as a stop signal arrives, stops when the batch loop fails, says
     where it listens, and leaves raising the stop signal to after the event loop (no traceback from inside it)."""
 
-    def __init__(self, config: uvicorn.Config, *, live: LiveBatcher, on_ready: Callable[[str], None]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, *, live: LiveBatcher | LiveContinuous, on_ready: Callable[[str], None]
+    ) -> None:
         super().__init__(config)
         self.live, self.on_ready = live, on_ready
         self.stop_signal: int | None = None
@@ -219,18 +224,43 @@ def run_server(
     """Serve until a stop signal; returns after the graceful shutdown (the caller restores the device)."""
     metrics = ServerMetrics(has_meter=backends.device.capabilities.has_meter)
     board = BoardMetrics(backends.device, registry=metrics.registry)
+    continuous = settings.batching == "continuous"
     driver = ServingDriver(
-        backends, session, metrics=metrics, online=online, budget=settings.budget, energy_scope=energy_scope
-    )
-    live = LiveBatcher(
-        driver,
-        clock=backends.clock,
-        wall_per_clock_s=1.0 / settings.sim_speed,
-        max_wait_s=settings.max_wait_s,
-        max_queue=settings.max_queue,
-        estimator=TrafficEstimator(requests_per_round=session.traffic.requests_per_round),
+        backends,
+        session,
         metrics=metrics,
+        online=online,
+        budget=settings.budget,
+        energy_scope=energy_scope,
+        continuous=continuous,
     )
+    estimator = TrafficEstimator(requests_per_round=session.traffic.requests_per_round)
+    live: LiveBatcher | LiveContinuous
+    if continuous:
+        if not isinstance(backends.engine, SequenceEngine):
+            raise ConfigError(
+                f"the {backends.engine.name} engine has no step-level interface; "
+                "--batching continuous needs the sim, openai or llamacpp engine (or use --batching static)"
+            )
+        live = LiveContinuous(
+            driver,
+            backends.engine,
+            clock=backends.clock,
+            wall_per_clock_s=1.0 / settings.sim_speed,
+            max_queue=settings.max_queue,
+            estimator=estimator,
+            metrics=metrics,
+        )
+    else:
+        live = LiveBatcher(
+            driver,
+            clock=backends.clock,
+            wall_per_clock_s=1.0 / settings.sim_speed,
+            max_wait_s=settings.max_wait_s,
+            max_queue=settings.max_queue,
+            estimator=estimator,
+            metrics=metrics,
+        )
     context, count = model_limits(backends, model)
     model_id = settings.model_name or str(backends.engine.describe().get("model") or model)
     service = Service(live, model_id, context, count, metrics, settings.api_key, on_stop=driver.finish)

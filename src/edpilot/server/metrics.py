@@ -14,6 +14,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300)
+TTFT_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120)
+ITL_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
 class OptionalGauge(Collector):
@@ -62,6 +64,18 @@ class ServerMetrics:
             "edpilot_request_latency_seconds",
             "Arrival to answer, on the device's clock (simulated seconds on the simulator).",
             buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.ttft_s = Histogram(
+            "edpilot_time_to_first_token_seconds",
+            "Arrival to the first streamed token, on the device's clock.",
+            buckets=TTFT_BUCKETS_S,
+            registry=r,
+        )
+        self.itl_s = Histogram(
+            "edpilot_inter_token_latency_seconds",
+            "Time between consecutive tokens of one request, on the device's clock.",
+            buckets=ITL_BUCKETS_S,
             registry=r,
         )
         self.freq_mhz = OptionalGauge(

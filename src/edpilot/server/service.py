@@ -1,7 +1,8 @@
 """Answering one completion request: check it, queue it, wait for its batch, send it whole or streamed (SSE).
 
-Streamed answers send their headers at once and the text when the batch is done (static batching: a batch
-ends together). A client that goes away while waiting has its request dropped.
+Streamed answers send their headers at once and each piece of text as the engine makes it (one SSE chunk per
+decode step, or per upstream chunk through a gateway), then the finish reason and usage when the request ends.
+A client that goes away while waiting has its request dropped.
 """
 
 from __future__ import annotations
@@ -154,14 +155,19 @@ async def _stream(
     try:
         if chat:
             yield event(p.chunk(rid=rid, model=model, chat=True, role=True))
-        await asyncio.wait({pending.future})
+        sent: list[str] = []
+        while (piece := await pending.pieces.get()) is not None:
+            sent.append(piece)
+            yield event(p.chunk(rid=rid, model=model, chat=chat, text=piece))
         try:
             answer = _result(pending)
         except p.ApiError as exc:
             service.metrics.requests.labels(endpoint, str(exc.status)).inc()
             yield event(exc.body())
             return
-        for piece in p.pieces(answer.text):
+        streamed = "".join(sent)
+        rest = answer.text[len(streamed) :] if answer.text.startswith(streamed) else ""  # an engine that streams none
+        for piece in p.pieces(rest) if rest else ():
             yield event(p.chunk(rid=rid, model=model, chat=chat, text=piece))
         reason = p.finish_reason(answer.output_tokens, max_tokens)
         yield event(p.chunk(rid=rid, model=model, chat=chat, reason=reason))

@@ -2,8 +2,9 @@
 
 The event loop never blocks on generation: `submit` stamps the arrival on the device's clock and offers
 the request to the sans-IO `StaticBatcher`; the loop task polls it, sleeps until the next arrival or the
-`max_wait_s` deadline, and hands each batch to the worker thread (`ServingDriver.serve`). A request whose
-client went away is dropped when its batch is released (or its answer is discarded if it is already
+`max_wait_s` deadline, and hands each batch to the worker thread (`ServingDriver.serve`). Tokens travel back
+as the engine makes them: each request's `pieces` queue gets its text step by step, then None at its end.
+A request whose client went away is dropped when its batch is released (or its answer is discarded if it is already
 running); the batch goes on. `drain` answers every queued request with an error and lets the running
 batch finish: the graceful half of a shutdown. If the batch loop itself fails (a clock write that raises, a run
 log that cannot be written), the cause is logged, `failure` says it, the running and queued requests are answered
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -56,11 +57,26 @@ class Answer:
 
 @dataclass
 class Pending:
-    """A queued request and the future its handler awaits."""
+    """A queued request, the future its handler awaits, and its text as it is made (None ends it).
+
+    `first_token_s` and `last_token_s` are stamped on the device's clock by the engine's thread."""
 
     request: Request
     future: asyncio.Future[Answer]
     cancelled: bool = field(default=False)
+    pieces: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    first_token_s: float | None = None
+    last_token_s: float | None = None
+
+    def finish(self, answer: Answer | BaseException) -> None:
+        """Settle the future (on the event loop) and end the stream of pieces."""
+        if self.future.done():
+            return
+        if isinstance(answer, BaseException):
+            self.future.set_exception(answer)
+        else:
+            self.future.set_result(answer)
+        self.pieces.put_nowait(None)
 
     @property
     def arrival_s(self) -> float:
@@ -203,7 +219,8 @@ class LiveBatcher:
         requests = [p.request for p in batch]
         start_s = self.clock.now_s()
         self._running = batch
-        result: BatchResult = await loop.run_in_executor(self.executor, self.driver.serve, requests)
+        sink = TokenRelay(loop, self.clock, self.metrics, batch).on_token
+        result: BatchResult = await loop.run_in_executor(self.executor, self.driver.serve, requests, sink)
         self._running = []
         done_s = self.clock.now_s()
         self._mean_batch_s = 0.8 * self._mean_batch_s + 0.2 * (done_s - start_s)
@@ -217,7 +234,7 @@ class LiveBatcher:
             if pending.cancelled or pending.future.done():
                 self.metrics.dropped.inc()
                 continue
-            pending.future.set_result(answer)
+            pending.finish(answer)
 
 
 def _refuse(pendings: list[Pending], error: Unavailable) -> None:
@@ -227,5 +244,31 @@ def _refuse(pendings: list[Pending], error: Unavailable) -> None:
             continue
         if pending.cancelled:
             pending.future.cancel()
+            pending.pieces.put_nowait(None)
         else:
-            pending.future.set_exception(error)
+            pending.finish(error)
+
+
+class TokenRelay:
+    """Hands tokens from the engine's thread to each request's stream on the event loop; stamps TTFT and gaps."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, clock: Clock, metrics: ServerMetrics, batch: Sequence[Pending]
+    ) -> None:
+        self.loop, self.clock, self.metrics, self.batch = loop, clock, metrics, batch
+
+    def on_token(self, index: int, text: str) -> None:
+        """Request `index` of the batch has new text (called on the engine's thread)."""
+        self.relay(self.batch[index], text)
+
+    def relay(self, pending: Pending, text: str) -> None:
+        """`pending` has new text: stamp it, observe TTFT or the gap since its last token, queue the text."""
+        now_s = self.clock.now_s()
+        if pending.first_token_s is None:
+            pending.first_token_s = now_s
+            self.metrics.ttft_s.observe(now_s - pending.arrival_s)
+        elif pending.last_token_s is not None:
+            self.metrics.itl_s.observe(now_s - pending.last_token_s)
+        pending.last_token_s = now_s
+        if text and not pending.cancelled:
+            self.loop.call_soon_threadsafe(pending.pieces.put_nowait, text)

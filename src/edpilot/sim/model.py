@@ -60,6 +60,16 @@ class PerformanceModel(Protocol):
         """Metadata for the run log."""
         ...
 
+    def sample_step_cost(
+        self,
+        freq_mhz: float,
+        decode_context_tokens: Sequence[int],
+        prefill_prompt_tokens: Sequence[int],
+        rng: np.random.Generator,
+    ) -> BatchCost:
+        """One noisy sample of a continuous-batching step (see `AnalyticModel.step_cost`)."""
+        ...
+
 
 def gpu_voltage_v(freq_mhz: float) -> float:
     """GPU rail voltage (V) at `freq_mhz`, interpolated on the (assumed) DVFS curve."""
@@ -212,6 +222,57 @@ class AnalyticModel:
             ttft_s=None if mean.ttft_s is None else mean.ttft_s * time_factor,
         )
 
+    def step_cost(
+        self,
+        freq_mhz: float,
+        decode_context_tokens: Sequence[int],
+        prefill_prompt_tokens: Sequence[int],
+        *,
+        emc_mhz: float | None = None,
+    ) -> BatchCost:
+        """Noise-free time and energy of one decode step of continuous batching (`ttft_s` is None).
+
+        The step decodes one token of each running sequence (`decode_context_tokens`: each one's prompt plus the
+        tokens it has so far) and prefills the sequences that join at it (`prefill_prompt_tokens`), in one
+        launch: the roofline terms of `expected_cost` summed over the step's work. A static batch is one
+        prefill step and output_tokens − 1 decode steps, and costs exactly what `expected_cost` says.
+        """
+        arch, rt, board = self.arch, self.runtime, self.board
+        contexts = np.asarray(decode_context_tokens, dtype=float)
+        prompts = np.asarray(prefill_prompt_tokens, dtype=float)
+        peak, bw = self._peak_flops(freq_mhz), self._bandwidth_bps(freq_mhz, emc_mhz)
+        q_dim = arch.num_heads * arch.head_dim
+        overhead_s = self._step_overhead_s(freq_mhz, len(contexts) + len(prompts))
+        compute_s = (
+            2 * arch.matmul_params_per_token * prompts.sum() + 2 * arch.num_layers * q_dim * (prompts**2).sum()
+        ) / (peak * rt.prefill_flops_efficiency)
+        compute_s += (
+            2 * arch.matmul_params_per_token * len(contexts) + 4 * arch.num_layers * q_dim * contexts.sum()
+        ) / (peak * rt.decode_flops_efficiency)
+        dram_bytes = self.weight_bytes + contexts.sum() * arch.kv_bytes_per_token
+        busy_s = max(compute_s, (dram_bytes + prompts.sum() * arch.kv_bytes_per_token) / bw)
+        activity = 0.3 + 0.7 * compute_s / busy_s
+        gpu_j = float(self.gpu_power_w(freq_mhz, activity)) * busy_s
+        gpu_j += float(self.gpu_power_w(freq_mhz, board.gpu_idle_activity)) * overhead_s
+        service_s = busy_s + overhead_s
+        base_w = board.base_power_w + self.emc_power_delta_w(emc_mhz)
+        energy_j = (base_w + board.host_active_power_w) * service_s + gpu_j
+        return BatchCost(
+            service_s=service_s, energy_j=energy_j + dram_bytes * board.dram_energy_j_per_byte, ttft_s=None
+        )
+
+    def sample_step_cost(
+        self,
+        freq_mhz: float,
+        decode_context_tokens: Sequence[int],
+        prefill_prompt_tokens: Sequence[int],
+        rng: np.random.Generator,
+        *,
+        emc_mhz: float | None = None,
+    ) -> BatchCost:
+        """One sample of a step: the expected step cost with the batch's log-normal noise."""
+        return _noisy(self.step_cost(freq_mhz, decode_context_tokens, prefill_prompt_tokens, emc_mhz=emc_mhz), rng)
+
 
 @dataclass(frozen=True)
 class Levels:
@@ -305,6 +366,24 @@ class EmcView:
         """One noisy batch sample at the memory clock the knob holds."""
         return self.model.batch_cost(freq_mhz, prompt_tokens, output_tokens, rng, emc_mhz=self.emc_mhz)
 
+    def step_cost(
+        self, freq_mhz: float, decode_context_tokens: Sequence[int], prefill_prompt_tokens: Sequence[int]
+    ) -> BatchCost:
+        """Noise-free cost of one continuous-batching step at the memory clock the knob holds."""
+        return self.model.step_cost(freq_mhz, decode_context_tokens, prefill_prompt_tokens, emc_mhz=self.emc_mhz)
+
+    def sample_step_cost(
+        self,
+        freq_mhz: float,
+        decode_context_tokens: Sequence[int],
+        prefill_prompt_tokens: Sequence[int],
+        rng: np.random.Generator,
+    ) -> BatchCost:
+        """One noisy step sample at the memory clock the knob holds."""
+        return self.model.sample_step_cost(
+            freq_mhz, decode_context_tokens, prefill_prompt_tokens, rng, emc_mhz=self.emc_mhz
+        )
+
 
 class ProfileModel:
     """Replays a measured profile: each batch draws one recorded sample of its config at random."""
@@ -329,3 +408,49 @@ class ProfileModel:
         samples = self.table.samples(freq_mhz, len(prompt_tokens))
         latency_s, energy_j = samples[rng.integers(len(samples))]
         return BatchCost(service_s=float(latency_s), energy_j=float(energy_j) if self.has_energy else None, ttft_s=None)
+
+    def sample_step_cost(
+        self,
+        freq_mhz: float,
+        decode_context_tokens: Sequence[int],
+        prefill_prompt_tokens: Sequence[int],
+        rng: np.random.Generator,
+    ) -> BatchCost:
+        """One step of continuous batching, from the profile: a recorded batch of the step's sequence count
+        (the nearest recorded size at or above it, else the largest) spread evenly over its output tokens.
+
+        An approximation: a profile records whole batches, so a step's prefill and context length are not seen.
+        """
+        active = len(decode_context_tokens) + len(prefill_prompt_tokens)
+        sizes = [b for b in self.table.batch_sizes if b >= active] or [max(self.table.batch_sizes)]
+        output_tokens = _output_tokens(self.table)
+        cost = self.batch_cost(freq_mhz, [0] * min(sizes), 1, rng)
+        return BatchCost(
+            service_s=cost.service_s / output_tokens,
+            energy_j=None if cost.energy_j is None else cost.energy_j / output_tokens,
+            ttft_s=None,
+        )
+
+
+def _noisy(mean: BatchCost, rng: np.random.Generator) -> BatchCost:
+    """`mean` with log-normal noise on time, and on energy on top of time's."""
+    time_factor = float(np.exp(rng.normal(0.0, SERVICE_NOISE_SIGMA)))
+    energy_factor = time_factor * float(np.exp(rng.normal(0.0, ENERGY_NOISE_SIGMA)))
+    return BatchCost(
+        service_s=mean.service_s * time_factor,
+        energy_j=None if mean.energy_j is None else mean.energy_j * energy_factor,
+        ttft_s=None if mean.ttft_s is None else mean.ttft_s * time_factor,
+    )
+
+
+def _output_tokens(table: ProfileTable) -> float:
+    """The profile's `# output_tokens:` (decode steps per recorded batch); ConfigError when it has none."""
+    try:
+        tokens = float(table.metadata["output_tokens"])
+    except (KeyError, ValueError):
+        raise ConfigError(
+            f"{table.source}: continuous batching on a profile needs its '# output_tokens:' line (a number)"
+        ) from None
+    if not tokens >= 1:
+        raise ConfigError(f"{table.source}: '# output_tokens:' must be at least 1, got {tokens:g}")
+    return tokens

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from edpilot.clock import Clock, ScaledClock, VirtualClock
-from edpilot.engine.base import Completion
+from edpilot.engine.base import Completion, Step, TokenSink
 from edpilot.errors import DeviceError
 from edpilot.hardware.base import EMC_KNOB, GPU_KNOB, Device, DeviceCapabilities, Knob, gpu_knob
 from edpilot.sim.governor import governed_idle_j
@@ -54,6 +55,7 @@ class SimDevice:
         self._accounted_until_s = clock.now_s()
         self.governed = False  # True after release_clocks(): the stock governor, not a pinned level
         self._busy_until_s = clock.now_s()
+        self._busy = False  # a batch is running: its energy is added at its end, not charged as idle
 
     def freqs_mhz(self) -> tuple[float, ...]:
         """The model's frequency levels (MHz)."""
@@ -83,12 +85,34 @@ class SimDevice:
         self._accrue_idle()
         return self._energy_j
 
-    def run_batch(self, cost: BatchCost) -> None:
-        """Spend a batch's service time on the clock and add its energy to the counter."""
-        self._accrue_idle()
-        self.clock.sleep(cost.service_s)
-        self._energy_j += cost.energy_j or 0.0
-        self._accounted_until_s = self._busy_until_s = self.clock.now_s()
+    def run_batch(
+        self,
+        cost: BatchCost,
+        *,
+        pauses_s: Sequence[float] = (),
+        on_pause: Callable[[int], None] | None = None,
+        start_s: float | None = None,
+    ) -> None:
+        """Spend a batch's service time on the clock and add its energy to the counter.
+
+        With `pauses_s` (offsets from the batch start, s, ascending), `on_pause(i)` is called when the clock
+        reaches each: the batch's tokens are handed out as they are made. Its energy is added at its end.
+        `start_s` (not after now) starts it where the previous step ended: on a wall-paced clock the host work
+        between steps would otherwise add up as simulated time.
+        """
+        start_s = self.clock.now_s() if start_s is None else min(start_s, self.clock.now_s())
+        self._accrue_idle(until_s=start_s)
+        self._busy = True
+        try:
+            for i, at_s in enumerate(pauses_s):
+                self.clock.sleep_until(start_s + at_s)
+                if on_pause is not None:
+                    on_pause(i)
+            self.clock.sleep_until(start_s + cost.service_s)
+        finally:
+            self._busy = False
+            self._energy_j += cost.energy_j or 0.0
+            self._accounted_until_s = self._busy_until_s = max(self._accounted_until_s, start_s + cost.service_s)
 
     def describe(self) -> dict[str, object]:
         """Backend, levels and the model behind it."""
@@ -161,8 +185,10 @@ class SimDevice:
     def close(self) -> None:
         """Nothing to release."""
 
-    def _accrue_idle(self) -> None:
-        now_s = self.clock.now_s()
+    def _accrue_idle(self, until_s: float | None = None) -> None:
+        if self._busy:
+            return
+        now_s = self.clock.now_s() if until_s is None else until_s
         idle_s = now_s - self._accounted_until_s
         if idle_s > 0 and self.capabilities.has_meter and self.governed:
             self._energy_j += governed_idle_j(
@@ -200,26 +226,112 @@ class SimEngine:
     ) -> None:
         self.device, self.model, self.clock, self.rng = device, model, clock, rng
         self.filler_text = filler_text
+        self._joining: list[_Sequence] = []
+        self._running: list[_Sequence] = []
+        self._cancelled: set[int] = set()
+        self._steps_end_s: float | None = None  # where the last step ended on the model's timeline
 
-    def generate(self, batch: Sequence[Request]) -> list[Completion]:
-        """Spend the batch's modelled service time; return empty completions with the modelled TTFT."""
-        output_tokens = max(r.max_new_tokens for r in batch)
-        freq_mhz = self.device.current_freq_mhz()
-        if freq_mhz is None:  # a device without a clock (cpu): the modelled board at its highest level
-            freq_mhz = max(self.model.freqs_mhz)
-        cost = self.model.batch_cost(freq_mhz, [r.prompt_tokens for r in batch], output_tokens, self.rng)
-        if isinstance(self.device, SimDevice):
-            self.device.run_batch(cost)
-        else:
-            self.clock.sleep_until(self.clock.now_s() + cost.service_s)
+    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
+        """Spend the batch's modelled service time: the first tokens at its TTFT, the rest evenly over the decode
+        steps (handed to `on_token` as the clock reaches them); every request decodes its max_new_tokens."""
+        steps = max(r.max_new_tokens for r in batch)
+        cost = self.model.batch_cost(self._freq_mhz(), [r.prompt_tokens for r in batch], steps, self.rng)
+        first_s = cost.service_s / steps if cost.ttft_s is None else cost.ttft_s  # a profile records no TTFT
+        step_s = (cost.service_s - first_s) / max(steps - 1, 1)
+        token_s = [first_s + k * step_s for k in range(steps)]
+        words = [_Words(r.prompt, self.filler_text) for r in batch]
+
+        def emit(k: int) -> None:
+            for i, r in enumerate(batch):
+                if k < r.max_new_tokens and on_token is not None:
+                    on_token(i, words[i].piece(k))
+
+        self._spend(cost, token_s if on_token is not None else (), emit)
         return [
             Completion(
-                text=filler_text(r.prompt, r.max_new_tokens) if self.filler_text else "",
+                text=words[i].text(r.max_new_tokens),
                 output_tokens=r.max_new_tokens,
                 ttft_s=cost.ttft_s,
+                last_token_s=token_s[r.max_new_tokens - 1] if r.max_new_tokens > 0 else None,
             )
-            for r in batch
+            for i, r in enumerate(batch)
         ]
+
+    def add(self, request: Request) -> None:
+        """Join the running sequences at the next step (continuous batching)."""
+        self._joining.append(_Sequence(request, _Words(request.prompt, self.filler_text)))
+
+    def running(self) -> int:
+        """Sequences added and not finished."""
+        return len(self._joining) + len(self._running)
+
+    def cancel(self, request_id: int) -> None:
+        """Stop a request's sequence (its client went away): it leaves, failed, at the next step."""
+        self._cancelled.add(request_id)
+
+    def wake(self) -> None:
+        """Steps never block waiting: nothing to wake."""
+
+    def step(self) -> Step:
+        """One step priced by the model: a token for every running sequence, prefill (a first token) for joiners."""
+        gone = {q.request.request_id for q in self._joining + self._running} & self._cancelled
+        self._cancelled.clear()
+        self._joining = [q for q in self._joining if q.request.request_id not in gone]
+        self._running = [q for q in self._running if q.request.request_id not in gone]
+        if not self._joining and not self._running:
+            return Step({}, {rid: Completion("", 0, error="cancelled: the client went away") for rid in gone})
+        joining, self._joining = self._joining, []
+        cost = self.model.sample_step_cost(
+            self._freq_mhz(),
+            [q.request.prompt_tokens + q.tokens for q in self._running],
+            [q.request.prompt_tokens for q in joining],
+            self.rng,
+        )
+        start_s = self.clock.now_s()
+        if self._running and self._steps_end_s is not None:
+            start_s = max(self._steps_end_s, start_s - cost.service_s)  # back to back with the previous step
+            start_s = max([start_s, *(q.request.arrival_s for q in joining)])  # never before a joiner arrived
+        for q in joining:
+            q.joined_s = start_s
+        self._spend(cost, (), lambda _: None, start_s=start_s)
+        self._steps_end_s = start_s + cost.service_s
+        now_s = self.clock.now_s()
+        self._running += joining
+        text: dict[int, str] = {}
+        finished = {rid: Completion("", 0, error="cancelled: the client went away") for rid in gone}
+        for q in self._running:
+            rid = q.request.request_id
+            text[rid] = q.words.piece(q.tokens)
+            q.tokens += 1
+            if q.tokens == 1:
+                q.first_s = now_s - q.joined_s
+            if q.tokens >= q.request.max_new_tokens:
+                finished[rid] = Completion(
+                    q.words.text(q.tokens), q.tokens, ttft_s=q.first_s, last_token_s=now_s - q.joined_s
+                )
+        self._running = [q for q in self._running if q.request.request_id not in finished]
+        return Step(text, finished)
+
+    def _freq_mhz(self) -> float:
+        freq_mhz = self.device.current_freq_mhz()
+        return max(self.model.freqs_mhz) if freq_mhz is None else freq_mhz  # no clock (cpu): the highest level
+
+    def _spend(
+        self,
+        cost: BatchCost,
+        pauses_s: Sequence[float],
+        on_pause: Callable[[int], None],
+        *,
+        start_s: float | None = None,
+    ) -> None:
+        if isinstance(self.device, SimDevice):
+            self.device.run_batch(cost, pauses_s=pauses_s, on_pause=on_pause, start_s=start_s)
+            return
+        start_s = self.clock.now_s() if start_s is None else start_s
+        for i, at_s in enumerate(pauses_s):
+            self.clock.sleep_until(start_s + at_s)
+            on_pause(i)
+        self.clock.sleep_until(start_s + cost.service_s)
 
     def describe(self) -> dict[str, object]:
         """Engine backend and the model it models."""
@@ -229,7 +341,30 @@ class SimEngine:
         """Nothing to release."""
 
 
-def filler_text(prompt: str, tokens: int) -> str:
-    """`tokens` words cycled from `prompt` (a word counts as one token), e.g. ("a b", 3) -> "a b a"."""
-    words = prompt.split() or ["_"]
-    return " ".join(words[i % len(words)] for i in range(tokens))
+class _Words:
+    """A request's answer, word by word: filler cycled from its prompt, or empty text."""
+
+    def __init__(self, prompt: str, filler: bool) -> None:
+        self.words = (prompt.split() or ["_"]) if filler else None
+
+    def piece(self, k: int) -> str:
+        """The k-th token's text (0-based): a word, with a space before all but the first."""
+        if self.words is None:
+            return ""
+        word = self.words[k % len(self.words)]
+        return word if k == 0 else " " + word
+
+    def text(self, tokens: int) -> str:
+        """The first `tokens` tokens' text."""
+        return "".join(self.piece(k) for k in range(tokens))
+
+
+@dataclass
+class _Sequence:
+    """A request decoding under continuous batching: tokens so far, when it joined, its first token's time."""
+
+    request: Request
+    words: _Words
+    tokens: int = 0
+    joined_s: float = 0.0
+    first_s: float | None = None

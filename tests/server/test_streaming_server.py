@@ -1,0 +1,84 @@
+"""Streaming end to end: real `edpilot serve` processes on loopback, read by the official openai client."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import httpx
+import pytest
+
+from edpilot.runlog import read_run_log
+from edpilot.sim import open_sim
+from tests.server.conftest import ServerProcess
+
+MAX_TOKENS = 120
+FREQ_MHZ = 930.75
+
+
+def _stream(srv: ServerProcess, prompt: str = "one two three", max_tokens: int = MAX_TOKENS) -> tuple[list, str]:
+    """(arrival time of each content chunk, wall s from the request), and the streamed text."""
+    times, text = [], ""
+    start = time.monotonic()
+    stream = srv.client().completions.create(model="llama-3.2-1b", prompt=prompt, max_tokens=max_tokens, stream=True)
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].text:
+            times.append(time.monotonic() - start)
+            text += chunk.choices[0].text
+    return times, text
+
+
+def _decode_s(max_tokens: int) -> float:
+    """The modelled time from the first token to the last, at FREQ_MHZ (simulated s)."""
+    cost = open_sim("sim:orin-agx-32gb").model.expected_cost(FREQ_MHZ, [4], max_tokens)
+    return cost.service_s - cost.ttft_s
+
+
+@pytest.mark.parametrize("batching", ["static", "continuous"])
+def test_the_first_chunk_comes_long_before_the_last_token_is_made(serve, batching: str) -> None:
+    srv = serve("--device", "sim", "--freq", str(FREQ_MHZ), "--batch", "1", "--batching", batching)
+    times, text = _stream(srv)
+    assert text == " ".join(["one", "two", "three"] * 40)
+    assert len(times) == MAX_TOKENS  # one chunk per decode step
+    # Sent whole at the end, the chunks would arrive within milliseconds of each other; streamed, they span the
+    # decode (sim-speed 1: the simulated seconds are wall seconds).
+    assert times[-1] - times[0] >= 0.5 * _decode_s(MAX_TOKENS)
+    metrics = httpx.get(f"{srv.url}/metrics").text
+    assert "edpilot_time_to_first_token_seconds_count 1.0" in metrics
+    assert f"edpilot_inter_token_latency_seconds_count {MAX_TOKENS - 1}.0" in metrics
+
+
+def test_a_lone_request_does_not_wait_for_company_under_continuous_batching(serve) -> None:
+    srv = serve("--device", "sim", "--freq", str(FREQ_MHZ), "--batch", "8", "--batching", "continuous")
+    times, _ = _stream(srv, max_tokens=20)
+    # Static batching at batch 8 would hold it --max-wait-s (5 s) for seven more requests.
+    assert times[0] < 2.5
+
+
+def test_ttft_and_inter_token_percentiles_reach_the_run_log(serve, tmp_path) -> None:
+    log = tmp_path / "run.jsonl"
+    srv = serve(
+        "--device", "sim", "--freq", str(FREQ_MHZ), "--batch", "2", "--batching", "continuous",
+        "--requests-per-round", "3", "--output", str(log),
+    )  # fmt: skip
+    for _ in range(3):
+        _stream(srv, max_tokens=30)
+    assert srv.stop() in (0, 128 + signal.SIGTERM)
+    rounds = read_run_log(log).rounds
+    assert len(rounds) == 1
+    obs = rounds[0].obs
+    assert obs.requests == 3 and 0 < obs.p50_ttft_s <= obs.p95_ttft_s < obs.p95_latency_s
+    assert 0 < obs.p50_itl_s <= obs.p95_itl_s < obs.p50_ttft_s
+
+
+@pytest.mark.parametrize("batching", ["static", "continuous"])
+def test_the_gateway_forwards_upstream_chunks_as_they_arrive(serve, batching: str) -> None:
+    upstream = serve("--device", "sim", "--freq", str(FREQ_MHZ), "--batch", "4", "--batching", "continuous")
+    gateway = serve(
+        "--device", "cpu", "--engine", f"openai:{upstream.url}", "--batch", "1", "--batching", batching,
+        "--model-name", "llama-3.2-1b",
+    )  # fmt: skip
+    times, text = _stream(gateway)
+    assert text == " ".join(["one", "two", "three"] * 40)
+    assert len(times) >= 10  # chunks that reach the gateway together may travel on as one (more under load)
+    assert times[-1] - times[0] >= 0.5 * _decode_s(MAX_TOKENS)
