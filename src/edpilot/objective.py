@@ -33,9 +33,9 @@ class Observation:
     answered with an error (timeouts, HTTP errors); they still count in latency and energy; a window
     whose every request failed is `failed`. `meter_updates` is how many meter updates the window spans
     (None when the meter's interval is unknown). `backlog_requests` is how many requests were queued when
-    the window ended, carried into the next one (None where the driver does not say). `p50_ttft_s`/`p95_ttft_s` are percentiles of the time from arrival
-    to a request's first token, `p50_itl_s`/`p95_itl_s` of its mean time between tokens (None: the engine did not
-    say when its tokens came).
+    the window ended, carried into the next one (None where the driver does not say). `p50_ttft_s`/`p95_ttft_s`
+    are percentiles of the time from arrival to a request's first token, `p50_itl_s`/`p95_itl_s` of its mean time
+    between tokens (None: the engine did not say when its tokens came).
     """
 
     requests: int
