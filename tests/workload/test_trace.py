@@ -79,3 +79,15 @@ def test_tune_on_a_trace(tmp_path):
     bad = write(tmp_path / "bad.jsonl", [entry(0.0), "oops"])
     r = CliRunner().invoke(app, ["tune", "--trace", str(bad)])
     assert r.exit_code == 2 and "bad.jsonl:2" in r.stderr
+
+
+def test_a_trace_at_one_instant_is_refused_not_replayed_forever(tmp_path):
+    """Every arrival at one instant gives a stream that never advances: one line, exit 2 (found by the fuzz test)."""
+    path = tmp_path / "burst.jsonl"
+    path.write_text(
+        "".join(json.dumps({"arrival_s": 5.0, "prompt": "Hi.", "max_new_tokens": 8}) + "\n" for _ in range(3))
+    )
+    with pytest.raises(WorkloadError, match="all fall at 5 s"):
+        TraceWorkload(read_trace(path))
+    r = CliRunner().invoke(app, ["tune", "--trace", str(path), "--budget", "2"])
+    assert r.exit_code == 2 and "all fall at 5 s" in r.output

@@ -84,6 +84,11 @@ class TraceWorkload:
         times = [e.arrival_s for e in entries]
         gap_s = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 1.0
         self.period_s = times[-1] - times[0] + gap_s  # one pass of the trace, for wrapping
+        if not times[0] + self.period_s > times[0]:  # every request at one instant: the stream would never advance
+            raise WorkloadError(
+                f"the trace's {len(times)} arrivals all fall at {times[0]:g} s: a replayed stream needs them spread "
+                "in time (for a burst, use --arrivals saturated)"
+            )
         self._next = 0
 
     @property
