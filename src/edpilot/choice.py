@@ -73,7 +73,10 @@ def choose(
 ) -> Choice:
     """Apply the constraint and baseline rules to the strategy's `search_choice` over the measured `stats`."""
     usable = {c: s for c, s in stats.items() if s.usable}
-    of = lambda c: stats.get(c) or ConfigStats(c)  # noqa: E731
+
+    def of(c: Config) -> ConfigStats:
+        return stats.get(c) or ConfigStats(c)
+
     config, warnings = search_choice, []
     if constraints.limits and constraints.excess(of(config)) > 1.0 and usable:
         meeting = [c for c, s in usable.items() if constraints.excess(s) <= 1.0]

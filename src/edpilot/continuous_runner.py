@@ -74,8 +74,8 @@ def summarize_sequences(
     if energy_scope not in ENERGY_SCOPES:
         raise ConfigError(f"unknown energy scope {energy_scope!r}; choose one of: {', '.join(ENERGY_SCOPES)}")
     latencies_s = np.array([s.latency_s for s in served])
-    step_energy = [s.energy_j for s in steps]
-    energy_per_step_j = None if not steps or None in step_energy else float(np.mean(step_energy))
+    step_energy = [s.energy_j for s in steps if s.energy_j is not None]
+    energy_per_step_j = None if not steps or len(step_energy) < len(steps) else float(np.mean(step_energy))
     if energy_scope == "total":
         energy_j = window.energy_j
     else:

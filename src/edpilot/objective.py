@@ -140,9 +140,11 @@ class BoundObjective:
         if name == "latency":
             return lat
         if name == "edp":
-            return e * lat
+            edp: np.ndarray = e * lat
+            return edp
         if name == "ed2p":
-            return e * lat**2
+            ed2p: np.ndarray = e * lat**2
+            return ed2p
         if name == "energy":
             return e
         assert self.base_energy_per_request_j is not None and self.base_mean_latency_s is not None

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edpilot.engine import Engine
-from edpilot.errors import ConfigError, ProfileError
+from edpilot.errors import ConfigError, DeviceError, ProfileError
 from edpilot.hardware import Device
 from edpilot.serving.window import TICK_TIMEOUT_UPDATES, EnergyWindow, wait_for_tick
 from edpilot.sim.profile import ProfileRow, read_profile, write_profile
@@ -135,7 +135,7 @@ def measure_sample(
     engine: Engine,
     batch: list[Request],
     *,
-    freq_mhz: float | None,
+    freq_mhz: float,
     align: bool = True,
     min_updates: int = MIN_METER_UPDATES,
 ) -> ProfileRow:
@@ -219,6 +219,8 @@ def profile(
             device.set_freq_mhz(config.freq_mhz)
         engine.generate(workload.requests(config.batch_size, rng))  # warm-up: caches, compilation, clocks
         freq_mhz = config.freq_mhz if pinned else level_seen(device)
+        if freq_mhz is None:  # a profile row is keyed by its frequency
+            raise DeviceError(f"{device.name}: the GPU clock could not be read, and a profile row needs it")
         for _ in range(repeats - done):
             row = measure_sample(device, engine, workload.requests(config.batch_size, rng), freq_mhz=freq_mhz)
             rows.append(row)

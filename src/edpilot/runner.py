@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TypedDict
 
 import numpy as np
 
@@ -181,8 +182,8 @@ def summarize(
     # latency = fill wait (arrival -> its batch's last arrival) + queue wait (-> batch start) + service
     full_s = np.array([max(r.arrival_s for r in b.requests) for b in batches for _ in b.requests])
     starts_s = np.array([b.start_s for b in batches for _ in b.requests])
-    batch_energy = [b.energy_j for b in batches]
-    energy_per_batch_j = None if None in batch_energy else float(np.mean(batch_energy))
+    batch_energy = [b.energy_j for b in batches if b.energy_j is not None]
+    energy_per_batch_j = None if len(batch_energy) < len(batches) else float(np.mean(batch_energy))
     window_s = window.duration_s
     if energy_scope == "total":
         energy_j = window.energy_j
@@ -217,13 +218,27 @@ def summarize(
     )
 
 
-def token_percentiles(ttfts_s: Sequence[float], itls_s: Sequence[float]) -> dict[str, float | None]:
+class TokenPercentiles(TypedDict):
+    """p50 and p95 of TTFT and inter-token latency (s), named as Observation's fields."""
+
+    p50_ttft_s: float | None
+    p95_ttft_s: float | None
+    p50_itl_s: float | None
+    p95_itl_s: float | None
+
+
+def token_percentiles(ttfts_s: Sequence[float], itls_s: Sequence[float]) -> TokenPercentiles:
     """p50 and p95 of TTFT and inter-token latency (s), as Observation fields; None where none was measured."""
-    out: dict[str, float | None] = {}
-    for name, values in (("ttft", ttfts_s), ("itl", itls_s)):
-        for q in (50, 95):
-            out[f"p{q}_{name}_s"] = float(np.percentile(values, q)) if len(values) else None
-    return out
+
+    def percentile(values: Sequence[float], q: int) -> float | None:
+        return float(np.percentile(values, q)) if len(values) else None
+
+    return TokenPercentiles(
+        p50_ttft_s=percentile(ttfts_s, 50),
+        p95_ttft_s=percentile(ttfts_s, 95),
+        p50_itl_s=percentile(itls_s, 50),
+        p95_itl_s=percentile(itls_s, 95),
+    )
 
 
 @dataclass

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edpilot.backends import build_space, open_backends
+from edpilot.backends import Backends, build_space, open_backends
 from edpilot.bench.oracle import Hardware, Truth, true_hardware, truth_at
 from edpilot.bench.oracle_file import Costs, OracleTables, TableTruth, table_at, table_truth
 from edpilot.bench.scenarios import HICCUP_SPANS_S, OUTPUT_TOKENS, PROMPT_TOKENS, Hiccups, Scenario, write_synthetic
@@ -63,7 +63,7 @@ def _profile_path(name: str) -> str:
     return str(write_synthetic(name, Path(tempfile.mkdtemp(prefix="edpilot-bench-"))))
 
 
-def _open(scn: Scenario, seed: int):  # noqa: ANN202 - Backends
+def _open(scn: Scenario, seed: int) -> Backends:
     profile = _profile_path(scn.synthetic) if scn.synthetic else scn.profile
     board = "sim" if profile else f"sim:{scn.board}"
     backends = open_backends(device=board, model=scn.model, profile=profile, seed=seed)
@@ -187,14 +187,18 @@ def run_one(scn: Scenario, strategy: str, seed: int, tables: dict[float | None, 
         config = record.config
         served.append(truth.ratio(config))
         incumbent.append(truth.ratio(session.best()))
-        experienced.append(truth.ratio(config) if truth.overloaded else _experienced(truth, record.obs))
+        if isinstance(truth, Truth) and not truth.overloaded:
+            experienced.append(_experienced(truth, record.obs))
+        else:  # overloaded, or a table (its costs are in its own unit): a round is scored by its config's ratio
+            experienced.append(truth.ratio(config))
         rho = _measured_rho(record.obs, scn, scn.rate_per_s, config.batch_size)
         if record.note and record.note.startswith("probe"):
             probes.append(experienced[-1])
         elif record.obs.requests < runner.window_requests(config.batch_size):
             cut += 1  # fell behind: the runner ended it at a batch boundary
         else:
-            overloaded += k > 0 and rho > 1.0 and not truth.overloaded  # where nothing keeps up, nothing can
+            all_overloaded = isinstance(truth, Truth) and truth.overloaded
+            overloaded += k > 0 and rho > 1.0 and not all_overloaded  # where nothing keeps up, nothing can
         violations += k > 0 and truth.violates(config, slo_p95_s=slo, power_cap_w=power)
     final = session.best()
     window_truth, _, _ = scenario_truth(scn, scn.rate_per_s, window=True)

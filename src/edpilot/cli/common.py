@@ -85,7 +85,7 @@ def _signal_of(exc: BaseException) -> int | None:
     if isinstance(exc, KeyboardInterrupt):
         return int(signal.SIGINT)
     if isinstance(exc, SystemExit) and exc.code in (128 + signal.SIGTERM, 128 + signal.SIGHUP):
-        return int(exc.code) - 128  # type: ignore[arg-type]
+        return int(exc.code) - 128
     return None
 
 

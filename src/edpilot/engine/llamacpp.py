@@ -182,7 +182,7 @@ class LlamaCppEngine:
         if rc != 0:
             raise EngineError(f"llama_decode failed with code {rc} ({len(entries)} tokens)")
 
-    def _take(self, ctx: Any, seqs: list[int], tokens: list[list[int]], done: list[bool], batch) -> None:
+    def _take(self, ctx: Any, seqs: list[int], tokens: list[list[int]], done: list[bool], batch: Any) -> None:
         """Append the argmax token of each output row (in batch order) to its sequence; mark finished ones."""
         if not seqs:
             return

@@ -63,7 +63,7 @@ def gguf_quantisation(lib: Any, model: Any) -> str:
     raw = model_meta(lib, model, "general.file_type")
     if raw is None or not raw.strip().isdigit():
         return "unknown (no general.file_type)"
-    names = {
+    names: dict[int, str] = {
         value: name.removeprefix("LLAMA_FTYPE_").removeprefix("MOSTLY_").removeprefix("ALL_")
         for name, value in vars(lib).items()
         if name.startswith("LLAMA_FTYPE_") and isinstance(value, int)

@@ -20,6 +20,8 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from types import ModuleType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from edpilot.clock import WallClock
@@ -27,6 +29,9 @@ from edpilot.engine.base import Completion, Step, TokenSink
 from edpilot.engine.openai_wire import WireError, parse_event, sse_data
 from edpilot.errors import ConfigError, EngineError
 from edpilot.workload import Request
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +41,7 @@ ERROR_BODY_CHARS = 300
 FALLBACK_MODEL = "default"  # what servers that serve one model (llama.cpp) accept when no name is known
 
 
-def _httpx():
+def _httpx() -> ModuleType:
     try:
         import httpx
     except ImportError:
@@ -55,10 +60,10 @@ class _Call:
         self.last_token_s: float | None = None
         self.result: Completion | None = None
         self.cancel_reason: str | None = None
-        self._response = None
+        self._response: httpx.Response | None = None
         self._lock = threading.Lock()
 
-    def attach(self, response) -> None:
+    def attach(self, response: httpx.Response) -> None:
         """Remember the live response; shut it at once if the call was cancelled meanwhile."""
         with self._lock:
             self._response = response
@@ -75,7 +80,7 @@ class _Call:
                 _shut(self._response)
 
 
-def _shut(response) -> None:
+def _shut(response: httpx.Response) -> None:
     stream = response.extensions.get("network_stream")
     sock = stream.get_extra_info("socket") if stream is not None else None
     if sock is not None:
@@ -332,7 +337,7 @@ def _indexed(on_token: TokenSink, index: int) -> Callable[[str], None]:
     return lambda text: on_token(index, text)
 
 
-def _read_some(resp, limit: int = ERROR_BODY_CHARS) -> bytes:
+def _read_some(resp: httpx.Response, limit: int = ERROR_BODY_CHARS) -> bytes:
     out = b""
     for piece in resp.iter_bytes():
         out += piece

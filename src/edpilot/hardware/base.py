@@ -91,8 +91,12 @@ class Device(Protocol):
     """
 
     name: str
-    clock: Clock
     capabilities: DeviceCapabilities
+
+    @property
+    def clock(self) -> Clock:
+        """The device's time source (read-only: a backend holds its own concrete clock)."""
+        ...
 
     def freqs_mhz(self) -> tuple[float, ...]:
         """Selectable GPU frequency levels in MHz, ascending (exact device values); () without a knob."""

@@ -103,7 +103,8 @@ class NvmlDevice:
 
     def power_w(self) -> float:
         """Board power now (W)."""
-        return self.nvml.call("nvmlDeviceGetPowerUsage", self.handle, what="read board power") / 1000.0
+        power_mw: float = self.nvml.call("nvmlDeviceGetPowerUsage", self.handle, what="read board power")
+        return power_mw / 1000.0
 
     def _power_or_none(self) -> float | None:
         try:

@@ -158,5 +158,5 @@ def incumbent_means(report: RunReport, metric: str) -> list[tuple[int, Config, f
         if n == len(report.rounds) - 1 and report.best is not None:
             incumbent = report.best
         if incumbent in means:
-            out.append((r.round, incumbent, means[incumbent]))  # type: ignore[index]
+            out.append((r.round, incumbent, means[incumbent]))
     return out

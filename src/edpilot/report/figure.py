@@ -11,8 +11,22 @@ from edpilot.report.data import RunReport
 from edpilot.space import Config
 from edpilot.stats import ConfigStats
 
-CHOSEN_STYLE = {"marker": "*", "s": 260, "color": "#d62728", "edgecolors": "black", "linewidths": 0.8, "zorder": 5}
-BASELINE_STYLE = {"marker": "s", "s": 130, "color": "none", "edgecolors": "black", "linewidths": 2.2, "zorder": 4}
+CHOSEN_STYLE: dict[str, Any] = {
+    "marker": "*",
+    "s": 260,
+    "color": "#d62728",
+    "edgecolors": "black",
+    "linewidths": 0.8,
+    "zorder": 5,
+}
+BASELINE_STYLE: dict[str, Any] = {
+    "marker": "s",
+    "s": 130,
+    "color": "none",
+    "edgecolors": "black",
+    "linewidths": 2.2,
+    "zorder": 4,
+}
 
 
 def pyplot() -> Any:
@@ -56,7 +70,8 @@ def shown_metric(report: RunReport) -> tuple[str, Metric]:
 
 def config_value(stats: ConfigStats, metric: Metric) -> float | None:
     """A config's mean of `metric` (None: not measured)."""
-    return getattr(stats, metric)
+    value: float | None = getattr(stats, metric)
+    return value
 
 
 def round_value(record: RoundRecord, metric: Metric) -> float | None:
@@ -93,7 +108,10 @@ def tick_at(axis: Any, value: float, name: str) -> None:
     axis.axes.autoscale_view()
     lo, hi = sorted(axis.get_view_interval())
     log = axis.get_scale() == "log"
-    where = (lambda v: np.log10(v)) if log else (lambda v: v)  # noqa: E731
+
+    def where(v: float) -> float:
+        return float(np.log10(v)) if log else v
+
     span = (where(hi) - where(lo)) or 1.0
     own = sorted(
         t for t in [*axis.get_majorticklocs(), *axis.get_minorticklocs()] if lo <= t <= hi and t > 0 or not log
@@ -104,7 +122,10 @@ def tick_at(axis: Any, value: float, name: str) -> None:
             kept.append(t)
     axis.set_major_locator(FixedLocator([*kept, value]))
     axis.set_minor_formatter("")
-    mark = (lambda v: f"{v:.4g}\n{name}") if axis.axis_name == "x" else (lambda v: f"{name} {v:.4g}")  # noqa: E731
+
+    def mark(v: float) -> str:
+        return f"{v:.4g}\n{name}" if axis.axis_name == "x" else f"{name} {v:.4g}"
+
     axis.set_major_formatter(FuncFormatter(lambda v, _: mark(v) if v == value else f"{v:.3g}"))
 
 

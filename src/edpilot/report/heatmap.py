@@ -121,7 +121,7 @@ def plot_heatmap(report: RunReport, path: Path) -> None:
         handles.append(Line2D([], [], linestyle="", label="±sd across windows ×windows measured"))
     if norm is not None:
         bar = fig.colorbar(im, ax=ax, label=f"{label}, lower is better")
-        if isinstance(norm, LogNorm):
+        if isinstance(norm, LogNorm) and norm.vmin is not None and norm.vmax is not None:
             bar.set_ticks(np.geomspace(norm.vmin, norm.vmax, 6))
             plain_ticks(bar.ax.yaxis)
             bar.ax.yaxis.set_minor_formatter("")

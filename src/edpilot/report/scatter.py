@@ -73,8 +73,9 @@ def plot_convergence(report: RunReport, path: Path) -> None:
         ax.set_yscale("log")
         plain_ticks(ax.yaxis)
     base = report.stats(report.baseline)
-    if base is not None and config_value(base, metric) is not None:
-        tick_at(ax.yaxis, config_value(base, metric), "baseline")
+    base_value = None if base is None else config_value(base, metric)
+    if base_value is not None:
+        tick_at(ax.yaxis, base_value, "baseline")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round (0 = baseline)")
     ax.set_ylabel(f"{label}, lower is better")
@@ -237,10 +238,8 @@ def plot_pareto(report: RunReport, path: Path) -> None:
     texts = [f"{freq_text(p.config.freq_mhz)}, b{p.config.batch_size}" for p in labelled]
     heading = "Energy vs latency per config (EDP is their product)"
     layout(fig, ax, heading=heading, report=report, legend_handles=handles, footnote_room=bool(labelled))
-    everything = [(p.mean_latency_s, p.energy_per_request_j) for p in points]
-    unplaced = place_labels(
-        ax, [(p.mean_latency_s, p.energy_per_request_j) for p in labelled], texts, markers=everything
-    )
+    everything = [_latency_energy(p) for p in points]
+    unplaced = place_labels(ax, [_latency_energy(p) for p in labelled], texts, markers=everything)
     if unplaced:
         listed = "; ".join(texts[n] for n in unplaced)
         fig.text(0.5, 0.01, f"front points with no room for a label (MHz, batch): {listed}", fontsize=7, ha="center")
@@ -277,3 +276,9 @@ def plot_latency(report: RunReport, path: Path) -> None:
     ax.set_ylabel("mean latency (s), lower is better")
     ax.legend(fontsize=8, loc="best", ncol=2 if len(freqs) > 6 else 1)
     finish(fig, ax, path, heading="Mean latency per config (no energy measured)", report=report)
+
+
+def _latency_energy(stats: ConfigStats) -> tuple[float, float]:
+    """A config's (mean latency s, energy per request J); only for configs where both were measured."""
+    assert stats.mean_latency_s is not None and stats.energy_per_request_j is not None
+    return stats.mean_latency_s, stats.energy_per_request_j

@@ -16,7 +16,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
@@ -30,6 +30,9 @@ from edpilot import __version__
 from edpilot.server import protocol as p
 from edpilot.server.service import Service, answer
 from edpilot.server.worker import LiveBatcher
+
+if TYPE_CHECKING:
+    from edpilot.server.stepper import LiveContinuous
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +138,7 @@ def endpoint_label(request: Request) -> str:
     return path if isinstance(path, str) else UNMATCHED
 
 
-def _config(live: LiveBatcher) -> dict[str, Any]:
+def _config(live: LiveBatcher | LiveContinuous) -> dict[str, Any]:
     c = live.driver.config
     return {"freq_mhz": c.freq_mhz, "batch_size": c.batch_size}
 

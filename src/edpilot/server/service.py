@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -23,6 +23,9 @@ from edpilot.server import protocol as p
 from edpilot.server.metrics import ServerMetrics
 from edpilot.server.worker import Answer, LiveBatcher, Pending, QueueFull, Unavailable
 
+if TYPE_CHECKING:
+    from edpilot.server.stepper import LiveContinuous
+
 CLIENT_CLOSED_REQUEST = 499  # nobody reads it: the client is gone
 
 
@@ -30,7 +33,7 @@ CLIENT_CLOSED_REQUEST = 499  # nobody reads it: the client is gone
 class Service:
     """What the routes need: the live batcher, the model's name and context, metrics, the API key."""
 
-    live: LiveBatcher
+    live: LiveBatcher | LiveContinuous
     model_id: str
     context_tokens: int
     count_tokens: Callable[[str], int]
@@ -105,7 +108,8 @@ async def _wait(request: Request, pending: Pending) -> Answer | None:
     """The answer, or None when the client went away first (its request is dropped)."""
     gone = asyncio.ensure_future(_disconnected(request))
     try:
-        await asyncio.wait({pending.future, gone}, return_when=asyncio.FIRST_COMPLETED)
+        either: set[asyncio.Future[Any]] = {pending.future, gone}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone.cancel()
     if not pending.future.done():

@@ -16,11 +16,13 @@ import itertools
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from edpilot.clock import Clock
 from edpilot.continuous_runner import ServedRequest
 from edpilot.engine.base import SequenceEngine
+from edpilot.errors import EdpilotError
 from edpilot.server.driver import ServingDriver
 from edpilot.server.estimator import TrafficEstimator
 from edpilot.server.metrics import ServerMetrics
@@ -50,6 +52,8 @@ class LiveContinuous:
         self.batcher: ContinuousScheduler[Pending] = ContinuousScheduler(driver.config.batch_size)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edpilot-steps")
         self.draining = False
+        self.failure: str | None = None  # set only by `fail` (an engine failure ends its requests, not the server)
+        self.on_failure: Callable[[], None] | None = None
         self._ids = itertools.count()
         self._inbox: deque[Pending] = deque()
         self._wake = threading.Event()
@@ -97,6 +101,15 @@ class LiveContinuous:
         """`drain` from any thread or a signal handler."""
         self.drain()
 
+    def fail(self, exc: BaseException) -> None:
+        """Starting or finishing failed (no step runs then): log why, say it in `failure`, stop taking requests."""
+        cause = str(exc) if isinstance(exc, EdpilotError) else f"{type(exc).__name__}: {exc}"
+        log.error("the server failed: %s; stopping", cause, exc_info=not isinstance(exc, EdpilotError | OSError))
+        self.failure = self.failure or cause
+        self.draining = True
+        if self.on_failure is not None:
+            self.on_failure()
+
     async def stop(self) -> None:
         """Drain, wait for the running sequences, and stop the worker thread."""
         self.drain()
@@ -142,7 +155,8 @@ class LiveContinuous:
                 continue
             share = None if served_step.energy_j is None else served_step.energy_j / max(served_step.sequences, 1)
             for rid in running:
-                energy_j[rid] = None if share is None or energy_j[rid] is None else energy_j[rid] + share
+                so_far_j = energy_j[rid]
+                energy_j[rid] = None if share is None or so_far_j is None else so_far_j + share
             for rid, text in step.text.items():
                 if rid in running:
                     relay.relay(running[rid][0], text)

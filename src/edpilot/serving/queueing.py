@@ -179,7 +179,8 @@ def utilisation(traffic: Traffic, batch_size: ArrayLike, service_s: ArrayLike) -
     s = np.asarray(service_s, dtype=float)
     if traffic.arrivals == "saturated":
         return np.zeros_like(s)
-    return traffic.rate_per_s * s / np.asarray(batch_size, dtype=float)
+    rho: np.ndarray = traffic.rate_per_s * s / np.asarray(batch_size, dtype=float)
+    return rho
 
 
 def poisson_batch_wait(batch_size: int, rho: ArrayLike) -> np.ndarray:
@@ -371,11 +372,12 @@ def steady_energy_per_request_j(
 ) -> np.ndarray:
     """Energy per request (J) in steady state: batch energy / b, plus idle power × idle time per request (`total`)."""
     b = np.asarray(batch_size, dtype=float)
-    active = np.asarray(energy_per_batch_j, dtype=float) / b
+    active: np.ndarray = np.asarray(energy_per_batch_j, dtype=float) / b
     if energy_scope != "total" or traffic.arrivals == "saturated":
         return active + 0.0 * np.asarray(service_s, dtype=float)
     idle_s = np.maximum(1.0 / traffic.rate_per_s - np.asarray(service_s, dtype=float) / b, 0.0)
-    return active + np.asarray(idle_power_w, dtype=float) * idle_s
+    total: np.ndarray = active + np.asarray(idle_power_w, dtype=float) * idle_s
+    return total
 
 
 def backlog_delay_s(backlog: ArrayLike, batch_size: ArrayLike, service_s: ArrayLike, rate_per_s: float) -> np.ndarray:

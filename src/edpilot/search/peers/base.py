@@ -99,7 +99,9 @@ class PeerStrategy(Strategy):
         """The library's next point."""
 
     @abstractmethod
-    def _tell(self, point: tuple[int, int], value: float | None, constraints: list[float] | None, *, asked: bool):
+    def _tell(
+        self, point: tuple[int, int], value: float | None, constraints: list[float] | None, *, asked: bool
+    ) -> None:
         """Tell the library the value at `point` (None: the window failed); `asked`: it is the pending ask."""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 
 import optuna
-from optuna.distributions import IntDistribution
+from optuna.distributions import BaseDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from edpilot.search.peers.base import PeerStrategy, finite
@@ -20,7 +20,9 @@ class OptunaPeer(PeerStrategy):
     def _start(self) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         nf, nb = self.axes
-        self._dists = {name: IntDistribution(0, n - 1) for name, n in (("freq", nf), ("batch", nb)) if n > 1}
+        self._dists: dict[str, BaseDistribution] = {
+            name: IntDistribution(0, n - 1) for name, n in (("freq", nf), ("batch", nb)) if n > 1
+        }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self.study = optuna.create_study(direction="minimize", sampler=self._sampler())
@@ -32,7 +34,9 @@ class OptunaPeer(PeerStrategy):
             self._trial = self.study.ask(self._dists)
         return self._trial.params.get("freq", 0), self._trial.params.get("batch", 0)
 
-    def _tell(self, point: tuple[int, int], value: float | None, constraints: list[float] | None, *, asked: bool):
+    def _tell(
+        self, point: tuple[int, int], value: float | None, constraints: list[float] | None, *, asked: bool
+    ) -> None:
         stored = {f"c{i}": v for i, v in enumerate(finite(constraints) or [])} if value is not None else {}
         state = TrialState.FAIL if value is None else TrialState.COMPLETE
         if asked and self._trial is not None:

@@ -41,7 +41,9 @@ class SkoptGpStrategy(PeerStrategy):
             x = iter(self.optimizer.ask())
         return tuple(int(next(x)) if n > 1 else 0 for n in self._sizes)  # type: ignore[return-value]
 
-    def _tell(self, point: tuple[int, int], value: float | None, constraints: list[float] | None, *, asked: bool):
+    def _tell(
+        self, point: tuple[int, int], value: float | None, constraints: list[float] | None, *, asked: bool
+    ) -> None:
         if value is None:
             value = (self._worst if self._worst is not None else 0.0) + FAILED_PENALTY
         elif constraints is not None:
