@@ -1,5 +1,6 @@
 """The steady-state forecast against long replays through the runner; the window forecast (the bench's
-side-by-side figure) is `forecast_window` evaluated for every config at once."""
+side-by-side figure) is the per-batch-size window oracle (`window_oracle.forecast_window`) evaluated for every
+config at once."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from edpilot.serving import Traffic
 from edpilot.serving.queueing import (
     arrival_draws_s,
     batch_ends_s,
-    forecast_window,
     poisson_batch_wait,
     poisson_batch_wait_exact,
     steady_energy_per_request_j,
@@ -21,6 +21,7 @@ from edpilot.serving.queueing import (
 )
 from edpilot.space import Config, ConfigSpace
 from edpilot.workload import Workload
+from tests.serving.window_oracle import forecast_window
 
 
 @pytest.mark.parametrize("arrivals", ["uniform", "poisson", "saturated", "trace"])

@@ -10,12 +10,10 @@ from edpilot.serving import Traffic
 from edpilot.serving.queueing import (
     arrival_draws_s,
     batch_ends_s,
-    forecast_window,
-    static_batch_ends_s,
-    uniform_fill_wait_s,
 )
 from edpilot.space import Config
 from edpilot.workload import Workload, arrival_times_s
+from tests.serving.window_oracle import forecast_window, static_batch_ends_s, uniform_fill_wait_s
 
 
 @pytest.mark.parametrize("arrivals", ["uniform", "poisson", "saturated"])

@@ -13,7 +13,7 @@ from edpilot.bench import default_scenarios, holdout_scenarios, run_sweep, tune_
 from edpilot.bench.oracle_file import oracle_scenarios, read_oracle_file
 from edpilot.bench.sweep import grid_of
 from edpilot.cli.common import console, handle_errors, print_json
-from edpilot.cli.options import JsonOpt, split_list
+from edpilot.cli.options import ConfigFileOpt, JsonOpt, split_list
 from edpilot.errors import ConfigError
 from edpilot.limits import bounded
 from edpilot.search import DEFAULT_STRATEGY, strategy_class, strategy_names
@@ -21,6 +21,7 @@ from edpilot.search import DEFAULT_STRATEGY, strategy_class, strategy_names
 
 @handle_errors
 def bench_command(
+    config_file: ConfigFileOpt = None,
     rounds: Annotated[int, typer.Option(help="Rounds per simulated tuning run.")] = 100,
     strategy: Annotated[
         str, typer.Option(help=f"Timing: strategy, {', '.join(strategy_names())} or module:Class.")

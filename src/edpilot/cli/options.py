@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from edpilot.cli.config_file import load_config_file
 from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S, EngineOptions
 from edpilot.limits import bounded
 from edpilot.search import strategy_names
@@ -51,6 +52,17 @@ FixedLengthOpt = Annotated[
     typer.Option(
         "--fixed-output-length/--stop-at-eos",
         help="Decode exactly the output tokens asked for (ignore EOS), as benchmarks do; or stop at EOS.",
+    ),
+]
+ConfigFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config-file",
+        callback=load_config_file,
+        is_eager=True,
+        expose_value=False,  # read before the other options, into their defaults; the command never sees it
+        help="Take option values from this TOML file (`arrival-rate = 4`, top level or under [COMMAND]); "
+        "the command line wins.",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of a table.")]

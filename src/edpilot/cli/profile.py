@@ -14,6 +14,7 @@ from edpilot.cli.common import console, handle_errors, print_json, progress_bar
 from edpilot.cli.options import (
     BatchesOpt,
     CompileOpt,
+    ConfigFileOpt,
     DeviceOpt,
     DryRunOpt,
     DtypeOpt,
@@ -46,6 +47,7 @@ from edpilot.workload import Workload
 @handle_errors
 def profile_command(
     output: Annotated[Path, typer.Option(help="Profile table to write (CSV with # metadata lines).")],
+    config_file: ConfigFileOpt = None,
     device: DeviceOpt = "sim",
     engine: EngineOpt = "sim",
     model: ModelOpt = "llama-3.2-1b",

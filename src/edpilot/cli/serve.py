@@ -18,6 +18,7 @@ from edpilot.cli.options import (
     BatchesOpt,
     BatchingOpt,
     CompileOpt,
+    ConfigFileOpt,
     DeviceOpt,
     DryRunOpt,
     DtypeOpt,
@@ -55,6 +56,7 @@ from edpilot.serving.traffic import Traffic
 
 @handle_errors
 def serve_command(
+    config_file: ConfigFileOpt = None,
     engine: EngineOpt = "sim",
     device: DeviceOpt = "sim",
     model: ModelOpt = "llama-3.2-1b",

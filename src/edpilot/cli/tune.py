@@ -17,6 +17,7 @@ from edpilot.cli.options import (
     BatchesOpt,
     BatchingOpt,
     CompileOpt,
+    ConfigFileOpt,
     DeviceOpt,
     DryRunOpt,
     DtypeOpt,
@@ -64,6 +65,7 @@ from edpilot.tuner import TuneResult, TuningSession, tune
 
 @handle_errors
 def tune_command(
+    config_file: ConfigFileOpt = None,
     device: DeviceOpt = "sim",
     profile: Annotated[
         Path | None, typer.Option(help="Replay this profile table (CSV) instead of the analytic simulator.")

@@ -9,7 +9,8 @@ its cost is inf; near 1 it is priced by its queue. Tests hold it equal to a long
 `GridForecast(space, traffic)` is the earlier definition, kept for the bench's side-by-side figure: a
 32-request window from an empty queue. It draws such windows at each batch size (`queueing.arrival_draws_s`:
 one row for uniform/saturated, common random numbers for Poisson, offsets into a trace), pads them to one array
-and evaluates every config in one pass (`queueing.batch_ends_s`); tests hold it equal to `forecast_window`.
+and evaluates every config in one pass (`queueing.batch_ends_s`); tests hold it equal to a per-batch-size oracle
+(tests/serving/window_oracle.py).
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ a long simulation (≥ 200 000 arrivals, one fixed gap sequence for every ρ) fo
 request is exact for any arrival process: E_batch/b + P_idle·(1/λ − s/b) (`total` scope), E_batch/b (`active`).
 ρ ≥ 1 has no steady state: the queue grows without bound.
 
-**Windows** (`forecast_window`, `arrival_draws_s`): the earlier definition — n requests from an empty queue,
-the window starting at the first arrival — kept for the bench's side-by-side figure and saturated arrivals.
+**Windows** (`arrival_draws_s`, `batch_ready_s`, `batch_ends_s`): the earlier definition — n requests from an
+empty queue, the window starting at the first arrival — kept for the bench's side-by-side figure
+(`search.forecast.GridForecast`) and saturated arrivals.
 """
 
 from __future__ import annotations
@@ -31,11 +32,6 @@ TRACE_DRAWS = 32  # window start offsets into a replayed trace
 STEADY_ARRIVALS = 200_000  # arrivals simulated per batch size where no exact formula exists (p95, traces)
 STEADY_SEED = 20251204  # the one gap sequence every ρ of a simulated table shares (common random numbers)
 RHO_GRID = 1.0 - np.geomspace(1.0, 0.002, 48)  # utilisations of a simulated table, dense toward 1
-
-
-def uniform_fill_wait_s(batch_size: int, rate_per_s: float) -> float:
-    """Mean wait (s) for a batch to fill under evenly spaced arrivals: (b − 1) / (2λ)."""
-    return (batch_size - 1) / (2.0 * rate_per_s)
 
 
 def keeps_up(arrivals_s: np.ndarray, mean_batch_s: float, batch_size: int) -> bool:
@@ -82,13 +78,6 @@ def batch_ready_s(arrivals_s: np.ndarray, batch_size: int) -> np.ndarray:
     return arrivals_s[..., last]
 
 
-def static_batch_ends_s(arrivals_s: np.ndarray, batch_size: int, service_s: float) -> np.ndarray:
-    """Completion time of every request under static batching with a constant service time (no max wait)."""
-    arrivals_s = np.asarray(arrivals_s, dtype=float)
-    ends = batch_ends_s(batch_ready_s(arrivals_s, batch_size), service_s)
-    return np.repeat(ends, batch_size, axis=-1)[..., : arrivals_s.shape[-1]]
-
-
 def arrival_draws_s(traffic: Traffic, count: int, *, seed: int = 0, draws: int | None = None) -> np.ndarray:
     """Arrival times (s, first at 0) of the windows the runner would see: shape (draws, count).
 
@@ -111,59 +100,6 @@ def arrival_draws_s(traffic: Traffic, count: int, *, seed: int = 0, draws: int |
     offsets = np.unique(np.linspace(0, len(cycle), draws or TRACE_DRAWS, endpoint=False).astype(int))
     idx = (offsets[:, None] + np.arange(count - 1)[None, :]) % len(cycle)
     return np.concatenate([np.zeros((len(offsets), 1)), np.cumsum(cycle[idx], axis=1)], axis=1)
-
-
-@dataclass(frozen=True)
-class WindowForecast:
-    """What the runner would observe at one config, per arrival draw: arrays of shape (..., draws)."""
-
-    energy_per_request_j: np.ndarray
-    mean_latency_s: np.ndarray
-    window_s: np.ndarray
-    power_w: np.ndarray
-    p95_latency_s: np.ndarray | None
-
-
-def forecast_window(
-    arrivals_s: np.ndarray,
-    batch_size: int,
-    *,
-    service_s: ArrayLike,
-    energy_per_batch_j: ArrayLike,
-    idle_power_w: ArrayLike,
-    energy_scope: str = "total",
-    with_p95: bool = False,
-) -> WindowForecast:
-    """Energy per request, latency, window length and power of windows served at batch size b.
-
-    `arrivals_s` has shape (draws, n) with n a multiple of b; `service_s`, `energy_per_batch_j` (J) and
-    `idle_power_w` (W) are scalars or arrays of shape (K,) for K configs sharing this batch size.
-    """
-    arrivals_s = np.atleast_2d(np.asarray(arrivals_s, dtype=float))
-    n = arrivals_s.shape[-1]
-    batches = -(-n // batch_size)
-    s = np.asarray(service_s, dtype=float)[..., None]
-    e_batch = np.asarray(energy_per_batch_j, dtype=float)[..., None]
-    idle_w = np.asarray(idle_power_w, dtype=float)[..., None]
-    ends = batch_ends_s(batch_ready_s(arrivals_s, batch_size), s)
-    per_batch = np.full(batches, float(batch_size))
-    per_batch[-1] = n - (batches - 1) * batch_size
-    mean_latency_s = ends @ per_batch / n - arrivals_s.mean(axis=-1)
-    p95_latency_s = None
-    if with_p95:
-        latencies_s = np.repeat(ends, batch_size, axis=-1)[..., :n] - arrivals_s
-        p95_latency_s = np.percentile(latencies_s, 95, axis=-1)
-    window_s = ends[..., -1] - arrivals_s[:, 0]
-    active_j = batches * e_batch
-    total_j = active_j + idle_w * np.maximum(window_s - batches * s, 0.0)
-    energy_j = total_j if energy_scope == "total" else active_j + 0.0 * window_s
-    return WindowForecast(
-        energy_per_request_j=energy_j / n,
-        mean_latency_s=mean_latency_s,
-        window_s=window_s,
-        power_w=total_j / np.where(window_s > 0, window_s, np.inf),
-        p95_latency_s=p95_latency_s,
-    )
 
 
 def keeps_up_at(traffic: Traffic, batch_size: ArrayLike, service_s: ArrayLike) -> np.ndarray:
