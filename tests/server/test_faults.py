@@ -319,7 +319,8 @@ def test_a_full_disk_under_output_is_one_line_and_keeps_what_was_written(serve, 
     assert codes[0] == 200 and set(codes) <= {200, 503, "ConnectError"}
     if srv.proc.poll() is None:  # the disk filled at the summary: the stop signal's exit says it
         srv.proc.send_signal(signal.SIGTERM)
-    assert srv.proc.wait(timeout=GUARD_S) == 2
+    # 2 when the disk filled while serving; 143 when it filled at the summary written after our SIGTERM
+    assert srv.proc.wait(timeout=GUARD_S) in (2, 128 + signal.SIGTERM)
     assert "cannot write the run log" in srv.log and "No space left on device" in srv.log
     assert "Traceback" not in srv.log
     data = read_run_log(log_path)  # whole lines only: a torn last line is dropped
