@@ -188,26 +188,19 @@ def tune_command(
                     workload_name=workload.arrivals,
                     output_tokens=traffic.output_tokens,
                 )
-                runner: Runner | ContinuousRunner
-                if search.batching == "continuous":
-                    runner = ContinuousRunner(
-                        device=backends.device,
-                        engine=backends.engine,
-                        workload=workload,
-                        requests_per_round=requests_per_round,
-                        energy_scope=search.energy_scope,  # type: ignore[arg-type]
-                        seed=seed,
-                    )
-                else:
-                    runner = Runner(
-                        device=backends.device,
-                        engine=backends.engine,
-                        workload=workload,
-                        requests_per_round=requests_per_round,
-                        energy_scope=search.energy_scope,  # type: ignore[arg-type]
-                        max_wait_s=max_wait,
-                        seed=seed,
-                    )
+                common = dict(
+                    device=backends.device,
+                    engine=backends.engine,
+                    workload=workload,
+                    requests_per_round=requests_per_round,
+                    energy_scope=search.energy_scope,
+                    seed=seed,
+                )
+                runner: Runner | ContinuousRunner = (
+                    ContinuousRunner(**common)  # type: ignore[arg-type]
+                    if search.batching == "continuous"
+                    else Runner(**common, max_wait_s=max_wait)  # type: ignore[arg-type]
+                )
                 with progress_bar("tuning", disable=json_output) as progress:
                     task = progress.add_task("baseline", total=budget + 1)
                     warned = False
