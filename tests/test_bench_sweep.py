@@ -32,7 +32,7 @@ def test_oracle_matches_the_runner_on_noise_free_hardware():
             return float(hw.idle_power_w[0])
 
         def batch_cost(self, freq_mhz, prompt_tokens, output_tokens, rng):
-            i = space.index(Config(freq_mhz, len(prompt_tokens)))
+            i = space.index(Config.of(len(prompt_tokens), gpu_mhz=freq_mhz))
             return BatchCost(float(hw.service_s[i]), float(hw.energy_per_batch_j[i]), None)
 
         def describe(self):

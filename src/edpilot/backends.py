@@ -173,7 +173,7 @@ def grid(
         batch_sizes = profile.batch_sizes if profile else PAPER_BATCH_SIZES
     else:
         batch_sizes = parse_batch_sizes(batches)
-    space = ConfigSpace(freqs_mhz, batch_sizes)
+    space = ConfigSpace.grid(freqs_mhz, batch_sizes)
     if profile is not None:
         recorded = set(profile.configs)
         missing = [c for c in space if (c.freq_mhz, c.batch_size) not in recorded]

@@ -58,7 +58,7 @@ def config_stats(rows: list[ProfileRow], output_tokens: int) -> list[BatchProfil
     """Per-config aggregates of a profile's samples, in grid order."""
     groups: dict[Config, list[ProfileRow]] = {}
     for r in rows:
-        groups.setdefault(Config(r.freq_mhz, r.batch_size), []).append(r)
+        groups.setdefault(Config.of(r.batch_size, gpu_mhz=r.freq_mhz), []).append(r)
     out = []
     for config, rs in sorted(groups.items()):
         lat = float(np.mean([r.latency_s for r in rs]))

@@ -46,7 +46,7 @@ class RunHeader:
     @property
     def baseline_config(self) -> Config:
         """The config every other is compared against."""
-        return Config(self.baseline["freq_mhz"], self.baseline["batch_size"])
+        return Config.of(self.baseline["batch_size"], gpu_mhz=self.baseline["freq_mhz"])
 
     def to_dict(self) -> dict[str, Any]:
         """The `run` record."""
@@ -188,12 +188,12 @@ class Summary:
     @property
     def best_config(self) -> Config:
         """The chosen config."""
-        return Config(self.best["freq_mhz"], self.best["batch_size"])
+        return Config.of(self.best["batch_size"], gpu_mhz=self.best["freq_mhz"])
 
     @property
     def baseline_config(self) -> Config:
         """The config the chosen one is compared against."""
-        return Config(self.baseline["freq_mhz"], self.baseline["batch_size"])
+        return Config.of(self.baseline["batch_size"], gpu_mhz=self.baseline["freq_mhz"])
 
     @property
     def edp_gain_pct(self) -> float | None:
@@ -282,6 +282,6 @@ def _config(d: Record, name: str | None) -> Config:
     """The config a record names: its own freq_mhz and batch_size (`name` None), or those of its object `name`."""
     c = d if name is None else obj(d, name)
     try:
-        return Config(optional(number, c, "freq_mhz", positive=True), whole(c, "batch_size", minimum=1))
+        return Config.of(whole(c, "batch_size", minimum=1), gpu_mhz=optional(number, c, "freq_mhz", positive=True))
     except ValueError as exc:
         raise ValueError(f"{exc} in '{name}'" if name else str(exc)) from None

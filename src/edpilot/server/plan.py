@@ -39,7 +39,7 @@ def resolve_plan(*, tune: str | None, config: Path | None, freq_mhz: float | Non
     if fixed_given:
         if batch_size is None:
             raise ConfigError("--freq needs --batch")
-        return ServePlan(False, Config(freq_mhz, batch_size), "--freq/--batch")
+        return ServePlan(False, Config.of(batch_size, gpu_mhz=freq_mhz), "--freq/--batch")
     return ServePlan(True)
 
 

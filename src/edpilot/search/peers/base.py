@@ -49,7 +49,7 @@ class PeerStrategy(Strategy):
 
     def config(self, point: tuple[int, int]) -> Config:
         """The config at an integer point."""
-        return Config(self.freqs[int(point[0])], self.batches[int(point[1])])
+        return Config.of(self.batches[int(point[1])], gpu_mhz=self.freqs[int(point[0])])
 
     def propose(self) -> Config:
         """The library's next point (asked once; asked again only after it was told)."""
