@@ -12,6 +12,7 @@ from edpilot.cli import app
 from edpilot.errors import ConfigError, ProfileError
 from edpilot.profiler import config_stats, profile
 from edpilot.sim import read_profile
+from edpilot.space import Config
 from edpilot.workload import Workload
 
 runner = CliRunner()
@@ -53,8 +54,8 @@ def run_profile(tmp_path, engine_wrapper=None, resume=False, repeats=3):
 def test_profile_measures_every_config_n_times(tmp_path):
     rows, _ = run_profile(tmp_path)
     table = read_profile(tmp_path / "p.csv")
-    assert table.configs == [(408.0, 1), (408.0, 4), (930.75, 1), (930.75, 4)]
-    assert all(len(table.samples(f, b)) == 3 for f, b in table.configs)
+    assert table.configs == [Config.of(b, gpu_mhz=f) for f in (408.0, 930.75) for b in (1, 4)]
+    assert all(len(table.samples(c)) == 3 for c in table.configs)
     assert float(table.metadata["idle_power_w"]) == pytest.approx(8.45, abs=0.05)  # the sim's idle at 930.75 MHz
     stats = config_stats(rows, 32)
     slow, fast = stats[0], stats[2]

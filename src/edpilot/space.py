@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,11 @@ def knob_order(name: str) -> tuple[bool, int, str]:
     return (name.startswith(DECODE_PREFIX), rank, base)
 
 
+def is_knob_name(name: str) -> bool:
+    """Whether `name` names a knob: its unit at the end (`gpu_mhz`, `decode_emc_mhz`; not `actual_freq_mhz`)."""
+    return _KNOB_NAME.fullmatch(name) is not None
+
+
 def knob_label(name: str) -> str:
     """'GPU', 'EMC', 'decode GPU', or the name itself for a knob without a short label."""
     base = name.removeprefix(DECODE_PREFIX)
@@ -38,7 +44,7 @@ def knob_label(name: str) -> str:
 
 
 def _check_knob_name(name: object) -> str:
-    if not isinstance(name, str) or not _KNOB_NAME.fullmatch(name):
+    if not isinstance(name, str) or not is_knob_name(name):
         raise ConfigError(f"a knob is named with its unit (gpu_mhz, emc_mhz), got {name!r}")
     return name
 
@@ -97,9 +103,20 @@ class Config:
         """The levels the engine switches to for decode, keyed by device knob: {"gpu_mhz": 612.0}; {} if none."""
         return {n.removeprefix(DECODE_PREFIX): level for n, level in self.knobs if n.startswith(DECODE_PREFIX)}
 
-    def levels_dict(self) -> dict[str, float]:
-        """Every knob level by name (what a record stores)."""
-        return dict(self.knobs)
+    def fields(self) -> dict[str, float | int | None]:
+        """The config as a record stores it: `freq_mhz` (the GPU level, None: the device's clock), every other
+        knob by its name, then `batch_size`."""
+        others = {n: level for n, level in self.knobs if n != "gpu_mhz"}
+        return {"freq_mhz": self.freq_mhz, **others, "batch_size": self.batch_size}
+
+    @classmethod
+    def from_fields(cls, d: Mapping[str, Any]) -> Config:
+        """The config of a record (`fields`): `freq_mhz` or `gpu_mhz` for the GPU, every `*_mhz` knob by name
+        (`actual_*` read-backs are not knobs), `batch_size`; a knob at null is left out."""
+        levels = {k: v for k, v in d.items() if k != "freq_mhz" and is_knob_name(k) and v is not None}
+        if "gpu_mhz" not in levels and d.get("freq_mhz") is not None:
+            levels["gpu_mhz"] = d["freq_mhz"]
+        return cls.of(d["batch_size"], **levels)
 
     def __str__(self) -> str:
         if [n for n, _ in self.knobs] == ["gpu_mhz"]:
@@ -231,6 +248,12 @@ class ConfigSpace:
         if config.batch_size not in self.batch_sizes:
             return f"batch size {config.batch_size} is not in the grid; batch sizes: {_fmt(self.batch_sizes)}"
         return None
+
+    def complete(self, config: Config) -> Config:
+        """`config` with every axis it leaves out at that axis's top level (`--baseline 930.75,28` on a grid that
+        also searches the memory clock: the memory clock at its top, as the default baseline has it)."""
+        levels = {a.name: a.levels[-1] for a in self.axes if config.level(a.name) is None}
+        return Config.of(config.batch_size, **dict(config.knobs), **levels)
 
     def baseline(self) -> Config:
         """The paper's default configuration, extended: every knob at its top level, largest batch."""

@@ -8,6 +8,7 @@ import pytest
 from edpilot.errors import ProfileError
 from edpilot.objective import Objective
 from edpilot.sim import ProfileModel, ProfileRow, read_profile, write_profile
+from edpilot.space import Config
 from edpilot.workload import Workload
 
 GOOD = (
@@ -22,8 +23,8 @@ def test_reads_metadata_rows_and_grid(tmp_path):
     t = read_profile(p)
     assert t.metadata == {"device": "test", "idle_power_w": "4.5"}
     assert t.idle_power_w == 4.5
-    assert t.configs == [(500.0, 1), (900.0, 2)]
-    assert t.samples(500.0, 1).tolist() == [[1.0, 10.0], [1.2, 12.0]]
+    assert t.configs == [Config.of(1, gpu_mhz=500.0), Config.of(2, gpu_mhz=900.0)]
+    assert t.samples(Config.of(1, gpu_mhz=500.0)).tolist() == [[1.0, 10.0], [1.2, 12.0]]
 
 
 @pytest.mark.parametrize(

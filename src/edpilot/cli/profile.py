@@ -18,6 +18,7 @@ from edpilot.cli.options import (
     DeviceOpt,
     DryRunOpt,
     DtypeOpt,
+    EmcsOpt,
     EngineOpt,
     FixedLengthOpt,
     FreqsOpt,
@@ -52,6 +53,7 @@ def profile_command(
     engine: EngineOpt = "sim",
     model: ModelOpt = "llama-3.2-1b",
     freqs: FreqsOpt = None,
+    emcs: EmcsOpt = None,
     batches: BatchesOpt = None,
     repeats: Annotated[int, typer.Option(help="Samples (batches) per config.")] = 3,
     output_tokens: Annotated[int, typer.Option(help="New tokens each request generates.")] = 128,
@@ -108,7 +110,7 @@ def profile_command(
         ),
     )
     with guarded(backends.device):
-        space = build_space(backends, freqs=freqs, batches=batches)
+        space = build_space(backends, freqs=freqs, batches=batches, emcs=emcs)
         describe_limits(backends.device, quiet=json_output)
         engine_info = backends.engine.describe()
         device_info = backends.device.describe()

@@ -22,6 +22,7 @@ from edpilot.cli.options import (
     DeviceOpt,
     DryRunOpt,
     DtypeOpt,
+    EmcsOpt,
     EnergyScopeOpt,
     EngineOpt,
     FreqsOpt,
@@ -100,6 +101,7 @@ def serve_command(
     energy_scope: EnergyScopeOpt = None,
     paper: PaperOpt = False,
     freqs: FreqsOpt = None,
+    emcs: EmcsOpt = None,
     batches: BatchesOpt = None,
     baseline: BaselineOpt = None,
     slo_p95: SloOpt = None,
@@ -156,6 +158,7 @@ def serve_command(
     )
     search = SearchRequest(
         freqs=freqs,
+        emcs=emcs,
         batches=batches,
         baseline=baseline,
         strategy=strategy,
@@ -170,8 +173,8 @@ def serve_command(
         seed=seed,
         batching=batching_kind,
     )
-    if not plan.online and (freqs or batches or baseline):
-        raise ConfigError("--freqs/--batches/--baseline shape online tuning; a fixed config takes none of them")
+    if not plan.online and (freqs or emcs or batches or baseline):
+        raise ConfigError("--freqs/--emcs/--batches/--baseline shape online tuning; a fixed config takes none of them")
     backends = open_backends(
         device=device,
         engine=engine,

@@ -21,6 +21,7 @@ from edpilot.cli.options import (
     DeviceOpt,
     DryRunOpt,
     DtypeOpt,
+    EmcsOpt,
     EnergyScopeOpt,
     EngineOpt,
     FixedLengthOpt,
@@ -78,6 +79,7 @@ def tune_command(
     output_tokens: OutputTokensOpt = 70,
     prompt_tokens: PromptTokensOpt = None,
     freqs: FreqsOpt = None,
+    emcs: EmcsOpt = None,
     batches: BatchesOpt = None,
     baseline: BaselineOpt = None,
     strategy: StrategyOpt = DEFAULT_STRATEGY,
@@ -136,6 +138,7 @@ def tune_command(
     )
     search = SearchRequest(
         freqs=freqs,
+        emcs=emcs,
         batches=batches,
         baseline=baseline,
         strategy=strategy,
