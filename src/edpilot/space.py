@@ -218,6 +218,15 @@ class ConfigSpace:
         """Every config, in iteration order (GPU-major, batch-minor)."""
         return list(self)
 
+    def positions(self) -> np.ndarray:
+        """Each config's position on the grid: its level's index on every axis, then its batch's (configs × axes+1)."""
+        return np.array(
+            [
+                [*(a.levels.index(c.level(a.name)) for a in self.axes), self.batch_sizes.index(c.batch_size)]
+                for c in self
+            ]
+        ).reshape(len(self), len(self.axes) + 1)
+
     def index(self, config: Config) -> int:
         """Position of `config` in `configs` (mixed radix over the axes, then batch)."""
         self.validate(config)
