@@ -26,6 +26,7 @@ from edpilot.space import (
     PAPER_BATCH_SIZES,
     PAPER_FREQ_LEVELS,
     Axis,
+    Config,
     ConfigSpace,
     match_levels,
     parse_batch_sizes,
@@ -175,7 +176,8 @@ def grid(
         batch_sizes = parse_batch_sizes(batches)
     space = ConfigSpace(tuple(axes), batch_sizes)
     if profile is not None:
-        missing = [c for c in space if not profile.has(c)]
+        held = {n: device.knob_level(n) for n in profile.knob_names if space.axis(n) is None}  # at the board's level
+        missing = [c for c in space if not profile.has(Config.of(c.batch_size, **dict(c.knobs), **held))]
         if missing:
             raise ProfileError(
                 f"the profile has no samples for {len(missing)} config(s) of the grid, e.g. {missing[0]}; "
