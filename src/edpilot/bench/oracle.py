@@ -48,13 +48,13 @@ def true_hardware(backends: Backends, space: ConfigSpace, *, prompt_tokens: int,
         emc = c.level("emc_mhz") if c.level("emc_mhz") is not None else _board_emc_mhz(device)
         if isinstance(model, ProfileModel):
             t, e = model.table.samples(Config.of(c.batch_size, gpu_mhz=f, emc_mhz=emc)).mean(axis=0)
-            idle = model.idle_power_w(f)
+            idle_w = model.idle_power_w(f)
         else:
             assert isinstance(model, AnalyticModel)
             cost = model.expected_cost(f, [prompt_tokens] * c.batch_size, output_tokens, emc_mhz=emc)
             t, e = cost.service_s, cost.energy_j
-            idle = model.idle_power_w(f, emc_mhz=emc)
-        rows.append((t, e, idle))
+            idle_w = model.idle_power_w(f, emc_mhz=emc)
+        rows.append((t, e, idle_w))
     t, e, idle = (np.array(col) for col in zip(*rows))
     return Hardware(t, e, idle)
 

@@ -30,9 +30,9 @@ PANEL_KNOB = "emc_mhz"  # one panel per level of this knob (small multiples), GP
 def panel_levels(report: RunReport) -> list[float | None]:
     """The memory clock levels to draw a panel each, ascending; [None] when the run did not search it."""
     grid = report.header.axes.get(PANEL_KNOB, []) if report.header else []
-    seen = {s.config.level(PANEL_KNOB) for s in report.configs} - {None}
-    levels = sorted({float(v) for v in grid if v is not None} | seen)  # type: ignore[arg-type]
-    return levels or [None]  # type: ignore[return-value]
+    seen = {level for s in report.configs if (level := s.config.level(PANEL_KNOB)) is not None}
+    levels: list[float | None] = [*sorted({float(v) for v in grid if v is not None} | seen)]
+    return levels or [None]
 
 
 def cost_grid(report: RunReport, panel: float | None = None) -> tuple[list[float | None], list[int], np.ndarray]:

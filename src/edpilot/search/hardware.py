@@ -9,7 +9,7 @@ cliff). Closed form, numpy only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -54,17 +54,15 @@ def features(space: ConfigSpace) -> np.ndarray:
     return np.column_stack([np.ones(len(space)), *x, *(x**2), *cross])
 
 
-def prior(
-    space: ConfigSpace, *, slope_b: float, slope_f: float, slope_sd: float, knob_slopes: Mapping[str, float] = {}
-) -> tuple[np.ndarray, np.ndarray]:
+def prior(space: ConfigSpace, *, slope_b: float, slope_f: float, slope_sd: float) -> tuple[np.ndarray, np.ndarray]:
     """Prior mean and sd of the weights, in the column order of `features`.
 
-    The slope of batch is `slope_b`; of each knob axis `knob_slopes[name]`, else `slope_f` (the GPU's: a higher
-    memory clock, like a higher GPU clock, shortens a batch — decode is bandwidth-bound). Curvature and the cross
-    terms get sd CURVATURE_SD.
+    The slope of batch is `slope_b`; of every knob axis `slope_f`, the GPU's (a higher memory clock, like a higher
+    GPU clock, shortens a batch: decode is bandwidth-bound; a decode level, like the GPU's, shortens decode).
+    Curvature and the cross terms get sd CURVATURE_SD.
     """
     names, _ = axis_columns(space)
-    slopes = [slope_b if n == "batch" else knob_slopes.get(n, slope_f) for n in names]
+    slopes = [slope_b if n == "batch" else slope_f for n in names]
     k = len(names)
     pairs = k * (k - 1) // 2
     mean = [0.0, *slopes, *([0.0] * (k + pairs))]

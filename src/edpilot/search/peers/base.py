@@ -28,7 +28,8 @@ class PeerStrategy(Strategy):
         super().__init__(ctx)
         space = ctx.space
         self.names = [*("freq" if a.name == "gpu_mhz" else a.name for a in space.axes), "batch"]
-        self.levels: list[list] = [*(list(a.levels) for a in space.axes), list(space.batch_sizes)]
+        self.knob_levels = [a.levels for a in space.axes]
+        self.batches = space.batch_sizes
         self.seed = ctx.seed if isinstance(ctx.seed, int) else int(ctx.seed.integers(2**31))
         self._scale: float | None = None
         self._pending: Config | None = None
@@ -43,17 +44,19 @@ class PeerStrategy(Strategy):
     @property
     def axes(self) -> tuple[int, ...]:
         """Levels on each axis: each knob's, then batch sizes."""
-        return tuple(len(levels) for levels in self.levels)
+        return (*(len(levels) for levels in self.knob_levels), len(self.batches))
 
     def point(self, config: Config) -> tuple[int, ...]:
         """The integer point of `config`."""
-        knobs = [levels.index(config.level(a.name)) for a, levels in zip(self.space.axes, self.levels, strict=False)]
-        return (*knobs, self.levels[-1].index(config.batch_size))
+        knobs = [
+            levels.index(config.level(a.name)) for a, levels in zip(self.space.axes, self.knob_levels, strict=True)
+        ]
+        return (*knobs, self.batches.index(config.batch_size))
 
     def config(self, point: tuple[int, ...]) -> Config:
         """The config at an integer point."""
-        knobs = {a.name: levels[int(i)] for a, levels, i in zip(self.space.axes, self.levels, point, strict=False)}
-        return Config.of(self.levels[-1][int(point[-1])], **knobs)
+        knobs = {a.name: levels[int(i)] for a, levels, i in zip(self.space.axes, self.knob_levels, point, strict=False)}
+        return Config.of(self.batches[int(point[-1])], **knobs)
 
     def propose(self) -> Config:
         """The library's next point (asked once; asked again only after it was told)."""

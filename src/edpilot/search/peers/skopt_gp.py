@@ -38,7 +38,7 @@ class SkoptGpStrategy(PeerStrategy):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             x = iter(self.optimizer.ask())
-        return tuple(int(next(x)) if n > 1 else 0 for n in self._sizes)  # type: ignore[return-value]
+        return tuple(int(next(x)) if n > 1 else 0 for n in self._sizes)
 
     def _tell(
         self, point: tuple[int, ...], value: float | None, constraints: list[float] | None, *, asked: bool
