@@ -121,12 +121,8 @@ class Config:
     def __str__(self) -> str:
         if [n for n, _ in self.knobs] == ["gpu_mhz"]:
             return f"({self.knobs[0][1]:g} MHz, batch {self.batch_size})"
-        parts = [f"{level:g} {_unit_text(n)} {knob_label(n)}" for n, level in self.knobs]
+        parts = [f"{level:g} MHz {knob_label(n)}" for n, level in self.knobs]  # every knob is in MHz (KNOB_UNITS)
         return f"({', '.join([*parts, f'batch {self.batch_size}'])})"
-
-
-def _unit_text(name: str) -> str:
-    return "MHz" if name.endswith("_mhz") else name.rsplit("_", 1)[-1]
 
 
 @dataclass(frozen=True)
