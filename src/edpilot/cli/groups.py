@@ -9,7 +9,8 @@
     def tune_command(device: DeviceSpec, budget: BudgetOpt = 30) -> None: ...
 
 `with_groups` replaces every parameter whose type is a group by the group's fields, as options, and at call
-time builds the group from their values (its `__post_init__` checks them, once) and passes the built group.
+time builds the group from their values (its `__post_init__` checks them, once) and passes the built group;
+`command.option_groups` lists the groups a command takes (`GroupUse`).
 `Annotated[Group, Without("a"), Defaults(b=5.0)]` takes a group less some fields (they keep the dataclass
 default and are not options) or with other defaults. A field that two groups both declare (same name, same
 type, same default) is one option that feeds both. Adding an option to a group is one line: a field.
@@ -44,7 +45,7 @@ class Defaults:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Use:
+class GroupUse:
     """How a command takes one group: its parameter, the group class and the option names it feeds."""
 
     parameter: str
@@ -93,7 +94,7 @@ def with_groups(func: F) -> F:
     hints = get_type_hints(func, include_extras=True)
     params: dict[str, inspect.Parameter] = {}
     declared: dict[str, tuple[Any, Any]] = {}  # option name -> (declaration before the panel, default)
-    uses: list[_Use] = []
+    uses: list[GroupUse] = []
     own: list[str] = []
 
     def add(param: inspect.Parameter, declaration: Any) -> None:
@@ -115,7 +116,7 @@ def with_groups(func: F) -> F:
         options = group_parameters(group, *tweaks)
         for option in options:
             add(option, group_hints[option.name])
-        uses.append(_Use(name, group, tuple(option.name for option in options)))
+        uses.append(GroupUse(name, group, tuple(option.name for option in options)))
 
     @functools.wraps(func)
     def wrapper(**values: Any) -> Any:
@@ -123,6 +124,7 @@ def with_groups(func: F) -> F:
         return func(**{name: values[name] for name in own if name in values}, **built)
 
     signature = inspect.Signature(list(params.values()))
+    wrapper.option_groups = tuple(uses)  # type: ignore[attr-defined]
     wrapper.__signature__ = signature  # type: ignore[attr-defined]
     wrapper.__annotations__ = {name: param.annotation for name, param in signature.parameters.items()}
     return wrapper  # type: ignore[return-value]
