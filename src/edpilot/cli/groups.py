@@ -86,7 +86,7 @@ def _in_panel(hint: Any, panel: str) -> Any:
     for info in infos:
         if isinstance(info, typer.models.OptionInfo) and info.rich_help_panel is None:
             info.rich_help_panel = panel
-    return Annotated[(base, *infos)]  # type: ignore[valid-type]
+    return Annotated[(base, *infos)]
 
 
 def with_groups(func: F) -> F:
