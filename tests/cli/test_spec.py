@@ -179,3 +179,8 @@ def test_a_group_option_declared_two_ways_or_an_unknown_tweak_is_refused():
 
     with pytest.raises(TypeError, match="First has no option nope"):
         with_groups(unknown)
+
+    def half(*, first: Annotated[First, Without("seed")], second: Second) -> None: ...
+
+    with pytest.raises(TypeError, match="first leaves out seed, which another group takes"):
+        with_groups(half)

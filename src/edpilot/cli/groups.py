@@ -89,6 +89,18 @@ def _in_panel(hint: Any, panel: str) -> Any:
     return Annotated[(base, *infos)]
 
 
+def _check_shared(command: str, uses: list[GroupUse]) -> None:
+    """A field one group leaves out and another takes would reach one group and not the other: refused."""
+    for use in uses:
+        left_out = {f.name for f in dataclasses.fields(use.group) if f.init} - set(use.options)
+        taken = {name for other in uses if other is not use for name in other.options}
+        if left_out & taken:
+            raise TypeError(
+                f"{command}: {use.parameter} leaves out {', '.join(sorted(left_out & taken))}, "
+                "which another group takes; take it in both or in neither"
+            )
+
+
 def with_groups(func: F) -> F:
     """Splice the options of every group parameter of `func` into its signature; hand it the built groups."""
     hints = get_type_hints(func, include_extras=True)
@@ -117,6 +129,7 @@ def with_groups(func: F) -> F:
         for option in options:
             add(option, group_hints[option.name])
         uses.append(GroupUse(name, group, tuple(option.name for option in options)))
+    _check_shared(func.__name__, uses)
 
     @functools.wraps(func)
     def wrapper(**values: Any) -> Any:
