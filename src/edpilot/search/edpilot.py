@@ -79,6 +79,7 @@ class EdpilotStrategy(Strategy):
         self._probe_batches = PROBE_BATCHES
         self._probed_last = False
         self._rounds = -1  # search rounds observed (the baseline round is round 0)
+        self._phase_rounds = -1  # ... since the traffic last changed (a budget is per phase in serve)
         self._grid_pos = np.array(
             [(ctx.space.freqs_mhz.index(c.freq_mhz), ctx.space.batch_sizes.index(c.batch_size)) for c in self._configs]
         )
@@ -89,6 +90,7 @@ class EdpilotStrategy(Strategy):
         cost = super().observe(config, obs)
         self._probe = None  # a probe is the proposal just made, not a later choice of the same config
         self._rounds += 1
+        self._phase_rounds += 1
         i = self.space.index(config)
         if obs.backlog_requests is not None:
             self.backlog_requests = obs.backlog_requests
@@ -148,6 +150,7 @@ class EdpilotStrategy(Strategy):
         super().set_traffic(traffic)
         self.forecast = SteadyForecast(self.space, traffic, energy_scope=self.ctx.energy_scope)
         self.behind[:] = False
+        self._phase_rounds = 0
         self._cache.clear()
 
     # --- predictions ----------------------------------------------------------------------------------------
@@ -234,6 +237,8 @@ class EdpilotStrategy(Strategy):
         after_probe, self._probed_last = self._probed_last, False
         if inc in self.pending:
             return incumbent  # re-measure a possible outlier before anything switches
+        if self._final_round():
+            return self._exploit()
         better = [j for j, o in self.pending.items() if np.log(o.mean_batch_s) < self.time.mean[j]]
         if better and self._held_keeps_up(better[0]):
             return self._configs[better[0]]  # a window better than predicted: believe it once it is repeated
@@ -259,6 +264,20 @@ class EdpilotStrategy(Strategy):
             return self._configs[pick]
         floor = self._floor_pick(safe, inc, mean[inc], may_probe=may_probe)
         return incumbent if floor is None else self._take_floor(floor)
+
+    def _final_round(self) -> bool:
+        """Whether the next round is the last of the budget (of this traffic's phase): no probe, no floor."""
+        return self.ctx.budget is not None and self._phase_rounds + 1 >= self.ctx.budget
+
+    def _exploit(self) -> Config:
+        """The last round of a budget: the safe config of lowest expected cost (a measured one by its own windows),
+        so the budget ends on a full round that `best` can choose, never on a probe."""
+        measured = self.time.windows > 0
+        cost = np.where(measured, self.outlook("own").cost, self.outlook("mean").cost)
+        pool = self.safe() & (~measured | (self._own_rho() < 1.0))
+        if not pool.any():
+            return self.best()
+        return self._configs[int(np.argmin(np.where(pool, cost, np.inf)))]
 
     def _take_floor(self, floor: tuple[int, int | None]) -> Config:
         """The floor's config, marked as a probe when it is one."""
