@@ -52,6 +52,8 @@ FLOOR_EVERY = 3  # every third search round goes to the floor when it has a cand
 PROBE_QUEUE_BATCHES = 2.0  # no probe while more than this many incumbent batches are queued
 PROBE_RHO_MAX = 1.1  # a probe's config is at most 10 % past capacity at its posterior mean batch time
 PROBE_HANDICAP = 1.1  # a probe's optimistic cost counts 10 % worse against full rounds (it teaches less)
+CONFIRM_ROUNDS = 3  # full rounds whose queue did not grow confirm a config near capacity that keeps up
+CEILING_SE = 2.0  # the clock ceiling starts this many standard errors above a measured config's batch time
 OUTLIER_LOG = float(np.log(1.3))  # a window 30 % off its config's earlier windows is held back
 
 
@@ -70,6 +72,7 @@ class EdpilotStrategy(Strategy):
         self.idle = IdlePower(freqs, ctx.idle_power_w)
         self.failed = np.zeros(len(self._configs), dtype=bool)
         self.behind = np.zeros(len(self._configs), dtype=bool)
+        self.kept_rounds = np.zeros(len(self._configs))  # full rounds whose queue did not grow, per config
         self.pending: dict[int, Observation] = {}  # a window held back as a possible outlier, per config
         self.outliers = 0  # windows judged outliers and left out of the model
         self.backlog_requests = 0
@@ -80,6 +83,8 @@ class EdpilotStrategy(Strategy):
         self._probed_last = False
         self._rounds = -1  # search rounds observed (the baseline round is round 0)
         self._phase_rounds = -1  # ... since the traffic last changed (a budget is per phase in serve)
+        self._f_gap = _clock_gap(self._configs)
+        self.ceiling = np.full(len(self._configs), np.inf)  # log batch time no unmeasured config can exceed
         self._grid_pos = np.array(
             [(ctx.space.freqs_mhz.index(c.freq_mhz), ctx.space.batch_sizes.index(c.batch_size)) for c in self._configs]
         )
@@ -88,6 +93,7 @@ class EdpilotStrategy(Strategy):
     def observe(self, config: Config, obs: Observation) -> float | None:
         """Cost the window, and learn the config's batch time, batch energy and idle power from it."""
         cost = super().observe(config, obs)
+        full_round = config != self._probe
         self._probe = None  # a probe is the proposal just made, not a later choice of the same config
         self._rounds += 1
         self._phase_rounds += 1
@@ -102,6 +108,7 @@ class EdpilotStrategy(Strategy):
             rho = self._own_rho()[i]
             if rho >= 1.0 or (not obs.keeps_up and rho >= RHO_BEHIND):
                 self.behind[i] = True
+            self.kept_rounds[i] += full_round and obs.keeps_up
         self._cache.clear()
         return cost
 
@@ -144,12 +151,16 @@ class EdpilotStrategy(Strategy):
                 )
         self.time.fit()
         self.energy.fit()
+        own = np.where(self.time.batches > 0, self.time.own_mean(), np.inf)
+        se = np.sqrt(self.time.noise_var() / np.maximum(self.time.batches, 1.0))
+        self.ceiling = np.min((own + CEILING_SE * se)[None, :] + self._f_gap, axis=1)
 
     def set_traffic(self, traffic: Traffic) -> None:
         """Re-rank every config at the new traffic from the hardware model: nothing is measured again."""
         super().set_traffic(traffic)
         self.forecast = SteadyForecast(self.space, traffic, energy_scope=self.ctx.energy_scope)
         self.behind[:] = False
+        self.kept_rounds[:] = 0
         self._phase_rounds = 0
         self._cache.clear()
 
@@ -160,7 +171,8 @@ class EdpilotStrategy(Strategy):
         one-off deviation of the heavy-tailed prior ('surprise')."""
         if kind not in self._cache:
             shift = {"mean": 0.0, "lcb": KAPPA, "surprise": 0.0, "own": 0.0}[kind]
-            log_s, log_e = self.time.mean - shift * self.time.sd, self.energy.mean - shift * self.energy.sd
+            log_s = np.minimum(self.time.mean - shift * self.time.sd, self.ceiling)
+            log_e = self.energy.mean - shift * self.energy.sd
             if kind == "own":
                 log_s, log_e = self.time.measured_or_mean(), self.energy.measured_or_mean()
             if kind == "surprise":
@@ -198,7 +210,7 @@ class EdpilotStrategy(Strategy):
         """Utilisation: a measured config's own (its windows' mean batch time), an unmeasured one's at log batch
         time + sd posterior standard deviations. A measured config that falls behind after all is dropped by the
         runner at the next batch boundary and then here (`behind`)."""
-        s = np.exp(self.time.mean + sd * self.time.sd)
+        s = np.exp(np.minimum(self.time.mean + sd * self.time.sd, self.ceiling))
         model = utilisation(self.ctx.traffic, self.forecast.batch_of, s)
         return np.where(self.time.batches > 0, self._own_rho(), model)
 
@@ -359,7 +371,9 @@ class EdpilotStrategy(Strategy):
             return super().best()
         keeping = self.within_limits() & ~self.behind & (self._rho(KAPPA_SAFE) < 1.0)
         se = np.sqrt(self.time.noise_var() / np.maximum(self.time.batches, 1.0))
-        confirmed = self._own_rho() * np.exp(se) < 1.0  # keeps up by more than its own windows' standard error
+        rho = self._own_rho()
+        # keeps up by more than its own windows' standard error, or on the mean of CONFIRM_ROUNDS full rounds
+        confirmed = (rho * np.exp(se) < 1.0) | ((rho < 1.0) & (self.kept_rounds >= CONFIRM_ROUNDS))
         pool = measured & keeping & confirmed
         if not pool.any():
             pool = keeping
@@ -369,3 +383,20 @@ class EdpilotStrategy(Strategy):
             return self._configs[int(np.argmax(throughput))]
         cost = np.where(pool & measured, self.outlook("own").cost, np.where(pool, self.outlook("mean").cost, np.inf))
         return self._configs[int(np.argmin(cost))]
+
+
+def _clock_gap(configs: list[Config]) -> np.ndarray:
+    """log(f_k / f_j) where config k has config j's batch size and a clock at least j's, else inf.
+
+    A batch at a lower clock takes at most f_k / f_j times as long (a compute-bound batch scales as 1/f, a
+    memory-bound one less): with k measured, that bounds j's batch time whatever a smooth fit says (a cliff
+    elsewhere on the grid bends it). Without a clock knob, only the config itself.
+    """
+    freqs = np.array([c.freq_mhz or 0.0 for c in configs])
+    batch = np.array([c.batch_size for c in configs])
+    gap = np.full((len(configs), len(configs)), np.inf)
+    np.fill_diagonal(gap, 0.0)
+    if (freqs > 0).all():
+        ratio = np.log(freqs[None, :] / freqs[:, None])
+        gap = np.where((batch[None, :] == batch[:, None]) & (ratio >= 0.0), ratio, np.inf)
+    return gap
