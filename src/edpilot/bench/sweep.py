@@ -1,8 +1,8 @@
 """The search benchmark: strategies × scenarios × seeds on the simulator, scored against the exact oracle.
 
 Each run is a real simulated tuning session (`TuningSession` + `Runner`): the baseline round, then
-`budget = min(15, grid / 4)` search rounds (`budget=N`: N on every scenario); drift scenarios then change the arrival rate (workload and
-`TuningSession.set_traffic`) and run `drift_rounds` more rounds per change. Per round it records the
+`budget = min(15, grid / 4)` search rounds (`budget=N`: N on every scenario); drift scenarios then change the
+arrival rate (workload and `TuningSession.set_traffic`) and run `drift_rounds` more rounds per change. Per round it records the
 served config's expected cost and the incumbent's (`session.best()`) over the oracle at that traffic. With
 outside tables (`--oracle-file`, bench.oracle_file) a scenario's rates that a table gives are scored by it.
 

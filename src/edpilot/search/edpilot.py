@@ -78,6 +78,8 @@ class EdpilotStrategy(Strategy):
         self.backlog_requests = 0
         self.forecast = SteadyForecast(ctx.space, ctx.traffic, energy_scope=ctx.energy_scope)
         self._cache: dict[str, Outlook] = {}
+        self._rho_cache: dict[float, np.ndarray] = {}
+        self._window_requests = self._requests_per_window()
         self._probe: Config | None = None
         self._probe_batches = PROBE_BATCHES
         self._probed_last = False
@@ -110,6 +112,7 @@ class EdpilotStrategy(Strategy):
                 self.behind[i] = True
             self.kept_rounds[i] += full_round and obs.keeps_up
         self._cache.clear()
+        self._rho_cache.clear()
         return cost
 
     def _screen(self, i: int, obs: Observation) -> list[Observation]:
@@ -162,7 +165,9 @@ class EdpilotStrategy(Strategy):
         self.behind[:] = False
         self.kept_rounds[:] = 0
         self._phase_rounds = 0
+        self._window_requests = self._requests_per_window()
         self._cache.clear()
+        self._rho_cache.clear()
 
     # --- predictions ----------------------------------------------------------------------------------------
     def outlook(self, kind: str = "mean") -> Outlook:
@@ -180,7 +185,7 @@ class EdpilotStrategy(Strategy):
             s = np.exp(log_s)
             extra_s = 0.0
             if kind == "lcb" and self.backlog_requests > 0 and self.ctx.traffic.arrivals != "saturated":
-                n = np.array([self.ctx.traffic.window_requests(c.batch_size) for c in self._configs])
+                n = self._window_requests
                 b = self.forecast.batch_of
                 excess = np.maximum(self.backlog_requests - b, 0.0)  # fewer than b queued is a partial batch
                 rate = self.ctx.traffic.rate_per_s
@@ -194,6 +199,10 @@ class EdpilotStrategy(Strategy):
                 extra_latency_s=extra_s,
             )
         return self._cache[kind]
+
+    def _requests_per_window(self) -> np.ndarray:
+        """Requests of a full round per config at the current traffic."""
+        return np.array([self.ctx.traffic.window_requests(c.batch_size) for c in self._configs], dtype=float)
 
     def surprise_log(self) -> float:
         """A plausible one-off deviation (log units) from the smooth surface: the SURPRISE_LEVEL quantile of a
@@ -210,9 +219,11 @@ class EdpilotStrategy(Strategy):
         """Utilisation: a measured config's own (its windows' mean batch time), an unmeasured one's at log batch
         time + sd posterior standard deviations. A measured config that falls behind after all is dropped by the
         runner at the next batch boundary and then here (`behind`)."""
-        s = np.exp(np.minimum(self.time.mean + sd * self.time.sd, self.ceiling))
-        model = utilisation(self.ctx.traffic, self.forecast.batch_of, s)
-        return np.where(self.time.batches > 0, self._own_rho(), model)
+        if sd not in self._rho_cache:
+            s = np.exp(np.minimum(self.time.mean + sd * self.time.sd, self.ceiling))
+            model = utilisation(self.ctx.traffic, self.forecast.batch_of, s)
+            self._rho_cache[sd] = np.where(self.time.batches > 0, self._own_rho(), model)
+        return self._rho_cache[sd]
 
     def within_limits(self) -> np.ndarray:
         """Configs that have not failed and are predicted to meet `--slo-p95` / `--power-cap` (the filter is
