@@ -4,7 +4,8 @@ Each run is a real simulated tuning session (`TuningSession` + `Runner`): the ba
 `budget = min(15, grid / 4)` search rounds (`budget=N`: N on every scenario); drift scenarios then change the
 arrival rate (workload and `TuningSession.set_traffic`) and run `drift_rounds` more rounds per change. Per round
 it records the served config's expected cost and the incumbent's (`session.best()`) over the oracle at that
-traffic. With outside tables (`--oracle-file`, bench.oracle_file) a scenario's rates that a table gives are scored by it.
+traffic. With outside tables (`--oracle-file`, bench.oracle_file) a scenario's rates that a table gives
+are scored by it.
 
 The oracle is the steady state (bench.oracle); each row also carries the final config's ratio under the earlier
 32-request-window oracle (`final_ratio_window`), the rounds' experienced regret (each round's measured cost —
