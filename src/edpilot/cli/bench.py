@@ -91,9 +91,7 @@ def bench_command(
         oracle = None if oracle_file is None else read_oracle_file(oracle_file)
         if oracle is not None:
             scenarios = oracle_scenarios(scenarios, oracle, grid_of=grid_of)
-        results = run_sweep(
-            scenarios, strategies=names, seeds=seeds, workers=workers, oracle=oracle, budget=budget
-        )
+        results = run_sweep(scenarios, strategies=names, seeds=seeds, workers=workers, oracle=oracle, budget=budget)
         paths = write_report(results, output)
         if json_output:
             print_json({k: str(v) for k, v in paths.items()})
