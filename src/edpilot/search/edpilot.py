@@ -16,8 +16,14 @@ steady-state cost at the current traffic (the bench oracle's definition). Then:
 - A window whose batch time differs from its config's earlier windows by more than `OUTLIER_LOG` (and 4 noise
   sd) is held back until another window there says which one was the outlier; the incumbent with such a window
   is re-measured before anything switches.
-- `best` serves the measured config with the lowest predicted steady-state cost among those that keep up; when
-  none keeps up, the config of highest throughput.
+- A batch at a lower clock takes at most f_k / f_j as long as a measured config at the same batch size and a
+  higher clock f_k: that ceiling bounds every prediction, so a cliff elsewhere that bends the smooth fit does not
+  put the configs next to the incumbent past capacity.
+- The last round of a budget (`ctx.budget`, per traffic phase) exploits: the safe config of lowest expected cost,
+  never a probe or the floor, so a short budget ends on a full round `best` can choose.
+- `best` serves the measured config with the lowest predicted steady-state cost among those that keep up (by
+  more than their windows' standard error, or through CONFIRM_ROUNDS full rounds); when none keeps up, the
+  config of highest throughput.
 """
 
 from __future__ import annotations
