@@ -118,6 +118,13 @@ MaxWaitOpt = Annotated[
     float | None,
     typer.Option("--max-wait", help="Flush a partial batch once its oldest request waited this long (s)."),
 ]
+PriorOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Warm start: begin from the batch times and energies of another board's run log (tune or serve "
+        "--output) of the same model, engine and board kind."
+    ),
+]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")]
 ThreadsOpt = Annotated[
     int | None, typer.Option(min=1, help="llamacpp engine: CPU threads (default: every CPU this process may use).")

@@ -31,6 +31,7 @@ from edpilot.cli.options import (
     OverwriteOpt,
     PaperOpt,
     PowerCapOpt,
+    PriorOpt,
     RailsOpt,
     ReadOnlyOpt,
     RequestTimeoutOpt,
@@ -106,6 +107,7 @@ def serve_command(
     slo_ttft_p95: SloTtftOpt = None,
     power_cap: PowerCapOpt = None,
     batching: BatchingOpt = None,
+    prior: PriorOpt = None,
     compile_decode: CompileOpt = False,
     seed: SeedOpt = 0,
     output: Annotated[Path | None, typer.Option(help="Write the run log (JSONL), round by round.")] = None,
@@ -169,9 +171,10 @@ def serve_command(
         power_cap_w=power_cap,
         seed=seed,
         batching=batching_kind,
+        prior=prior,
     )
-    if not plan.online and (freqs or batches or baseline):
-        raise ConfigError("--freqs/--batches/--baseline shape online tuning; a fixed config takes none of them")
+    if not plan.online and (freqs or batches or baseline or prior):
+        raise ConfigError("--freqs/--batches/--baseline/--prior shape online tuning; a fixed config takes none of them")
     backends = open_backends(
         device=device,
         engine=engine,

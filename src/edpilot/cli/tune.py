@@ -35,6 +35,7 @@ from edpilot.cli.options import (
     OverwriteOpt,
     PaperOpt,
     PowerCapOpt,
+    PriorOpt,
     PromptTokensOpt,
     RailsOpt,
     ReadOnlyOpt,
@@ -94,6 +95,7 @@ def tune_command(
         int, typer.Option(help="Requests per measurement window (rounded up to whole batches, at least 2).")
     ] = 32,
     max_wait: MaxWaitOpt = None,
+    prior: PriorOpt = None,
     sysfs_root: SysfsRootOpt = None,
     rails: RailsOpt = None,
     dry_run: DryRunOpt = False,
@@ -149,6 +151,7 @@ def tune_command(
         power_cap_w=power_cap,
         seed=seed,
         batching=resolve_batching(batching, paper=paper),
+        prior=prior,
     )
     workload = wanted.open()
     backends = open_backends(

@@ -28,6 +28,7 @@ from edpilot.objective import Observation
 from edpilot.search.base import SearchContext, Strategy
 from edpilot.search.forecast import Outlook, SteadyForecast
 from edpilot.search.hardware import IdlePower, LogResponse, features, prior
+from edpilot.search.prior import warm_start
 from edpilot.serving.queueing import backlog_delay_s, utilisation
 from edpilot.serving.traffic import Traffic
 from edpilot.space import Config
@@ -68,6 +69,10 @@ class EdpilotStrategy(Strategy):
         self.energy = LogResponse(phi, *prior(ctx.space, **ENERGY_SLOPES))
         freqs = np.array([c.freq_mhz or 0.0 for c in self._configs])
         self.idle = IdlePower(freqs, ctx.idle_power_w)
+        if ctx.prior is not None:  # another board's run of the same model: its hardware answer as the prior
+            self.time, self.energy = warm_start(
+                ctx.prior, ctx.space, time=self.time, energy=self.energy, idle=self.idle
+            )
         self.failed = np.zeros(len(self._configs), dtype=bool)
         self.behind = np.zeros(len(self._configs), dtype=bool)
         self.pending: dict[int, Observation] = {}  # a window held back as a possible outlier, per config
@@ -79,6 +84,7 @@ class EdpilotStrategy(Strategy):
         self._probe_batches = PROBE_BATCHES
         self._probed_last = False
         self._rounds = -1  # search rounds observed (the baseline round is round 0)
+        self._trusted = ctx.prior is not None  # a twin's run mapped the grid: the trust region spans it from round 1
         self._grid_pos = np.array(
             [(ctx.space.freqs_mhz.index(c.freq_mhz), ctx.space.batch_sizes.index(c.batch_size)) for c in self._configs]
         )
@@ -278,7 +284,7 @@ class EdpilotStrategy(Strategy):
         if not promising.any():
             return None
         dist = np.abs(self._grid_pos - self._grid_pos[inc]).max(axis=1)
-        radius = max(int(dist[promising].min()), 2 ** min(self._rounds + 1, 16))
+        radius = int(dist.max()) if self._trusted else max(int(dist[promising].min()), 2 ** min(self._rounds + 1, 16))
         region = promising & (dist <= radius)
         return int(np.argmin(np.where(region, cost, np.inf)))
 
