@@ -103,7 +103,10 @@ class HardwarePrior:
 def read_prior(path: str | os.PathLike[str]) -> HardwarePrior:
     """The traffic-free windows of the run log at `path` (`tune --output`, `serve --output`); ConfigError (one
     line) when it is missing, unreadable, not a run log, has no header, or no window measured anything."""
-    data = read_run_log(path)
+    try:
+        data = read_run_log(path)
+    except ConfigError as exc:
+        raise ConfigError(f"--prior: {exc}") from None
     if data.header is None:
         raise ConfigError(f"--prior {path} has no run header: cannot check it ran the same model and board")
     windows, failed = [], 0
@@ -140,7 +143,7 @@ def mismatches(prior: RunHeader, run: RunHeader) -> list[str]:
     out += _differ("device", prior.device, run.device, device_keys)
     there, here = prior.extra.get("batching", "static"), run.extra.get("batching", "static")
     if there != here:
-        out.append(f"{there} batching there, {here} here")
+        out.append(f"batching {there} there, {here} here")
     for what, a, b in (
         ("output tokens", prior.output_tokens, run.output_tokens),
         ("prompt tokens", prior.extra.get("prompt_tokens"), run.extra.get("prompt_tokens")),
