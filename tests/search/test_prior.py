@@ -252,9 +252,7 @@ def test_what_must_match_and_what_may_differ():
     assert mismatches(base, _header(device__total_rails=["VDD_GPU_SOC"])) == [
         "device total_rails ['VDD_GPU_SOC', 'VDD_CPU_CV'] there, ['VDD_GPU_SOC'] here"
     ]
-    assert mismatches(base, _header(extra__batching="continuous")) == [
-        "batching static there, continuous here"
-    ]
+    assert mismatches(base, _header(extra__batching="continuous")) == ["batching static there, continuous here"]
     assert mismatches(base, _header(extra__prompt_tokens=128.0)) == ["prompt tokens 100 there, 128 here"]
     gpu = {"backend": "nvml", "gpu": "NVIDIA H200"}
     assert mismatches(_header(device={**gpu, "name": "nvml:0"}), _header(device={**gpu, "name": "nvml:3"})) == []
