@@ -1,6 +1,6 @@
 """Warm start on a twin board: rounds to within 5 % of the steady-state oracle with and without `--prior`.
 
-    python benchmarks/prior_twin.py [--seeds 10] [--budget 15] [--prior-budget 30] [--csv FILE]
+    python benchmarks/prior_twin.py [--seeds 10] [--budget 15] [--prior-budget 30] [--board-sd 0.05] [--csv FILE]
 
 Per scenario and seed:
 - board A: a simulated surface (an analytic preset's noise-free batch costs, or a synthetic surface of the
@@ -8,7 +8,8 @@ Per scenario and seed:
   log comes from the real command: `edpilot tune --device sim --profile A.csv --output A.jsonl` (budget
   `--prior-budget`, tune's default 30).
 - board B, its twin: A's per-config batch time and batch energy each × an independent lognormal factor
-  (sd 5 %), idle power × one more, the same noise; same device name and model, so `--prior A.jsonl` is accepted.
+  (sd 5 %, `--board-sd`), idle power × one more, the same noise; same device name and model, so
+  `--prior A.jsonl` is accepted.
 - B is tuned for `--budget` search rounds (the search benchmark's 15) with and without `--prior A.jsonl`, on the
   same seed. Each round's incumbent (`session.best()`) is scored against B's steady-state oracle (bench.oracle).
 
@@ -109,11 +110,11 @@ def write_board(path: Path, twin: Twin, truth: Truth3, rng: np.random.Generator)
     write_profile(path, metadata, rows)
 
 
-def twin_of(truth: Truth3, rng: np.random.Generator) -> Truth3:
-    """Board B: each config's batch time and energy × independent lognormal(BOARD_SD), idle power × one more."""
+def twin_of(truth: Truth3, rng: np.random.Generator, board_sd: float = BOARD_SD) -> Truth3:
+    """Board B: each config's batch time and energy × independent lognormal(board_sd), idle power × one more."""
     configs, t, e, idle_w = truth
-    k = np.exp(rng.normal(0.0, BOARD_SD, size=(2, len(configs))))
-    return configs, t * k[0], e * k[1], float(idle_w * np.exp(rng.normal(0.0, BOARD_SD)))
+    k = np.exp(rng.normal(0.0, board_sd, size=(2, len(configs))))
+    return configs, t * k[0], e * k[1], float(idle_w * np.exp(rng.normal(0.0, board_sd)))
 
 
 def tune_a(profile: Path, out: Path, twin: Twin, *, seed: int, budget: int) -> None:
@@ -186,7 +187,15 @@ def rounds_to_within(ratios: Sequence[float], budget: int) -> float:
     return float(k)
 
 
-def run(twins: Sequence[Twin], *, seeds: int, budget: int, prior_budget: int, log: Callable[[str], None]) -> list[dict]:
+def run(
+    twins: Sequence[Twin],
+    *,
+    seeds: int,
+    budget: int,
+    prior_budget: int,
+    board_sd: float = BOARD_SD,
+    log: Callable[[str], None],
+) -> list[dict]:
     """Every scenario × seed: B without and with A's prior; one row each."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="edpilot-prior-") as tmp:
@@ -194,7 +203,7 @@ def run(twins: Sequence[Twin], *, seeds: int, budget: int, prior_budget: int, lo
             a_truth = board_a(twin)
             for seed in range(seeds):
                 rng = np.random.default_rng([seed, sum(map(ord, twin.name))])
-                b_truth = twin_of(a_truth, rng)
+                b_truth = twin_of(a_truth, rng, board_sd)
                 a_csv, b_csv, a_log = (Path(tmp) / f"{twin.name}-{seed}-{x}" for x in ("a.csv", "b.csv", "a.jsonl"))
                 write_board(a_csv, twin, a_truth, rng)
                 write_board(b_csv, twin, b_truth, rng)
@@ -241,6 +250,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budget", type=int, default=15, help="search rounds of board B")
     parser.add_argument("--prior-budget", type=int, default=30, help="search rounds of board A (tune's default)")
+    parser.add_argument("--board-sd", type=float, default=BOARD_SD, help="B's per-config difference (log sd)")
     parser.add_argument("--scenarios", default=None, help="comma list of scenario names (default: all)")
     parser.add_argument("--csv", type=Path, default=None, help="also write every run as a CSV row")
     args = parser.parse_args()
@@ -250,6 +260,7 @@ def main() -> None:
         seeds=args.seeds,
         budget=args.budget,
         prior_budget=args.prior_budget,
+        board_sd=args.board_sd,
         log=lambda s: print(s, file=sys.stderr),
     )
     if args.csv:

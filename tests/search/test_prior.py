@@ -19,8 +19,10 @@ from edpilot.errors import ConfigError
 from edpilot.objective import parse_objective
 from edpilot.records import RunHeader
 from edpilot.runlog import read_run_log
-from edpilot.search.prior import mismatches, read_prior
-from edpilot.space import Config
+from edpilot.search.hardware import IdlePower, LogResponse, features
+from edpilot.search.hardware import prior as weight_prior
+from edpilot.search.prior import HardwarePrior, PriorWindow, mismatches, read_prior, warm_start
+from edpilot.space import Config, ConfigSpace
 from edpilot.tuner_api import Tuner
 from edpilot.workload import Workload
 
@@ -268,3 +270,41 @@ def test_the_library_tuner_takes_a_prior_of_the_model_it_names(tmp_path, twins):
     assert prior is not None and len(prior.windows) == 30
     with pytest.raises(ConfigError, match="model llama-3.2-1b there, qwen2.5-3b here"):
         Tuner(device, arrival_rate_per_s=1.0, prompt_tokens=100, model="qwen2.5-3b", prior=a)
+
+
+def _warm_model(space: ConfigSpace, windows: list[PriorWindow]) -> LogResponse:
+    """The batch-time model the edpilot strategy builds, warm-started from `windows`."""
+    from edpilot.search.edpilot import ENERGY_SLOPES, TIME_SLOPES
+
+    phi = features(space)
+    time, _ = warm_start(
+        HardwarePrior("a.jsonl", _header(), tuple(windows)),
+        space,
+        time=LogResponse(phi, *weight_prior(space, **TIME_SLOPES)),
+        energy=LogResponse(phi, *weight_prior(space, **ENERGY_SLOPES)),
+        idle=IdlePower(np.array([c.freq_mhz for c in space.configs]), None),
+    )
+    return time
+
+
+def test_the_prior_centres_the_model_and_this_boards_windows_override_it():
+    space = ConfigSpace((300.0, 600.0, 900.0), (1, 4, 16))
+    a_time = {c: smooth(c.freq_mhz, c.batch_size)[0] for c in space.configs}  # type: ignore[arg-type]
+    measured = [c for c in space.configs if c != Config(600.0, 4)]
+    model = _warm_model(space, [PriorWindow(c, 8, a_time[c], None, None, None) for c in measured])
+    log_a = np.log([a_time[c] for c in space.configs])
+    i, hole = space.index(Config(900.0, 16)), space.index(Config(600.0, 4))
+    # before this board served anything: the twin's values, ± a board's shift and spread, wider where it skipped
+    assert abs(model.mean[i] - log_a[i]) < 0.005
+    assert 0.11 < model.sd[i] < 0.16 and model.sd[hole] > model.sd[i]  # board shift ⊕ spread ⊕ tilt
+    assert abs(model.mean[hole] - log_a[hole]) < 0.1  # the twin's smooth fit fills the config it skipped
+    # one window of 8 batches here, 20 % slower than the twin there: this board's own window wins
+    model.add(i, 1.2 * a_time[Config(900.0, 16)], 8)
+    model.fit()
+    assert abs(model.mean[i] - (log_a[i] + np.log(1.2))) < 0.03
+    # the whole board 30 % slower: a shift the prior allows, learned from a few windows, moves the rest
+    for c in (Config(300.0, 1), Config(600.0, 16), Config(300.0, 16)):
+        model.add(space.index(c), 1.3 * a_time[c], 8)
+    model.fit()
+    j = space.index(Config(900.0, 1))  # not served here
+    assert model.mean[j] - log_a[j] > 0.2
