@@ -28,7 +28,7 @@ from edpilot.objective import Observation
 from edpilot.search.base import SearchContext, Strategy
 from edpilot.search.forecast import Outlook, SteadyForecast
 from edpilot.search.hardware import IdlePower, LogResponse, features, prior
-from edpilot.search.prior import warm_start
+from edpilot.search.prior import vouched, warm_start
 from edpilot.serving.queueing import backlog_delay_s, utilisation
 from edpilot.serving.traffic import Traffic
 from edpilot.space import Config
@@ -84,7 +84,7 @@ class EdpilotStrategy(Strategy):
         self._probe_batches = PROBE_BATCHES
         self._probed_last = False
         self._rounds = -1  # search rounds observed (the baseline round is round 0)
-        self._trusted = ctx.prior is not None  # a twin's run mapped the grid: the trust region spans it from round 1
+        self._vouched = vouched(ctx.prior, ctx.space)  # configs a twin's run measured: inside the trust region
         self._grid_pos = np.array(
             [(ctx.space.freqs_mhz.index(c.freq_mhz), ctx.space.batch_sizes.index(c.batch_size)) for c in self._configs]
         )
@@ -280,12 +280,13 @@ class EdpilotStrategy(Strategy):
 
     def _in_trust_region(self, promising: np.ndarray, cost: np.ndarray, inc: int) -> int | None:
         """The lowest-cost promising config within a Chebyshev grid radius around the incumbent: 2^(k+1) after k
-        search rounds, or the smallest radius that holds a promising config; None when none is promising."""
+        search rounds, or the smallest radius that holds a promising config — or one a twin's run measured
+        (`--prior`); None when none is promising."""
         if not promising.any():
             return None
         dist = np.abs(self._grid_pos - self._grid_pos[inc]).max(axis=1)
-        radius = int(dist.max()) if self._trusted else max(int(dist[promising].min()), 2 ** min(self._rounds + 1, 16))
-        region = promising & (dist <= radius)
+        radius = max(int(dist[promising].min()), 2 ** min(self._rounds + 1, 16))
+        region = promising & ((dist <= radius) | self._vouched)
         return int(np.argmin(np.where(region, cost, np.inf)))
 
     def _probes(self, lcb: np.ndarray, target: float, inc: int) -> tuple[np.ndarray, np.ndarray]:

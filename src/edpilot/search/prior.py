@@ -228,6 +228,13 @@ def warm_start(
     return _centred(fitted_time, time), _centred(fitted_energy, energy)
 
 
+def vouched(prior: HardwarePrior | None, space: ConfigSpace) -> np.ndarray:
+    """Per config of `space`, whether `prior`'s board measured it (all False without a prior): where the other
+    board's windows vouch for the model, a trust region need not keep the search away."""
+    seen = set() if prior is None else {w.config for w in prior.windows}
+    return np.array([c in seen for c in space.configs], dtype=bool)
+
+
 def _copy(response: LogResponse) -> LogResponse:
     """A fresh, empty response with the features and weight priors of `response`."""
     return LogResponse(response.phi, response.prior_mean, 1.0 / np.sqrt(response.prior_prec))
