@@ -1,6 +1,7 @@
 """Warm start on a twin board: rounds to within 5 % of the steady-state oracle with and without `--prior`.
 
-    python benchmarks/prior_twin.py [--seeds 10] [--budget 15] [--prior-budget 30] [--board-sd 0.05] [--csv FILE]
+    python benchmarks/prior_twin.py [--seeds 10] [--budget 15] [--prior-budget 30] [--board-sd 0.05] [--plant 1.0]
+                                    [--csv FILE]
 
 Per scenario and seed:
 - board A: a simulated surface (an analytic preset's noise-free batch costs, or a synthetic surface of the
@@ -9,7 +10,8 @@ Per scenario and seed:
   `--prior-budget`, tune's default 30).
 - board B, its twin: A's per-config batch time and batch energy each × an independent lognormal factor
   (sd 5 %, `--board-sd`), idle power × one more, the same noise; same device name and model, so
-  `--prior A.jsonl` is accepted.
+  `--prior A.jsonl` is accepted. `--plant 1.2` makes the config A chose 20 % slower and costlier on B as well
+  (a prior that is wrong where it matters most).
 - B is tuned for `--budget` search rounds (the search benchmark's 15) with and without `--prior A.jsonl`, on the
   same seed. Each round's incumbent (`session.best()`) is scored against B's steady-state oracle (bench.oracle).
 
@@ -37,7 +39,7 @@ from edpilot.bench.oracle import Hardware, Truth, true_hardware, truth_at
 from edpilot.bench.scenarios import SYNTHETIC
 from edpilot.objective import parse_objective
 from edpilot.run import SearchRequest, start_session
-from edpilot.runlog import RunLog
+from edpilot.runlog import RunLog, read_run_log
 from edpilot.runner import Runner
 from edpilot.space import Config
 from edpilot.tuner import play_round
@@ -117,6 +119,13 @@ def twin_of(truth: Truth3, rng: np.random.Generator, board_sd: float = BOARD_SD)
     return configs, t * k[0], e * k[1], float(idle_w * np.exp(rng.normal(0.0, board_sd)))
 
 
+def planted(truth: Truth3, config: Config, factor: float) -> Truth3:
+    """`truth` with `config`'s batch time and energy × `factor` (A's choice made worse on B)."""
+    configs, t, e, idle_w = truth
+    k = np.where([c == config for c in configs], factor, 1.0)
+    return configs, t * k, e * k, idle_w
+
+
 def tune_a(profile: Path, out: Path, twin: Twin, *, seed: int, budget: int) -> None:
     """Board A's run log, written by the real `edpilot tune`."""
     cmd = [sys.executable, "-m", "edpilot", "tune", "--device", "sim", "--profile", str(profile)]
@@ -194,6 +203,7 @@ def run(
     budget: int,
     prior_budget: int,
     board_sd: float = BOARD_SD,
+    plant: float = 1.0,
     log: Callable[[str], None],
 ) -> list[dict]:
     """Every scenario × seed: B without and with A's prior; one row each."""
@@ -206,8 +216,10 @@ def run(
                 b_truth = twin_of(a_truth, rng, board_sd)
                 a_csv, b_csv, a_log = (Path(tmp) / f"{twin.name}-{seed}-{x}" for x in ("a.csv", "b.csv", "a.jsonl"))
                 write_board(a_csv, twin, a_truth, rng)
-                write_board(b_csv, twin, b_truth, rng)
                 tune_a(a_csv, a_log, twin, seed=seed + 1000, budget=prior_budget)
+                if plant != 1.0:
+                    b_truth = planted(b_truth, read_run_log(a_log).summary.best_config, plant)  # type: ignore[union-attr]
+                write_board(b_csv, twin, b_truth, rng)
                 workload = Workload(
                     arrivals=twin.arrivals,  # type: ignore[arg-type]
                     rate_per_s=twin.rate_per_s,
@@ -251,6 +263,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=15, help="search rounds of board B")
     parser.add_argument("--prior-budget", type=int, default=30, help="search rounds of board A (tune's default)")
     parser.add_argument("--board-sd", type=float, default=BOARD_SD, help="B's per-config difference (log sd)")
+    parser.add_argument("--plant", type=float, default=1.0, help="B's time and energy × this at A's chosen config")
     parser.add_argument("--scenarios", default=None, help="comma list of scenario names (default: all)")
     parser.add_argument("--csv", type=Path, default=None, help="also write every run as a CSV row")
     args = parser.parse_args()
@@ -261,6 +274,7 @@ def main() -> None:
         budget=args.budget,
         prior_budget=args.prior_budget,
         board_sd=args.board_sd,
+        plant=args.plant,
         log=lambda s: print(s, file=sys.stderr),
     )
     if args.csv:
