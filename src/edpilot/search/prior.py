@@ -168,17 +168,24 @@ def _close(a: float, b: float) -> bool:
 class WarmResponse(LogResponse):
     """`LogResponse` centred on another board's posterior: log y = base + φ·w + offset, with w the smooth
     difference between the boards (SHIFT_SD for the level, TILT_SD for the rest) and the offset's variance the
-    other board's own uncertainty there plus this board's difference (BOARD_SD to start, then learned)."""
+    other board's own uncertainty there plus this board's difference (BOARD_SD to start, then learned).
 
-    def __init__(self, phi: np.ndarray, base_mean: np.ndarray, base_sd: np.ndarray) -> None:
+    `tau2`, which the strategy reads as the scale of a one-off deviation from the smooth surface (its exploration
+    floor), is this board's difference plus the other board's spread around its smooth surface (`spread_var`):
+    a config the other board never measured may hide as much there as it did.
+    """
+
+    def __init__(self, phi: np.ndarray, base_mean: np.ndarray, base_sd: np.ndarray, *, spread_var: float) -> None:
         weights_sd = np.full(phi.shape[1], TILT_SD)
         weights_sd[0] = SHIFT_SD
         super().__init__(phi, np.zeros(phi.shape[1]), weights_sd)
         self.base, self.base_var = base_mean, base_sd**2
-        self.tau2 = BOARD_SD**2
+        self.spread_var = spread_var  # the other board's configs around its smooth surface (its τ²)
+        self.board_var = BOARD_SD**2
+        self.tau2 = self.board_var + spread_var
         self.mean = base_mean.copy()
         smooth_var = ((phi * weights_sd**2) * phi).sum(axis=1)
-        self.sd = np.sqrt(self.base_var + self.tau2 + smooth_var)
+        self.sd = np.sqrt(self.base_var + self.board_var + smooth_var)
 
     def fit(self) -> None:
         """Recompute `mean` and `sd` (log units) of every config from this board's windows and the prior."""
@@ -188,14 +195,15 @@ class WarmResponse(LogResponse):
         sigma2 = self.noise_var()
         ybar = self.sum_y[seen] / self.batches[seen]
         data_var = sigma2 / self.batches[seen]
-        offset_var = self.base_var + self.tau2
+        offset_var = self.base_var + self.board_var
         w_mean, w_cov = self._weights(seen, ybar - self.base[seen], offset_var[seen] + data_var)
         smooth = self.base + self.phi @ w_mean
         resid2 = (ybar - smooth[seen]) ** 2 - data_var - self.base_var[seen]
-        self.tau2 = (BOARD_PRIOR_DOF * BOARD_SD**2 + float(np.sum(np.maximum(resid2, 0.0)))) / (
+        self.board_var = (BOARD_PRIOR_DOF * BOARD_SD**2 + float(np.sum(np.maximum(resid2, 0.0)))) / (
             BOARD_PRIOR_DOF + seen.size
         )
-        offset_var = self.base_var + self.tau2
+        self.tau2 = self.board_var + self.spread_var
+        offset_var = self.base_var + self.board_var
         smooth_var = ((self.phi @ w_cov) * self.phi).sum(axis=1)
         prec = 1.0 / offset_var + self.batches / sigma2
         shrink = (1.0 / offset_var) / prec
@@ -245,4 +253,4 @@ def _centred(fitted: LogResponse, cold: LogResponse) -> LogResponse:
     if not fitted.windows.any():
         return cold
     fitted.fit()
-    return WarmResponse(fitted.phi, fitted.mean, fitted.sd)
+    return WarmResponse(fitted.phi, fitted.mean, fitted.sd, spread_var=fitted.tau2)
