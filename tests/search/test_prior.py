@@ -308,3 +308,24 @@ def test_the_prior_centres_the_model_and_this_boards_windows_override_it():
     model.fit()
     j = space.index(Config(900.0, 1))  # not served here
     assert model.mean[j] - log_a[j] > 0.2
+
+
+def test_the_twins_idle_power_seeds_this_boards_and_weighs_as_one_window_per_level():
+    space = ConfigSpace((300.0, 900.0), (4, 8))
+    windows = [
+        PriorWindow(Config(300.0, 4), 4, 1.0, 20.0, idle_j=60.0, idle_s=10.0),  # 6 W idle at 300 MHz
+        PriorWindow(Config(300.0, 8), 4, 1.5, 30.0, idle_j=120.0, idle_s=20.0),  # 6 W again
+        PriorWindow(Config(900.0, 4), 4, 0.5, 25.0, idle_j=100.0, idle_s=10.0),  # 10 W at 900 MHz
+    ]
+    idle = IdlePower(np.array([c.freq_mhz for c in space.configs]), None)
+    phi = features(space)
+    warm_start(
+        HardwarePrior("a.jsonl", _header(), tuple(windows)),
+        space,
+        time=LogResponse(phi, *weight_prior(space, slope_b=0.5, slope_f=-0.5, slope_sd=0.25)),
+        energy=LogResponse(phi, *weight_prior(space, slope_b=0.5, slope_f=0.0, slope_sd=0.5)),
+        idle=idle,
+    )
+    np.testing.assert_allclose(idle.predict(), [6.0, 6.0, 10.0, 10.0])
+    idle.add(900.0, idle_j=120.0, idle_s=10.0)  # this board's own window at 900 MHz: 12 W over as long
+    assert idle.predict()[2] == pytest.approx(11.0)  # the twin's level (two windows' mean) counts as one window
