@@ -82,7 +82,7 @@ def board_a(twin: Twin) -> Truth3:
     """Board A's noise-free batch time and energy per config, and its idle power."""
     if twin.synthetic is not None:
         spec = SYNTHETIC[twin.synthetic]
-        configs = [Config(float(f), int(b)) for f in spec.freqs_mhz for b in spec.batch_sizes]
+        configs = [Config.of(int(b), gpu_mhz=float(f)) for f in spec.freqs_mhz for b in spec.batch_sizes]
         t, e = np.array([spec.surface(c.freq_mhz, c.batch_size) for c in configs]).T  # type: ignore[arg-type]
         return configs, t, e, spec.idle_power_w
     backends = open_backends(device=f"sim:{twin.board}", model=twin.model)

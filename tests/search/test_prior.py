@@ -115,12 +115,12 @@ def twins(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_a_twins_prior_sends_the_first_proposal_to_the_twins_best(tmp_path, twins):
     a, b = twins
-    assert oracle_config(b) == Config(*SWEET)  # ±5 % does not move a 0.6× sweet spot
+    assert oracle_config(b) == Config.of(SWEET[1], gpu_mhz=SWEET[0])  # ±5 % does not move a 0.6× sweet spot
     warm, cold = tmp_path / "warm.jsonl", tmp_path / "cold.jsonl"
     tune("--profile", str(b), "--budget", "2", "--prior", str(a), "--output", str(warm))
     tune("--profile", str(b), "--budget", "2", "--output", str(cold))
-    assert searched(warm)[1] == Config(*SWEET)  # round 1, right after the baseline
-    assert Config(*SWEET) not in searched(cold)  # nothing hints at it without the prior
+    assert searched(warm)[1] == Config.of(SWEET[1], gpu_mhz=SWEET[0])  # round 1, right after the baseline
+    assert Config.of(SWEET[1], gpu_mhz=SWEET[0]) not in searched(cold)  # nothing hints at it without the prior
     header = read_run_log(warm).header
     assert header is not None and header.extra["prior"]["windows"] == 30
     assert header.extra["prior"]["configs"] == 30 and header.extra["prior"]["ignored_windows"] == 0
@@ -135,7 +135,7 @@ def test_a_prior_that_is_wrong_at_the_best_config_still_ends_at_this_boards_best
     warm = tmp_path / "warm.jsonl"
     summary = tune("--profile", str(b), "--budget", "15", "--prior", str(a), "--output", str(warm))
     assert searched(warm)[1] == planted  # the prior is believed first...
-    assert Config(summary["best"]["freq_mhz"], summary["best"]["batch_size"]) == best_b  # ...and overruled
+    assert Config.of(summary["best"]["batch_size"], gpu_mhz=summary["best"]["freq_mhz"]) == best_b  # ...and overruled
 
 
 def test_configs_outside_this_grid_are_ignored_and_counted(tmp_path, twins):
@@ -288,34 +288,34 @@ def _warm_model(space: ConfigSpace, windows: list[PriorWindow]) -> LogResponse:
 
 
 def test_the_prior_centres_the_model_and_this_boards_windows_override_it():
-    space = ConfigSpace((300.0, 600.0, 900.0), (1, 4, 16))
+    space = ConfigSpace.grid((300.0, 600.0, 900.0), (1, 4, 16))
     a_time = {c: smooth(c.freq_mhz, c.batch_size)[0] for c in space.configs}  # type: ignore[arg-type]
-    measured = [c for c in space.configs if c != Config(600.0, 4)]
+    measured = [c for c in space.configs if c != Config.of(4, gpu_mhz=600.0)]
     model = _warm_model(space, [PriorWindow(c, 8, a_time[c], None, None, None) for c in measured])
     log_a = np.log([a_time[c] for c in space.configs])
-    i, hole = space.index(Config(900.0, 16)), space.index(Config(600.0, 4))
+    i, hole = space.index(Config.of(16, gpu_mhz=900.0)), space.index(Config.of(4, gpu_mhz=600.0))
     # before this board served anything: the twin's values, ± a board's shift and spread, wider where it skipped
     assert abs(model.mean[i] - log_a[i]) < 0.005
     assert 0.11 < model.sd[i] < 0.16 and model.sd[hole] > model.sd[i]  # board shift ⊕ spread ⊕ tilt
     assert abs(model.mean[hole] - log_a[hole]) < 0.1  # the twin's smooth fit fills the config it skipped
     # one window of 8 batches here, 20 % slower than the twin there: this board's own window wins
-    model.add(i, 1.2 * a_time[Config(900.0, 16)], 8)
+    model.add(i, 1.2 * a_time[Config.of(16, gpu_mhz=900.0)], 8)
     model.fit()
     assert abs(model.mean[i] - (log_a[i] + np.log(1.2))) < 0.03
     # the whole board 30 % slower: a shift the prior allows, learned from a few windows, moves the rest
-    for c in (Config(300.0, 1), Config(600.0, 16), Config(300.0, 16)):
+    for c in (Config.of(1, gpu_mhz=300.0), Config.of(16, gpu_mhz=600.0), Config.of(16, gpu_mhz=300.0)):
         model.add(space.index(c), 1.3 * a_time[c], 8)
     model.fit()
-    j = space.index(Config(900.0, 1))  # not served here
+    j = space.index(Config.of(1, gpu_mhz=900.0))  # not served here
     assert model.mean[j] - log_a[j] > 0.2
 
 
 def test_the_twins_idle_power_seeds_this_boards_and_weighs_as_one_window_per_level():
-    space = ConfigSpace((300.0, 900.0), (4, 8))
+    space = ConfigSpace.grid((300.0, 900.0), (4, 8))
     windows = [
-        PriorWindow(Config(300.0, 4), 4, 1.0, 20.0, idle_j=60.0, idle_s=10.0),  # 6 W idle at 300 MHz
-        PriorWindow(Config(300.0, 8), 4, 1.5, 30.0, idle_j=120.0, idle_s=20.0),  # 6 W again
-        PriorWindow(Config(900.0, 4), 4, 0.5, 25.0, idle_j=100.0, idle_s=10.0),  # 10 W at 900 MHz
+        PriorWindow(Config.of(4, gpu_mhz=300.0), 4, 1.0, 20.0, idle_j=60.0, idle_s=10.0),  # 6 W idle at 300 MHz
+        PriorWindow(Config.of(8, gpu_mhz=300.0), 4, 1.5, 30.0, idle_j=120.0, idle_s=20.0),  # 6 W again
+        PriorWindow(Config.of(4, gpu_mhz=900.0), 4, 0.5, 25.0, idle_j=100.0, idle_s=10.0),  # 10 W at 900 MHz
     ]
     idle = IdlePower(np.array([c.freq_mhz for c in space.configs]), None)
     phi = features(space)

@@ -31,7 +31,7 @@ import numpy as np
 from edpilot.errors import ConfigError
 from edpilot.records import RunHeader
 from edpilot.runlog import read_run_log
-from edpilot.search.hardware import IdlePower, LogResponse
+from edpilot.search.hardware import IdlePower, LogResponse, idle_key
 from edpilot.space import Config, ConfigSpace
 
 BOARD_SD = 0.05  # assumed: per-config difference (log units) between two boards of one kind (the twin benchmark's)
@@ -80,7 +80,7 @@ class HardwarePrior:
         differences = mismatches(self.header, header)
         if differences:
             raise ConfigError(f"--prior {self.source} is not a run of this setting: {'; '.join(differences)}")
-        grid = {Config(f, b) for f in header.freqs_mhz for b in header.batch_sizes}
+        grid = {Config.of(b, gpu_mhz=f) for f in header.freqs_mhz for b in header.batch_sizes}
         kept = tuple(w for w in self.windows if w.config in grid)
         if not kept:
             raise ConfigError(
@@ -223,16 +223,16 @@ def warm_start(
     index = {c: i for i, c in enumerate(space.configs)}
     mine = [(index[w.config], w) for w in prior.windows if w.config in index]
     fitted_time, fitted_energy = _copy(time), _copy(energy)
-    idle_levels: dict[float, list[tuple[float, float]]] = defaultdict(list)
+    idle_levels: dict[tuple[float, Any], list[tuple[float, float]]] = defaultdict(list)
     for i, w in mine:
         fitted_time.add(i, w.mean_batch_s, w.batches)
         if w.energy_per_batch_j is not None:
             fitted_energy.add(i, w.energy_per_batch_j, w.batches)
         if w.idle_j is not None and w.idle_s is not None and w.idle_s > 0:
-            idle_levels[w.config.freq_mhz or 0.0].append((w.idle_j, w.idle_s))
-    for level_mhz, stretches in idle_levels.items():
+            idle_levels[(w.config.freq_mhz or 0.0, idle_key(w.config))].append((w.idle_j, w.idle_s))
+    for (level_mhz, others), stretches in idle_levels.items():
         joules, seconds = np.mean(stretches, axis=0)
-        idle.add(level_mhz, idle_j=float(joules), idle_s=float(seconds))
+        idle.add(level_mhz, idle_j=float(joules), idle_s=float(seconds), others=others)
     return _centred(fitted_time, time), _centred(fitted_energy, energy)
 
 
