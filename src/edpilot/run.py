@@ -7,7 +7,7 @@ the session and writes the header. The `tune` and `serve` commands are thin wrap
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edpilot import __version__
@@ -18,6 +18,7 @@ from edpilot.limits import LIMITS, bounded
 from edpilot.objective import ENERGY_SCOPES, EnergyScope, Objective, parse_objective
 from edpilot.runlog import RunHeader, RunLog
 from edpilot.search import DEFAULT_STRATEGY, strategy_class
+from edpilot.search.prior import HardwarePrior, read_prior
 from edpilot.serving.traffic import Traffic
 from edpilot.sim import ProfileTable
 from edpilot.space import parse_batch_sizes, parse_config
@@ -92,7 +93,9 @@ class SearchRequest:
     seed: int = 0
     slo_ttft_p95_s: float | None = None
     batching: str = "static"
+    prior: Path | None = None  # --prior: another board's run log of the same model (search.prior)
     parsed_objective: Objective = field(init=False)
+    parsed_prior: HardwarePrior | None = field(init=False)
 
     def __post_init__(self) -> None:
         strategy_class(self.strategy)
@@ -101,6 +104,7 @@ class SearchRequest:
         if self.baseline is not None:
             parse_config(self.baseline)
         object.__setattr__(self, "parsed_objective", parse_objective(self.objective))
+        object.__setattr__(self, "parsed_prior", None if self.prior is None else read_prior(self.prior))
         if self.energy_scope not in ENERGY_SCOPES:
             raise ConfigError(f"unknown energy scope {self.energy_scope!r}; choose one of: {', '.join(ENERGY_SCOPES)}")
         bounded(self.budget, "budget", "--budget")
@@ -196,9 +200,21 @@ def run_header(
             "power_cap_w": search.power_cap_w,
             "max_wait_s": search.max_wait_s,
             "batching": search.batching,
+            "prompt_tokens": None if output_tokens is None else traffic.prompt_tokens,  # live traffic: not known yet
             **idle_record(profile),
         },
     )
+
+
+def with_prior(
+    settings: SessionSettings, search: SearchRequest, header: RunHeader
+) -> tuple[SessionSettings, RunHeader]:
+    """`--prior`: the other board's run checked against this run's header (ConfigError, one line, when it ran
+    another model, engine, board or lengths) and handed to the session; the header records what it brought."""
+    if search.parsed_prior is None:
+        return settings, header
+    prior = search.parsed_prior.matched(header)
+    return replace(settings, prior=prior), replace(header, extra={**header.extra, "prior": prior.describe()})
 
 
 def idle_record(profile: ProfileTable | None) -> dict[str, object]:
@@ -239,5 +255,6 @@ def start_session(
         output_tokens=output_tokens,
         profile=backends.profile,
     )
+    settings, header = with_prior(settings, search, header)
     run_log.write(header)
     return TuningSession(settings, traffic, run_log=run_log)

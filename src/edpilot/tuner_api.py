@@ -27,7 +27,7 @@ from edpilot.hardware.base import Device
 from edpilot.levels import set_levels
 from edpilot.objective import Observation
 from edpilot.records import RoundRecord
-from edpilot.run import SearchRequest, run_header, session_settings
+from edpilot.run import SearchRequest, run_header, session_settings, with_prior
 from edpilot.runlog import RunLog
 from edpilot.runner import ServedBatch, run_batch, summarize
 from edpilot.search import DEFAULT_STRATEGY
@@ -45,6 +45,8 @@ class Tuner:
     given once: either `arrival_rate_per_s` (with `arrivals`, default uniform, and mean `prompt_tokens`, default
     128, and `output_tokens`, default 70), or a `workload` whose requests you serve (`tuner.workload`), and it is
     changed with `set_traffic`. `run_log` writes the JSONL run log `edpilot tune` writes (`edpilot report` reads it).
+    `model` names the model your engine runs (recorded there); `prior` warm-starts the search from another board's
+    run log of that model (`--prior`: same model, board kind and lengths, else ConfigError).
     """
 
     def __init__(
@@ -68,6 +70,8 @@ class Tuner:
         seed: int = 0,
         run_log: str | Path | None = None,
         overwrite: bool = False,
+        model: str | None = None,
+        prior: str | Path | None = None,
     ) -> None:
         self.device = device
         self.search = SearchRequest(
@@ -81,6 +85,7 @@ class Tuner:
             slo_p95_s=slo_p95_s,
             power_cap_w=power_cap_w,
             seed=seed,
+            prior=None if prior is None else Path(prior),
         )
         self.workload = workload
         traffic = _traffic(
@@ -92,20 +97,20 @@ class Tuner:
             output_tokens=output_tokens,
         )
         settings = session_settings(device, self.search, profile=profile_table(device))
-        self.run_log = RunLog(run_log, overwrite=overwrite)
-        self.run_log.write(
-            run_header(
-                settings,
-                self.search,
-                traffic,
-                device=device.describe(),
-                engine={"backend": "library"},
-                model=None,
-                mode="library",
-                workload_name=traffic.arrivals,
-                output_tokens=traffic.output_tokens,
-            )
+        header = run_header(
+            settings,
+            self.search,
+            traffic,
+            device=device.describe(),
+            engine={"backend": "library"},
+            model=model,
+            mode="library",
+            workload_name=traffic.arrivals,
+            output_tokens=traffic.output_tokens,
         )
+        settings, header = with_prior(settings, self.search, header)
+        self.run_log = RunLog(run_log, overwrite=overwrite)
+        self.run_log.write(header)
         self.session = TuningSession(settings, traffic, run_log=self.run_log)
 
     @property

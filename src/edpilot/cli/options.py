@@ -137,6 +137,13 @@ ProfileTableOpt = Annotated[
     typer.Option(help="--device sim: replay this profile table (CSV) instead of the analytic simulator."),
 ]
 RunLogOpt = Annotated[Path | None, typer.Option(help="Write the run log (JSONL), round by round.")]
+PriorOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Warm start: begin from the batch times and energies of another board's run log (tune or serve "
+        "--output) of the same model, engine and board kind."
+    ),
+]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")]
 ThreadsOpt = Annotated[
     int | None, typer.Option(min=1, help="llamacpp engine: CPU threads (default: every CPU this process may use).")

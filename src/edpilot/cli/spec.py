@@ -39,6 +39,7 @@ from edpilot.cli.options import (
     OverwriteOpt,
     PaperOpt,
     PowerCapOpt,
+    PriorOpt,
     ProfileTableOpt,
     PromptTokensOpt,
     RailsOpt,
@@ -177,6 +178,7 @@ class SearchSpec(GridSpec):
     requests_per_round: RequestsPerRoundOpt = 32
     max_wait_s: MaxWaitOpt = None
     seed: SeedOpt = 0
+    prior: PriorOpt = None
     request: SearchRequest = field(init=False)
 
     def __post_init__(self) -> None:  # SearchRequest checks the grid's batch sizes too
@@ -201,6 +203,7 @@ class SearchSpec(GridSpec):
             power_cap_w=self.power_cap,
             seed=self.seed,
             batching=resolve_batching(self.batching, paper=self.paper),
+            prior=self.prior,
         )
         object.__setattr__(self, "request", request)
 

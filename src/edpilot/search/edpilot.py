@@ -34,6 +34,7 @@ from edpilot.objective import Observation
 from edpilot.search.base import SearchContext, Strategy
 from edpilot.search.forecast import Outlook, SteadyForecast
 from edpilot.search.hardware import IdlePower, LogResponse, features, idle_key, prior
+from edpilot.search.prior import vouched, warm_start
 from edpilot.serving.queueing import backlog_delay_s, utilisation
 from edpilot.serving.traffic import Traffic
 from edpilot.space import Config
@@ -76,6 +77,10 @@ class EdpilotStrategy(Strategy):
         self.energy = LogResponse(phi, *prior(ctx.space, **ENERGY_SLOPES))
         freqs = np.array([c.freq_mhz or 0.0 for c in self._configs])
         self.idle = IdlePower(freqs, ctx.idle_power_w, [idle_key(c) for c in self._configs])
+        if ctx.prior is not None:  # another board's run of the same model: its hardware answer as the prior
+            self.time, self.energy = warm_start(
+                ctx.prior, ctx.space, time=self.time, energy=self.energy, idle=self.idle
+            )
         self.failed = np.zeros(len(self._configs), dtype=bool)
         self.behind = np.zeros(len(self._configs), dtype=bool)
         self.kept_rounds = np.zeros(len(self._configs))  # full rounds whose queue did not grow, per config
@@ -93,6 +98,7 @@ class EdpilotStrategy(Strategy):
         self._phase_rounds = -1  # ... since the traffic last changed (a budget is per phase in serve)
         self._f_gap = _clock_gap(self._configs)
         self.ceiling = np.full(len(self._configs), np.inf)  # log batch time no unmeasured config can exceed
+        self._vouched = vouched(ctx.prior, ctx.space)  # configs a twin's run measured: inside the trust region
         self._grid_pos = ctx.space.positions()
 
     # --- learning -------------------------------------------------------------------------------------------
@@ -321,12 +327,13 @@ class EdpilotStrategy(Strategy):
 
     def _in_trust_region(self, promising: np.ndarray, cost: np.ndarray, inc: int) -> int | None:
         """The lowest-cost promising config within a Chebyshev grid radius around the incumbent: 2^(k+1) after k
-        search rounds, or the smallest radius that holds a promising config; None when none is promising."""
+        search rounds, or the smallest radius that holds a promising config — or one a twin's run measured
+        (`--prior`); None when none is promising."""
         if not promising.any():
             return None
         dist = np.abs(self._grid_pos - self._grid_pos[inc]).max(axis=1)
         radius = max(int(dist[promising].min()), 2 ** min(self._rounds + 1, 16))
-        region = promising & (dist <= radius)
+        region = promising & ((dist <= radius) | self._vouched)
         return int(np.argmin(np.where(region, cost, np.inf)))
 
     def _probes(self, lcb: np.ndarray, target: float, inc: int) -> tuple[np.ndarray, np.ndarray]:
