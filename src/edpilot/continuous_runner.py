@@ -100,6 +100,7 @@ def summarize_sequences(
         meter_updates=window.meter_updates,
         first_error=errors[0] if errors else None,
         **token_percentiles(ttfts, itls),
+        steps=len(steps),
     )
 
 

@@ -143,6 +143,7 @@ class RoundRecord:
                 p95_ttft_s=optional(number, d, "p95_ttft_s"),
                 p50_itl_s=optional(number, d, "p50_itl_s"),
                 p95_itl_s=optional(number, d, "p95_itl_s"),
+                steps=optional(whole, d, "steps"),
             )
             cost = optional(number, d, "cost", minimum=None)
             if obs.failed and cost is not None:

@@ -46,6 +46,7 @@ class SessionSettings:
     power_cap_w: float | None = None
     budget: int | None = None
     slo_ttft_p95_s: float | None = None
+    batching: str = "static"
 
     @property
     def constraints(self) -> Constraints:
@@ -218,6 +219,7 @@ class TuningSession:
             power_cap_w=s.power_cap_w,
             budget=s.budget,
             slo_ttft_p95_s=s.slo_ttft_p95_s,
+            batching=s.batching,
         )
 
 
