@@ -101,6 +101,7 @@ def summarize_sequences(
         first_error=errors[0] if errors else None,
         **token_percentiles(ttfts, itls),
         steps=len(steps),
+        peak_sequences=max((s.sequences for s in steps), default=0),
     )
 
 

@@ -144,6 +144,7 @@ class RoundRecord:
                 p50_itl_s=optional(number, d, "p50_itl_s"),
                 p95_itl_s=optional(number, d, "p95_itl_s"),
                 steps=optional(whole, d, "steps"),
+                peak_sequences=optional(whole, d, "peak_sequences"),
             )
             cost = optional(number, d, "cost", minimum=None)
             if obs.failed and cost is not None:

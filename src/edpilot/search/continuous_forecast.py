@@ -9,7 +9,9 @@ output_tokens steps each). The search and the benchmark's oracle check share it 
 The strategy reads two things off a forecast besides `outlook`: `batch_of`, what one unit of service time serves
 (`utilisation` = λ·s / batch_of and throughput = batch_of / s), which for a step is slots / output tokens
 requests' worth of tokens. `busy_units(forecast, config, obs)` says how many units a window ran, to split its
-energy into busy and idle (steps here, batches under static batching).
+energy into busy and idle (steps here, batches under static batching), and `taught_by(forecast, configs, i, obs)`
+which configs a window measured: a continuous round that never filled its slots measured every slot count at its
+clock that it did not reach (the same steps would have run), so the search need not try them one by one.
 
 `make_forecast` picks the forecast by the batching mode; `STEP_TIME_SLOPES` / `STEP_ENERGY_SLOPES` are the priors
 of a step's log time and energy in log slots and log f: a step reads the weights once whatever the number of
@@ -88,6 +90,18 @@ def make_forecast(
     if batching == "continuous":
         return ContinuousForecast(space, traffic, energy_scope=energy_scope)
     return SteadyForecast(space, traffic, energy_scope=energy_scope)
+
+
+def taught_by(
+    forecast: SteadyForecast | ContinuousForecast, configs: list[Config], i: int, obs: Observation
+) -> list[int]:
+    """The configs (indices into `configs`) a window at `configs[i]` measured: its own; under continuous batching
+    also every config at the same clock with at least `obs.peak_sequences` slots when the window never filled its
+    slots — the cap never held a request back, so those configs would have served exactly the same steps."""
+    peak, own = obs.peak_sequences, configs[i]
+    if not isinstance(forecast, ContinuousForecast) or peak is None or peak >= own.batch_size:
+        return [i]
+    return [j for j, c in enumerate(configs) if j == i or (c.freq_mhz == own.freq_mhz and c.batch_size >= peak)]
 
 
 def busy_units(forecast: SteadyForecast | ContinuousForecast, config: Config, obs: Observation) -> float:

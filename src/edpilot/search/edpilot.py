@@ -26,7 +26,13 @@ import numpy as np
 
 from edpilot.objective import Observation
 from edpilot.search.base import SearchContext, Strategy
-from edpilot.search.continuous_forecast import STEP_ENERGY_SLOPES, STEP_TIME_SLOPES, busy_units, make_forecast
+from edpilot.search.continuous_forecast import (
+    STEP_ENERGY_SLOPES,
+    STEP_TIME_SLOPES,
+    busy_units,
+    make_forecast,
+    taught_by,
+)
 from edpilot.search.forecast import Outlook
 from edpilot.search.hardware import IdlePower, LogResponse, features, prior
 from edpilot.serving.queueing import backlog_delay_s, utilisation
@@ -98,7 +104,8 @@ class EdpilotStrategy(Strategy):
             self.failed[i] = True
         elif obs.mean_batch_s > 0:
             for window in self._screen(i, obs):
-                self._learn(i, config, window)
+                for j in taught_by(self.forecast, self._configs, i, window):  # continuous: slots it never filled
+                    self._learn(j, self._configs[j], window)
             rho = self._own_rho()[i]
             if rho >= 1.0 or (not obs.keeps_up and rho >= RHO_BEHIND):
                 self.behind[i] = True
@@ -340,7 +347,8 @@ class EdpilotStrategy(Strategy):
         the standard error of their own windows' batch time, so that two batches measured at 99 % of capacity do
         not make the choice — and meet the limits; with none, the safe config predicted best; with none safe, the
         config of highest throughput."""
-        measured = (self.time.windows > 0) & ~self.failed
+        served = np.array([c in self.arms for c in self._configs])  # a window shared by `taught_by` is not served
+        measured = (self.time.windows > 0) & served & ~self.failed
         if not measured.any():
             return super().best()
         keeping = self.within_limits() & ~self.behind & (self._rho(KAPPA_SAFE) < 1.0)
