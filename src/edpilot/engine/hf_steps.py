@@ -6,7 +6,8 @@ batch — left-padded to the longest, with an attention mask over the padding an
 that packed cache grows by one token a step. It is unpacked and re-packed only when the membership changes (a
 sequence finishes, is cancelled, or joins). Decoding is greedy, so a sequence's output is the one it gets alone.
 
-Models whose cache keeps a sliding window (Gemma 3) are refused: their per-layer lengths differ from the mask's.
+Steps decode eagerly (`compiled` applies to static batches: a static cache and CUDA graphs need fixed shapes). Models
+whose cache keeps a sliding window (Gemma 3) are refused: their per-layer lengths differ from the mask's.
 """
 
 from __future__ import annotations
@@ -56,8 +57,6 @@ class HfSequences:
 
     def add(self, request: Request) -> None:
         """Queue a request to join at the next step."""
-        if self.engine.compiled:
-            raise ConfigError("hf continuous batching decodes eagerly; drop --compile or use --batching static")
         prompt = self.engine.tokenizer(request.prompt)["input_ids"]
         if not prompt:
             raise EngineError("an empty prompt cannot be decoded")
