@@ -93,7 +93,8 @@ def test_tune_with_continuous_batching_on_the_hf_engine_end_to_end(tmp_path) -> 
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     rounds = [json.loads(line) for line in log.read_text().splitlines() if '"round"' in line[:20]]
-    assert len(rounds) == 3 and all(1 <= r["requests"] <= 6 and r["steps"] >= 1 for r in rounds)  # a probe is shorter
+    # a round ends at the step that completes its 6th request (a step may end several); a probe is shorter
+    assert len(rounds) == 3 and all(1 <= r["requests"] < 6 + 4 and r["steps"] >= 1 for r in rounds)
     answers = sum(r["requests"] for r in rounds)
     assert sum(r["steps"] for r in rounds) >= answers * 6 / 4  # 6 tokens each, at most 4 sequences a step
     assert {r["batch_size"] for r in rounds} <= {1, 2, 4}
