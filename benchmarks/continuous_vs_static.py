@@ -8,9 +8,9 @@ grid (the paper's 7 GPU levels × `--batches`; for continuous, the batch size is
 serves the same stream (the same arrivals and prompts for both batchings and every config) of `--warmup` +
 `--requests` requests in steady state: the first `--warmup` completions are not counted (the queue fills to its
 steady level), the next `--requests` are measured (EDP over the board's total energy, as `tune` does by default).
-With `--max-wait-s`, a partial static batch leaves once its oldest request has waited that long (`serve`'s 5 s). A config that cannot keep up shows it by a growing queue, so its EDP is
-large. The table gives each batching's best config by EDP, its mean and p95 latency and p95 TTFT, and the ratio
-continuous / static of the best EDPs.
+With `--max-wait-s`, a partial static batch leaves once its oldest request has waited that long (`serve`'s 5 s).
+A config that cannot keep up shows it by a growing queue, so its EDP is large. The table gives each batching's
+best config by EDP, its mean and p95 latency and p95 TTFT, and the ratio continuous / static of the best EDPs.
 """
 
 from __future__ import annotations
