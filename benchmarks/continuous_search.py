@@ -47,7 +47,7 @@ def workload(rate: float) -> Workload:
 def space() -> ConfigSpace:
     """The paper's grid on the 32GB board."""
     freqs = spread_levels(open_sim(BOARD).device.freqs_mhz(), PAPER_FREQ_LEVELS)
-    return ConfigSpace(freqs_mhz=tuple(freqs), batch_sizes=BATCHES)
+    return ConfigSpace.grid(tuple(freqs), BATCHES)
 
 
 def replay(model: str, rate: float, config: Config, *, warmup: int, requests: int) -> dict[str, float]:

@@ -66,7 +66,7 @@ def _observe(kind: str, rate_per_s: float, config: Config, rounds: int = 3) -> l
 
 
 def test_continuous_replay_at_low_rate_beats_static_on_edp() -> None:
-    config = Config(930.75, 8)
+    config = Config.of(8, gpu_mhz=930.75)
     static = _observe("static", 0.25, config)[-1]
     continuous = _observe("continuous", 0.25, config)[-1]
     # Static waits for 8 requests (~28 s at 0.25 req/s); continuous starts each at once.
@@ -80,8 +80,8 @@ def test_continuous_rounds_carry_the_stream_over() -> None:
     sim = open_sim("sim:orin-agx-32gb", seed=1)
     workload = Workload(arrivals="uniform", rate_per_s=2.0, output_tokens=40)
     runner = ContinuousRunner(device=sim.device, engine=sim.engine, workload=workload, requests_per_round=16)
-    first = runner.measure(Config(930.75, 4))
-    second = runner.measure(Config(612.0, 4))
+    first = runner.measure(Config.of(4, gpu_mhz=930.75))
+    second = runner.measure(Config.of(4, gpu_mhz=612.0))
     assert first.requests == second.requests == 16
     # one stream: the second round starts where the first ended, at 2 req/s, so 16 requests span ~8 s each
     assert first.window_s == pytest.approx(8.0, abs=1.5) and second.window_s == pytest.approx(8.0, abs=1.5)

@@ -26,9 +26,9 @@ def _replay(freq_mhz: float, slots: int, rate: float, *, warmup: int = 100, requ
     sim = open_sim("sim:orin-agx-32gb", seed=0)
     workload = Workload(arrivals="poisson", rate_per_s=rate, output_tokens=70)
     runner = ContinuousRunner(device=sim.device, engine=sim.engine, workload=workload, requests_per_round=warmup)
-    runner.measure(Config(freq_mhz, slots))  # the queue fills to its steady level
+    runner.measure(Config.of(slots, gpu_mhz=freq_mhz))  # the queue fills to its steady level
     runner.requests_per_round = requests
-    return runner.measure(Config(freq_mhz, slots)), sim.model.idle_power_w(freq_mhz)
+    return runner.measure(Config.of(slots, gpu_mhz=freq_mhz)), sim.model.idle_power_w(freq_mhz)
 
 
 @pytest.mark.parametrize(("freq_mhz", "slots", "rate"), [(714.0, 8, 4.0), (306.0, 4, 2.0), (714.0, 4, 0.25)])
@@ -87,7 +87,7 @@ def test_past_capacity_has_no_steady_state_and_uniform_arrivals_never_queue() ->
 
 
 def test_the_strategy_prices_steps_with_the_continuous_forecast() -> None:
-    space = ConfigSpace((510.0, 930.75), (2, 8))
+    space = ConfigSpace.grid((510.0, 930.75), (2, 8))
     traffic = Traffic("poisson", 4.0, output_tokens=70)
     ctx = SearchContext(space, Objective("edp").bind(None), space.baseline(), traffic, batching="continuous")
     strategy = EdpilotStrategy(ctx)
@@ -95,15 +95,16 @@ def test_the_strategy_prices_steps_with_the_continuous_forecast() -> None:
     assert isinstance(make_forecast(space, traffic, energy_scope="total"), SteadyForecast)
     # a continuous window of 700 steps of 10 ms: 7 s busy of a 10 s window
     obs = _window(steps=700, step_s=0.01, step_j=0.2, window_s=10.0, idle_w=5.0)
-    assert busy_units(strategy.forecast, Config(930.75, 8), obs) == 700
+    assert busy_units(strategy.forecast, Config.of(8, gpu_mhz=930.75), obs) == 700
     strategy.observe_baseline(obs)
     strategy.observe(space.baseline(), obs)  # the first window far from the prior is held until a second agrees
     assert strategy.time.windows.sum() == 2
     assert strategy.idle.predict() == pytest.approx(5.0)  # idle = (window energy − steps' energy) / idle time
     outlook = strategy.outlook("own")
     # two slots at 10 ms steps serve 2 / 0.7 s = 2.9 req/s < 4: no steady state; eight slots keep up
-    assert list(outlook.keeps_up[space.index(Config(930.75, 2)) : space.index(Config(930.75, 8)) + 1]) == [False, True]
-    assert math.isinf(outlook.cost[space.index(Config(930.75, 2))])
+    two, eight = space.index(Config.of(2, gpu_mhz=930.75)), space.index(Config.of(8, gpu_mhz=930.75))
+    assert [outlook.keeps_up[two], outlook.keeps_up[eight]] == [False, True]
+    assert math.isinf(outlook.cost[space.index(Config.of(2, gpu_mhz=930.75))])
     assert strategy.set_traffic(Traffic("poisson", 1.0, output_tokens=70)) is None
     assert isinstance(strategy.forecast, ContinuousForecast) and strategy.forecast.traffic.rate_per_s == 1.0
 
@@ -128,24 +129,25 @@ def _window(*, steps: int, step_s: float, step_j: float, window_s: float, idle_w
 
 
 def test_a_round_that_never_filled_its_slots_teaches_every_slot_count_it_did_not_reach() -> None:
-    space = ConfigSpace((510.0, 930.75), (2, 4, 8, 16))
+    space = ConfigSpace.grid((510.0, 930.75), (2, 4, 8, 16))
     traffic = Traffic("poisson", 1.0, output_tokens=70)
     ctx = SearchContext(space, Objective("edp").bind(None), space.baseline(), traffic, batching="continuous")
     strategy = EdpilotStrategy(ctx)
     obs = replace(_window(steps=700, step_s=0.01, step_j=0.2, window_s=10.0, idle_w=5.0), peak_sequences=3)
     configs = list(space)
-    taught = [configs[j] for j in taught_by(strategy.forecast, configs, space.index(Config(930.75, 16)), obs)]
-    assert taught == [Config(930.75, 4), Config(930.75, 8), Config(930.75, 16)]  # at least 3 slots, same clock
+    sixteen = space.index(Config.of(16, gpu_mhz=930.75))
+    taught = [configs[j] for j in taught_by(strategy.forecast, configs, sixteen, obs)]
+    assert taught == [Config.of(b, gpu_mhz=930.75) for b in (4, 8, 16)]  # at least 3 slots, same clock
     full = replace(obs, peak_sequences=16)  # the cap may have held requests back: only its own config
-    assert taught_by(strategy.forecast, configs, space.index(Config(930.75, 16)), full) == [
-        space.index(Config(930.75, 16))
+    assert taught_by(strategy.forecast, configs, space.index(Config.of(16, gpu_mhz=930.75)), full) == [
+        space.index(Config.of(16, gpu_mhz=930.75))
     ]
     static = make_forecast(space, traffic, energy_scope="total")
     assert taught_by(static, configs, 3, obs) == [3]
     strategy.observe_baseline(obs)
     strategy.observe(space.baseline(), obs)
     assert [strategy.time.windows[space.index(c)] for c in taught] == [2, 2, 2]
-    assert strategy.time.windows[space.index(Config(930.75, 2))] == 0
+    assert strategy.time.windows[space.index(Config.of(2, gpu_mhz=930.75))] == 0
     assert strategy.best() == space.baseline()  # the choice is a config that was served
 
 
@@ -155,7 +157,7 @@ def test_tuning_concurrency_on_the_simulator_leaves_the_costly_corners() -> None
     510 MHz 10 % above it, 4 slots 14 % or more and 306 MHz 69 % or more: the search must end at 714 or 930.75
     MHz with 8+ slots, having tried at least three clocks."""
     sim = open_sim("sim:orin-agx-32gb", seed=3)
-    space = ConfigSpace((306.0, 510.0, 714.0, 930.75), (4, 8, 16, 28))
+    space = ConfigSpace.grid((306.0, 510.0, 714.0, 930.75), (4, 8, 16, 28))
     workload = Workload(arrivals="poisson", rate_per_s=4.0, output_tokens=70)
     settings = SessionSettings(
         space=space,

@@ -101,7 +101,7 @@ def taught_by(
     peak, own = obs.peak_sequences, configs[i]
     if not isinstance(forecast, ContinuousForecast) or peak is None or peak >= own.batch_size:
         return [i]
-    return [j for j, c in enumerate(configs) if j == i or (c.freq_mhz == own.freq_mhz and c.batch_size >= peak)]
+    return [j for j, c in enumerate(configs) if j == i or (c.knobs == own.knobs and c.batch_size >= peak)]
 
 
 def busy_units(forecast: SteadyForecast | ContinuousForecast, config: Config, obs: Observation) -> float:
