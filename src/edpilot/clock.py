@@ -40,8 +40,11 @@ class WallClock:
 
 
 def cpu_time_s() -> float:
-    """CPU seconds this process has used (user + system): the work a benchmark did, not the machine's load."""
-    return time.process_time()
+    """CPU seconds the calling thread has used (user + system): the work a benchmark did, not the machine's load.
+
+    The thread's clock, not the process's: reading the process clock costs about 0.2 ms on a sandboxed kernel,
+    as much as the decision a benchmark times with it, against under 1 µs for the thread's."""
+    return time.thread_time()
 
 
 class VirtualClock:

@@ -1,10 +1,11 @@
 """The search benchmark: strategies × scenarios × seeds on the simulator, scored against the exact oracle.
 
 Each run is a real simulated tuning session (`TuningSession` + `Runner`): the baseline round, then
-`budget = min(15, grid / 4)` search rounds; drift scenarios then change the arrival rate (workload and
-`TuningSession.set_traffic`) and run `drift_rounds` more rounds per change. Per round it records the
-served config's expected cost and the incumbent's (`session.best()`) over the oracle at that traffic. With
-outside tables (`--oracle-file`, bench.oracle_file) a scenario's rates that a table gives are scored by it.
+`budget = min(15, grid / 4)` search rounds (`budget=N`: N on every scenario); drift scenarios then change the
+arrival rate (workload and `TuningSession.set_traffic`) and run `drift_rounds` more rounds per change. Per round
+it records the served config's expected cost and the incumbent's (`session.best()`) over the oracle at that
+traffic. With outside tables (`--oracle-file`, bench.oracle_file) a scenario's rates that a table gives
+are scored by it.
 
 The oracle is the steady state (bench.oracle); each row also carries the final config's ratio under the earlier
 32-request-window oracle (`final_ratio_window`), the rounds' experienced regret (each round's measured cost —
@@ -274,9 +275,13 @@ def _rounds_to_within(ratios: Sequence[float]) -> float:
 
 
 def _scenario_runs(
-    scn: Scenario, strategies: tuple[str, ...], seeds: tuple[int, ...], tables: dict[float | None, Costs] | None
+    scn: Scenario,
+    strategies: tuple[str, ...],
+    seeds: tuple[int, ...],
+    tables: dict[float | None, Costs] | None,
+    budget: int | None,
 ) -> list[RunResult]:
-    return [run_one(scn, s, seed, tables) for s in strategies for seed in seeds]
+    return [run_one(scn, s, seed, tables, budget=budget) for s in strategies for seed in seeds]
 
 
 def run_sweep(
@@ -286,16 +291,18 @@ def run_sweep(
     seeds: int = 10,
     workers: int = 2,
     oracle: OracleTables | None = None,
+    budget: int | None = None,
 ) -> list[RunResult]:
     """Every strategy on every scenario for `seeds` seeds, one scenario per task over `workers` processes.
 
-    `oracle` (outside tables by scenario name, bench.oracle_file) scores the scenarios it names by its costs.
+    `oracle` (outside tables by scenario name, bench.oracle_file) scores the scenarios it names by its costs;
+    `budget` search rounds on every scenario (None: `budget_for` each grid).
     """
     strategies, seed_list = tuple(strategies), tuple(range(seeds))
     scenarios = [replace(s) for s in scenarios]
     tables = [None if oracle is None else oracle.get(s.name) for s in scenarios]
     if workers <= 1:
-        return [r for s, t in zip(scenarios, tables) for r in _scenario_runs(s, strategies, seed_list, t)]
+        return [r for s, t in zip(scenarios, tables) for r in _scenario_runs(s, strategies, seed_list, t, budget)]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_scenario_runs, s, strategies, seed_list, t) for s, t in zip(scenarios, tables)]
+        futures = [pool.submit(_scenario_runs, s, strategies, seed_list, t, budget) for s, t in zip(scenarios, tables)]
         return [r for f in futures for r in f.result()]

@@ -46,6 +46,9 @@ def bench_command(
         ),
     ] = None,
     seeds: Annotated[int, typer.Option(help="--sweep: seeds per strategy and scenario.")] = 10,
+    budget: Annotated[
+        int | None, typer.Option(help="--sweep: search rounds on every scenario (default min(15, grid / 4)).")
+    ] = None,
     workers: Annotated[int, typer.Option(help="--sweep: worker processes.")] = 2,
     profile: Annotated[
         list[Path] | None, typer.Option(help="--sweep: also benchmark on this profile table (repeatable).")
@@ -68,11 +71,13 @@ def bench_command(
 ) -> None:
     """Time a simulated tuning run and one decision (targets: < 2 s per 100 rounds, < 1 ms per decision);
     with --sweep, score every strategy against the oracle of many scenarios."""
-    if not sweep and (strategies is not None or oracle_file is not None):
-        raise ConfigError("--strategies and --oracle-file go with --sweep")
+    if not sweep and (strategies is not None or oracle_file is not None or budget is not None):
+        raise ConfigError("--strategies, --oracle-file and --budget go with --sweep")
     if sweep:
         bounded(seeds, "seeds", "--seeds")
         bounded(workers, "workers", "--workers")
+        if budget is not None:
+            bounded(budget, "budget", "--budget")
         if holdout and (quick or profile):
             raise ConfigError("--holdout runs its own scenarios: drop --quick and --profile")
         names = SWEEP_STRATEGIES if strategies is None else tuple(dict.fromkeys(split_list(strategies) or []))
@@ -86,7 +91,7 @@ def bench_command(
         oracle = None if oracle_file is None else read_oracle_file(oracle_file)
         if oracle is not None:
             scenarios = oracle_scenarios(scenarios, oracle, grid_of=grid_of)
-        results = run_sweep(scenarios, strategies=names, seeds=seeds, workers=workers, oracle=oracle)
+        results = run_sweep(scenarios, strategies=names, seeds=seeds, workers=workers, oracle=oracle, budget=budget)
         paths = write_report(results, output)
         if json_output:
             print_json({k: str(v) for k, v in paths.items()})

@@ -16,8 +16,14 @@ steady-state cost at the current traffic (the bench oracle's definition). Then:
 - A window whose batch time differs from its config's earlier windows by more than `OUTLIER_LOG` (and 4 noise
   sd) is held back until another window there says which one was the outlier; the incumbent with such a window
   is re-measured before anything switches.
-- `best` serves the measured config with the lowest predicted steady-state cost among those that keep up; when
-  none keeps up, the config of highest throughput.
+- A batch at a lower clock takes at most f_k / f_j as long as a measured config at the same batch size and a
+  higher clock f_k: that ceiling bounds every prediction, so a cliff elsewhere that bends the smooth fit does not
+  put the configs next to the incumbent past capacity.
+- The last round of a budget (`ctx.budget`, per traffic phase) exploits: the safe config of lowest expected cost,
+  never a probe or the floor, so a short budget ends on a full round `best` can choose.
+- `best` serves the measured config with the lowest predicted steady-state cost among those that keep up (by
+  more than their windows' standard error, or through CONFIRM_ROUNDS full rounds); when none keeps up, the
+  config of highest throughput.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ FLOOR_EVERY = 3  # every third search round goes to the floor when it has a cand
 PROBE_QUEUE_BATCHES = 2.0  # no probe while more than this many incumbent batches are queued
 PROBE_RHO_MAX = 1.1  # a probe's config is at most 10 % past capacity at its posterior mean batch time
 PROBE_HANDICAP = 1.1  # a probe's optimistic cost counts 10 % worse against full rounds (it teaches less)
+CONFIRM_ROUNDS = 3  # full rounds whose queue did not grow confirm a config near capacity that keeps up
+CEILING_SE = 2.0  # the clock ceiling starts this many standard errors above a measured config's batch time
 OUTLIER_LOG = float(np.log(1.3))  # a window 30 % off its config's earlier windows is held back
 
 
@@ -78,23 +86,31 @@ class EdpilotStrategy(Strategy):
         self.idle = IdlePower(freqs, ctx.idle_power_w, [idle_key(c) for c in self._configs])
         self.failed = np.zeros(len(self._configs), dtype=bool)
         self.behind = np.zeros(len(self._configs), dtype=bool)
+        self.kept_rounds = np.zeros(len(self._configs))  # full rounds whose queue did not grow, per config
         self.pending: dict[int, Observation] = {}  # a window held back as a possible outlier, per config
         self.outliers = 0  # windows judged outliers and left out of the model
         self.backlog_requests = 0
         self.forecast = make_forecast(ctx.space, ctx.traffic, energy_scope=ctx.energy_scope, batching=ctx.batching)
         self._cache: dict[str, Outlook] = {}
+        self._rho_cache: dict[float, np.ndarray] = {}
+        self._window_requests = self._requests_per_window()
         self._probe: Config | None = None
         self._probe_batches = PROBE_BATCHES
         self._probed_last = False
         self._rounds = -1  # search rounds observed (the baseline round is round 0)
+        self._phase_rounds = -1  # ... since the traffic last changed (a budget is per phase in serve)
+        self._f_gap = _clock_gap(self._configs)
+        self.ceiling = np.full(len(self._configs), np.inf)  # log batch time no unmeasured config can exceed
         self._grid_pos = ctx.space.positions()
 
     # --- learning -------------------------------------------------------------------------------------------
     def observe(self, config: Config, obs: Observation) -> float | None:
         """Cost the window, and learn the config's batch time, batch energy and idle power from it."""
         cost = super().observe(config, obs)
+        full_round = config != self._probe
         self._probe = None  # a probe is the proposal just made, not a later choice of the same config
         self._rounds += 1
+        self._phase_rounds += 1
         i = self.space.index(config)
         if obs.backlog_requests is not None:
             self.backlog_requests = obs.backlog_requests
@@ -107,7 +123,9 @@ class EdpilotStrategy(Strategy):
             rho = self._own_rho()[i]
             if rho >= 1.0 or (not obs.keeps_up and rho >= RHO_BEHIND):
                 self.behind[i] = True
+            self.kept_rounds[i] += full_round and obs.keeps_up
         self._cache.clear()
+        self._rho_cache.clear()
         return cost
 
     def _screen(self, i: int, obs: Observation) -> list[Observation]:
@@ -151,6 +169,9 @@ class EdpilotStrategy(Strategy):
                 )
         self.time.fit()
         self.energy.fit()
+        own = np.where(self.time.batches > 0, self.time.own_mean(), np.inf)
+        se = np.sqrt(self.time.noise_var() / np.maximum(self.time.batches, 1.0))
+        self.ceiling = np.min((own + CEILING_SE * se)[None, :] + self._f_gap, axis=1)
 
     def set_traffic(self, traffic: Traffic) -> None:
         """Re-rank every config at the new traffic from the hardware model: nothing is measured again."""
@@ -159,7 +180,11 @@ class EdpilotStrategy(Strategy):
             self.space, traffic, energy_scope=self.ctx.energy_scope, batching=self.ctx.batching
         )
         self.behind[:] = False
+        self.kept_rounds[:] = 0
+        self._phase_rounds = 0
+        self._window_requests = self._requests_per_window()
         self._cache.clear()
+        self._rho_cache.clear()
 
     # --- predictions ----------------------------------------------------------------------------------------
     def outlook(self, kind: str = "mean") -> Outlook:
@@ -168,7 +193,8 @@ class EdpilotStrategy(Strategy):
         one-off deviation of the heavy-tailed prior ('surprise')."""
         if kind not in self._cache:
             shift = {"mean": 0.0, "lcb": KAPPA, "surprise": 0.0, "own": 0.0}[kind]
-            log_s, log_e = self.time.mean - shift * self.time.sd, self.energy.mean - shift * self.energy.sd
+            log_s = np.minimum(self.time.mean - shift * self.time.sd, self.ceiling)
+            log_e = self.energy.mean - shift * self.energy.sd
             if kind == "own":
                 log_s, log_e = self.time.measured_or_mean(), self.energy.measured_or_mean()
             if kind == "surprise":
@@ -176,7 +202,7 @@ class EdpilotStrategy(Strategy):
             s = np.exp(log_s)
             extra_s = 0.0
             if kind == "lcb" and self.backlog_requests > 0 and self.ctx.traffic.arrivals != "saturated":
-                n = np.array([self.ctx.traffic.window_requests(c.batch_size) for c in self._configs])
+                n = self._window_requests
                 b = self.forecast.batch_of
                 excess = np.maximum(self.backlog_requests - b, 0.0)  # fewer than b queued is a partial batch
                 rate = self.ctx.traffic.rate_per_s
@@ -190,6 +216,10 @@ class EdpilotStrategy(Strategy):
                 extra_latency_s=extra_s,
             )
         return self._cache[kind]
+
+    def _requests_per_window(self) -> np.ndarray:
+        """Requests of a full round per config at the current traffic."""
+        return np.array([self.ctx.traffic.window_requests(c.batch_size) for c in self._configs], dtype=float)
 
     def surprise_log(self) -> float:
         """A plausible one-off deviation (log units) from the smooth surface: the SURPRISE_LEVEL quantile of a
@@ -206,9 +236,11 @@ class EdpilotStrategy(Strategy):
         """Utilisation: a measured config's own (its windows' mean batch time), an unmeasured one's at log batch
         time + sd posterior standard deviations. A measured config that falls behind after all is dropped by the
         runner at the next batch boundary and then here (`behind`)."""
-        s = np.exp(self.time.mean + sd * self.time.sd)
-        model = utilisation(self.ctx.traffic, self.forecast.batch_of, s)
-        return np.where(self.time.batches > 0, self._own_rho(), model)
+        if sd not in self._rho_cache:
+            s = np.exp(np.minimum(self.time.mean + sd * self.time.sd, self.ceiling))
+            model = utilisation(self.ctx.traffic, self.forecast.batch_of, s)
+            self._rho_cache[sd] = np.where(self.time.batches > 0, self._own_rho(), model)
+        return self._rho_cache[sd]
 
     def within_limits(self) -> np.ndarray:
         """Configs that have not failed and are predicted to meet `--slo-p95` / `--power-cap` (the filter is
@@ -245,6 +277,8 @@ class EdpilotStrategy(Strategy):
         after_probe, self._probed_last = self._probed_last, False
         if inc in self.pending:
             return incumbent  # re-measure a possible outlier before anything switches
+        if self._final_round():
+            return self._exploit()
         better = [j for j, o in self.pending.items() if np.log(o.mean_batch_s) < self.time.mean[j]]
         if better and self._held_keeps_up(better[0]):
             return self._configs[better[0]]  # a window better than predicted: believe it once it is repeated
@@ -270,6 +304,20 @@ class EdpilotStrategy(Strategy):
             return self._configs[pick]
         floor = self._floor_pick(safe, inc, mean[inc], may_probe=may_probe)
         return incumbent if floor is None else self._take_floor(floor)
+
+    def _final_round(self) -> bool:
+        """Whether the next round is the last of the budget (of this traffic's phase): no probe, no floor."""
+        return self.ctx.budget is not None and self._phase_rounds + 1 >= self.ctx.budget
+
+    def _exploit(self) -> Config:
+        """The last round of a budget: the safe config of lowest expected cost (a measured one by its own windows),
+        so the budget ends on a full round that `best` can choose, never on a probe."""
+        measured = self.time.windows > 0
+        cost = np.where(measured, self.outlook("own").cost, self.outlook("mean").cost)
+        pool = self.safe() & (~measured | (self._own_rho() < 1.0))
+        if not pool.any():
+            return self.best()
+        return self._configs[int(np.argmin(np.where(pool, cost, np.inf)))]
 
     def _take_floor(self, floor: tuple[int, int | None]) -> Config:
         """The floor's config, marked as a probe when it is one."""
@@ -352,7 +400,9 @@ class EdpilotStrategy(Strategy):
             return super().best()
         keeping = self.within_limits() & ~self.behind & (self._rho(KAPPA_SAFE) < 1.0)
         se = np.sqrt(self.time.noise_var() / np.maximum(self.time.batches, 1.0))
-        confirmed = self._own_rho() * np.exp(se) < 1.0  # keeps up by more than its own windows' standard error
+        rho = self._own_rho()
+        # keeps up by more than its own windows' standard error, or on the mean of CONFIRM_ROUNDS full rounds
+        confirmed = (rho * np.exp(se) < 1.0) | ((rho < 1.0) & (self.kept_rounds >= CONFIRM_ROUNDS))
         pool = measured & keeping & confirmed
         if not pool.any():
             pool = keeping
@@ -362,3 +412,23 @@ class EdpilotStrategy(Strategy):
             return self._configs[int(np.argmax(throughput))]
         cost = np.where(pool & measured, self.outlook("own").cost, np.where(pool, self.outlook("mean").cost, np.inf))
         return self._configs[int(np.argmin(cost))]
+
+
+def _clock_gap(configs: list[Config]) -> np.ndarray:
+    """log(f_k / f_j) where config k has config j's batch size and other knobs and a clock at least j's, else inf.
+
+    A batch at a lower clock takes at most f_k / f_j times as long (a compute-bound batch scales as 1/f, a
+    memory-bound one less): with k measured, that bounds j's batch time whatever a smooth fit says (a cliff
+    elsewhere on the grid bends it). Without a clock knob, only the config itself.
+    """
+    freqs = np.array([c.freq_mhz or 0.0 for c in configs])
+    ids: dict[tuple[object, ...], int] = {}
+    keys = np.array(
+        [ids.setdefault((c.batch_size, *(kv for kv in c.knobs if kv[0] != "gpu_mhz")), len(ids)) for c in configs]
+    )
+    gap = np.full((len(configs), len(configs)), np.inf)
+    np.fill_diagonal(gap, 0.0)
+    if (freqs > 0).all():
+        ratio = np.log(freqs[None, :] / freqs[:, None])
+        gap = np.where((keys[None, :] == keys[:, None]) & (ratio >= 0.0), ratio, np.inf)
+    return gap

@@ -100,9 +100,15 @@ class SteadyForecast:
         )
         rho = utilisation(self.traffic, self.batch_of, s)
         rate = 0.0 if self.traffic.arrivals == "saturated" else self.traffic.rate_per_s
-        total = steady_energy_per_request_j(
-            self.traffic, self.batch_of, service_s=s, energy_per_batch_j=energy_per_batch_j, idle_power_w=idle_power_w
-        )
+        total = e
+        if self.energy_scope != "total":
+            total = steady_energy_per_request_j(
+                self.traffic,
+                self.batch_of,
+                service_s=s,
+                energy_per_batch_j=energy_per_batch_j,
+                idle_power_w=idle_power_w,
+            )
         power_w = total * rate if rate else np.asarray(energy_per_batch_j, dtype=float) / s
         with np.errstate(invalid="ignore", over="ignore"):
             cost = np.asarray(objective.cost_of(e, mean_latency_s + extra_latency_s), dtype=float)

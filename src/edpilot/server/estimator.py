@@ -7,12 +7,14 @@ history itself shows) and `TAIL_MARGIN` beyond the largest swing of an n-gap sum
 arrivals (HTTP jitter, clients released together when a batch ends, an event loop that stalls) so widen
 the bar instead of raising false drifts, and longer windows still see a change through the clumps. A drift
 seen over n gaps must hold over the last 1.5·n too (a clump passes out of the longer window, a change stays
-in it). The spread of the last long history is remembered, so the short history after a drift does not
-lower the bar.
-Every gap is clipped at `GAP_CLIP` times the 95th percentile of the gaps behind the standing estimate
-before it counts, in the test and in the estimate, so one quiet pause between two load phases at the same
-rate moves neither (a percentile, not the mean, so the pauses between the clumps of clumped traffic are not
-clipped and a clumped rate that falls is still seen).
+in it). The widest spread of any long history (≥ 4n gaps before the last n) is remembered, so neither the short
+history after a drift nor a calm stretch of clumped traffic lowers the bar; until a long history has been
+seen, the n-gap test waits (the steady refinements follow the rate meanwhile).
+Every gap is clipped at `GAP_CLIP` times the 95th percentile of the raw gaps behind the standing estimate
+before it counts, in the test and in the estimate (kept raw, and clipped by the newest estimate's clip: a
+first estimate made inside a burst of near-zero gaps must not clip every later gap to nothing), so one quiet
+pause between two load phases at the same rate moves neither (a percentile, not the mean, so the pauses between
+the clumps of clumped traffic are not clipped and a clumped rate that falls is still seen).
 
 Prompt and output lengths are tested with a change-point scan for a shift in the mean of log tokens (a
 squared two-sample t statistic maximised over the split). A change is reported when it is large enough to
@@ -82,17 +84,14 @@ class TrafficEstimator:
         self._last_arrival_s: float | None = None
         self._refine_at: int | None = None
         self._estimated_from = 0  # gaps behind the current estimate
-        self._clip_s: float | None = None  # longest gap that counts (s), set with each estimate
+        self._clip_s = math.inf  # longest gap that counts (s), set with each estimate from the raw gaps
         self._spread: dict[int, tuple[float, float]] = {}  # n -> spread of n-gap log sums in the last long history
         self.current: Traffic | None = None
 
     def observe(self, arrival_s: float, *, prompt_tokens: int, output_tokens: int) -> TrafficChange | None:
         """One arrival; returns a TrafficChange when there is a first estimate or a detected drift."""
         if self._last_arrival_s is not None:
-            gap_s = max(0.0, arrival_s - self._last_arrival_s)
-            if self._clip_s is not None:
-                gap_s = min(gap_s, self._clip_s)
-            self._gaps_s.append(gap_s)
+            self._gaps_s.append(max(0.0, arrival_s - self._last_arrival_s))
             self._prompt.append(math.log(max(1, prompt_tokens)))
             self._output.append(math.log(max(1, output_tokens)))
         self._last_arrival_s = arrival_s
@@ -148,9 +147,13 @@ class TrafficEstimator:
             return self._drifted(name, split, f"change-point statistic {stat:.1f} > {self.threshold:g}")
         return None
 
+    def _clipped(self) -> np.ndarray:
+        """The gaps (s) as they count: each at most the standing estimate's clip."""
+        return np.minimum(np.asarray(self._gaps_s), self._clip_s)
+
     def _check_rate(self) -> TrafficChange | None:
         """The last n gaps against the history before them, n = `recent`, 2·`recent`, 4·`recent` (docstring)."""
-        gaps = np.asarray(self._gaps_s)
+        gaps = self._clipped()
         for n in (self.recent, 2 * self.recent, 4 * self.recent):
             if gaps.size < 2 * n:
                 return None
@@ -161,12 +164,13 @@ class TrafficEstimator:
             if shift < floor:
                 continue
             spread_sd, spread_max = _log_sum_spread(before, n)
+            remembered = self._spread.get(n)
+            if remembered is None and before.size < 4 * n:
+                return None  # a short history shows too little of its own spread to test against
+            if remembered is not None:
+                spread_sd, spread_max = max(spread_sd, remembered[0]), max(spread_max, remembered[1])
             if before.size >= 4 * n:
-                self._spread[n] = (spread_sd, spread_max)  # remembered: a short history after a drift shows less
-            else:
-                spread_sd, spread_max = (
-                    max(a, b) for a, b in zip((spread_sd, spread_max), self._spread.get(n, (0, 0)))
-                )
+                self._spread[n] = (spread_sd, spread_max)  # the widest seen: a short history shows less
             bar = max(floor, self.z * spread_sd, TAIL_MARGIN * spread_max)
             if shift >= bar and not self._confirmed_at(gaps, int(1.5 * n), ratio):
                 return None
@@ -209,8 +213,8 @@ class TrafficEstimator:
 
     def _estimate(self) -> Traffic:
         self._estimated_from = len(self._gaps_s)
-        gaps = np.asarray(self._gaps_s)
-        self._clip_s = max(GAP_CLIP * float(np.quantile(gaps, 0.95)), MIN_MEAN_GAP_S)
+        self._clip_s = max(GAP_CLIP * float(np.quantile(np.asarray(self._gaps_s), 0.95)), MIN_MEAN_GAP_S)
+        gaps = self._clipped()
         mean_gap_s = max(float(gaps.mean()), MIN_MEAN_GAP_S)
         cv = float(gaps.std() / mean_gap_s)
         return Traffic(
