@@ -157,6 +157,7 @@ def session_settings(device: Device, search: SearchRequest, *, profile: ProfileT
         power_cap_w=search.power_cap_w,
         budget=search.budget,
         slo_ttft_p95_s=search.slo_ttft_p95_s,
+        batching=search.batching,
     )
 
 

@@ -48,6 +48,7 @@ class SessionSettings:
     budget: int | None = None
     slo_ttft_p95_s: float | None = None
     prior: HardwarePrior | None = None  # another board's run of the same model (--prior), checked against this run
+    batching: str = "static"
 
     @property
     def constraints(self) -> Constraints:
@@ -221,6 +222,7 @@ class TuningSession:
             budget=s.budget,
             slo_ttft_p95_s=s.slo_ttft_p95_s,
             prior=s.prior,
+            batching=s.batching,
         )
 
 

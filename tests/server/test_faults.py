@@ -94,7 +94,7 @@ def test_a_clock_write_that_fails_mid_run_answers_every_request_and_exits_non_ze
     fake, env = jetson
     srv: ServerProcess = serve(
         "--device", "jetson", "--engine", "sim", "--freqs", "all", "--batches", "1", "--strategy", "random",
-        "--budget", "200", "--requests-per-round", "2", "--max-wait-s", "0.05", env=env,
+        "--budget", "200", "--requests-per-round", "2", "--max-wait-s", "0.05", "--batching", "static", env=env,
     )  # fmt: skip
     assert [complete(srv.url) for _ in range(4)] == [200] * 4
     health: list[tuple[float, int, dict]] = []
@@ -158,7 +158,10 @@ def test_unknown_paths_share_one_metrics_series_even_before_auth(serve):
 def sim_server():
     from tests.server.conftest import start_server
 
-    srv = start_server("--device", "sim", "--freq", "816", "--batch", "1", "--max-wait-s", "0", "--sim-speed", "50")
+    srv = start_server(
+        "--batching", "static",
+        "--device", "sim", "--freq", "816", "--batch", "1", "--max-wait-s", "0", "--sim-speed", "50"
+    )  # fmt: skip
     yield srv
     srv.stop()
 
@@ -273,7 +276,10 @@ def test_each_stop_signal_exits_128_plus_it_and_says_the_clocks_are_restored(ser
 
 
 def test_a_second_sigint_while_stopping_is_one_line_and_the_batch_still_finishes(serve):
-    srv = serve("--device", "sim", "--freq", "306", "--batch", "2", "--max-wait-s", "100000", "--sim-speed", "10")
+    srv = serve(
+        "--batching", "static",
+        "--device", "sim", "--freq", "306", "--batch", "2", "--max-wait-s", "100000", "--sim-speed", "10"
+    )  # fmt: skip
 
     def queue() -> int:
         return httpx.get(srv.url + "/healthz").json()["queue"]

@@ -108,7 +108,8 @@ BatchingOpt = Annotated[
     str | None,
     typer.Option(
         help="static: batches of --batch run to completion (the paper's); continuous: --batch is the most "
-        "sequences decoding at once, a request joins at the next decode step. Default: static (--paper: static).",
+        "sequences decoding at once, a request joins at the next decode step. Default: continuous for serve, static "
+        "for tune and profile (--paper: static).",
     ),
 ]
 SloTtftOpt = Annotated[

@@ -68,15 +68,18 @@ def serve_command(
     """Serve /v1/completions and /v1/chat/completions, batching requests at the tuned GPU frequency and batch size.
 
     Online tuning (the default) searches on live traffic and re-plans when it drifts; --config serves what
-    `edpilot tune --output run.jsonl` chose; --freq/--batch serve one config. Stop with Ctrl-C or SIGTERM:
-    queued requests get an error, the running batch finishes, the device is restored.
+    `edpilot tune --output run.jsonl` chose; --freq/--batch serve one config. Requests join the running batch at
+    the next decode step (continuous batching; --batch is then the most sequences at once) unless --batching static
+    or --paper. Stop with Ctrl-C or SIGTERM: queued requests get an error, the running batch finishes, the device
+    is restored.
     """
     from edpilot.server.launch import ServeSettings, run_server, serving_sim_speed
     from edpilot.server.plan import plan_search, resolve_plan
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    batching = search.request.batching if search.batching or search.paper else "continuous"  # serve's default
     settings = ServeSettings(
-        batching=search.request.batching,
+        batching=batching,
         host=host,
         port=port,
         api_key=api_key,
@@ -108,7 +111,7 @@ def serve_command(
         RunLog(out.output, overwrite=out.overwrite) as run_log,
     ):
         try:
-            request = plan_search(plan, search.request, backends.device)
+            request = plan_search(plan, replace(search.request, batching=batching), backends.device)
             # saturated until live arrivals tell
             traffic = Traffic(arrivals="saturated", requests_per_round=search.requests_per_round)
             session = start_session(
@@ -125,7 +128,8 @@ def serve_command(
             def ready(url: str) -> None:
                 started.append(url)
                 what = "tuning online" if plan.online else f"at {session.baseline} ({plan.source})"
-                err_console.print(f"edpilot: serving on {url} — {backends.device.name}, {what}", highlight=False)
+                line = f"edpilot: serving on {url} — {backends.device.name}, {what}, {batching} batching"
+                err_console.print(line, highlight=False)
 
             run_server(
                 backends,

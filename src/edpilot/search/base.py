@@ -23,6 +23,8 @@ class SearchContext:
     number of search rounds the driver means to ask for after the baseline round (None: open-ended, as
     `serve` holding the best config between re-plans). `prior` is another board's run of the same model
     (`--prior`, search.prior): the `edpilot` strategy starts its hardware model from it; the others ignore it.
+    `batching` is `static` or `continuous` (a config's batch
+    size is then the most sequences decoding at once, and a window's batch time and energy are per decode step).
     """
 
     space: ConfigSpace
@@ -37,6 +39,7 @@ class SearchContext:
     budget: int | None = None
     slo_ttft_p95_s: float | None = None
     prior: HardwarePrior | None = None
+    batching: str = "static"
 
 
 class Strategy(ABC):
