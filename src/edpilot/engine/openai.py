@@ -1,16 +1,15 @@
 """`--engine openai:URL`: any OpenAI-compatible server (llama.cpp server, vLLM, Ollama, edpilot serve).
 
 A batch of b requests is sent concurrently to /v1/completions with streaming over one pooled httpx client
-(connections are reused between batches, and so are the threads that read them); each upstream chunk is handed
-on (`on_token`) as it arrives. As a
-`SequenceEngine` (continuous batching) it is a gateway that caps concurrency: a request added is sent upstream at
-once, and `step` waits for the next chunks of any running request, so the server behind it keeps its own slots.
-Each request has a total deadline (`request_timeout_s`), so a server
-that trickles bytes cannot hold a batch longer; `close()` cancels in-flight requests at once by shutting their
-sockets. Output tokens come from the server's `usage` (asked for with `stream_options.include_usage`); without
-it a request that stopped on `finish_reason: "length"` produced exactly `max_tokens`, and otherwise the count
-falls back to streamed chunks (logged once). An HTTP error, a timeout or an answer of the wrong shape fails
-that request with a clear error text; nothing is raised.
+(connections are reused between batches, and so are the threads that read them); each upstream chunk is handed on
+(`on_token`) as it arrives. As a `SequenceEngine` (continuous batching) it is a gateway that caps concurrency: a
+request added is sent upstream at once, and `step` waits for the next chunks of any running request, so the server
+behind it keeps its own slots. Each request has a total deadline (`request_timeout_s`), so a server that trickles
+bytes cannot hold a batch longer; `close()` cancels in-flight requests at once by shutting their sockets. Output
+tokens come from the server's `usage` (asked for with `stream_options.include_usage`); without it a request that
+stopped on `finish_reason: "length"` produced exactly `max_tokens`, and otherwise the count falls back to streamed
+chunks (logged once). An HTTP error, a timeout or an answer of the wrong shape fails that request with a clear
+error text; nothing is raised.
 """
 
 from __future__ import annotations

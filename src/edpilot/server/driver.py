@@ -13,8 +13,7 @@ With continuous batching (`continuous=True`) the worker runs decode steps (`step
 closes once enough requests finished (`finished`); it is summarised by `summarize_sequences`, as `tune` does.
 A round whose run-log line cannot be written (a full disk) is still served, costed and told to the session; the
 first such failure is logged, later ones only counted and said once more at shutdown. Everything here runs on one
-worker thread; `offer_traffic` is the only entry from the event loop, and
-`status` is read from it.
+worker thread; `offer_traffic` is the only entry from the event loop, and `status` is read from it.
 """
 
 from __future__ import annotations
