@@ -156,6 +156,8 @@ def _stop_line(device: Device, started: list[str]) -> Iterator[None]:
     except BaseException as exc:
         if started:
             err_console.print(f"edpilot: stopped{_why(exc)}; {_clocks(device)}", highlight=False)
+            if isinstance(exc, KeyboardInterrupt):  # said: exit 130 without a second "interrupted" line
+                raise typer.Exit(code=130) from None
         raise
     if started:
         err_console.print(f"edpilot: stopped; {_clocks(device)}", highlight=False)

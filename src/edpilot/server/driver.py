@@ -11,8 +11,9 @@ the `edpilot_overloaded` metric) and the highest-throughput config served. Wheth
 meets the constraints is logged when it changes and exposed the same way (`edpilot_constraint_met`).
 With continuous batching (`continuous=True`) the worker runs decode steps (`step`) instead of batches and a round
 closes once enough requests finished (`finished`); it is summarised by `summarize_sequences`, as `tune` does.
-Everything here runs on one worker thread; `offer_traffic` is the only entry from the event loop, and
-`status` is read from it.
+A round whose run-log line cannot be written (a full disk) is still served, costed and told to the session; the
+first such failure is logged, later ones only counted and said once more at shutdown. Everything here runs on one
+worker thread; `offer_traffic` is the only entry from the event loop, and `status` is read from it.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class ServingDriver:
         self.constraints_met: dict[str, bool] = {}
         self._moved: tuple[Config, Config] | None = None  # the last move off a config behind, said once
         self._round_batches: int | None = None  # a bounded probe's batches (Strategy.round_batches)
+        self._unlogged_rounds = 0  # rounds recorded whose run-log line could not be written
         self.config = session.next_config()
 
     @property
@@ -173,6 +175,8 @@ class ServingDriver:
         unrecorded = sum(len(b.requests) for b in self._batches) + len(self._served)
         if unrecorded:
             log.info("shutdown: %d requests of an unfinished round are not recorded", unrecorded)
+        if self._unlogged_rounds:
+            log.error("%d round(s) are missing from the run log: it could not be written", self._unlogged_rounds)
         if not self.session.rounds:
             return None
         try:
@@ -224,11 +228,17 @@ class ServingDriver:
             )
         note = "; ".join(n for n in (self._note, cut) if n) or None
         self._note = None
+        recorded = len(self.session.rounds)
         try:
             record = self.session.record(self.config, obs, note=note)
-        except EdpilotError as exc:  # e.g. a baseline round whose every request failed: measure it again
-            log.error("round at %s not recorded: %s", self.config, exc)
-            return
+        except EdpilotError as exc:
+            if len(self.session.rounds) == recorded:  # e.g. a failed baseline round: measure it again
+                log.error("round at %s not recorded: %s", self.config, exc)
+                return
+            record = self.session.rounds[-1]  # recorded; only its run-log line failed
+            self._unlogged_rounds += 1
+            if self._unlogged_rounds == 1:
+                log.error("%s; serving goes on, and later rounds the run log cannot take are counted, not logged", exc)
         self.metrics.rounds.inc()
         if obs.edp is not None:
             self.metrics.edp.set(obs.edp)
