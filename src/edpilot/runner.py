@@ -27,6 +27,7 @@ from edpilot.errors import ConfigError, EngineError
 from edpilot.hardware.base import Device
 from edpilot.objective import ENERGY_SCOPES, EnergyScope, Observation
 from edpilot.serving.batcher import StaticBatcher
+from edpilot.serving.phase import PhaseSwitch
 from edpilot.serving.queueing import keeps_up
 from edpilot.serving.traffic import Traffic, window_requests
 from edpilot.serving.window import EnergyWindow
@@ -50,11 +51,24 @@ class ServedBatch:
 
 
 def run_batch(
-    batch: Sequence[Request], *, engine: Engine, device: Device, clock: Clock, on_token: TokenSink | None = None
+    batch: Sequence[Request],
+    *,
+    engine: Engine,
+    device: Device,
+    clock: Clock,
+    on_token: TokenSink | None = None,
+    phase: PhaseSwitch | None = None,
 ) -> ServedBatch:
-    """Run one batch on the engine and measure its time and energy; `on_token` gets its tokens as they come."""
+    """Run one batch on the engine and measure its time and energy; `on_token` gets its tokens as they come.
+    With `phase`, the decode runs at its levels and the prefill levels are back at the end, inside the window."""
     with EnergyWindow(device, clock) as window:
-        completions = engine.generate(batch) if on_token is None else engine.generate(batch, on_token)
+        if phase is None:
+            completions = engine.generate(batch) if on_token is None else engine.generate(batch, on_token)
+        else:
+            try:
+                completions = engine.generate(batch, on_token, on_decode=phase.on_decode)
+            finally:
+                phase.end_batch()
     if len(completions) != len(batch):
         raise EngineError(f"engine returned {len(completions)} completions for a batch of {len(batch)}")
     errors = tuple(c.error for c in completions if c.error)

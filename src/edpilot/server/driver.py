@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from edpilot.backends import Backends
 from edpilot.continuous_runner import ServedRequest, ServedStep, summarize_sequences
-from edpilot.engine.base import Completion, SequenceEngine, Step, TokenSink
+from edpilot.engine.base import Completion, DecodeHook, SequenceEngine, Step, TokenSink
 from edpilot.errors import EdpilotError
 from edpilot.objective import EnergyScope
 from edpilot.runner import ServedBatch, run_batch, summarize
@@ -57,8 +57,13 @@ class _Recorder:
         self.needs_warmup = False
         self.last: list[Completion] = []
 
-    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
-        self.last = self.engine.generate(batch, on_token) if on_token else self.engine.generate(batch)  # type: ignore[attr-defined]
+    def generate(
+        self, batch: Sequence[Request], on_token: TokenSink | None = None, *, on_decode: DecodeHook | None = None
+    ) -> list[Completion]:
+        if on_decode is not None:
+            self.last = self.engine.generate(batch, on_token, on_decode=on_decode)  # type: ignore[attr-defined]
+        else:
+            self.last = self.engine.generate(batch, on_token) if on_token else self.engine.generate(batch)  # type: ignore[attr-defined]
         return self.last
 
 
