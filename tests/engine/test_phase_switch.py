@@ -9,7 +9,7 @@ import edpilot.sim  # noqa: F401  (registers the sim engine)
 from edpilot.engine import check_phase_clocks, open_engine
 from edpilot.errors import ConfigError
 from edpilot.runner import run_batch
-from edpilot.serving.phase import PhaseSwitch
+from edpilot.serving.phase import PhaseSwitch, phase_switch
 from edpilot.sim import Levels, open_sim
 from edpilot.sim.model import noise_factors
 from edpilot.workload import Request
@@ -50,6 +50,7 @@ def test_equal_levels_write_nothing(board):
     switch.on_decode()
     switch.end_batch()
     assert board.writes == [] and switch.switches == 0 and switch.switch_s == 0.0
+    assert phase_switch(board.device, board.clock, prefill={"gpu_mhz": 612.0}, decode={}) is None  # one level
 
 
 def test_a_decode_knob_the_config_does_not_set_goes_back_to_the_level_the_board_held(board):

@@ -1,6 +1,6 @@
 """Per-phase clocks: a batch's prefill at one set of knob levels, its decode at another (`--phase-clocks`).
 
-    switch = PhaseSwitch(device, clock, prefill={"gpu_mhz": 1300.5}, decode={"gpu_mhz": 624.75})
+    switch = phase_switch(device, clock, prefill={"gpu_mhz": 1300.5}, decode={"gpu_mhz": 624.75})
     engine.generate(batch, on_decode=switch.on_decode)   # the engine calls it at the first decode step
     switch.end_batch()                                   # prefill levels back before the next batch
 
@@ -67,3 +67,10 @@ class PhaseSwitch:
         took_s = self.clock.now_s() - start_s
         self.switch_s += took_s
         log.debug("set %s in %.2f ms", levels, 1e3 * took_s)
+
+
+def phase_switch(
+    device: Device, clock: Clock, *, prefill: Mapping[str, float], decode: Mapping[str, float]
+) -> PhaseSwitch | None:
+    """The switch for a config's prefill and decode levels; None when it has no decode levels (one for both)."""
+    return PhaseSwitch(device, clock, prefill=prefill, decode=decode) if decode else None
