@@ -249,7 +249,7 @@ class SimEngine:
                     on_token(i, words[i].piece(k))
 
         if on_decode is not None:
-            token_s = self._spend_phased(prompts, steps, on_decode, emit if on_token is not None else None)
+            token_s = self._spend_phased(prompts, steps, on_decode, emit, streaming=on_token is not None)
             ttft_s: float | None = token_s[0]
         else:
             cost = self.model.batch_cost(self._freq_mhz(), prompts, steps, self.rng)
@@ -269,7 +269,7 @@ class SimEngine:
         ]
 
     def _spend_phased(
-        self, prompts: list[int], steps: int, on_decode: DecodeHook, emit: Callable[[int], None] | None
+        self, prompts: list[int], steps: int, on_decode: DecodeHook, emit: Callable[[int], None], *, streaming: bool
     ) -> list[float]:
         """Prefill at the levels in force, `on_decode()`, then decode at the levels it leaves, priced by
         `phase_cost` (switch stalls and delays included) with one batch's noise; each token's time (s) from the
@@ -280,11 +280,8 @@ class SimEngine:
         first = model.expected_cost(prefill.gpu_mhz, prompts, 1, emc_mhz=prefill.emc_mhz)
         start_s = self.clock.now_s()
         first_s = first.service_s * time_factor
-        self._spend(
-            BatchCost(first_s, (first.energy_j or 0.0) * energy_factor, first_s),
-            (first_s,) if emit is not None else (),
-            emit or (lambda _: None),
-        )
+        prefill_j = (first.energy_j or 0.0) * energy_factor
+        self._spend(BatchCost(first_s, prefill_j, first_s), [first_s] if streaming else [], emit)
         if steps <= 1:
             return [first_s]
         on_decode()
@@ -293,11 +290,8 @@ class SimEngine:
         rest_j = max((whole.energy_j or 0.0) - (first.energy_j or 0.0), 0.0) * energy_factor
         step_s = rest_s / (steps - 1)
         decode_at_s = self.clock.now_s() - start_s
-        self._spend(
-            BatchCost(rest_s, rest_j, None),
-            [k * step_s for k in range(1, steps)] if emit is not None else (),
-            (lambda i: emit(i + 1)) if emit is not None else (lambda _: None),
-        )
+        pauses_s = [k * step_s for k in range(1, steps)] if streaming else []
+        self._spend(BatchCost(rest_s, rest_j, None), pauses_s, lambda i: emit(i + 1))
         return [first_s] + [decode_at_s + k * step_s for k in range(1, steps)]
 
     def _analytic(self) -> AnalyticModel:
