@@ -42,14 +42,15 @@ def load_config_file(ctx: typer.Context, path: Path | None) -> None:
 
 
 def option_names(ctx: typer.Context) -> dict[str, Any]:
-    """Long option name (dashes, no leading `--`) -> its click parameter, for every option of the command."""
+    """Long option name (dashes, no leading `--`) -> its click parameter, for every option of the command and
+    every long name it has (`max-wait-s` and `max-wait`)."""
     names: dict[str, Any] = {}
     for param in ctx.command.params:
         if param.param_type_name != "option" or param.name in (None, "config_file"):
             continue
-        long_opts = [opt for opt in param.opts if opt.startswith("--")]
-        if long_opts:
-            names[long_opts[0][2:]] = param
+        for opt in param.opts:
+            if opt.startswith("--"):
+                names[opt[2:]] = param
     return names
 
 

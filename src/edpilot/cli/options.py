@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 
 from edpilot.cli.config_file import load_config_file
-from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S, EngineOptions
-from edpilot.limits import bounded
 from edpilot.search import strategy_names
 
 DeviceOpt = Annotated[
@@ -116,8 +114,23 @@ PowerCapOpt = Annotated[
 ]
 MaxWaitOpt = Annotated[
     float | None,
-    typer.Option("--max-wait", help="Flush a partial batch once its oldest request waited this long (s)."),
+    typer.Option(
+        "--max-wait-s", "--max-wait", help="Flush a partial batch once its oldest request waited this long (s)."
+    ),
 ]
+BudgetOpt = Annotated[
+    int,
+    typer.Option(help="Search rounds after the baseline round (serve: online, at start and after each traffic drift)."),
+]
+RequestsPerRoundOpt = Annotated[
+    int,
+    typer.Option(help="Requests per measurement round (at least; tune rounds up to whole batches, and at least 2)."),
+]
+ProfileTableOpt = Annotated[
+    Path | None,
+    typer.Option(help="--device sim: replay this profile table (CSV) instead of the analytic simulator."),
+]
+RunLogOpt = Annotated[Path | None, typer.Option(help="Write the run log (JSONL), round by round.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")]
 ThreadsOpt = Annotated[
     int | None, typer.Option(min=1, help="llamacpp engine: CPU threads (default: every CPU this process may use).")
@@ -138,36 +151,3 @@ RequestTimeoutOpt = Annotated[
         help="openai engine: total deadline per request in seconds (bounds a slow or trickling server).",
     ),
 ]
-
-
-def engine_options(
-    *,
-    seed: int,
-    torch_device: str | None = None,
-    dtype: str | None = None,
-    compiled: bool = False,
-    fixed_output_length: bool = True,
-    threads: int | None = None,
-    gpu_layers: int | None = None,
-    model_name: str | None = None,
-    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
-    filler_text: bool = False,
-) -> EngineOptions:
-    """The engine options every command that opens an engine takes, validated."""
-    bounded(seed, "seed", "--seed")
-    if threads is not None:
-        bounded(threads, "threads", "--threads")
-    if gpu_layers is not None:
-        bounded(gpu_layers, "gpu_layers", "--gpu-layers")
-    return EngineOptions(
-        torch_device=torch_device,
-        dtype=dtype,
-        compiled=compiled,
-        fixed_output_length=fixed_output_length,
-        seed=seed,
-        threads=threads,
-        gpu_layers=gpu_layers,
-        model_name=model_name,
-        request_timeout_s=request_timeout_s,
-        filler_text=filler_text,
-    )

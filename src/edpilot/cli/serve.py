@@ -6,60 +6,31 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from edpilot.backends import open_backends
 from edpilot.cli.common import err_console, handle_errors
-from edpilot.cli.options import (
-    BaselineOpt,
-    BatchesOpt,
-    BatchingOpt,
-    CompileOpt,
-    ConfigFileOpt,
-    DeviceOpt,
-    DryRunOpt,
-    DtypeOpt,
-    EnergyScopeOpt,
-    EngineOpt,
-    FreqsOpt,
-    GpuLayersOpt,
-    ModelOpt,
-    ObjectiveOpt,
-    OverwriteOpt,
-    PaperOpt,
-    PowerCapOpt,
-    RailsOpt,
-    ReadOnlyOpt,
-    RequestTimeoutOpt,
-    SeedOpt,
-    SloOpt,
-    SloTtftOpt,
-    StrategyOpt,
-    SysfsRootOpt,
-    ThreadsOpt,
-    TorchDeviceOpt,
-    engine_options,
-    split_list,
-)
-from edpilot.engine import DEFAULT_REQUEST_TIMEOUT_S
+from edpilot.cli.groups import Defaults, Without, with_groups
+from edpilot.cli.options import ConfigFileOpt
+from edpilot.cli.spec import DeviceSpec, EngineSpec, OutputSpec, SearchSpec, open_run
 from edpilot.errors import ConfigError
 from edpilot.hardware.base import Device
 from edpilot.hardware.guard import RestoreFailed, guarded
-from edpilot.run import SearchRequest, resolve_batching, resolve_paper, start_session
+from edpilot.run import start_session
 from edpilot.runlog import RunLog
-from edpilot.search import DEFAULT_STRATEGY
 from edpilot.serving.traffic import Traffic
 
 
 @handle_errors
+@with_groups
 def serve_command(
+    *,
     config_file: ConfigFileOpt = None,
-    engine: EngineOpt = "sim",
-    device: DeviceOpt = "sim",
-    model: ModelOpt = "llama-3.2-1b",
+    device: DeviceSpec,
+    engine: Annotated[EngineSpec, Without("fixed_output_length", "model_name")],  # model_name: --upstream-model
     tune: Annotated[str | None, typer.Option(help="online: tune on live traffic (default without a config).")] = None,
     config: Annotated[
         Path | None, typer.Option(help="Serve the config a tuning run chose (its run log's summary).")
@@ -74,12 +45,6 @@ def serve_command(
         str | None, typer.Option(envvar="EDPILOT_API_KEY", help="Require 'Authorization: Bearer KEY'.")
     ] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow a non-loopback bind without a key.")] = False,
-    max_wait_s: Annotated[
-        float | None,
-        typer.Option(
-            "--max-wait-s", "--max-wait", help="Flush a partial batch once its oldest request waited this long (s)."
-        ),
-    ] = 5.0,
     max_queue: Annotated[int, typer.Option(help="Queued requests before answering 429.")] = 1024,
     max_connections: Annotated[
         int | None,
@@ -93,37 +58,12 @@ def serve_command(
         float, typer.Option(help="--device sim: run the simulated board this many times faster.")
     ] = 1.0,
     model_name: Annotated[str | None, typer.Option(help="Model id clients use (default: the engine's model).")] = None,
-    budget: Annotated[int, typer.Option(help="Search rounds online, at start and after each traffic drift.")] = 30,
-    requests_per_round: Annotated[int, typer.Option(help="Served requests per measurement round (at least).")] = 32,
-    strategy: StrategyOpt = DEFAULT_STRATEGY,
-    objective: ObjectiveOpt = None,
-    energy_scope: EnergyScopeOpt = None,
-    paper: PaperOpt = False,
-    freqs: FreqsOpt = None,
-    batches: BatchesOpt = None,
-    baseline: BaselineOpt = None,
-    slo_p95: SloOpt = None,
-    slo_ttft_p95: SloTtftOpt = None,
-    power_cap: PowerCapOpt = None,
-    batching: BatchingOpt = None,
-    compile_decode: CompileOpt = False,
-    seed: SeedOpt = 0,
-    output: Annotated[Path | None, typer.Option(help="Write the run log (JSONL), round by round.")] = None,
-    overwrite: OverwriteOpt = False,
-    profile: Annotated[Path | None, typer.Option(help="--device sim: replay this profile table.")] = None,
-    sysfs_root: SysfsRootOpt = None,
-    rails: RailsOpt = None,
-    dry_run: DryRunOpt = False,
-    read_only: ReadOnlyOpt = False,
-    torch_device: TorchDeviceOpt = None,
-    dtype: DtypeOpt = None,
-    threads: ThreadsOpt = None,
-    gpu_layers: GpuLayersOpt = None,
     upstream_model: Annotated[
         str | None,
         typer.Option(help="openai engine (gateway): model name sent upstream (default: the first the server lists)."),
     ] = None,
-    request_timeout: RequestTimeoutOpt = DEFAULT_REQUEST_TIMEOUT_S,
+    search: Annotated[SearchSpec, Defaults(max_wait_s=5.0)],  # a live server flushes a partial batch by default
+    out: Annotated[OutputSpec, Without("json_output")],
 ) -> None:
     """Serve /v1/completions and /v1/chat/completions, batching requests at the tuned GPU frequency and batch size.
 
@@ -135,78 +75,46 @@ def serve_command(
     from edpilot.server.plan import plan_search, resolve_plan
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    batching_kind = resolve_batching(batching, paper=paper)
     settings = ServeSettings(
-        batching=batching_kind,
+        batching=search.request.batching,
         host=host,
         port=port,
         api_key=api_key,
         insecure=insecure,
         max_queue=max_queue,
-        max_wait_s=max_wait_s,
+        max_wait_s=search.max_wait_s,
         sim_speed=sim_speed,
-        budget=budget,
+        budget=search.budget,
         model_name=model_name,
         max_connections=max_connections,
         read_timeout_s=read_timeout_s,
     )
     plan = resolve_plan(tune=tune, config=config, freq_mhz=freq, batch_size=batch)
-    objective_name, scope, rail_list = resolve_paper(
-        paper=paper, objective=objective, energy_scope=energy_scope, rails=split_list(rails)
-    )
-    search = SearchRequest(
-        freqs=freqs,
-        batches=batches,
-        baseline=baseline,
-        strategy=strategy,
-        budget=budget,
-        objective=objective_name,
-        energy_scope=scope,
-        requests_per_round=requests_per_round,
-        max_wait_s=max_wait_s,
-        slo_p95_s=slo_p95,
-        slo_ttft_p95_s=slo_ttft_p95,
-        power_cap_w=power_cap,
-        seed=seed,
-        batching=batching_kind,
-    )
-    if not plan.online and (freqs or batches or baseline):
+    if not plan.online and (search.freqs or search.batches or search.baseline):
         raise ConfigError("--freqs/--batches/--baseline shape online tuning; a fixed config takes none of them")
-    backends = open_backends(
-        device=device,
-        engine=engine,
-        model=model,
-        sim_speed=serving_sim_speed(device, sim_speed),
-        profile=str(profile) if profile else None,
-        seed=seed,
-        sysfs_root=sysfs_root,
-        rails=rail_list,
-        dry_run=dry_run,
-        read_only=read_only,
-        engine_options=engine_options(
-            seed=seed,
-            torch_device=torch_device,
-            dtype=dtype,
-            compiled=compile_decode,
-            fixed_output_length=False,
-            threads=threads,
-            gpu_layers=gpu_layers,
-            model_name=upstream_model,
-            request_timeout_s=request_timeout,
-            filler_text=True,
-        ),
+    backends = open_run(
+        device,
+        engine,
+        rails=search.rails(device),
+        engine_options=replace(engine.options, fixed_output_length=False, model_name=upstream_model, filler_text=True),
+        sim_speed=serving_sim_speed(device.device, sim_speed),
     )
     started: list[str] = []
-    with _stop_line(backends.device, started), guarded(backends.device), RunLog(output, overwrite=overwrite) as run_log:
+    with (
+        _stop_line(backends.device, started),
+        guarded(backends.device),
+        RunLog(out.output, overwrite=out.overwrite) as run_log,
+    ):
         try:
-            search = plan_search(plan, search, backends.device)
-            traffic = Traffic(arrivals="saturated", requests_per_round=requests_per_round)  # until live arrivals tell
+            request = plan_search(plan, search.request, backends.device)
+            # saturated until live arrivals tell
+            traffic = Traffic(arrivals="saturated", requests_per_round=search.requests_per_round)
             session = start_session(
                 backends,
-                search,
+                request,
                 traffic,
                 run_log=run_log,
-                model=model,
+                model=engine.model,
                 mode="serve",
                 workload_name="live",
                 output_tokens=None,
@@ -222,8 +130,8 @@ def serve_command(
                 session,
                 settings=settings,
                 online=plan.online,
-                energy_scope=search.energy_scope,  # type: ignore[arg-type]
-                model=model,
+                energy_scope=request.energy_scope,  # type: ignore[arg-type]
+                model=engine.model,
                 on_ready=ready,
             )
         finally:
