@@ -72,9 +72,9 @@ def continuous_steady(model: str, rate: float, freq_mhz: float, slots: int, *, w
     sim = open_sim(BOARD, model=model, seed=seed)
     workload = Workload(arrivals="poisson", rate_per_s=rate, output_tokens=OUTPUT_TOKENS)
     runner = ContinuousRunner(device=sim.device, engine=sim.engine, workload=workload, requests_per_round=warmup)
-    runner.measure(Config(freq_mhz, slots))
+    runner.measure(Config.of(slots, gpu_mhz=freq_mhz))
     runner.requests_per_round = requests
-    return runner.measure(Config(freq_mhz, slots))
+    return runner.measure(Config.of(slots, gpu_mhz=freq_mhz))
 
 
 def best(results: dict[tuple[float, int], Observation]) -> tuple[tuple[float, int], Observation]:

@@ -33,7 +33,7 @@ from edpilot.workload import Workload
 MODELS = ("llama-3.2-1b", "qwen2.5-3b")
 RATES = (0.5, 1.0, 2.0)
 OUTPUT_TOKENS = 70
-PAPER = {"llama-3.2-1b": Config(816.0, 20), "qwen2.5-3b": Config(930.75, 24)}
+PAPER = {"llama-3.2-1b": Config.of(20, gpu_mhz=816.0), "qwen2.5-3b": Config.of(24, gpu_mhz=930.75)}
 SETTINGS = {"ours": ("edp", "total"), "paper": ("weighted:0.5", "active")}
 
 

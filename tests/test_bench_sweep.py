@@ -32,7 +32,7 @@ def test_oracle_matches_the_runner_on_noise_free_hardware():
             return float(hw.idle_power_w[0])
 
         def batch_cost(self, freq_mhz, prompt_tokens, output_tokens, rng):
-            i = space.index(Config(freq_mhz, len(prompt_tokens)))
+            i = space.index(Config.of(len(prompt_tokens), gpu_mhz=freq_mhz))
             return BatchCost(float(hw.service_s[i]), float(hw.energy_per_batch_j[i]), None)
 
         def describe(self):
@@ -92,6 +92,6 @@ def test_held_out_scenarios_are_new_and_their_surfaces_are_what_they_say(tmp_pat
     assert cliff(900.0, 8) == _base(900.0, 8)
     assert cliff(900.0, 16) == pytest.approx(np.array(_base(900.0, 16)) * (1.6, 1.7))
     table = read_profile(write_synthetic("spike", tmp_path))
-    spike, neighbour = table.samples(700.0, 4).mean(axis=0), table.samples(500.0, 4).mean(axis=0)
+    spike, neighbour = (table.samples(Config.of(4, gpu_mhz=f)).mean(axis=0) for f in (700.0, 500.0))
     assert spike == pytest.approx(3.0 * np.array(_base(700.0, 4)))
     assert neighbour == pytest.approx(np.array(_base(500.0, 4)))

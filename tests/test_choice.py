@@ -17,9 +17,9 @@ from edpilot.space import Config, ConfigSpace
 from edpilot.stats import ConfigStats
 from edpilot.tuner import SessionSettings, TuningSession
 
-BASE = Config(900.0, 8)
-FAST = Config(900.0, 2)
-SLOW = Config(300.0, 2)
+BASE = Config.of(8, gpu_mhz=900.0)
+FAST = Config.of(2, gpu_mhz=900.0)
+SLOW = Config.of(2, gpu_mhz=300.0)
 
 
 def obs(*, edp: float, p95_s: float = 1.0, power_w: float = 10.0, keeps_up: bool = True) -> Observation:
@@ -97,7 +97,7 @@ class FastFirst(Strategy):
 
 def session_with(windows: list[tuple[Config, Observation]], **limits: float) -> TuningSession:
     settings = SessionSettings(
-        space=ConfigSpace((300.0, 900.0), (2, 8)),
+        space=ConfigSpace.grid((300.0, 900.0), (2, 8)),
         objective=Objective("edp"),
         strategy="tests.test_choice:FastFirst",
         baseline=BASE,

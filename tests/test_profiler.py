@@ -12,6 +12,7 @@ from edpilot.cli import app
 from edpilot.errors import ConfigError, ProfileError
 from edpilot.profiler import config_stats, profile
 from edpilot.sim import read_profile
+from edpilot.space import Config
 from edpilot.workload import Workload
 
 runner = CliRunner()
@@ -53,8 +54,8 @@ def run_profile(tmp_path, engine_wrapper=None, resume=False, repeats=3):
 def test_profile_measures_every_config_n_times(tmp_path):
     rows, _ = run_profile(tmp_path)
     table = read_profile(tmp_path / "p.csv")
-    assert table.configs == [(408.0, 1), (408.0, 4), (930.75, 1), (930.75, 4)]
-    assert all(len(table.samples(f, b)) == 3 for f, b in table.configs)
+    assert table.configs == [Config.of(b, gpu_mhz=f) for f in (408.0, 930.75) for b in (1, 4)]
+    assert all(len(table.samples(c)) == 3 for c in table.configs)
     assert float(table.metadata["idle_power_w"]) == pytest.approx(8.45, abs=0.05)  # the sim's idle at 930.75 MHz
     stats = config_stats(rows, 32)
     slow, fast = stats[0], stats[2]
@@ -146,3 +147,24 @@ def test_cpu_device_runs_real_engines_but_needs_latency_objective(tmp_path):
     assert json.loads(r.stdout)["best"]["edp"] is None
     r = runner.invoke(app, ["profile", "--device", "cpu", "--engine", "hf:tiny", "--output", str(tmp_path / "x.csv")])
     assert r.exit_code == 2 and "needs an energy meter" in r.stderr
+
+
+def test_profile_over_the_memory_clock_writes_a_column_per_knob_and_replays(tmp_path):
+    b = open_backends(device="sim")
+    space = build_space(b, freqs="930.75", emcs="204,3199", batches="4")
+    rows = profile(
+        device=b.device,
+        engine=b.engine,
+        space=space,
+        repeats=2,
+        workload=Workload(arrivals="saturated", output_tokens=32),
+        output=tmp_path / "p.csv",
+        metadata={"device": "sim", "model": "llama-3.2-1b", "output_tokens": 32},
+    )
+    assert [r.knobs for r in rows] == [(("emc_mhz", 204.0),)] * 2 + [(("emc_mhz", 3199.0),)] * 2
+    assert (tmp_path / "p.csv").read_text().splitlines()[-5] == "freq_mhz,emc_mhz,batch_size,latency_s,energy_j"
+    table = read_profile(tmp_path / "p.csv")
+    slow, fast = (table.samples(Config.of(4, gpu_mhz=930.75, emc_mhz=e)).mean(axis=0)[0] for e in (204.0, 3199.0))
+    assert slow > 1.5 * fast  # decode is bandwidth-bound: the 204 MHz memory clock starves it
+    replay = open_backends(device="sim", profile=str(tmp_path / "p.csv"))
+    assert build_space(replay, emcs="all").axis("emc_mhz").levels == (204.0, 3199.0)

@@ -43,7 +43,7 @@ def test_runner_edp_matches_exact_queue(linear_platform, arrivals, batch_size, s
         drop_behind=False,  # the whole window, even where b = 1 cannot keep up
     )
     clock.sleep(10.0)  # the window does not start at t = 0
-    obs = runner.measure(Config(1000.0, batch_size))
+    obs = runner.measure(Config.of(batch_size, gpu_mhz=1000.0))
 
     n = runner.window_requests(batch_size)
     arrivals_s = arrival_times_s(arrivals, rate_per_s=rate, count=n, rng=np.random.default_rng(3))
@@ -70,7 +70,7 @@ def test_uniform_mean_wait_is_b_minus_1_over_2_lambda(linear_platform, batch_siz
     device, engine, clock, model = linear_platform(base_s=0.2, per_request_s=0.01)
     rate = 1.0
     runner = Runner(device=device, engine=engine, workload=Workload(rate_per_s=rate), requests_per_round=64)
-    obs = runner.measure(Config(500.0, batch_size))
+    obs = runner.measure(Config.of(batch_size, gpu_mhz=500.0))
     assert obs.keeps_up
     assert obs.mean_latency_s - model.service_s(batch_size) == pytest.approx((batch_size - 1) / (2 * rate), rel=1e-9)
 
@@ -86,7 +86,7 @@ def test_overloaded_config_is_flagged_and_latency_grows_with_window(linear_platf
             requests_per_round=requests,
             drop_behind=False,
         )
-        obs = runner.measure(Config(500.0, 4))
+        obs = runner.measure(Config.of(4, gpu_mhz=500.0))
         assert not obs.keeps_up
         latencies.append(obs.mean_latency_s)
     assert latencies[1] > 2 * latencies[0]
@@ -98,7 +98,7 @@ def test_a_config_that_cannot_keep_up_falls_further_behind_round_after_round(lin
     runner = Runner(
         device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=32, drop_behind=False
     )
-    rounds = [runner.measure(Config(500.0, 4)) for _ in range(4)]
+    rounds = [runner.measure(Config.of(4, gpu_mhz=500.0)) for _ in range(4)]
     backlogs = [r.backlog_requests for r in rounds]
     latencies = [r.mean_latency_s for r in rounds]
     assert all(not r.keeps_up for r in rounds)
@@ -111,10 +111,10 @@ def test_a_config_that_cannot_keep_up_falls_further_behind_round_after_round(lin
 def test_a_round_that_falls_behind_is_dropped_at_the_next_batch_boundary(linear_platform):
     device, engine, clock, model = linear_platform(base_s=3.0, per_request_s=0.5)  # b=4: 5 s per 4 s of arrivals
     runner = Runner(device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=32)
-    obs = runner.measure(Config(500.0, 4))
+    obs = runner.measure(Config.of(4, gpu_mhz=500.0))
     assert obs.requests == 2 * 4  # two batches show it, then the round ends
     assert not obs.keeps_up
-    ok = runner.measure(Config(500.0, 16))  # 11 s per 16 s of arrivals: a full round
+    ok = runner.measure(Config.of(16, gpu_mhz=500.0))  # 11 s per 16 s of arrivals: a full round
     assert ok.requests == 32 and ok.keeps_up
 
 
@@ -124,14 +124,14 @@ def test_the_backlog_passes_to_the_next_config_at_a_batch_boundary(linear_platfo
     runner = Runner(
         device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=8, drop_behind=False
     )
-    behind = runner.measure(Config(500.0, 2))  # 4 s per 2 s of arrivals: falls behind
+    behind = runner.measure(Config.of(2, gpu_mhz=500.0))  # 4 s per 2 s of arrivals: falls behind
     assert not behind.keeps_up and behind.backlog_requests and behind.backlog_requests >= 2
     end_behind_s = clock.now_s()
-    fast = runner.measure(Config(500.0, 8))  # 7 s per 8 s of arrivals: drains
+    fast = runner.measure(Config.of(8, gpu_mhz=500.0))  # 7 s per 8 s of arrivals: drains
     assert fast.window_s == pytest.approx(clock.now_s() - end_behind_s)  # no gap between rounds
     # the inherited requests waited through the previous round: the first round's latency is below this one's
     assert fast.mean_latency_s > model.service_s(8)
-    drained = [runner.measure(Config(500.0, 8)) for _ in range(6)]
+    drained = [runner.measure(Config.of(8, gpu_mhz=500.0)) for _ in range(6)]
     assert drained[-1].backlog_requests is not None and drained[-1].backlog_requests < 8
     assert drained[-1].keeps_up
 
@@ -139,8 +139,8 @@ def test_the_backlog_passes_to_the_next_config_at_a_batch_boundary(linear_platfo
 def test_a_probe_serves_only_its_batches_and_leaves_the_rest_queued(linear_platform):
     device, engine, clock, model = linear_platform(base_s=3.0, per_request_s=0.5)
     runner = Runner(device=device, engine=engine, workload=Workload(rate_per_s=1.0), requests_per_round=32)
-    runner.measure(Config(500.0, 16))
-    probe = runner.measure(Config(500.0, 2), max_batches=2)
+    runner.measure(Config.of(16, gpu_mhz=500.0))
+    probe = runner.measure(Config.of(2, gpu_mhz=500.0), max_batches=2)
     assert probe.requests == 4
     assert probe.mean_batch_s == pytest.approx(model.service_s(2))
     assert probe.window_s == pytest.approx(2 * model.service_s(2), abs=1.0)  # back to back, or one gap to fill
@@ -154,7 +154,7 @@ def test_rounds_served_in_turn_match_one_exact_queue_over_the_whole_stream(linea
     runner = Runner(
         device=device, engine=engine, workload=Workload("poisson", rate, 8, 16), requests_per_round=32, seed=5
     )
-    obs = [runner.measure(Config(500.0, b)) for _ in range(5)]
+    obs = [runner.measure(Config.of(b, gpu_mhz=500.0)) for _ in range(5)]
     n = 5 * 32
     gaps = np.random.default_rng(5).exponential(1 / rate, size=512)
     gaps[0] = 0.0
@@ -167,7 +167,7 @@ def test_rounds_served_in_turn_match_one_exact_queue_over_the_whole_stream(linea
 def test_saturated_serves_everything_back_to_back(linear_platform):
     device, engine, clock, model = linear_platform()
     runner = Runner(device=device, engine=engine, workload=Workload(arrivals="saturated"), requests_per_round=12)
-    obs = runner.measure(Config(500.0, 4))
+    obs = runner.measure(Config.of(4, gpu_mhz=500.0))
     s = model.service_s(4)
     assert obs.window_s == pytest.approx(3 * s)
     assert obs.mean_latency_s == pytest.approx(2 * s)  # batches end at s, 2s, 3s
@@ -177,7 +177,7 @@ def test_saturated_serves_everything_back_to_back(linear_platform):
 def test_ttft_is_measured_from_arrival(linear_platform):
     device, engine, clock, model = linear_platform()
     runner = Runner(device=device, engine=engine, workload=Workload(arrivals="saturated"), requests_per_round=4)
-    obs = runner.measure(Config(500.0, 4))
+    obs = runner.measure(Config.of(4, gpu_mhz=500.0))
     s = model.service_s(4)
     # two batches: TTFT s/4 and s + s/4 after arrival at 0
     assert obs.mean_ttft_s == pytest.approx((s / 4 + s + s / 4) / 2)
@@ -230,8 +230,8 @@ def test_engines_that_compile_get_one_untimed_batch_per_new_size(linear_platform
     device, engine, clock, model = linear_platform()
     counting = CountingEngine(engine)
     runner = Runner(device=device, engine=counting, workload=Workload(arrivals="saturated"), requests_per_round=8)
-    obs = runner.measure(Config(500.0, 4))
+    obs = runner.measure(Config.of(4, gpu_mhz=500.0))
     assert counting.batches == 3  # warm-up + 2 measured
     assert obs.window_s == pytest.approx(2 * model.service_s(4))  # the warm-up is outside the window
-    runner.measure(Config(1000.0, 4))
+    runner.measure(Config.of(4, gpu_mhz=1000.0))
     assert counting.batches == 5  # no second warm-up for the same size

@@ -30,9 +30,9 @@ def test_paper_grid_on_the_32gb_board_ends_at_the_paper_baseline():
     freqs = spread_levels(levels, 7)
     assert len(freqs) == 7 and freqs[0] == 114.75 and freqs[-1] == 930.75
     assert set(freqs) <= set(levels)
-    space = ConfigSpace(freqs, (4, 8, 12, 16, 20, 24, 28))
+    space = ConfigSpace.grid(freqs, (4, 8, 12, 16, 20, 24, 28))
     assert len(space) == 49
-    assert space.baseline() == Config(930.75, 28)
+    assert space.baseline() == Config.of(28, gpu_mhz=930.75)
     assert space.index(space.configs[17]) == 17
 
 
@@ -43,15 +43,15 @@ def test_levels_are_matched_exactly_or_refused():
 
 
 def test_grid_validation():
-    space = ConfigSpace((500.0, 900.0), (1, 4))
+    space = ConfigSpace.grid((500.0, 900.0), (1, 4))
     with pytest.raises(ConfigError, match="not a frequency of the grid"):
-        space.validate(Config(700.0, 1))
+        space.validate(Config.of(1, gpu_mhz=700.0))
     with pytest.raises(ConfigError, match="batch size 3 is not in the grid"):
-        space.validate(Config(500.0, 3))
+        space.validate(Config.of(3, gpu_mhz=500.0))
     with pytest.raises(ConfigError):
-        Config(500.0, 0)
+        Config.of(0, gpu_mhz=500.0)
     with pytest.raises(ConfigError):
-        ConfigSpace((), (1,))
+        ConfigSpace.grid((), (1,))
 
 
 @pytest.mark.parametrize("text", ["4,x", "0,4", "2.5", ""])
@@ -61,7 +61,7 @@ def test_bad_batch_lists(text):
 
 
 def test_parse_config():
-    assert parse_config("930.75,28") == Config(930.75, 28)
+    assert parse_config("930.75,28") == Config.of(28, gpu_mhz=930.75)
     for bad in ("930.75", "930,2.5", "a,b"):
         with pytest.raises(ConfigError):
             parse_config(bad)

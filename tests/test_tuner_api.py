@@ -32,7 +32,7 @@ def test_told_the_same_windows_it_asks_and_chooses_as_tune_does(linear_platform)
 
 
 def test_a_round_served_batch_by_batch_measures_what_the_runner_measures(linear_platform):
-    config = Config(1000.0, 4)
+    config = Config.of(4, gpu_mhz=1000.0)
     ref_device, ref_engine, *_ = linear_platform()
     expected = Runner(device=ref_device, engine=ref_engine, workload=Workload(arrivals="saturated")).measure(config)
 
@@ -52,7 +52,9 @@ def test_a_round_served_batch_by_batch_measures_what_the_runner_measures(linear_
 
 def test_batches_from_ones_own_engine(linear_platform):
     device, _, clock, model = linear_platform(idle_w=5.0)
-    tuner = edpilot.Tuner(device, arrival_rate_per_s=1.0, batches=[2, 4], freqs=[500, 1000], baseline=Config(500.0, 2))
+    tuner = edpilot.Tuner(
+        device, arrival_rate_per_s=1.0, batches=[2, 4], freqs=[500, 1000], baseline=Config.of(2, gpu_mhz=500.0)
+    )
     assert tuner.space.batch_sizes == (2, 4) and tuner.space.freqs_mhz == (500.0, 1000.0)
     config = tuner.next_config()
     with tuner.round(config) as rnd:
@@ -99,9 +101,9 @@ def test_bad_settings_are_config_errors(linear_platform):
         edpilot.Tuner(device, workload=Workload(), arrival_rate_per_s=1.0, output_tokens=10)
     tuner = edpilot.Tuner(device, arrival_rate_per_s=1.0)
     with pytest.raises(edpilot.ConfigError, match="first round must measure the baseline"):
-        tuner.record(Config(500.0, 4), _obs())
+        tuner.record(Config.of(4, gpu_mhz=500.0), _obs())
     with pytest.raises(edpilot.ConfigError, match="not a frequency of the grid"):
-        tuner.round(Config(750.0, 4))
+        tuner.round(Config.of(4, gpu_mhz=750.0))
     with pytest.raises(edpilot.ConfigError, match="served no batch"), tuner.round(tuner.next_config()):
         pass
     with pytest.raises(edpilot.ConfigError, match="nothing was recorded"):

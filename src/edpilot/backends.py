@@ -20,13 +20,17 @@ from edpilot.engine import open_engine as open_engine_unguarded
 from edpilot.errors import ConfigError, ProfileError
 from edpilot.hardware import Device, DeviceOptions, guarded
 from edpilot.hardware import open_device as open_device_unguarded
+from edpilot.hardware.base import EMC_KNOB, GPU_KNOB
 from edpilot.sim import ProfileModel, ProfileTable, SimDevice
 from edpilot.space import (
     PAPER_BATCH_SIZES,
     PAPER_FREQ_LEVELS,
+    Axis,
+    Config,
     ConfigSpace,
     match_levels,
     parse_batch_sizes,
+    parse_knob_levels,
     parse_number_list,
     spread_levels,
 )
@@ -146,15 +150,44 @@ def profile_table(device: Device) -> ProfileTable | None:
     return None
 
 
-def build_space(backends: Backends, *, freqs: str | None = None, batches: str | None = None) -> ConfigSpace:
+def build_space(
+    backends: Backends, *, freqs: str | None = None, batches: str | None = None, emcs: str | None = None
+) -> ConfigSpace:
     """The grid of `backends` (see `grid`)."""
-    return grid(backends.device, profile=backends.profile, freqs=freqs, batches=batches)
+    return grid(backends.device, profile=backends.profile, freqs=freqs, batches=batches, emcs=emcs)
 
 
 def grid(
-    device: Device, *, profile: ProfileTable | None = None, freqs: str | None = None, batches: str | None = None
+    device: Device,
+    *,
+    profile: ProfileTable | None = None,
+    freqs: str | None = None,
+    batches: str | None = None,
+    emcs: str | None = None,
 ) -> ConfigSpace:
-    """The grid: the paper's (7 spread levels × batch 4..28) or the profile's, narrowed by --freqs/--batches."""
+    """The grid: the paper's (7 spread levels × batch 4..28) or the profile's, narrowed by --freqs/--batches;
+    `--emcs all|LIST` adds the memory clock (default: not searched, left where the board has it)."""
+    axes = [Axis(GPU_KNOB, _gpu_levels(device, profile, freqs))]
+    if emcs is not None:
+        axes.append(Axis(EMC_KNOB, _emc_levels(device, profile, emcs)))
+    if batches is None:
+        batch_sizes = profile.batch_sizes if profile else PAPER_BATCH_SIZES
+    else:
+        batch_sizes = parse_batch_sizes(batches)
+    space = ConfigSpace(tuple(axes), batch_sizes)
+    if profile is not None:
+        held = {n: device.knob_level(n) for n in profile.knob_names if space.axis(n) is None}  # at the board's level
+        missing = [c for c in space if not profile.has(Config.of(c.batch_size, **dict(c.knobs), **held))]
+        if missing:
+            raise ProfileError(
+                f"the profile has no samples for {len(missing)} config(s) of the grid, e.g. {missing[0]}; "
+                "narrow it with --freqs/--batches"
+            )
+    return space
+
+
+def _gpu_levels(device: Device, profile: ProfileTable | None, freqs: str | None) -> tuple[float | None, ...]:
+    """The GPU levels to search: the device's own (a read-only device), spread, the profile's, all or a list."""
     levels, caps = device.freqs_mhz(), device.capabilities
     if not caps.can_set_clocks and not caps.dry_run:
         if freqs is not None:
@@ -162,24 +195,23 @@ def grid(
                 f"{device.name} cannot change clocks ({caps.read_only_reason}): --freqs cannot be searched, "
                 "only batch sizes"
             )
-        freqs_mhz: tuple[float | None, ...] = (device.current_freq_mhz(),)
-    elif freqs is None:
-        freqs_mhz = profile.freqs_mhz if profile else spread_levels(levels, PAPER_FREQ_LEVELS)
-    elif freqs.strip() == "all":
-        freqs_mhz = tuple(levels)
-    else:
-        freqs_mhz = match_levels(parse_number_list(freqs, what="--freqs"), levels)
-    if batches is None:
-        batch_sizes = profile.batch_sizes if profile else PAPER_BATCH_SIZES
-    else:
-        batch_sizes = parse_batch_sizes(batches)
-    space = ConfigSpace(freqs_mhz, batch_sizes)
+        return (device.current_freq_mhz(),)
+    if freqs is None:
+        return profile.freqs_mhz if profile else spread_levels(levels, PAPER_FREQ_LEVELS)
+    if freqs.strip() == "all":
+        return tuple(levels)
+    return match_levels(parse_number_list(freqs, what="--freqs"), levels)
+
+
+def _emc_levels(device: Device, profile: ProfileTable | None, emcs: str) -> tuple[float, ...]:
+    """The memory clock levels `--emcs all|LIST` picks: the device's (or the replayed profile's) exact levels."""
     if profile is not None:
-        recorded = set(profile.configs)
-        missing = [c for c in space if (c.freq_mhz, c.batch_size) not in recorded]
-        if missing:
-            raise ProfileError(
-                f"the profile has no samples for {len(missing)} config(s) of the grid, e.g. {missing[0]}; "
-                "narrow it with --freqs/--batches"
-            )
-    return space
+        levels = profile.levels_of(EMC_KNOB)
+        if not levels:
+            raise ConfigError("--emcs cannot be searched: the profile has no emc_mhz column")
+        return parse_knob_levels(emcs, levels, option="--emcs")
+    knob = next((k for k in device.knobs() if k.name == EMC_KNOB), None)
+    if knob is None:
+        raise ConfigError(f"--emcs cannot be searched: {device.name} has no memory clock knob (emc_mhz)")
+    reason = knob.read_only_reason if not device.capabilities.dry_run else None
+    return parse_knob_levels(emcs, knob.levels, option="--emcs", read_only_reason=reason)

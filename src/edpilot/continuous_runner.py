@@ -22,6 +22,7 @@ from edpilot.clock import Clock
 from edpilot.engine.base import Completion, SequenceEngine
 from edpilot.errors import ConfigError
 from edpilot.hardware.base import Device
+from edpilot.levels import set_levels
 from edpilot.objective import ENERGY_SCOPES, EnergyScope, Observation
 from edpilot.runner import token_percentiles
 from edpilot.serving.continuous import ContinuousScheduler
@@ -144,8 +145,7 @@ class ContinuousRunner:
         until that many slots' worth complete); summarise that round."""
         caps = self.device.capabilities
         window = EnergyWindow(self.device, self.clock, update_interval_ms=caps.meter_update_interval_ms).begin()
-        if config.freq_mhz is not None and (caps.can_set_clocks or caps.dry_run):
-            self.device.set_freq_mhz(config.freq_mhz)
+        set_levels(self.device, config)
         if self._scheduler is None:
             self._scheduler = ContinuousScheduler(config.batch_size)
         scheduler = self._scheduler

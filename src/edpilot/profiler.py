@@ -25,6 +25,7 @@ import numpy as np
 from edpilot.engine import Engine
 from edpilot.errors import ConfigError, DeviceError, ProfileError
 from edpilot.hardware import Device
+from edpilot.levels import set_levels
 from edpilot.serving.window import TICK_TIMEOUT_UPDATES, EnergyWindow, wait_for_tick
 from edpilot.sim.profile import ProfileRow, read_profile, write_profile
 from edpilot.space import Config, ConfigSpace
@@ -58,7 +59,7 @@ def config_stats(rows: list[ProfileRow], output_tokens: int) -> list[BatchProfil
     """Per-config aggregates of a profile's samples, in grid order."""
     groups: dict[Config, list[ProfileRow]] = {}
     for r in rows:
-        groups.setdefault(Config(r.freq_mhz, r.batch_size), []).append(r)
+        groups.setdefault(r.config, []).append(r)
     out = []
     for config, rs in sorted(groups.items()):
         lat = float(np.mean([r.latency_s for r in rs]))
@@ -136,6 +137,7 @@ def measure_sample(
     batch: list[Request],
     *,
     freq_mhz: float,
+    knobs: tuple[tuple[str, float], ...] = (),
     align: bool = True,
     min_updates: int = MIN_METER_UPDATES,
 ) -> ProfileRow:
@@ -143,7 +145,8 @@ def measure_sample(
 
     Aligned (a meter with an update interval): the window opens on a counter update, the batches run at once,
     and it closes on the first update after them; the tail after the work is taken out at the power measured
-    over the next update, so latency and energy cover the batches alone.
+    over the next update, so latency and energy cover the batches alone. `knobs`: the other knobs' levels
+    (`(("emc_mhz", 3199.0),)`), recorded with the row.
     """
     interval_ms = device.capabilities.meter_update_interval_ms
     window = EnergyWindow(device, device.clock, update_interval_ms=interval_ms, align=align).begin()
@@ -159,10 +162,10 @@ def measure_sample(
     if energy_j is None:
         raise ConfigError(f"edpilot profile needs an energy meter, and {device.name} gave no reading")
     if not window.aligned_end:
-        return ProfileRow(freq_mhz, len(batch), window.duration_s / runs, energy_j / runs)
+        return ProfileRow(freq_mhz, len(batch), window.duration_s / runs, energy_j / runs, knobs)
     energy_j -= window.tail_s * _power_after_w(device, window)
     work_s = window.work_end_s - window.start_s  # type: ignore[operator]
-    return ProfileRow(freq_mhz, len(batch), work_s / runs, energy_j / runs)
+    return ProfileRow(freq_mhz, len(batch), work_s / runs, energy_j / runs, knobs)
 
 
 def _power_after_w(device: Device, window: EnergyWindow) -> float:
@@ -210,19 +213,24 @@ def profile(
     rng = np.random.default_rng(seed)
     for config in space:
         pinned = device.capabilities.can_set_clocks
+        others = tuple((n, level) for n, level in config.device_levels().items() if n != "gpu_mhz")
         done = sum(
-            1 for r in rows if r.batch_size == config.batch_size and (not pinned or r.freq_mhz == config.freq_mhz)
+            1
+            for r in rows
+            if r.batch_size == config.batch_size and r.knobs == others and (not pinned or r.freq_mhz == config.freq_mhz)
         )
         if done >= repeats:
             continue
-        if pinned and config.freq_mhz is not None:
-            device.set_freq_mhz(config.freq_mhz)
+        if pinned:
+            set_levels(device, config)  # every knob of the row, GPU first
         engine.generate(workload.requests(config.batch_size, rng))  # warm-up: caches, compilation, clocks
         freq_mhz = config.freq_mhz if pinned else level_seen(device)
         if freq_mhz is None:  # a profile row is keyed by its frequency
             raise DeviceError(f"{device.name}: the GPU clock could not be read, and a profile row needs it")
         for _ in range(repeats - done):
-            row = measure_sample(device, engine, workload.requests(config.batch_size, rng), freq_mhz=freq_mhz)
+            row = measure_sample(
+                device, engine, workload.requests(config.batch_size, rng), freq_mhz=freq_mhz, knobs=others
+            )
             rows.append(row)
             if on_sample is not None:
                 on_sample(row)

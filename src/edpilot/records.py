@@ -11,7 +11,7 @@ from typing import Any
 
 from edpilot.jsonfields import Record, checking, flag, items, number, obj, optional, text, whole
 from edpilot.objective import ENERGY_SCOPES, Observation, parse_objective
-from edpilot.space import Config
+from edpilot.space import Config, is_knob_name
 
 CONSTRAINT_NAMES = ("slo_p95_s", "power_cap_w")
 
@@ -37,6 +37,11 @@ class RunHeader:
     baseline: dict[str, Any]
     mode: str = "tune"
     extra: dict[str, Any] = field(default_factory=dict)
+    axes: dict[str, list[float | None]] = field(default_factory=dict)  # the grid's knobs besides the GPU's
+
+    def grid_levels(self) -> dict[str, list[float | None]]:
+        """Every searched knob's levels, the GPU's (`freqs_mhz`) first."""
+        return {"gpu_mhz": self.freqs_mhz, **self.axes}
 
     @property
     def device_name(self) -> str | None:
@@ -46,11 +51,14 @@ class RunHeader:
     @property
     def baseline_config(self) -> Config:
         """The config every other is compared against."""
-        return Config(self.baseline["freq_mhz"], self.baseline["batch_size"])
+        return Config.from_fields(self.baseline)
 
     def to_dict(self) -> dict[str, Any]:
-        """The `run` record."""
-        return {"type": "run", **asdict(self)}
+        """The `run` record (`axes` only where the grid has knobs besides the GPU's)."""
+        record = {"type": "run", **asdict(self)}
+        if not self.axes:
+            del record["axes"]
+        return record
 
     @classmethod
     def from_dict(cls, d: Record, *, where: str) -> RunHeader:
@@ -79,6 +87,7 @@ class RunHeader:
                 baseline=d["baseline"],
                 mode=text(d, "mode"),
                 extra=obj(d, "extra") if "extra" in d else {},
+                axes=_axes(d),
             )
 
 
@@ -101,15 +110,14 @@ class RoundRecord:
             "type": "round",
             "round": self.round,
             "role": self.role,
-            "freq_mhz": self.config.freq_mhz,
-            "batch_size": self.config.batch_size,
+            **self.config.fields(),
             **self.obs.to_dict(),
             "cost": self.cost,
         }
         if self.note:
             record["note"] = self.note
         if self.incumbent is not None:
-            record["incumbent"] = {"freq_mhz": self.incumbent.freq_mhz, "batch_size": self.incumbent.batch_size}
+            record["incumbent"] = self.incumbent.fields()
         return record
 
     @classmethod
@@ -188,12 +196,12 @@ class Summary:
     @property
     def best_config(self) -> Config:
         """The chosen config."""
-        return Config(self.best["freq_mhz"], self.best["batch_size"])
+        return Config.from_fields(self.best)
 
     @property
     def baseline_config(self) -> Config:
         """The config the chosen one is compared against."""
-        return Config(self.baseline["freq_mhz"], self.baseline["batch_size"])
+        return Config.from_fields(self.baseline)
 
     @property
     def edp_gain_pct(self) -> float | None:
@@ -245,7 +253,7 @@ class Summary:
             for name in ("best", "baseline", *optional_configs):
                 _config(d, name)
                 for key, value in d[name].items():
-                    if key not in ("freq_mhz", "batch_size", "keeps_up") and value is not None:
+                    if key not in ("batch_size", "keeps_up") and value is not None:
                         number(d[name], key, minimum=None)
             met = optional(obj, d, "constraints_met") or {}
             for key in met:
@@ -278,10 +286,27 @@ def gain_pct(best: Any, base: Any) -> float | None:
     return 100.0 * (1.0 - best / base)
 
 
+def _axes(d: Record) -> dict[str, list[float | None]]:
+    """The header's `axes`: knob name -> levels (numbers > 0, or one null: left at the device's level)."""
+    axes = optional(obj, d, "axes") or {}
+    for name in axes:
+        if not is_knob_name(name) or name == "gpu_mhz":
+            raise ValueError(f"'axes' names {name!r}, not a knob besides the GPU's (emc_mhz, decode_gpu_mhz)")
+        items(axes, name, lambda e, n: optional(number, e, n, positive=True))
+    return axes
+
+
 def _config(d: Record, name: str | None) -> Config:
-    """The config a record names: its own freq_mhz and batch_size (`name` None), or those of its object `name`."""
+    """The config a record names: its own knob levels and batch_size (`name` None), or those of its object `name`.
+
+    `freq_mhz` (or `gpu_mhz`) is the GPU level, every other `*_mhz` field a knob of that name (`Config.fields`).
+    """
     c = d if name is None else obj(d, name)
     try:
-        return Config(optional(number, c, "freq_mhz", positive=True), whole(c, "batch_size", minimum=1))
+        whole(c, "batch_size", minimum=1)
+        for key in c:
+            if key == "freq_mhz" or is_knob_name(key):
+                optional(number, c, key, positive=True)
+        return Config.from_fields(c)
     except ValueError as exc:
         raise ValueError(f"{exc} in '{name}'" if name else str(exc)) from None

@@ -79,6 +79,7 @@ class SearchRequest:
 
     freqs: str | None = None
     batches: str | None = None
+    emcs: str | None = None  # --emcs: memory clock levels to search (None: left where the board has it)
     baseline: str | None = None
     strategy: str = DEFAULT_STRATEGY
     budget: int = 30
@@ -132,8 +133,12 @@ def resolve_paper(
 
 def session_settings(device: Device, search: SearchRequest, *, profile: ProfileTable | None = None) -> SessionSettings:
     """The grid of `device` (or the replayed `profile`), the baseline and the search settings of a session."""
-    space = grid(device, profile=profile, freqs=search.freqs, batches=search.batches)
-    baseline = space.validate(parse_config(search.baseline)) if search.baseline is not None else space.baseline()
+    space = grid(device, profile=profile, freqs=search.freqs, batches=search.batches, emcs=search.emcs)
+    baseline = (
+        space.validate(space.complete(parse_config(search.baseline)))
+        if search.baseline is not None
+        else space.baseline()
+    )
     if baseline.freq_mhz is None and search.baseline is not None:
         raise ConfigError(f"{device.name} has no clock knob: --baseline cannot name a frequency")
     return SessionSettings(
@@ -182,7 +187,8 @@ def run_header(
         seed=search.seed,
         freqs_mhz=list(space.freqs_mhz),
         batch_sizes=list(space.batch_sizes),
-        baseline={"freq_mhz": baseline.freq_mhz, "batch_size": baseline.batch_size},
+        baseline=baseline.fields(),
+        axes={a.name: list(a.levels) for a in space.axes if a.name != "gpu_mhz"},
         mode=mode,
         extra={
             "slo_p95_s": search.slo_p95_s,

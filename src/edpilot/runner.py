@@ -25,6 +25,7 @@ from edpilot.clock import Clock
 from edpilot.engine.base import Engine, TokenSink
 from edpilot.errors import ConfigError, EngineError
 from edpilot.hardware.base import Device
+from edpilot.levels import set_levels
 from edpilot.objective import ENERGY_SCOPES, EnergyScope, Observation
 from edpilot.serving.batcher import StaticBatcher
 from edpilot.serving.phase import PhaseSwitch
@@ -313,9 +314,7 @@ class Runner:
         else:
             self._offer_arrivals(window.start_s)
         queued_start = len(batcher)
-        caps = self.device.capabilities
-        if config.freq_mhz is not None and (caps.can_set_clocks or caps.dry_run):
-            self.device.set_freq_mhz(config.freq_mhz)  # a dry run only logs the level it would set
+        set_levels(self.device, config)  # a dry run only logs the levels it would set
         batches: list[ServedBatch] = []
         served = 0
         cut = False

@@ -122,8 +122,7 @@ class ConfigStats:
     def to_dict(self) -> dict[str, object]:
         """Plain dict for JSON output and the run log's summary."""
         return {
-            "freq_mhz": self.config.freq_mhz,
-            "batch_size": self.config.batch_size,
+            **self.config.fields(),
             "windows": self.windows,
             "failed_windows": self.failed_windows,
             "cost": self.cost,

@@ -127,7 +127,7 @@ class TuningSession:
 
         It is not a search round (no strategy sees it): gains are quoted against it beside the baseline.
         """
-        config = Config(None, self.baseline.batch_size)
+        config = Config.of(self.baseline.batch_size)
         self.governor = ConfigStats(config)
         self.governor.add(obs, None)
         record = RoundRecord(-1, "governor", config, obs, None, "stock governor, clock not pinned")
@@ -251,7 +251,7 @@ def tune(
         # Nothing is pinned yet; restore() undoes only what edpilot pinned. The simulator, which starts pinned at
         # its top level, offers release_clocks() to hand its clock to its modelled governor.
         getattr(device, "release_clocks", device.restore)()
-        session.record_governor(runner.measure(Config(None, session.baseline.batch_size)))
+        session.record_governor(runner.measure(Config.of(session.baseline.batch_size)))
     for _ in range(budget + 1):
         raise_if_signalled()  # a signal whose raise was lost (inside C code or a finaliser) still stops the run
         play_round(runner, session)

@@ -24,6 +24,7 @@ from edpilot.clock import Clock
 from edpilot.engine.base import Completion, DecodeHook, Engine, TokenSink
 from edpilot.errors import ConfigError
 from edpilot.hardware.base import Device
+from edpilot.levels import set_levels
 from edpilot.objective import Observation
 from edpilot.records import RoundRecord
 from edpilot.run import SearchRequest, run_header, session_settings
@@ -240,8 +241,7 @@ class Round:
         device, config = self.tuner.device, self.config
         caps = device.capabilities
         self._window = EnergyWindow(device, device.clock, update_interval_ms=caps.meter_update_interval_ms).begin()
-        if config.freq_mhz is not None and (caps.can_set_clocks or caps.dry_run):
-            device.set_freq_mhz(config.freq_mhz)  # inside the window, as the runner switches
+        set_levels(device, config)  # inside the window, as the runner switches
         return self
 
     def __exit__(

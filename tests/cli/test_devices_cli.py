@@ -346,3 +346,23 @@ def test_apply_refuses_a_simulated_device_instead_of_claiming_a_pin(env):
     r = edpilot("apply", "--device", "sim:orin-agx-64gb", "--freq", "1300.5", env=environ)
     assert r.returncode == 2 and "pinned" not in r.stdout
     assert len(r.stderr.strip().splitlines()) == 1 and "is simulated" in r.stderr and "no clock to pin" in r.stderr
+
+
+def test_apply_from_a_run_log_pins_every_knob_of_the_choice(env, tmp_path):
+    fake, environ = env
+    log = tmp_path / "run.jsonl"
+    r = edpilot("tune", "--strategy", "grid", "--budget", "2", "--output", str(log), env=environ, timeout=120)
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    summary = next(rec for rec in records if rec["type"] == "summary")
+    summary["best"] = {"freq_mhz": 828.75, "emc_mhz": 665.6, "batch_size": 20}
+    log.write_text("".join(json.dumps(rec) + "\n" for rec in records))
+    refused = edpilot("apply", "--device", "jetson", "--from", str(log), "--emc", "3199", env=environ)
+    assert refused.returncode == 2 and "drop --emc" in refused.stderr and files(fake) == ORIGINAL
+    r = edpilot("apply", "--device", "jetson", "--from", str(log), env=environ)
+    assert r.returncode == 0, r.stderr
+    assert fake.read("max_freq") == fake.read("min_freq") == "828750000"
+    assert (fake.read_emc("rate"), fake.read_emc("mrq_rate_locked")) == ("665600000", "1")
+    assert "828.75 MHz, memory 665.6 MHz" in r.stdout and "batch size to 20" in r.stdout
+    assert edpilot("restore", env=environ).returncode == 0 and files(fake) == ORIGINAL
+    assert fake.read_emc("mrq_rate_locked") == "0"

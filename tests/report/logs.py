@@ -33,7 +33,9 @@ def obs(e, lat, *, b=4, f=900.0, keeps=True, failed=False):
 
 def rnd(i, f, b, e, lat, *, cost=None, keeps=True):
     o = obs(e, lat, b=b, f=f, keeps=keeps)
-    return RoundRecord(i, "baseline" if i == 0 else "search", Config(f, b), o, o.edp if cost is None else cost)
+    return RoundRecord(
+        i, "baseline" if i == 0 else "search", Config.of(b, gpu_mhz=f), o, o.edp if cost is None else cost
+    )
 
 
 def header(*, objective="edp", scope="total", device=None, freqs=(500.0, 900.0), baseline=(900.0, 4)):
@@ -79,9 +81,9 @@ def read(tmp_path, *records, name="run.jsonl") -> RunLogData:
 def latency_only():
     """What the cpu device writes: no clock knob (freq null), no energy meter (energy fields null)."""
     rounds = [
-        RoundRecord(i, "baseline" if i == 0 else "search", Config(None, b), o, o.mean_latency_s)
+        RoundRecord(i, "baseline" if i == 0 else "search", Config.of(b, gpu_mhz=None), o, o.mean_latency_s)
         for i, (b, lat) in enumerate([(4, 9.0), (1, 2.0), (2, 4.0)])
         for o in [obs(None, lat, b=b, f=None)]
     ]
     head = header(objective="latency", device=CPU, freqs=(None,), baseline=(None, 4))
-    return [head, *rounds, summary(rounds, Config(None, 1), Config(None, 4), "latency")]
+    return [head, *rounds, summary(rounds, Config.of(1, gpu_mhz=None), Config.of(4, gpu_mhz=None), "latency")]

@@ -28,7 +28,9 @@ EDP_ROUNDS = [
 
 @pytest.fixture
 def edp_log(tmp_path):
-    return read(tmp_path, header(), *EDP_ROUNDS, summary(EDP_ROUNDS, Config(500.0, 4), Config(900.0, 4)))
+    return read(
+        tmp_path, header(), *EDP_ROUNDS, summary(EDP_ROUNDS, Config.of(4, gpu_mhz=500.0), Config.of(4, gpu_mhz=900.0))
+    )
 
 
 @pytest.fixture
@@ -40,7 +42,7 @@ def weighted_log(tmp_path):
         rnd(2, 500.0, 4, 6.0, 1.0, cost=0.6),  # lowest EDP (6)
         rnd(3, 900.0, 1, 8.0, 2.0, cost=0.8),
     ]
-    best = summary(rounds, Config(500.0, 1), Config(900.0, 4), "weighted:1")
+    best = summary(rounds, Config.of(1, gpu_mhz=500.0), Config.of(4, gpu_mhz=900.0), "weighted:1")
     return read(tmp_path, header(objective="weighted:1", scope="active"), *rounds, best)
 
 
@@ -55,14 +57,14 @@ def test_configs_average_repeats_and_sort_by_the_optimised_cost(edp_log):
     assert report.configs[1].windows == 2 and report.configs[1].edp == pytest.approx(10.0)
     assert report.configs[1].cost == pytest.approx(10.0)
     assert report.configs[-1].keeps_up is False
-    assert report.best == Config(500.0, 4) and report.baseline == Config(900.0, 4)
+    assert report.best == Config.of(4, gpu_mhz=500.0) and report.baseline == Config.of(4, gpu_mhz=900.0)
     assert report.title() == "sim:orin-agx-32gb · llama-3.2-1b · λ = 1 req/s (uniform) · objective: edp · energy: total"
 
 
 def test_a_weighted_run_ranks_by_its_cost_not_by_edp(weighted_log):
     report = load_report(weighted_log)
     order = [(500.0, 1), (500.0, 4), (900.0, 1), (900.0, 4)]
-    assert [s.config for s in report.configs] == [Config(f, b) for f, b in order]
+    assert [s.config for s in report.configs] == [Config.of(b, gpu_mhz=f) for f, b in order]
     assert report.configs[0].cost == 0.2 and report.configs[0].edp == 40.0
     assert report.objective_label == "weighted cost α=1 (baseline = 1)"
 
@@ -83,12 +85,15 @@ def test_the_heatmap_colours_the_optimised_cost_on_a_log_scale_and_boxes_the_cho
 
 def test_pareto_front(edp_log):
     report = load_report(edp_log)
-    assert [s.config for s in pareto_front(report.configs)] == [Config(500.0, 4), Config(500.0, 1)]
+    assert [s.config for s in pareto_front(report.configs)] == [
+        Config.of(4, gpu_mhz=500.0),
+        Config.of(1, gpu_mhz=500.0),
+    ]
 
 
 def noisy_rounds(*, with_incumbent: bool = True):
     """A lucky first window at (500, 1) that later windows do not bear out; (500, 4) is chosen on two windows."""
-    a, b, base = Config(500.0, 1), Config(500.0, 4), Config(900.0, 4)
+    a, b, base = Config.of(1, gpu_mhz=500.0), Config.of(4, gpu_mhz=500.0), Config.of(4, gpu_mhz=900.0)
     plan = [(base, 30.0, base), (a, 5.0, a), (a, 11.0, a), (b, 7.0, b), (b, 9.0, b)]
     rounds = []
     for n, (config, cost, incumbent) in enumerate(plan):
@@ -99,7 +104,9 @@ def noisy_rounds(*, with_incumbent: bool = True):
 
 def test_the_convergence_line_is_the_incumbents_mean_not_a_running_minimum(tmp_path):
     rounds = noisy_rounds()
-    report = load_report(read(tmp_path, header(), *rounds, summary(rounds, Config(500.0, 4), Config(900.0, 4))))
+    report = load_report(
+        read(tmp_path, header(), *rounds, summary(rounds, Config.of(4, gpu_mhz=500.0), Config.of(4, gpu_mhz=900.0)))
+    )
     steps = incumbent_means(report, "cost")
     assert [(x, c.batch_size, m) for x, c, m in steps] == [
         (0, 4, 30.0),
@@ -109,13 +116,15 @@ def test_the_convergence_line_is_the_incumbents_mean_not_a_running_minimum(tmp_p
         (4, 4, 8.0),
     ]
     assert steps[-1][2] == report.stats(report.best).cost == 8.0  # a running minimum would end at 5.0
-    assert spread(report.stats(Config(500.0, 1)), "cost") == pytest.approx(18**0.5)
-    assert spread(report.stats(Config(900.0, 4)), "cost") is None  # one window: no spread
+    assert spread(report.stats(Config.of(1, gpu_mhz=500.0)), "cost") == pytest.approx(18**0.5)
+    assert spread(report.stats(Config.of(4, gpu_mhz=900.0)), "cost") is None  # one window: no spread
 
 
 def test_a_log_without_incumbents_follows_the_lowest_mean_and_ends_at_the_choice(tmp_path):
     rounds = noisy_rounds(with_incumbent=False)
-    report = load_report(read(tmp_path, header(), *rounds, summary(rounds, Config(500.0, 4), Config(900.0, 4))))
+    report = load_report(
+        read(tmp_path, header(), *rounds, summary(rounds, Config.of(4, gpu_mhz=500.0), Config.of(4, gpu_mhz=900.0)))
+    )
     assert [m for _, _, m in incumbent_means(report, "cost")] == [30.0, 5.0, 8.0, 7.0, 8.0]
 
 
@@ -140,18 +149,21 @@ def test_a_latency_only_run_is_ranked_by_latency_and_plots_latency(latency_log, 
 
 
 def test_a_round_whose_requests_all_failed_is_listed_last_and_never_costed(tmp_path):
-    failed = RoundRecord(5, "search", Config(500.0, 4), obs(None, 0.4, f=500.0, failed=True), None)
+    failed = RoundRecord(5, "search", Config.of(4, gpu_mhz=500.0), obs(None, 0.4, f=500.0, failed=True), None)
     report = load_report(read(tmp_path, header(), *EDP_ROUNDS, failed))
     by_config = {s.config: s for s in report.configs}
-    assert by_config[Config(500.0, 4)].windows == 2 and by_config[Config(500.0, 4)].failed_windows == 1
-    assert by_config[Config(500.0, 4)].cost == pytest.approx(6.0)
-    assert report.best is None and report.baseline == Config(900.0, 4)  # no summary: the header's baseline
+    assert (
+        by_config[Config.of(4, gpu_mhz=500.0)].windows == 2
+        and by_config[Config.of(4, gpu_mhz=500.0)].failed_windows == 1
+    )
+    assert by_config[Config.of(4, gpu_mhz=500.0)].cost == pytest.approx(6.0)
+    assert report.best is None and report.baseline == Config.of(4, gpu_mhz=900.0)  # no summary: the header's baseline
 
 
 def test_a_config_whose_every_window_failed_is_last(tmp_path):
-    failed = RoundRecord(1, "search", Config(500.0, 1), obs(None, 0.4, f=500.0, failed=True), None)
+    failed = RoundRecord(1, "search", Config.of(1, gpu_mhz=500.0), obs(None, 0.4, f=500.0, failed=True), None)
     report = load_report(read(tmp_path, header(), EDP_ROUNDS[0], failed))
-    assert [s.config for s in report.configs] == [Config(900.0, 4), Config(500.0, 1)]
+    assert [s.config for s in report.configs] == [Config.of(4, gpu_mhz=900.0), Config.of(1, gpu_mhz=500.0)]
     assert report.configs[-1].cost is None and not report.configs[-1].served
 
 

@@ -160,7 +160,7 @@ def test_a_chosen_config_that_does_not_rank_first_is_explained(tmp_path):
     rounds = [rnd(0, 900.0, 4, 15.0, 2.0), rnd(1, 500.0, 1, 3.0, 2.0)]
     rounds += [rnd(n, 500.0, 4, e, 2.0) for n, e in ((2, 3.5), (3, 4.5), (4, 4.0))]
     log = tmp_path / "run.jsonl"
-    write(log, header(), *rounds, summary(rounds, Config(500.0, 4), Config(900.0, 4)))
+    write(log, header(), *rounds, summary(rounds, Config.of(4, gpu_mhz=500.0), Config.of(4, gpu_mhz=900.0)))
     r = runner.invoke(app, ["report", str(log)], env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     first = next(line.split() for line in r.stdout.splitlines() if line.split()[:2] == ["500", "1"])

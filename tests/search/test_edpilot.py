@@ -83,7 +83,7 @@ def planted(tmp_path, surface, seed: int, rate_per_s: float) -> tuple[Config, fl
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_finds_the_planted_optimum(tmp_path, surface, seed):
     optimum, runner_up, chosen, _ = planted(tmp_path, surface, seed, rate_per_s=0.5)
-    assert optimum == (Config(900.0, 1) if surface is smooth else Config(600.0, 1))
+    assert optimum == (Config.of(1, gpu_mhz=900.0) if surface is smooth else Config.of(1, gpu_mhz=600.0))
     assert runner_up > 1.01  # planted: clear of the runner-up
     assert chosen == optimum
 
@@ -98,7 +98,7 @@ def test_a_baseline_inside_a_memory_cliff_does_not_hide_the_optimum(tmp_path, se
     of these 3 seeds now miss by 0.4 and 5.7 %).
     """
     optimum, runner_up, chosen, ratio = planted(tmp_path, cliff, seed, rate_per_s=4.0)
-    assert optimum == Config(900.0, 8) and runner_up > 1.04
+    assert optimum == Config.of(8, gpu_mhz=900.0) and runner_up > 1.04
     assert chosen.batch_size == 8
     assert ratio <= 1.12
 
@@ -107,7 +107,7 @@ def test_replans_after_a_rate_change_without_measuring(tmp_path):
     profile = write_synthetic_profile(
         tmp_path / "p.csv", smooth, freqs_mhz=FREQS, batch_sizes=BATCHES, noise=0.0, idle_power_w=6.0
     )
-    space = ConfigSpace(FREQS, BATCHES)
+    space = ConfigSpace.grid(FREQS, BATCHES)
     slow, fast = (Workload(arrivals="uniform", rate_per_s=r, prompt_tokens=100) for r in (0.5, 4.0))
     observed = measure_alone(profile, slow)
     ctx = SearchContext(
@@ -180,7 +180,7 @@ def test_read_only_and_one_frequency_grids_search_the_batch(tmp_path):
 
 
 def test_a_config_that_failed_is_never_proposed_or_chosen():
-    space = ConfigSpace(FREQS, BATCHES)
+    space = ConfigSpace.grid(FREQS, BATCHES)
     ctx = SearchContext(
         space=space, objective=Objective("edp").bind(None), baseline=space.baseline(), traffic=Traffic(rate_per_s=1.0)
     )

@@ -27,7 +27,7 @@ from tests.serving.window_oracle import forecast_window
 @pytest.mark.parametrize("arrivals", ["uniform", "poisson", "saturated", "trace"])
 @pytest.mark.parametrize("scope", ["total", "active"])
 def test_grid_forecast_equals_forecast_window_per_batch_size(arrivals, scope):
-    space = ConfigSpace((400.0, 800.0), (1, 3, 8))
+    space = ConfigSpace.grid((400.0, 800.0), (1, 3, 8))
     gaps = (0.2, 1.5, 0.7, 0.1, 3.0) if arrivals == "trace" else None
     traffic = Traffic(arrivals=arrivals, rate_per_s=1.3, requests_per_round=20, gaps_s=gaps)
     rng = np.random.default_rng(0)
@@ -62,9 +62,9 @@ def _replay(linear_platform, arrivals: str, batch_size: int, rho: float, *, requ
     rate = rho * batch_size / s
     workload = Workload(arrivals=arrivals, rate_per_s=rate, output_tokens=4, prompt_tokens=4)
     runner = Runner(device=device, engine=engine, workload=workload, requests_per_round=requests // 10, seed=seed)
-    runner.measure(Config(500.0, batch_size))  # burn-in: the queue settles into its steady state
+    runner.measure(Config.of(batch_size, gpu_mhz=500.0))  # burn-in: the queue settles into its steady state
     runner.requests_per_round = requests
-    obs = runner.measure(Config(500.0, batch_size))
+    obs = runner.measure(Config.of(batch_size, gpu_mhz=500.0))
     return obs, Traffic(arrivals=arrivals, rate_per_s=rate), s, model
 
 
@@ -75,7 +75,7 @@ def test_steady_forecast_agrees_with_a_long_replay(linear_platform, arrivals, rh
     continuous stream (queue carried over): cost within 1 %."""
     b = 8
     obs, traffic, s, model = _replay(linear_platform, arrivals, b, rho, requests=60_000)
-    space = ConfigSpace((500.0,), (b,))
+    space = ConfigSpace.grid((500.0,), (b,))
     out = SteadyForecast(space, traffic).outlook(
         Objective("edp").bind(None),
         service_s=np.array([s]),

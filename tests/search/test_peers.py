@@ -32,7 +32,7 @@ class Smallest(Strategy):
     """Proposes the smallest batch at the top clock."""
 
     def propose(self):
-        return Config(max(self.space.freqs_mhz), min(self.space.batch_sizes))
+        return Config.of(min(self.space.batch_sizes), gpu_mhz=max(self.space.freqs_mhz))
 '''
 
 
@@ -111,7 +111,7 @@ def window(edp: float, *, p95_s: float = 1.0, failed: bool = False) -> Observati
 
 @pytest.mark.parametrize("name", list(PEERS))
 def test_a_peer_is_told_the_baseline_as_a_trial_and_sizes_its_start_by_the_budget(name):
-    space = ConfigSpace(FREQS, BATCHES)
+    space = ConfigSpace.grid(FREQS, BATCHES)
     s = make_strategy(name, context(space, budget=15))
     assert s.startup_trials == 5 and make_strategy(name, context(space, budget=None)).startup_trials == 10
     s.observe_baseline(window(4.0))
@@ -138,7 +138,7 @@ def test_a_peer_is_told_the_baseline_as_a_trial_and_sizes_its_start_by_the_budge
 
 
 def test_optuna_peers_store_the_constraints_with_each_trial():
-    space = ConfigSpace(FREQS, BATCHES)
+    space = ConfigSpace.grid(FREQS, BATCHES)
     s = make_strategy("optuna-tpe", context(space, slo_p95_s=2.0))
     s.observe_baseline(window(4.0, p95_s=3.0))
     config = s.propose()
@@ -174,10 +174,10 @@ def test_a_peer_without_its_library_says_to_install_the_extra(monkeypatch):
 
 
 def test_config_points_round_trip():
-    space = ConfigSpace(FREQS, BATCHES)
+    space = ConfigSpace.grid(FREQS, BATCHES)
     s = make_strategy("skopt", context(space))
     assert all(s.config(s.point(c)) == c for c in space)
-    assert s.point(Config(FREQS[1], BATCHES[2])) == (1, 2)
+    assert s.point(Config.of(BATCHES[2], gpu_mhz=FREQS[1])) == (1, 2)
 
 
 @pytest.mark.parametrize(

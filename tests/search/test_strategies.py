@@ -14,7 +14,7 @@ from tests.conftest import run_tune, write_synthetic_profile
 
 FREQS = (300.0, 600.0, 900.0, 1200.0)
 BATCHES = (1, 2, 4, 8, 16)
-OPTIMUM = Config(600.0, 4)
+OPTIMUM = Config.of(4, gpu_mhz=600.0)
 
 
 def bowl(freq_mhz: float, batch: int) -> tuple[float, float]:
@@ -56,9 +56,9 @@ def context(space: ConfigSpace, seed: int = 0) -> SearchContext:
 
 
 def test_baseline_strategy_stays_at_baseline():
-    space = ConfigSpace(FREQS, BATCHES)
+    space = ConfigSpace.grid(FREQS, BATCHES)
     s = make_strategy("baseline", context(space))
-    assert s.propose() == Config(1200.0, 16) == s.best()
+    assert s.propose() == Config.of(16, gpu_mhz=1200.0) == s.best()
 
 
 def _obs(cost: float, keeps_up: bool = True) -> Observation:
@@ -78,16 +78,16 @@ def _obs(cost: float, keeps_up: bool = True) -> Observation:
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_best_prefers_configs_that_keep_up(name):
-    space = ConfigSpace(FREQS, BATCHES)
+    space = ConfigSpace.grid(FREQS, BATCHES)
     s = make_strategy(name, context(space))
-    s.observe(Config(300.0, 1), _obs(0.1, keeps_up=False))
-    s.observe(Config(900.0, 8), _obs(0.5))
+    s.observe(Config.of(1, gpu_mhz=300.0), _obs(0.1, keeps_up=False))
+    s.observe(Config.of(8, gpu_mhz=900.0), _obs(0.5))
     if name != "baseline":
-        assert s.best() == Config(900.0, 8)
+        assert s.best() == Config.of(8, gpu_mhz=900.0)
 
 
 def test_grid_visits_every_config_once_then_exploits():
-    space = ConfigSpace(FREQS, BATCHES)
+    space = ConfigSpace.grid(FREQS, BATCHES)
     s = make_strategy("grid", context(space))
     seen = []
     for _ in range(len(space)):
@@ -99,12 +99,12 @@ def test_grid_visits_every_config_once_then_exploits():
 
 
 def test_camel_posterior_concentrates_on_repeated_arm():
-    space = ConfigSpace(FREQS, BATCHES)
+    space = ConfigSpace.grid(FREQS, BATCHES)
     s = make_strategy("camel", context(space))
     for _ in range(10):
         s.observe(OPTIMUM, _obs(1.0))
-    s.observe(Config(300.0, 1), _obs(2.0))
+    s.observe(Config.of(1, gpu_mhz=300.0), _obs(2.0))
     mean, sd = s.posterior()
     i = space.index(OPTIMUM)
     assert mean[i] == pytest.approx(1.0, abs=0.02)
-    assert sd[i] < sd[space.index(Config(300.0, 1))] < sd[space.index(Config(1200.0, 16))]
+    assert sd[i] < sd[space.index(Config.of(1, gpu_mhz=300.0))] < sd[space.index(Config.of(16, gpu_mhz=1200.0))]

@@ -17,7 +17,7 @@ from edpilot.space import Config, ConfigSpace
 from edpilot.workload import Workload
 from tests.conftest import run_tune
 
-SWEET_SPOT = Config(500.0, 4)  # 0.6× the smooth surface in time and energy (bench scenario "lone")
+SWEET_SPOT = Config.of(4, gpu_mhz=500.0)  # 0.6× the smooth surface in time and energy (bench scenario "lone")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -64,7 +64,7 @@ def _window(config: Config, *, slow: float = 1.0, rate_per_s: float = 1.0) -> Ob
 def test_one_outlier_window_does_not_move_the_incumbent_for_two_rounds():
     """A thermal hiccup makes one window at the incumbent twice as slow: it is held back, the incumbent is
     re-measured, and the choice never moves."""
-    space = ConfigSpace(FREQS, BATCHES)
+    space = ConfigSpace.grid(FREQS, BATCHES)
     ctx = SearchContext(
         space=space, objective=Objective("edp").bind(None), baseline=space.baseline(), traffic=Traffic(rate_per_s=1.0)
     )
@@ -88,7 +88,7 @@ def test_one_outlier_window_does_not_move_the_incumbent_for_two_rounds():
 
 def test_two_windows_that_agree_on_a_change_are_believed():
     """A lasting change (two slow windows in a row) is not an outlier: the incumbent moves."""
-    space = ConfigSpace(FREQS, BATCHES)
+    space = ConfigSpace.grid(FREQS, BATCHES)
     ctx = SearchContext(
         space=space, objective=Objective("edp").bind(None), baseline=space.baseline(), traffic=Traffic(rate_per_s=1.0)
     )
@@ -106,7 +106,7 @@ def test_two_windows_that_agree_on_a_change_are_believed():
 
 def test_no_full_round_at_a_config_whose_pessimistic_batch_time_cannot_keep_up():
     """Every proposal is either a full round at a config that keeps up, or a probe of at most two batches."""
-    space = ConfigSpace(FREQS, BATCHES)
+    space = ConfigSpace.grid(FREQS, BATCHES)
     rate = 3.0
     ctx = SearchContext(
         space=space,

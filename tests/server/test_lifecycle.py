@@ -228,3 +228,18 @@ def test_config_without_a_summary_is_refused(tmp_path):
     )
     r = edpilot("serve", "--port", "0", "--config", str(log))
     assert r.returncode == 2 and "no summary" in r.stderr
+
+
+def test_serves_every_knob_a_tuning_run_chose(serve, tmp_path):
+    log = tmp_path / "tune.jsonl"
+    args = ("--strategy", "grid", "--budget", "3", "--freqs", "510", "--emcs", "665.6,3199", "--batches", "4,8")
+    r = edpilot("tune", *args, "--output", str(log))
+    assert r.returncode == 0, r.stderr
+    best = read_run_log(log).summary.best
+    srv = serve("--device", "sim", "--config", str(log), "--sim-speed", "50")
+    health = httpx.get(srv.url + "/healthz").json()
+    assert (health["freq_mhz"], health["emc_mhz"], health["batch_size"]) == (
+        best["freq_mhz"],
+        best["emc_mhz"],
+        best["batch_size"],
+    )

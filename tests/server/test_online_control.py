@@ -68,7 +68,7 @@ class Stubborn(Strategy):
     """Proposes and chooses (930.75 MHz, b 4) whatever the traffic: only the online control can move it."""
 
     def propose(self) -> Config:
-        return Config(930.75, 4)
+        return Config.of(4, gpu_mhz=930.75)
 
     best = propose
 
@@ -104,24 +104,28 @@ def test_a_rate_no_config_can_serve_is_said_once_and_the_fastest_config_served()
 
 
 def test_control_moves_off_a_config_measured_behind_to_the_cheapest_that_keeps_up():
-    space = ConfigSpace((500.0, 900.0), (2, 8))
+    space = ConfigSpace.grid((500.0, 900.0), (2, 8))
     stats = {}
     for config, batch_s, cost in (
-        (Config(900.0, 2), 1.0, 1.0),
-        (Config(900.0, 8), 1.0, 3.0),
-        (Config(500.0, 8), 2.0, 2.0),
+        (Config.of(2, gpu_mhz=900.0), 1.0, 1.0),
+        (Config.of(8, gpu_mhz=900.0), 1.0, 3.0),
+        (Config.of(8, gpu_mhz=500.0), 2.0, 2.0),
     ):
         s = ConfigStats(config)
         s.add(obs(edp=cost), cost)
         stats[config] = s
         object.__setattr__(s.observations[0], "mean_batch_s", batch_s)
-    assert capacity_per_s(stats[Config(900.0, 2)]) == pytest.approx(2.0)
-    d = control(Config(900.0, 2), stats=stats, space=space, rate_per_s=3.0)
-    assert d.config == Config(500.0, 8) and not d.overloaded and "below the arrival rate 3" in d.note
-    assert control(Config(900.0, 2), stats=stats, space=space, rate_per_s=1.5).config == Config(900.0, 2)
-    over = control(Config(900.0, 2), stats=stats, space=space, rate_per_s=9.0)
-    assert over.overloaded and over.config == Config(900.0, 8)
-    assert control(Config(900.0, 2), stats=stats, space=space, rate_per_s=None).config == Config(900.0, 2)
+    assert capacity_per_s(stats[Config.of(2, gpu_mhz=900.0)]) == pytest.approx(2.0)
+    d = control(Config.of(2, gpu_mhz=900.0), stats=stats, space=space, rate_per_s=3.0)
+    assert d.config == Config.of(8, gpu_mhz=500.0) and not d.overloaded and "below the arrival rate 3" in d.note
+    assert control(Config.of(2, gpu_mhz=900.0), stats=stats, space=space, rate_per_s=1.5).config == Config.of(
+        2, gpu_mhz=900.0
+    )
+    over = control(Config.of(2, gpu_mhz=900.0), stats=stats, space=space, rate_per_s=9.0)
+    assert over.overloaded and over.config == Config.of(8, gpu_mhz=900.0)
+    assert control(Config.of(2, gpu_mhz=900.0), stats=stats, space=space, rate_per_s=None).config == Config.of(
+        2, gpu_mhz=900.0
+    )
 
 
 def test_healthz_and_metrics_say_an_unmet_constraint(serve):

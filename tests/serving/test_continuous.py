@@ -67,7 +67,7 @@ def _observe(kind: str, rate_per_s: float, config: Config, rounds: int = 3) -> l
 
 
 def test_continuous_replay_at_low_rate_beats_static_on_edp() -> None:
-    config = Config(930.75, 8)
+    config = Config.of(8, gpu_mhz=930.75)
     static = _observe("static", 0.25, config)[-1]
     continuous = _observe("continuous", 0.25, config)[-1]
     # Static waits for 8 requests (~28 s at 0.25 req/s); continuous starts each at once.
@@ -81,8 +81,8 @@ def test_continuous_rounds_carry_the_stream_over() -> None:
     sim = open_sim("sim:orin-agx-32gb", seed=1)
     workload = Workload(arrivals="uniform", rate_per_s=2.0, output_tokens=40)
     runner = ContinuousRunner(device=sim.device, engine=sim.engine, workload=workload, requests_per_round=16)
-    first = runner.measure(Config(930.75, 4))
-    second = runner.measure(Config(612.0, 4))
+    first = runner.measure(Config.of(4, gpu_mhz=930.75))
+    second = runner.measure(Config.of(4, gpu_mhz=612.0))
     assert first.requests == second.requests == 16
     # one stream: the second round starts where the first ended, at 2 req/s, so 16 requests span ~8 s each
     assert first.window_s == pytest.approx(8.0, abs=1.5) and second.window_s == pytest.approx(8.0, abs=1.5)
@@ -122,9 +122,9 @@ def test_the_steady_state_forecast_matches_replay_on_the_simulator() -> None:
         idle_power_w=model.idle_power_w(freq_mhz),
     )
     runner = ContinuousRunner(device=sim.device, engine=sim.engine, workload=workload, requests_per_round=60)
-    runner.measure(Config(freq_mhz, slots))  # the queue fills to its steady level
+    runner.measure(Config.of(slots, gpu_mhz=freq_mhz))  # the queue fills to its steady level
     runner.requests_per_round = 300
-    measured = runner.measure(Config(freq_mhz, slots))
+    measured = runner.measure(Config.of(slots, gpu_mhz=freq_mhz))
     assert predicted.keeps_up
     assert predicted.mean_latency_s == pytest.approx(measured.mean_latency_s, rel=0.1)
     assert predicted.energy_per_request_j == pytest.approx(measured.energy_per_request_j, rel=0.15)

@@ -25,7 +25,7 @@ def test_batch_end_formula_matches_the_runner(linear_platform, arrivals, batch_s
     runner = Runner(
         device=device, engine=engine, workload=workload, requests_per_round=24, seed=11, drop_behind=False
     )  # the whole window, also where the config falls behind
-    obs = runner.measure(Config(500.0, batch_size))
+    obs = runner.measure(Config.of(batch_size, gpu_mhz=500.0))
     n = runner.window_requests(batch_size)
     a = arrival_times_s(arrivals, rate_per_s=1.5, count=n, rng=np.random.default_rng(11))
     ends = static_batch_ends_s(a, batch_size, model.service_s(batch_size))
@@ -62,7 +62,7 @@ def test_forecast_window_matches_the_runner(linear_platform, arrivals, batch_siz
         seed=5,
         drop_behind=False,
     )
-    obs = runner.measure(Config(500.0, batch_size))
+    obs = runner.measure(Config.of(batch_size, gpu_mhz=500.0))
     a = arrival_times_s(
         arrivals, rate_per_s=1.5, count=runner.window_requests(batch_size), rng=np.random.default_rng(5)
     )
@@ -97,7 +97,7 @@ def test_poisson_forecast_agrees_with_a_long_runner_window(linear_platform, base
     rate, b = 2.0, 4
     workload = Workload(arrivals="poisson", rate_per_s=rate, output_tokens=4, prompt_tokens=4)
     runner = Runner(device=device, engine=engine, workload=workload, requests_per_round=20_000, seed=3)
-    obs = runner.measure(Config(500.0, b))
+    obs = runner.measure(Config.of(b, gpu_mhz=500.0))
     s = model.service_s(b)
     traffic = Traffic(arrivals="poisson", rate_per_s=rate, requests_per_round=2000)
     a = arrival_draws_s(traffic, traffic.window_requests(b), draws=16)

@@ -8,6 +8,7 @@ import pytest
 from edpilot.errors import ProfileError
 from edpilot.objective import Objective
 from edpilot.sim import ProfileModel, ProfileRow, read_profile, write_profile
+from edpilot.space import Config
 from edpilot.workload import Workload
 
 GOOD = (
@@ -22,8 +23,8 @@ def test_reads_metadata_rows_and_grid(tmp_path):
     t = read_profile(p)
     assert t.metadata == {"device": "test", "idle_power_w": "4.5"}
     assert t.idle_power_w == 4.5
-    assert t.configs == [(500.0, 1), (900.0, 2)]
-    assert t.samples(500.0, 1).tolist() == [[1.0, 10.0], [1.2, 12.0]]
+    assert t.configs == [Config.of(1, gpu_mhz=500.0), Config.of(2, gpu_mhz=900.0)]
+    assert t.samples(Config.of(1, gpu_mhz=500.0)).tolist() == [[1.0, 10.0], [1.2, 12.0]]
 
 
 @pytest.mark.parametrize(
@@ -115,3 +116,71 @@ def test_energy_on_some_rows_only_is_refused(tmp_path):
     path.write_text("freq_mhz,batch_size,latency_s,energy_j\n1000,1,1.0,\n1000,4,2.0,5.0\n")
     with pytest.raises(ProfileError, match="some rows"):
         read_profile(path)
+
+
+KNOBS = (
+    "# device: orin\n# idle_power_w: 5\n# output_tokens: 70\ngpu_mhz,emc_mhz,batch_size,latency_s,energy_j\n"
+    "500,665.6,1,2.0,20\n500,3199,1,1.0,14\n900,665.6,1,1.8,24\n900,3199,1,0.8,16\n500,3199,2,1.2,18\n"
+)
+
+
+def test_a_table_with_a_column_per_knob_reads_and_writes_back(tmp_path):
+    p = tmp_path / "knobs.csv"
+    p.write_text(KNOBS)
+    t = read_profile(p)
+    assert t.knob_names == ("gpu_mhz", "emc_mhz") and t.levels_of("emc_mhz") == (665.6, 3199.0)
+    assert t.freqs_mhz == (500.0, 900.0) and t.batch_sizes == (1, 2)
+    assert t.samples(Config.of(1, gpu_mhz=900.0, emc_mhz=665.6)).tolist() == [[1.8, 24.0]]
+    assert t.samples(Config.of(2, gpu_mhz=900.0, emc_mhz=3199.0)).tolist() == [[0.8, 16.0]]  # nearest batch
+    with pytest.raises(ProfileError, match="no samples at 700 MHz GPU, 665.6 MHz EMC"):
+        t.samples(Config.of(1, gpu_mhz=700.0, emc_mhz=665.6))
+    out = tmp_path / "out.csv"
+    write_profile(out, t.metadata, t.rows)
+    assert out.read_text().splitlines()[3] == "freq_mhz,emc_mhz,batch_size,latency_s,energy_j"
+    assert read_profile(out).rows == t.rows
+
+
+def test_a_table_written_before_named_axes_has_no_memory_clock(tmp_path):
+    p = tmp_path / "old.csv"
+    p.write_text(GOOD)
+    t = read_profile(p)
+    assert t.knob_names == ("gpu_mhz",) and t.levels_of("emc_mhz") == ()
+    assert [r.config for r in t.rows][:1] == [Config.of(1, gpu_mhz=500.0)]
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("emc_mhz,gpu_mhz,batch_size,latency_s,energy_j", "header must be"),
+        ("freq_mhz,emc,batch_size,latency_s,energy_j", "'emc' is not a knob"),
+        ("freq_mhz,emc_mhz,emc_mhz,batch_size,latency_s,energy_j", "or twice"),
+        ("freq_mhz,gpu_mhz,batch_size,latency_s,energy_j", "'gpu_mhz' is not a knob"),
+    ],
+)
+def test_bad_knob_headers_are_refused(tmp_path, header, message):
+    p = tmp_path / "bad.csv"
+    p.write_text(f"{header}\n500,665.6,1,1,1\n900,665.6,1,1,1\n")
+    with pytest.raises(ProfileError, match=message):
+        read_profile(p)
+
+
+def test_a_knob_table_replays_over_the_memory_clock_and_refuses_emcs_on_an_old_table(tmp_path):
+    from edpilot.backends import build_space, open_backends
+    from edpilot.errors import ConfigError
+    from edpilot.runner import Runner
+
+    p = tmp_path / "knobs.csv"
+    p.write_text(KNOBS)
+    backends = open_backends(device="sim", profile=str(p))
+    device = backends.device
+    assert [k.name for k in device.knobs()] == ["gpu_mhz", "emc_mhz"] and device.knob_level("emc_mhz") == 3199.0
+    space = build_space(backends, emcs="all", batches="1")
+    assert len(space) == 4
+    runner = Runner(device, backends.engine, Workload(arrivals="saturated"), requests_per_round=3)
+    assert runner.measure(Config.of(1, gpu_mhz=900.0, emc_mhz=665.6)).mean_batch_s == pytest.approx(1.8)
+    assert runner.measure(Config.of(1, gpu_mhz=900.0, emc_mhz=3199.0)).mean_batch_s == pytest.approx(0.8)
+    assert build_space(backends, batches="1").knob_names == ("gpu_mhz",)  # without --emcs: at the board's level
+    old = tmp_path / "old.csv"
+    old.write_text(GOOD)
+    with pytest.raises(ConfigError, match="the profile has no emc_mhz column"):
+        build_space(open_backends(device="sim", profile=str(old)), emcs="all")

@@ -8,7 +8,7 @@ write_report(results, Path("bench-out"))            # runs.csv, summary.md, curv
 from __future__ import annotations
 
 from edpilot.bench.report import write_report
-from edpilot.bench.scenarios import Scenario, default_scenarios, holdout_scenarios
+from edpilot.bench.scenarios import Scenario, default_scenarios, holdout_scenarios, knob_scenarios
 from edpilot.bench.speed import tune_speed
 from edpilot.bench.sweep import STRATEGIES, RunResult, run_one, run_sweep
 
@@ -18,6 +18,7 @@ __all__ = [
     "Scenario",
     "default_scenarios",
     "holdout_scenarios",
+    "knob_scenarios",
     "run_one",
     "run_sweep",
     "tune_speed",

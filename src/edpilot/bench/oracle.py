@@ -45,13 +45,16 @@ def true_hardware(backends: Backends, space: ConfigSpace, *, prompt_tokens: int,
     rows = []
     for c in space:
         f = c.freq_mhz if c.freq_mhz is not None else device.current_freq_mhz()
+        emc = c.level("emc_mhz") if c.level("emc_mhz") is not None else _board_emc_mhz(device)
         if isinstance(model, ProfileModel):
-            t, e = model.table.samples(f, c.batch_size).mean(axis=0)
+            t, e = model.table.samples(Config.of(c.batch_size, gpu_mhz=f, emc_mhz=emc)).mean(axis=0)
+            idle_w = model.idle_power_w(f)
         else:
             assert isinstance(model, AnalyticModel)
-            cost = model.expected_cost(f, [prompt_tokens] * c.batch_size, output_tokens)
+            cost = model.expected_cost(f, [prompt_tokens] * c.batch_size, output_tokens, emc_mhz=emc)
             t, e = cost.service_s, cost.energy_j
-        rows.append((t, e, model.idle_power_w(f)))
+            idle_w = model.idle_power_w(f, emc_mhz=emc)
+        rows.append((t, e, idle_w))
     t, e, idle = (np.array(col) for col in zip(*rows))
     return Hardware(t, e, idle)
 
@@ -146,3 +149,8 @@ def truth_at(
     if power_cap_w is not None:
         ok = ok & (outlook.power_w <= power_cap_w)
     return Truth(space, outlook, ok if ok.any() else np.ones(len(space), dtype=bool), bound, overloaded)
+
+
+def _board_emc_mhz(device: SimDevice) -> float | None:
+    """The memory clock the simulated board holds (None: a board without one)."""
+    return device.emc.emc_mhz if device.emc is not None else None

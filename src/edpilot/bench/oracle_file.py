@@ -74,7 +74,9 @@ def _costs(entries: list[Record]) -> Costs:
     costs: Costs = {}
     for i, e in enumerate(entries):
         try:
-            config = Config(optional(number, e, "freq_mhz", positive=True), whole(e, "batch_size", minimum=1))
+            config = Config.of(
+                whole(e, "batch_size", minimum=1), gpu_mhz=optional(number, e, "freq_mhz", positive=True)
+            )
             cost = number(e, "cost", positive=True)
             allowed = True if e.get("allowed") is None else flag(e, "allowed")
         except ValueError as exc:

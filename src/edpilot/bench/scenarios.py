@@ -43,6 +43,7 @@ class Scenario:
     synthetic: str | None = None
     freqs: str | None = None
     batches: str | None = None
+    emcs: str | None = None  # --emcs: the memory clock levels searched too (None: left at the board's)
     objective: str = "edp"
     energy_scope: str = "total"
     slo: bool = False  # --slo-p95 just below the unconstrained optimum's p95 (it must move)
@@ -307,6 +308,20 @@ def steady_scenarios() -> list[Scenario]:
         Scenario("st-power-limit-p4", "steady", "poisson", 4.0, synthetic="power-limit"),
         Scenario("st-power-limit-u8", "steady", "uniform", 8.0, synthetic="power-limit"),
     ]
+
+
+def knob_scenarios() -> list[Scenario]:
+    """Three knobs on the simulated AGX Orin 32GB: 7 GPU levels × 4 memory clock levels × 7 batch sizes (196
+    configs), Poisson arrivals. The memory clock pays at low rates (idle power falls with it) and for energy."""
+    rates = {"llama-3.2-1b": (0.1, 0.25, 1.0, 4.0), "qwen2.5-3b": (0.1, 1.0)}
+    out = [
+        Scenario(f"k3-{model.split('-')[0]}-p{rate:g}", "three-knobs", "poisson", rate, model=model, emcs="all")
+        for model, model_rates in rates.items()
+        for rate in model_rates
+    ]
+    for rate in (0.25, 1.0):
+        out.append(Scenario(f"k3-energy-p{rate:g}", "three-knobs", "poisson", rate, objective="energy", emcs="all"))
+    return out
 
 
 def default_scenarios(*, profiles: Sequence[str] = (), quick: bool = False) -> list[Scenario]:

@@ -85,7 +85,7 @@ def _workload(scn: Scenario, rate_per_s: float) -> Workload:
 @lru_cache(maxsize=4)
 def _hardware(scn: Scenario) -> tuple[ConfigSpace, Hardware]:
     backends = _open(scn, 0)
-    space = build_space(backends, freqs=scn.freqs, batches=scn.batches)
+    space = build_space(backends, freqs=scn.freqs, batches=scn.batches, emcs=scn.emcs)
     return space, true_hardware(backends, space, prompt_tokens=PROMPT_TOKENS, output_tokens=OUTPUT_TOKENS)
 
 
@@ -132,7 +132,7 @@ def _binding_limit(free: Truth, values: np.ndarray) -> float:
 
 def grid_of(scn: Scenario) -> ConfigSpace:
     """The scenario's grid."""
-    return build_space(_open(scn, 0), freqs=scn.freqs, batches=scn.batches)
+    return build_space(_open(scn, 0), freqs=scn.freqs, batches=scn.batches, emcs=scn.emcs)
 
 
 def oracle_at(
@@ -148,12 +148,20 @@ def oracle_at(
     return table_truth(costs, grid_of(scn), where=f"oracle file, {scn.name} at {rate_per_s:g} req/s"), slo, power
 
 
-def run_one(scn: Scenario, strategy: str, seed: int, tables: dict[float | None, Costs] | None = None) -> RunResult:
-    """One tuning session of `strategy` on `scn`, scored round by round against the oracle (or outside `tables`)."""
+def run_one(
+    scn: Scenario,
+    strategy: str,
+    seed: int,
+    tables: dict[float | None, Costs] | None = None,
+    *,
+    budget: int | None = None,
+) -> RunResult:
+    """One tuning session of `strategy` on `scn`, scored round by round against the oracle (or outside `tables`);
+    `budget` search rounds (None: `budget_for` the grid)."""
     truth, slo, power = oracle_at(scn, scn.rate_per_s, tables)
     backends = _open(scn, seed)
-    space = build_space(backends, freqs=scn.freqs, batches=scn.batches)
-    budget = budget_for(space)
+    space = build_space(backends, freqs=scn.freqs, batches=scn.batches, emcs=scn.emcs)
+    budget = budget_for(space) if budget is None else budget
     workload = _workload(scn, scn.rate_per_s)
     settings = SessionSettings(
         space=space,

@@ -23,6 +23,7 @@ from edpilot.hardware.guard import raise_if_signalled
 from edpilot.hardware.nvml_api import NvmlApi
 from edpilot.runlog import read_run_log
 from edpilot.sim.constants import BOARDS
+from edpilot.space import Config
 
 HOLD_POLL_S = 0.1
 
@@ -97,15 +98,15 @@ def devices_command(
         console.print(table)
 
 
-def _best_from_run_log(path: Path) -> tuple[float, int]:
-    """The best (freq_mhz, batch_size) of a run log's summary record."""
+def _best_from_run_log(path: Path) -> Config:
+    """The best config of a run log's summary record: every knob it sets (GPU, memory clock) and its batch size."""
     summary = read_run_log(path).summary
     if summary is None:
         raise ConfigError(f"{path} has no summary record (the run did not finish); choose a level with --freq")
     best = summary.best_config  # checked when the log was read
-    if best.freq_mhz is None:
+    if not best.device_levels():
         raise ConfigError(f"{path} was tuned on a device without a clock knob: there is no frequency to pin")
-    return best.freq_mhz, best.batch_size
+    return best
 
 
 def _emc_level(dev: Device, emc: float) -> float:
@@ -149,9 +150,14 @@ def apply_command(
             "pin for your engine; pin a real GPU (--device jetson or nvml[:INDEX]), or serve the simulated choice "
             "with `edpilot serve --config RUN.jsonl`"
         )
-    batch_size = None
+    best = None
     if from_log is not None:
-        freq, batch_size = _best_from_run_log(from_log)
+        best = _best_from_run_log(from_log)
+        freq = best.freq_mhz
+        if best.level(EMC_KNOB) is not None:
+            if emc is not None:
+                raise ConfigError(f"{from_log} tuned the memory clock ({best}): drop --emc, or pin with --freq/--emc")
+            emc = best.level(EMC_KNOB)
     if freq is not None and not (math.isfinite(freq) and freq > 0):
         raise ConfigError(f"--freq must be a level in MHz (a finite number > 0), got {freq}")
     dev = open_device(device, DeviceOptions(sysfs_root=sysfs_root))
@@ -198,8 +204,11 @@ def apply_command(
             "been put back), so `edpilot restore` has nothing to undo"
         ) from None
     console.print(f"pinned {dev.name} at {what}; undo with: edpilot restore")
-    if batch_size is not None:
-        console.print(f"set your engine's batch size to {batch_size} (the best config in {from_log})")
+    if best is not None:
+        console.print(f"set your engine's batch size to {best.batch_size} (the best config in {from_log})")
+        if best.decode_levels():
+            decode = ", ".join(f"{n} {v:g}" for n, v in best.decode_levels().items())
+            console.print(f"the tuned decode levels ({decode}) need an engine that switches clocks per phase")
 
 
 @handle_errors

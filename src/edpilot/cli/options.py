@@ -36,6 +36,12 @@ ReadOnlyOpt = Annotated[
 FreqsOpt = Annotated[
     str | None, typer.Option(help="GPU levels in MHz (comma list) or 'all'; default: 7 spread over the range.")
 ]
+EmcsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Memory clock levels in MHz (comma list) or 'all' to search too; default: left as the board has it."
+    ),
+]
 BatchesOpt = Annotated[str | None, typer.Option(help="Batch sizes (comma list); default 4,8,...,28.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for arrivals, prompts, noise and the strategy.")]
 TorchDeviceOpt = Annotated[str | None, typer.Option(help="hf engine: cuda or cpu (default: cuda if available).")]

@@ -17,6 +17,7 @@ from edpilot.report import RunReport, load_report, write_plots
 from edpilot.report.data import freq_text, spread
 from edpilot.report.figure import config_text, shown_metric
 from edpilot.runlog import read_run_log
+from edpilot.space import knob_label, knob_order
 from edpilot.stats import ConfigStats
 
 
@@ -63,7 +64,19 @@ def report_table(report: RunReport, *, source: str) -> Table:
         padding=(0, 0),
         show_edge=False,
     )
-    headers = ["", "MHz", "batch", "windows", shown[0][0], "± sd", *(name for name, _ in shown[1:]), "keeps up"]
+    others = sorted({n for s in report.configs for n, _ in s.config.knobs if n != "gpu_mhz"}, key=knob_order)
+    knob_headers = [f"{knob_label(n)} MHz" for n in others]  # a column per knob besides the GPU's (EMC MHz)
+    headers = [
+        "",
+        "MHz",
+        *knob_headers,
+        "batch",
+        "windows",
+        shown[0][0],
+        "± sd",
+        *(n for n, _ in shown[1:]),
+        "keeps up",
+    ]
     rows = []
     for s in report.configs:
         served = len(s.served)
@@ -72,7 +85,9 @@ def report_table(report: RunReport, *, source: str) -> Table:
         values = [_num(get(s)) for _, get in shown]
         sd = spread(s, metric)
         freq = freq_text(s.config.freq_mhz)
-        rows.append([_role(report, s), freq, str(s.config.batch_size), windows, values[0], _num(sd, 2), *values[1:]])
+        levels = [freq_text(s.config.level(n)) for n in others]
+        rows.append([_role(report, s), freq, *levels, str(s.config.batch_size), windows, values[0], _num(sd, 2)])
+        rows[-1] += values[1:]
         rows[-1].append(keeps_up)
     for n, header in enumerate(headers):
         cells = [row[n] for row in rows]

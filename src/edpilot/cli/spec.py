@@ -24,6 +24,7 @@ from edpilot.cli.options import (
     DeviceOpt,
     DryRunOpt,
     DtypeOpt,
+    EmcsOpt,
     EnergyScopeOpt,
     EngineOpt,
     FixedLengthOpt,
@@ -144,11 +145,12 @@ class WorkloadSpec:
 
 @dataclass(frozen=True)
 class GridSpec:
-    """The GPU levels and batch sizes to measure."""
+    """The GPU levels, memory clock levels (`--emcs`, default: not searched) and batch sizes to measure."""
 
     PANEL: ClassVar[str] = "Grid"
 
     freqs: FreqsOpt = None
+    emcs: EmcsOpt = None
     batches: BatchesOpt = None
 
     def __post_init__(self) -> None:
@@ -185,6 +187,7 @@ class SearchSpec(GridSpec):
         )
         request = SearchRequest(
             freqs=self.freqs,
+            emcs=self.emcs,
             batches=self.batches,
             baseline=self.baseline,
             strategy=self.strategy,

@@ -27,7 +27,7 @@ import numpy as np
 from edpilot.objective import Observation
 from edpilot.search.base import SearchContext, Strategy
 from edpilot.search.forecast import Outlook, SteadyForecast
-from edpilot.search.hardware import IdlePower, LogResponse, features, prior
+from edpilot.search.hardware import IdlePower, LogResponse, features, idle_key, prior
 from edpilot.serving.queueing import backlog_delay_s, utilisation
 from edpilot.serving.traffic import Traffic
 from edpilot.space import Config
@@ -67,7 +67,7 @@ class EdpilotStrategy(Strategy):
         self.time = LogResponse(phi, *prior(ctx.space, **TIME_SLOPES))
         self.energy = LogResponse(phi, *prior(ctx.space, **ENERGY_SLOPES))
         freqs = np.array([c.freq_mhz or 0.0 for c in self._configs])
-        self.idle = IdlePower(freqs, ctx.idle_power_w)
+        self.idle = IdlePower(freqs, ctx.idle_power_w, [idle_key(c) for c in self._configs])
         self.failed = np.zeros(len(self._configs), dtype=bool)
         self.behind = np.zeros(len(self._configs), dtype=bool)
         self.pending: dict[int, Observation] = {}  # a window held back as a possible outlier, per config
@@ -79,9 +79,7 @@ class EdpilotStrategy(Strategy):
         self._probe_batches = PROBE_BATCHES
         self._probed_last = False
         self._rounds = -1  # search rounds observed (the baseline round is round 0)
-        self._grid_pos = np.array(
-            [(ctx.space.freqs_mhz.index(c.freq_mhz), ctx.space.batch_sizes.index(c.batch_size)) for c in self._configs]
-        )
+        self._grid_pos = ctx.space.positions()
 
     # --- learning -------------------------------------------------------------------------------------------
     def observe(self, config: Config, obs: Observation) -> float | None:
@@ -139,6 +137,7 @@ class EdpilotStrategy(Strategy):
                     config.freq_mhz or 0.0,
                     idle_j=obs.power_w * obs.window_s - batches * obs.energy_per_batch_j,
                     idle_s=obs.window_s - batches * obs.mean_batch_s,
+                    others=idle_key(config),
                 )
         self.time.fit()
         self.energy.fit()

@@ -9,9 +9,11 @@ cliff). Closed form, numpy only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from edpilot.space import ConfigSpace
+from edpilot.space import Config, ConfigSpace
 
 OFFSET_SD = 0.1  # assumed: prior spread (log units) of a config around the smooth surface (benchmark: 0.1 over 0.05)
 OFFSET_PRIOR_DOF = 4.0  # weight of OFFSET_SD against the residuals of measured configs
@@ -20,54 +22,51 @@ NOISE_PRIOR_DOF = 3.0
 CURVATURE_SD = 0.3
 
 
-def features(space: ConfigSpace) -> np.ndarray:
-    """Smooth features per config: 1, x_b, x_f, x_b², x_f², x_b·x_f with x = log(value) − mean log of the axis.
+def axis_columns(space: ConfigSpace) -> tuple[list[str], np.ndarray]:
+    """The centred log columns of the searched axes: batch, then each knob axis in space order, each with more
+    than one level; x = log(value) − mean log of the axis's levels. Names ('batch', 'gpu_mhz', ...) and values."""
+    configs = space.configs
+    names, cols = [], []
+    if len(space.batch_sizes) > 1:
+        names.append("batch")
+        cols.append(np.log([c.batch_size for c in configs]) - np.mean(np.log(space.batch_sizes)))
+    for axis in space.axes:
+        if axis.searched:
+            levels = np.asarray(axis.levels, dtype=float)
+            names.append(axis.name)
+            cols.append(np.log([float(c.level(axis.name)) for c in configs]) - np.mean(np.log(levels)))  # type: ignore[arg-type]
+    return names, np.array(cols).reshape(len(cols), len(configs))
 
-    Centred on the grid, the curvature terms weigh the baseline's corner and the opposite corner alike; anchored
-    at the top level, they left the far corner several log units of prior spread, so after the baseline alone
-    the search chased corners.
+
+def features(space: ConfigSpace) -> np.ndarray:
+    """Smooth features per config: 1, each axis's x, each x², then every pairwise product x_i·x_j (i < j), with
+    x = log(value) − mean log of the axis, axes in the order batch, then the knob axes of the space.
+
+    On (GPU, batch) this is 1, x_b, x_f, x_b², x_f², x_b·x_f. Centred on the grid, the curvature terms weigh the
+    baseline's corner and the opposite corner alike; anchored at the top level, they left the far corner several
+    log units of prior spread, so after the baseline alone the search chased corners.
 
     Axes with a single value (one-frequency grids, read-only devices) contribute no columns.
     """
-    configs = space.configs
-    cols = [np.ones(len(configs))]
-    mid_b = np.mean(np.log(space.batch_sizes))
-    xb = np.log([c.batch_size for c in configs]) - mid_b
-    xf = np.zeros(len(configs))
-    if len(space.freqs_mhz) > 1:
-        mid_f = np.mean(np.log(np.asarray(space.freqs_mhz, dtype=float)))
-        xf = np.log([float(c.freq_mhz) for c in configs]) - mid_f  # type: ignore[arg-type]
-    has_b, has_f = len(space.batch_sizes) > 1, len(space.freqs_mhz) > 1
-    if has_b:
-        cols += [xb]
-    if has_f:
-        cols += [xf]
-    if has_b:
-        cols += [xb**2]
-    if has_f:
-        cols += [xf**2]
-    if has_b and has_f:
-        cols += [xb * xf]
-    return np.column_stack(cols)
+    _, x = axis_columns(space)
+    k = len(x)
+    cross = [x[i] * x[j] for i in range(k) for j in range(i + 1, k)]
+    return np.column_stack([np.ones(len(space)), *x, *(x**2), *cross])
 
 
 def prior(space: ConfigSpace, *, slope_b: float, slope_f: float, slope_sd: float) -> tuple[np.ndarray, np.ndarray]:
     """Prior mean and sd of the weights, in the column order of `features`.
 
-    Curvature and the cross term get sd CURVATURE_SD.
+    The slope of batch is `slope_b`; of every knob axis `slope_f`, the GPU's (a higher memory clock, like a higher
+    GPU clock, shortens a batch: decode is bandwidth-bound; a decode level, like the GPU's, shortens decode).
+    Curvature and the cross terms get sd CURVATURE_SD.
     """
-    has_b, has_f = len(space.batch_sizes) > 1, len(space.freqs_mhz) > 1
-    mean, sd = [0.0], [10.0]
-    if has_b:
-        mean, sd = mean + [slope_b], sd + [slope_sd]
-    if has_f:
-        mean, sd = mean + [slope_f], sd + [slope_sd]
-    if has_b:
-        mean, sd = mean + [0.0], sd + [CURVATURE_SD]
-    if has_f:
-        mean, sd = mean + [0.0], sd + [CURVATURE_SD]
-    if has_b and has_f:
-        mean, sd = mean + [0.0], sd + [CURVATURE_SD]
+    names, _ = axis_columns(space)
+    slopes = [slope_b if n == "batch" else slope_f for n in names]
+    k = len(names)
+    pairs = k * (k - 1) // 2
+    mean = [0.0, *slopes, *([0.0] * (k + pairs))]
+    sd = [10.0, *([slope_sd] * k), *([CURVATURE_SD] * (k + pairs))]
     return np.array(mean), np.array(sd)
 
 
@@ -140,6 +139,11 @@ class LogResponse:
         return mean, cov
 
 
+def idle_key(config: Config) -> tuple[tuple[str, float], ...]:
+    """What idle power depends on besides the GPU clock: the config's other device knobs (the memory clock)."""
+    return tuple((n, level) for n, level in config.device_levels().items() if n != "gpu_mhz")
+
+
 class IdlePower:
     """Device power (W) between batches per frequency: given, or learned from the windows' idle stretches.
 
@@ -147,19 +151,25 @@ class IdlePower:
     levels have idle data (a pinned idle GPU's power is flat at the voltage floor, then rises with f·V²: a line
     through the extremes overstates the middle levels, which at low rates are mostly idle), bent upward only — a
     fit that curves down falls back to a line; a line with two levels; a constant with one; 0 before any.
+
+    `others[i]` names config i's other device knobs (`idle_key`: a lower memory clock idles lower): each group
+    is fitted over f from its own idle stretches, and a group without any uses the fit over every group's.
     """
 
-    def __init__(self, freqs_mhz: np.ndarray, known_w: float | None) -> None:
+    def __init__(
+        self, freqs_mhz: np.ndarray, known_w: float | None, others: Sequence[tuple[object, ...]] | None = None
+    ) -> None:
         self.known_w = known_w
         self.scale_mhz = float(freqs_mhz.max()) or 1.0
         self.x = freqs_mhz / self.scale_mhz
-        self._levels: dict[float, np.ndarray] = {}  # level (MHz) → [idle s, idle J]
+        self.others = list(others) if others is not None else [()] * len(freqs_mhz)
+        self._levels: dict[tuple[object, ...], dict[float, np.ndarray]] = {}  # group → level (MHz) → [idle s, J]
         self._cached: np.ndarray | None = None
 
-    def add(self, freq_mhz: float, *, idle_j: float, idle_s: float) -> None:
-        """One window's idle energy (J) over its idle time (s)."""
+    def add(self, freq_mhz: float, *, idle_j: float, idle_s: float, others: tuple[object, ...] = ()) -> None:
+        """One window's idle energy (J) over its idle time (s), at `freq_mhz` and the other knobs `others`."""
         if idle_s > 1e-6 and np.isfinite(idle_j):
-            self._levels.setdefault(freq_mhz, np.zeros(2))[:] += (idle_s, idle_j)
+            self._levels.setdefault(others, {}).setdefault(freq_mhz, np.zeros(2))[:] += (idle_s, idle_j)
             self._cached = None
 
     def predict(self) -> np.ndarray:
@@ -173,8 +183,22 @@ class IdlePower:
             return np.full(len(self.x), self.known_w)
         if not self._levels:
             return np.zeros(len(self.x))
-        x = np.array(list(self._levels)) / self.scale_mhz
-        seconds, joules = np.array(list(self._levels.values())).T
+        pooled: dict[float, np.ndarray] = {}
+        for levels in self._levels.values():
+            for f, seen in levels.items():
+                pooled[f] = pooled.get(f, np.zeros(2)) + seen
+        fits = {group: self._fit(levels) for group, levels in self._levels.items()}
+        fallback = self._fit(pooled) if len(fits) < len(set(self.others)) else None
+        coef = np.array([fits.get(group, fallback) for group in self.others])
+        watts = np.zeros(len(self.x))
+        for column in coef.T:  # Horner's rule per config, as np.polyval
+            watts = watts * self.x + column
+        return np.maximum(watts, 0.0)
+
+    def _fit(self, levels: dict[float, np.ndarray]) -> np.ndarray:
+        """Polynomial coefficients (highest power first) of idle power over f/scale for one group's levels."""
+        x = np.array(list(levels)) / self.scale_mhz
+        seconds, joules = np.array(list(levels.values())).T
         watts, weight = joules / seconds, np.sqrt(seconds)
         coef = np.array([float(np.sum(weight**2 * watts) / np.sum(weight**2))])
         for degree in (1, 2)[: len(x) - 1]:
@@ -182,4 +206,4 @@ class IdlePower:
             if degree == 2 and fit[0] < 0:
                 break
             coef = fit
-        return np.maximum(np.polyval(coef, self.x), 0.0)
+        return np.pad(coef, (3 - len(coef), 0))

@@ -140,7 +140,7 @@ def endpoint_label(request: Request) -> str:
 
 def _config(live: LiveBatcher | LiveContinuous) -> dict[str, Any]:
     c = live.driver.config
-    return {"freq_mhz": c.freq_mhz, "batch_size": c.batch_size}
+    return c.fields()
 
 
 def _authorize(service: Service, request: Request) -> None:

@@ -37,7 +37,7 @@ def capacity_per_s(stats: ConfigStats) -> float | None:
 def top_corner(space: ConfigSpace) -> Config:
     """The grid's highest-throughput config under monotone hardware: the top clock and the largest batch."""
     freqs = [f for f in space.freqs_mhz if f is not None]
-    return Config(max(freqs) if freqs else None, max(space.batch_sizes))
+    return Config.of(max(space.batch_sizes), gpu_mhz=max(freqs) if freqs else None)
 
 
 def control(

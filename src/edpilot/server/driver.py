@@ -26,6 +26,7 @@ from edpilot.backends import Backends
 from edpilot.continuous_runner import ServedRequest, ServedStep, summarize_sequences
 from edpilot.engine.base import Completion, DecodeHook, SequenceEngine, Step, TokenSink
 from edpilot.errors import EdpilotError
+from edpilot.levels import set_levels
 from edpilot.objective import EnergyScope
 from edpilot.runner import ServedBatch, run_batch, summarize
 from edpilot.server.control import control
@@ -288,12 +289,8 @@ class ServingDriver:
     def _open_round(self, config: Config) -> None:
         caps = self.device.capabilities
         self._window = EnergyWindow(self.device, self.clock, update_interval_ms=caps.meter_update_interval_ms).begin()
-        if (
-            config.freq_mhz is not None
-            and (caps.can_set_clocks or caps.dry_run)
-            and (config.freq_mhz != self.config.freq_mhz or not self.session.rounds)
-        ):
-            self.device.set_freq_mhz(config.freq_mhz)
+        if config.device_levels() != self.config.device_levels() or not self.session.rounds:
+            set_levels(self.device, config)
         self.config = config
         self._round_batches = self.session.round_batches(config)
         if self._round_batches is not None:

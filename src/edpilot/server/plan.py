@@ -39,7 +39,7 @@ def resolve_plan(*, tune: str | None, config: Path | None, freq_mhz: float | Non
     if fixed_given:
         if batch_size is None:
             raise ConfigError("--freq needs --batch")
-        return ServePlan(False, Config(freq_mhz, batch_size), "--freq/--batch")
+        return ServePlan(False, Config.of(batch_size, gpu_mhz=freq_mhz), "--freq/--batch")
     return ServePlan(True)
 
 
@@ -54,16 +54,17 @@ def plan_search(plan: ServePlan, search: SearchRequest, device: Device) -> Searc
             )
         return search
     assert plan.fixed is not None
-    freq = plan.fixed.freq_mhz
-    if freq is not None and not (caps.can_set_clocks or caps.dry_run):
+    freq, emc = plan.fixed.freq_mhz, plan.fixed.level("emc_mhz")
+    if (freq is not None or emc is not None) and not (caps.can_set_clocks or caps.dry_run):
         log.warning("%s cannot change clocks (%s): serving at its current clock", device.name, caps.read_only_reason)
-        freq = None
+        freq = emc = None
     objective = search.objective
     if search.parsed_objective.needs_energy and not caps.has_meter:
         objective = "latency"  # nothing to tune, only to record: rounds are costed by latency
     return replace(
         search,
         freqs=None if freq is None else f"{freq:g}",
+        emcs=None if emc is None else f"{emc:g}",
         batches=str(plan.fixed.batch_size),
         baseline=None if freq is None else f"{freq:g},{plan.fixed.batch_size}",
         strategy="baseline",

@@ -68,12 +68,14 @@ def open_sim(
     _, _, board_name = spec.partition(":")
     clock = clock or VirtualClock()
     rng = np.random.default_rng(seed)
-    emc: EmcView | None = None
+    emc: EmcView | ProfileModel | None = None
     if profile is not None:
         if board_name:
             raise ConfigError("--profile replaces the board model: use --device sim, not sim:BOARD")
         table = read_profile(profile)
-        perf: PerformanceModel = ProfileModel(table)
+        replay = ProfileModel(table)
+        perf: PerformanceModel = replay
+        emc = replay if replay.emc_levels_mhz else None  # a table with an emc_mhz column: the memory clock knob
         name = f"sim:{table.metadata.get('device', 'profile')}"
     else:
         board_name = board_name or DEFAULT_BOARD

@@ -29,6 +29,7 @@ from edpilot.sim.constants import (
     RuntimeSpec,
 )
 from edpilot.sim.profile import ProfileTable
+from edpilot.space import Config
 
 
 @dataclass(frozen=True)
@@ -379,12 +380,18 @@ class EmcView:
 
 
 class ProfileModel:
-    """Replays a measured profile: each batch draws one recorded sample of its config at random."""
+    """Replays a measured profile: each batch draws one recorded sample of its config at random.
+
+    A table with an `emc_mhz` column is also the simulated board's memory clock knob (as `EmcView` is for the
+    analytic model): `emc_mhz` is the level it holds, the highest at the start.
+    """
 
     def __init__(self, table: ProfileTable) -> None:
         self.table = table
         self.freqs_mhz = table.freqs_mhz
         self.has_energy = table.has_energy
+        self.emc_levels_mhz = table.levels_of("emc_mhz")
+        self.emc_mhz: float | None = self.emc_levels_mhz[-1] if self.emc_levels_mhz else None
 
     def describe(self) -> dict[str, object]:
         """The profile's metadata and source file."""
@@ -398,7 +405,7 @@ class ProfileModel:
         self, freq_mhz: float, prompt_tokens: Sequence[int], output_tokens: int, rng: np.random.Generator
     ) -> BatchCost:
         """A recorded (latency, energy) sample of (freq, batch size); TTFT is not recorded."""
-        samples = self.table.samples(freq_mhz, len(prompt_tokens))
+        samples = self.table.samples(Config.of(len(prompt_tokens), gpu_mhz=freq_mhz, emc_mhz=self.emc_mhz))
         latency_s, energy_j = samples[rng.integers(len(samples))]
         return BatchCost(service_s=float(latency_s), energy_j=float(energy_j) if self.has_energy else None, ttft_s=None)
 

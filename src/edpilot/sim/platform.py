@@ -13,7 +13,7 @@ from edpilot.engine.base import Completion, DecodeHook, Step, TokenSink
 from edpilot.errors import ConfigError, DeviceError
 from edpilot.hardware.base import EMC_KNOB, GPU_KNOB, Device, DeviceCapabilities, Knob, gpu_knob
 from edpilot.sim.governor import governed_idle_j
-from edpilot.sim.model import AnalyticModel, BatchCost, EmcView, Levels, PerformanceModel, noise_factors
+from edpilot.sim.model import AnalyticModel, BatchCost, EmcView, Levels, PerformanceModel, ProfileModel, noise_factors
 from edpilot.workload import Request
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class SimDevice:
         name: str,
         read_only: bool = False,
         dry_run: bool = False,
-        emc: EmcView | None = None,
+        emc: EmcView | ProfileModel | None = None,
     ) -> None:
         self.name = name
         self.emc = emc  # the memory clock knob (`emc_mhz`): the model seen at the level it holds

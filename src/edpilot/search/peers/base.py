@@ -1,4 +1,4 @@
-"""What the peers share: the grid as two integer axes, a pending ask, and the cost they are told."""
+"""What the peers share: the grid as integer axes (each knob, then batch), a pending ask, and the cost they are told."""
 
 from __future__ import annotations
 
@@ -21,12 +21,15 @@ RESTART_LENGTH_CHANGE = 0.25
 
 
 class PeerStrategy(Strategy):
-    """A library optimiser over (frequency index, batch index): `_ask` a point, `_tell` it its value."""
+    """A library optimiser over integer axes — each knob's level index (GPU: 'freq'), then the batch index
+    ('batch') — : `_ask` a point, `_tell` it its value."""
 
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)
-        self.freqs = list(ctx.space.freqs_mhz)
-        self.batches = list(ctx.space.batch_sizes)
+        space = ctx.space
+        self.names = [*("freq" if a.name == "gpu_mhz" else a.name for a in space.axes), "batch"]
+        self.knob_levels = [a.levels for a in space.axes]
+        self.batches = space.batch_sizes
         self.seed = ctx.seed if isinstance(ctx.seed, int) else int(ctx.seed.integers(2**31))
         self._scale: float | None = None
         self._pending: Config | None = None
@@ -39,17 +42,21 @@ class PeerStrategy(Strategy):
         return MAX_STARTUP if budget is None else min(MAX_STARTUP, max(MIN_STARTUP, budget // 3))
 
     @property
-    def axes(self) -> tuple[int, int]:
-        """Levels on each axis: frequencies, batch sizes."""
-        return len(self.freqs), len(self.batches)
+    def axes(self) -> tuple[int, ...]:
+        """Levels on each axis: each knob's, then batch sizes."""
+        return (*(len(levels) for levels in self.knob_levels), len(self.batches))
 
-    def point(self, config: Config) -> tuple[int, int]:
+    def point(self, config: Config) -> tuple[int, ...]:
         """The integer point of `config`."""
-        return self.freqs.index(config.freq_mhz), self.batches.index(config.batch_size)
+        knobs = [
+            levels.index(config.level(a.name)) for a, levels in zip(self.space.axes, self.knob_levels, strict=True)
+        ]
+        return (*knobs, self.batches.index(config.batch_size))
 
-    def config(self, point: tuple[int, int]) -> Config:
+    def config(self, point: tuple[int, ...]) -> Config:
         """The config at an integer point."""
-        return Config(self.freqs[int(point[0])], self.batches[int(point[1])])
+        knobs = {a.name: levels[int(i)] for a, levels, i in zip(self.space.axes, self.knob_levels, point, strict=False)}
+        return Config.of(self.batches[int(point[-1])], **knobs)
 
     def propose(self) -> Config:
         """The library's next point (asked once; asked again only after it was told)."""
@@ -95,12 +102,12 @@ class PeerStrategy(Strategy):
         """Open a fresh study / optimiser."""
 
     @abstractmethod
-    def _ask(self) -> tuple[int, int]:
+    def _ask(self) -> tuple[int, ...]:
         """The library's next point."""
 
     @abstractmethod
     def _tell(
-        self, point: tuple[int, int], value: float | None, constraints: list[float] | None, *, asked: bool
+        self, point: tuple[int, ...], value: float | None, constraints: list[float] | None, *, asked: bool
     ) -> None:
         """Tell the library the value at `point` (None: the window failed); `asked`: it is the pending ask."""
 

@@ -1,4 +1,4 @@
-"""An Optuna study over the grid's two integer axes, asked and told one trial at a time."""
+"""An Optuna study over the grid's integer axes, asked and told one trial at a time."""
 
 from __future__ import annotations
 
@@ -19,23 +19,22 @@ class OptunaPeer(PeerStrategy):
 
     def _start(self) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        nf, nb = self.axes
         self._dists: dict[str, BaseDistribution] = {
-            name: IntDistribution(0, n - 1) for name, n in (("freq", nf), ("batch", nb)) if n > 1
+            name: IntDistribution(0, n - 1) for name, n in zip(self.names, self.axes, strict=True) if n > 1
         }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self.study = optuna.create_study(direction="minimize", sampler=self._sampler())
         self._trial: optuna.Trial | None = None
 
-    def _ask(self) -> tuple[int, int]:
+    def _ask(self) -> tuple[int, ...]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self._trial = self.study.ask(self._dists)
-        return self._trial.params.get("freq", 0), self._trial.params.get("batch", 0)
+        return tuple(self._trial.params.get(name, 0) for name in self.names)
 
     def _tell(
-        self, point: tuple[int, int], value: float | None, constraints: list[float] | None, *, asked: bool
+        self, point: tuple[int, ...], value: float | None, constraints: list[float] | None, *, asked: bool
     ) -> None:
         stored = {f"c{i}": v for i, v in enumerate(finite(constraints) or [])} if value is not None else {}
         state = TrialState.FAIL if value is None else TrialState.COMPLETE
@@ -45,7 +44,7 @@ class OptunaPeer(PeerStrategy):
             self.study.tell(self._trial, None if value is None else value, state=state)
             self._trial = None
             return
-        params = {name: index for name, index in zip(("freq", "batch"), point) if name in self._dists}
+        params = {name: index for name, index in zip(self.names, point, strict=True) if name in self._dists}
         self.study.add_trial(
             create_trial(
                 state=state,

@@ -23,9 +23,8 @@ class SkoptGpStrategy(PeerStrategy):
     name = "skopt"
 
     def _start(self) -> None:
-        nf, nb = self.axes
-        self._sizes = (nf, nb)
-        dims = [Integer(0, n - 1, name=name) for name, n in (("freq", nf), ("batch", nb)) if n > 1]
+        self._sizes = self.axes
+        dims = [Integer(0, n - 1, name=name) for name, n in zip(self.names, self._sizes, strict=True) if n > 1]
         self.optimizer = (
             Optimizer(dims, base_estimator="GP", n_initial_points=self.startup_trials, random_state=self.seed)
             if dims
@@ -33,16 +32,16 @@ class SkoptGpStrategy(PeerStrategy):
         )
         self._worst: float | None = None
 
-    def _ask(self) -> tuple[int, int]:
+    def _ask(self) -> tuple[int, ...]:
         if self.optimizer is None:
-            return 0, 0
+            return tuple(0 for _ in self._sizes)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             x = iter(self.optimizer.ask())
-        return tuple(int(next(x)) if n > 1 else 0 for n in self._sizes)  # type: ignore[return-value]
+        return tuple(int(next(x)) if n > 1 else 0 for n in self._sizes)
 
     def _tell(
-        self, point: tuple[int, int], value: float | None, constraints: list[float] | None, *, asked: bool
+        self, point: tuple[int, ...], value: float | None, constraints: list[float] | None, *, asked: bool
     ) -> None:
         if value is None:
             value = (self._worst if self._worst is not None else 0.0) + FAILED_PENALTY
