@@ -28,7 +28,7 @@ from edpilot.hardware.base import Device
 from edpilot.levels import set_levels
 from edpilot.objective import ENERGY_SCOPES, EnergyScope, Observation
 from edpilot.serving.batcher import StaticBatcher
-from edpilot.serving.phase import PhaseSwitch
+from edpilot.serving.phase import PhaseSwitch, phase_switch
 from edpilot.serving.queueing import keeps_up
 from edpilot.serving.traffic import Traffic, window_requests
 from edpilot.serving.window import EnergyWindow
@@ -315,6 +315,9 @@ class Runner:
             self._offer_arrivals(window.start_s)
         queued_start = len(batcher)
         set_levels(self.device, config)  # a dry run only logs the levels it would set
+        phase = phase_switch(  # --phase-clocks: decode levels, set at each first decode step
+            self.device, self.clock, prefill=config.device_levels(), decode=config.decode_levels()
+        )
         batches: list[ServedBatch] = []
         served = 0
         cut = False
@@ -329,7 +332,7 @@ class Runner:
             if batch is None and saturated:
                 batch = batcher.flush() or None
             if batch is not None:
-                batches.append(run_batch(batch, engine=self.engine, device=self.device, clock=self.clock))
+                batches.append(run_batch(batch, engine=self.engine, device=self.device, clock=self.clock, phase=phase))
                 served += len(batch)
                 continue
             assert self._stream is not None

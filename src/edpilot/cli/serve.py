@@ -90,8 +90,10 @@ def serve_command(
         read_timeout_s=read_timeout_s,
     )
     plan = resolve_plan(tune=tune, config=config, freq_mhz=freq, batch_size=batch)
-    if not plan.online and (search.freqs or search.emcs or search.batches or search.baseline):
-        raise ConfigError("--freqs/--emcs/--batches/--baseline shape online tuning; a fixed config takes none of them")
+    if not plan.online and (search.freqs or search.emcs or search.phase_clocks or search.batches or search.baseline):
+        raise ConfigError(
+            "--freqs/--emcs/--phase-clocks/--batches/--baseline shape online tuning; a fixed config takes none of them"
+        )
     backends = open_run(
         device,
         engine,

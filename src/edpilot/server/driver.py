@@ -32,6 +32,7 @@ from edpilot.runner import ServedBatch, run_batch, summarize
 from edpilot.server.control import control
 from edpilot.server.estimator import TrafficChange
 from edpilot.server.metrics import ServerMetrics
+from edpilot.serving.phase import PhaseSwitch, phase_switch
 from edpilot.serving.window import EnergyWindow
 from edpilot.space import Config
 from edpilot.tuner import TuneResult, TuningSession
@@ -94,6 +95,7 @@ class ServingDriver:
         self._lock = threading.Lock()
         self._pending: list[TrafficChange] = []
         self._batches: list[ServedBatch] = []
+        self._phase: PhaseSwitch | None = None  # the decode-level switch of a --phase-clocks config
         self._window: EnergyWindow | None = None
         self._note: str | None = None
         self.overload: str | None = None  # why every config falls behind, while it does
@@ -131,7 +133,14 @@ class ServingDriver:
                 )
                 self._engine.generate(requests)
                 self._warm_batch_sizes.add(len(requests))
-            served = run_batch(requests, engine=self._engine, device=self.device, clock=self.clock, on_token=on_token)  # type: ignore[arg-type]
+            served = run_batch(
+                requests,
+                engine=self._engine,  # type: ignore[arg-type]
+                device=self.device,
+                clock=self.clock,
+                on_token=on_token,
+                phase=self._phase,
+            )
             completions = list(self._engine.last)
         except Exception as exc:  # an engine failure is the batch's answer, never the server's end
             log.error("batch of %d failed: %s", len(requests), exc)
@@ -291,6 +300,9 @@ class ServingDriver:
         self._window = EnergyWindow(self.device, self.clock, update_interval_ms=caps.meter_update_interval_ms).begin()
         if config.device_levels() != self.config.device_levels() or not self.session.rounds:
             set_levels(self.device, config)
+        self._phase = phase_switch(  # --phase-clocks: decode levels, set at each first decode step
+            self.device, self.clock, prefill=config.device_levels(), decode=config.decode_levels()
+        )
         self.config = config
         self._round_batches = self.session.round_batches(config)
         if self._round_batches is not None:
