@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edpilot import __version__
 from edpilot.backends import Backends, grid
+from edpilot.engine import check_phase_clocks
 from edpilot.errors import ConfigError
 from edpilot.hardware import Device
 from edpilot.limits import LIMITS, bounded
@@ -81,6 +82,7 @@ class SearchRequest:
     freqs: str | None = None
     batches: str | None = None
     emcs: str | None = None  # --emcs: memory clock levels to search (None: left where the board has it)
+    phase_clocks: bool = False  # --phase-clocks: decode levels as axes of their own (the engine switches to them)
     baseline: str | None = None
     strategy: str = DEFAULT_STRATEGY
     budget: int = 30
@@ -107,6 +109,8 @@ class SearchRequest:
         object.__setattr__(self, "parsed_prior", None if self.prior is None else read_prior(self.prior))
         if self.energy_scope not in ENERGY_SCOPES:
             raise ConfigError(f"unknown energy scope {self.energy_scope!r}; choose one of: {', '.join(ENERGY_SCOPES)}")
+        if self.phase_clocks and self.batching == "continuous":
+            raise ConfigError("--phase-clocks needs static batching: a continuous step mixes prefill and decode")
         bounded(self.budget, "budget", "--budget")
         bounded(self.requests_per_round, "requests_per_round", "--requests-per-round")
         bounded(self.seed, "seed", "--seed")
@@ -137,7 +141,14 @@ def resolve_paper(
 
 def session_settings(device: Device, search: SearchRequest, *, profile: ProfileTable | None = None) -> SessionSettings:
     """The grid of `device` (or the replayed `profile`), the baseline and the search settings of a session."""
-    space = grid(device, profile=profile, freqs=search.freqs, batches=search.batches, emcs=search.emcs)
+    space = grid(
+        device,
+        profile=profile,
+        freqs=search.freqs,
+        batches=search.batches,
+        emcs=search.emcs,
+        phase_clocks=search.phase_clocks,
+    )
     baseline = (
         space.validate(space.complete(parse_config(search.baseline)))
         if search.baseline is not None
@@ -243,6 +254,8 @@ def start_session(
     output_tokens: float | None,
 ) -> TuningSession:
     """Build the grid and the session for `backends`, and write the run log's header."""
+    if search.phase_clocks:
+        check_phase_clocks(backends.engine.name)
     settings = session_settings(backends.device, search, profile=backends.profile)
     header = run_header(
         settings,

@@ -21,7 +21,7 @@ from types import TracebackType
 
 from edpilot.backends import profile_table
 from edpilot.clock import Clock
-from edpilot.engine.base import Completion, Engine, TokenSink
+from edpilot.engine.base import Completion, DecodeHook, Engine, TokenSink
 from edpilot.errors import ConfigError
 from edpilot.hardware.base import Device
 from edpilot.levels import set_levels
@@ -275,9 +275,14 @@ class _Keep:
         self.engine, self.name, self.needs_warmup = engine, engine.name, False
         self.last: list[Completion] = []
 
-    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
-        """The wrapped engine's answer, kept; `on_token` is passed on when given."""
-        self.last = self.engine.generate(batch) if on_token is None else self.engine.generate(batch, on_token)
+    def generate(
+        self, batch: Sequence[Request], on_token: TokenSink | None = None, *, on_decode: DecodeHook | None = None
+    ) -> list[Completion]:
+        """The wrapped engine's answer, kept; `on_token` and `on_decode` are passed on when given."""
+        if on_decode is not None:
+            self.last = self.engine.generate(batch, on_token, on_decode=on_decode)
+        else:
+            self.last = self.engine.generate(batch) if on_token is None else self.engine.generate(batch, on_token)
         return self.last
 
     def describe(self) -> dict[str, object]:

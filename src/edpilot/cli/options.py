@@ -42,6 +42,14 @@ EmcsOpt = Annotated[
         help="Memory clock levels in MHz (comma list) or 'all' to search too; default: left as the board has it."
     ),
 ]
+PhaseClocksOpt = Annotated[
+    bool,
+    typer.Option(
+        "--phase-clocks",
+        help="Search decode clock levels of their own: the engine switches at each batch's first decode step "
+        "(sim, hf, llamacpp; static batching).",
+    ),
+]
 BatchesOpt = Annotated[str | None, typer.Option(help="Batch sizes (comma list); default 4,8,...,28.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for arrivals, prompts, noise and the strategy.")]
 TorchDeviceOpt = Annotated[str | None, typer.Option(help="hf engine: cuda or cpu (default: cuda if available).")]

@@ -93,9 +93,12 @@ def serve_command(
         read_timeout_s=read_timeout_s,
     )
     plan = resolve_plan(tune=tune, config=config, freq_mhz=freq, batch_size=batch)
-    if not plan.online and (search.freqs or search.emcs or search.batches or search.baseline or search.prior):
+    if not plan.online and (
+        search.freqs or search.emcs or search.phase_clocks or search.batches or search.baseline or search.prior
+    ):
         raise ConfigError(
-            "--freqs/--emcs/--batches/--baseline/--prior shape online tuning; a fixed config takes none of them"
+            "--freqs/--emcs/--phase-clocks/--batches/--baseline/--prior shape online tuning; "
+            "a fixed config takes none of them"
         )
     backends = open_run(
         device,

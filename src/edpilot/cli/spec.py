@@ -38,6 +38,7 @@ from edpilot.cli.options import (
     OutputTokensOpt,
     OverwriteOpt,
     PaperOpt,
+    PhaseClocksOpt,
     PowerCapOpt,
     PriorOpt,
     ProfileTableOpt,
@@ -146,12 +147,14 @@ class WorkloadSpec:
 
 @dataclass(frozen=True)
 class GridSpec:
-    """The GPU levels, memory clock levels (`--emcs`, default: not searched) and batch sizes to measure."""
+    """The GPU levels, memory clock levels (`--emcs`, default: not searched) and batch sizes to measure; with
+    `--phase-clocks`, decode levels of their own."""
 
     PANEL: ClassVar[str] = "Grid"
 
     freqs: FreqsOpt = None
     emcs: EmcsOpt = None
+    phase_clocks: PhaseClocksOpt = False
     batches: BatchesOpt = None
 
     def __post_init__(self) -> None:
@@ -190,6 +193,7 @@ class SearchSpec(GridSpec):
         request = SearchRequest(
             freqs=self.freqs,
             emcs=self.emcs,
+            phase_clocks=self.phase_clocks,
             batches=self.batches,
             baseline=self.baseline,
             strategy=self.strategy,

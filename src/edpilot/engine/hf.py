@@ -16,7 +16,7 @@ from typing import Any
 
 from edpilot.architectures import ARCHITECTURES
 from edpilot.clock import WallClock
-from edpilot.engine.base import Completion, Step, TokenSink
+from edpilot.engine.base import Completion, DecodeHook, Step, TokenSink
 from edpilot.engine.hf_presets import GEMMA_PRESET, build_preset, gemma_gguf_path, load_pretrained
 from edpilot.engine.hf_steps import HfSequences
 from edpilot.errors import ConfigError, EngineError
@@ -79,8 +79,12 @@ class HfEngine:
         self.parameters = sum(p.numel() for p in self.model.parameters())
         self._sequences: HfSequences | None = None
 
-    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
-        """Greedy-decode the batch together, streaming each step's text; each request stops at its max_new_tokens."""
+    def generate(
+        self, batch: Sequence[Request], on_token: TokenSink | None = None, *, on_decode: DecodeHook | None = None
+    ) -> list[Completion]:
+        """Greedy-decode the batch together, streaming each step's text; each request stops at its max_new_tokens.
+
+        `on_decode` runs once the prefill's tokens are out, before the first decode step's forward pass."""
         if self.model is None:
             raise EngineError("the hf engine is closed")
         torch = self.torch
@@ -90,7 +94,7 @@ class HfEngine:
         inputs = self.tokenizer(
             [r.prompt for r in batch], return_tensors="pt", padding=True, pad_to_multiple_of=pad_multiple
         ).to(self.device)
-        timer = StepStreamer(self, batch, on_token)
+        timer = StepStreamer(self, batch, on_token, on_decode=on_decode if max_new > 1 else None)
         kwargs: dict[str, Any] = dict(
             max_new_tokens=max_new,
             do_sample=False,
@@ -182,12 +186,22 @@ class HfEngine:
 class StepStreamer:
     """A generate() streamer: stamps TTFT and each request's last token, and hands on each step's new text.
 
+    generate() calls `put` between forward passes, so `on_decode` called after the prefill's tokens runs before
+    the first decode step.
+
     Text is decoded from all of a request's tokens so far and the new suffix sent, so pieces that only make a
     character together (byte tokens) come out whole.
     """
 
-    def __init__(self, engine: HfEngine, batch: Sequence[Request], on_token: TokenSink | None) -> None:
-        self.engine, self.batch, self.on_token = engine, batch, on_token
+    def __init__(
+        self,
+        engine: HfEngine,
+        batch: Sequence[Request],
+        on_token: TokenSink | None,
+        *,
+        on_decode: DecodeHook | None = None,
+    ) -> None:
+        self.engine, self.batch, self.on_token, self.on_decode = engine, batch, on_token, on_decode
         self.clock = WallClock()
         self._calls = 0
         self._start_s = 0.0
@@ -222,6 +236,8 @@ class StepStreamer:
                 if text.startswith(self._sent[i]) and len(text) > len(self._sent[i]) and not text.endswith("\ufffd"):
                     self.on_token(i, text[len(self._sent[i]) :])
                     self._sent[i] = text
+        if self._calls == 2 and self.on_decode is not None:
+            self.on_decode()
 
     def end(self) -> None:
         """Called when generation ends."""

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from edpilot.clock import WallClock
-from edpilot.engine.base import Completion, Step, TokenSink
+from edpilot.engine.base import Completion, DecodeHook, Step, TokenSink
 from edpilot.engine.openai_wire import WireError, parse_event, sse_data
 from edpilot.errors import ConfigError, EngineError
 from edpilot.workload import Request
@@ -147,10 +147,16 @@ class OpenAIEngine:
             self._model, self._model_source = FALLBACK_MODEL, "fallback (server lists no models)"
         return self._model
 
-    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
-        """Send every request at once, handing on chunks as they come; wait for all, at most the request deadline."""
+    def generate(
+        self, batch: Sequence[Request], on_token: TokenSink | None = None, *, on_decode: DecodeHook | None = None
+    ) -> list[Completion]:
+        """Send every request at once, handing on chunks as they come; wait for all, at most the request deadline.
+
+        No `on_decode`: the server's prefill ends out of sight (ConfigError)."""
         if self._closed:
             raise EngineError("the openai engine is closed")
+        if on_decode is not None:
+            raise ConfigError("the openai engine cannot switch clocks per phase: its server's prefill ends unseen")
         model = self.model_name()
         calls = [_Call(r, None if on_token is None else _indexed(on_token, i)) for i, r in enumerate(batch)]
         with self._lock:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from edpilot.backends import Backends
 from edpilot.continuous_runner import ServedRequest, ServedStep, summarize_sequences
-from edpilot.engine.base import Completion, SequenceEngine, Step, TokenSink
+from edpilot.engine.base import Completion, DecodeHook, SequenceEngine, Step, TokenSink
 from edpilot.errors import EdpilotError
 from edpilot.levels import set_levels
 from edpilot.objective import EnergyScope
@@ -33,6 +33,7 @@ from edpilot.runner import ServedBatch, run_batch, summarize
 from edpilot.server.control import control
 from edpilot.server.estimator import TrafficChange
 from edpilot.server.metrics import ServerMetrics
+from edpilot.serving.phase import PhaseSwitch, phase_switch
 from edpilot.serving.window import EnergyWindow
 from edpilot.space import Config
 from edpilot.tuner import TuneResult, TuningSession
@@ -59,8 +60,13 @@ class _Recorder:
         self.needs_warmup = False
         self.last: list[Completion] = []
 
-    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
-        self.last = self.engine.generate(batch, on_token) if on_token else self.engine.generate(batch)  # type: ignore[attr-defined]
+    def generate(
+        self, batch: Sequence[Request], on_token: TokenSink | None = None, *, on_decode: DecodeHook | None = None
+    ) -> list[Completion]:
+        if on_decode is not None:
+            self.last = self.engine.generate(batch, on_token, on_decode=on_decode)  # type: ignore[attr-defined]
+        else:
+            self.last = self.engine.generate(batch, on_token) if on_token else self.engine.generate(batch)  # type: ignore[attr-defined]
         return self.last
 
 
@@ -90,6 +96,7 @@ class ServingDriver:
         self._lock = threading.Lock()
         self._pending: list[TrafficChange] = []
         self._batches: list[ServedBatch] = []
+        self._phase: PhaseSwitch | None = None  # the decode-level switch of a --phase-clocks config
         self._window: EnergyWindow | None = None
         self._note: str | None = None
         self.overload: str | None = None  # why every config falls behind, while it does
@@ -128,7 +135,14 @@ class ServingDriver:
                 )
                 self._engine.generate(requests)
                 self._warm_batch_sizes.add(len(requests))
-            served = run_batch(requests, engine=self._engine, device=self.device, clock=self.clock, on_token=on_token)  # type: ignore[arg-type]
+            served = run_batch(
+                requests,
+                engine=self._engine,  # type: ignore[arg-type]
+                device=self.device,
+                clock=self.clock,
+                on_token=on_token,
+                phase=self._phase,
+            )
             completions = list(self._engine.last)
         except Exception as exc:  # an engine failure is the batch's answer, never the server's end
             log.error("batch of %d failed: %s", len(requests), exc)
@@ -296,6 +310,9 @@ class ServingDriver:
         self._window = EnergyWindow(self.device, self.clock, update_interval_ms=caps.meter_update_interval_ms).begin()
         if config.device_levels() != self.config.device_levels() or not self.session.rounds:
             set_levels(self.device, config)
+        self._phase = phase_switch(  # --phase-clocks: decode levels, set at each first decode step
+            self.device, self.clock, prefill=config.device_levels(), decode=config.decode_levels()
+        )
         self.config = config
         self._round_batches = self.session.round_batches(config)
         if self._round_batches is not None:

@@ -178,7 +178,7 @@ async def _stream(
             usage = p.usage(prompt_tokens, answer.output_tokens, answer.energy_j)
             tail.append(p.chunk(rid=rid, model=model, chat=chat, usage_=usage))
         _count(service, endpoint, prompt_tokens, answer)
-        yield b"".join(event(data) for data in [*tail, "[DONE]"])  # the end in one write
+        yield b"".join([*(event(data) for data in tail), event("[DONE]")])  # the end in one write
     finally:
         if not pending.future.done():
             pending.cancel()
