@@ -329,3 +329,14 @@ def test_the_twins_idle_power_seeds_this_boards_and_weighs_as_one_window_per_lev
     np.testing.assert_allclose(idle.predict(), [6.0, 6.0, 10.0, 10.0])
     idle.add(900.0, idle_j=120.0, idle_s=10.0)  # this board's own window at 900 MHz: 12 W over as long
     assert idle.predict()[2] == pytest.approx(11.0)  # the twin's level (two windows' mean) counts as one window
+
+
+def test_a_prior_over_the_memory_clock_keeps_every_window_of_the_same_grid(tmp_path):
+    a, warm = tmp_path / "a.jsonl", tmp_path / "warm.jsonl"
+    base = ["--emcs", "all", "--batches", "4,8"]
+    assert runner.invoke(app, ["tune", *base, "--budget", "6", "--output", str(a)]).exit_code == 0
+    r = runner.invoke(app, ["tune", *base, "--budget", "1", "--prior", str(a), "--output", str(warm)])
+    assert r.exit_code == 0, r.output
+    prior = read_run_log(warm).header.extra["prior"]  # type: ignore[union-attr]
+    measured = sum(x.config.level("emc_mhz") is not None for x in read_run_log(a).rounds)
+    assert prior["ignored_windows"] == 0 and prior["windows"] == measured > 0

@@ -32,7 +32,7 @@ from edpilot.errors import ConfigError
 from edpilot.records import RunHeader
 from edpilot.runlog import read_run_log
 from edpilot.search.hardware import IdlePower, LogResponse, idle_key
-from edpilot.space import Config, ConfigSpace
+from edpilot.space import Axis, Config, ConfigSpace
 
 BOARD_SD = 0.05  # assumed: per-config difference (log units) between two boards of one kind (the twin benchmark's)
 BOARD_PRIOR_DOF = 4.0  # weight of BOARD_SD against this board's residuals from the prior
@@ -80,7 +80,8 @@ class HardwarePrior:
         differences = mismatches(self.header, header)
         if differences:
             raise ConfigError(f"--prior {self.source} is not a run of this setting: {'; '.join(differences)}")
-        grid = {Config.of(b, gpu_mhz=f) for f in header.freqs_mhz for b in header.batch_sizes}
+        axes = tuple(Axis(name, tuple(levels)) for name, levels in header.grid_levels().items())
+        grid = set(ConfigSpace(axes, tuple(header.batch_sizes)).configs)
         kept = tuple(w for w in self.windows if w.config in grid)
         if not kept:
             raise ConfigError(
