@@ -1,30 +1,33 @@
 """Static vs continuous batching on the simulated AGX Orin 32GB: the best config's EDP, latency and TTFT per rate.
 
     python benchmarks/continuous_vs_static.py [--models llama-3.2-1b,qwen2.5-3b] [--rates 0.25,0.5,1,2,4,8]
-        [--batches 1,2,4,8,16,28] [--requests 400] [--warmup 80] [--seed 0]
+        [--batches 1,2,4,8,16,28] [--requests 400] [--warmup 80] [--seed 0] [--max-wait-s S]
 
 For each model, rate λ (Poisson arrivals, 70 output tokens, the shipped prompts) and batching, every config of the
 grid (the paper's 7 GPU levels × `--batches`; for continuous, the batch size is the most concurrent sequences)
-serves one stream of `--warmup` + `--requests` requests in steady state: the first `--warmup` completions are
-not counted (the queue fills to its steady level), the next `--requests` are measured (EDP over the board's total
-energy, as `tune` does by default). A config that cannot keep up shows it by a growing queue, so its EDP is
-large. The table gives each batching's best config by EDP, its mean and p95 latency and p95 TTFT, and the ratio
-continuous / static of the best EDPs.
+serves the same stream (the same arrivals and prompts for both batchings and every config) of `--warmup` +
+`--requests` requests in steady state: the first `--warmup` completions are not counted (the queue fills to its
+steady level), the next `--requests` are measured (EDP over the board's total energy, as `tune` does by default).
+With `--max-wait-s`, a partial static batch leaves once its oldest request has waited that long (`serve`'s 5 s).
+A config that cannot keep up shows it by a growing queue, so its EDP is large. The table gives each batching's
+best config by EDP, its mean and p95 latency and p95 TTFT, and the ratio continuous / static of the best EDPs.
 """
 
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 import numpy as np
 
-from edpilot.continuous_runner import ContinuousRunner
+from edpilot.continuous_runner import ServedRequest, ServedStep, summarize_sequences
 from edpilot.objective import Observation
 from edpilot.runner import ServedBatch, run_batch, summarize
 from edpilot.serving.batcher import StaticBatcher
+from edpilot.serving.continuous import ContinuousScheduler
 from edpilot.serving.window import EnergyWindow
 from edpilot.sim import open_sim
-from edpilot.space import PAPER_FREQ_LEVELS, Config, spread_levels
+from edpilot.space import PAPER_FREQ_LEVELS, spread_levels
 from edpilot.workload import Request, Workload
 
 OUTPUT_TOKENS = 70
@@ -36,14 +39,25 @@ def stream(workload: Workload, count: int, seed: int) -> list[Request]:
     return workload.requests(count, np.random.default_rng(seed))
 
 
-def static_steady(model: str, rate: float, freq_mhz: float, batch: int, *, warmup: int, requests: int, seed: int):
-    """Serve one stream through a static batcher (no max wait); measure the completions after the warm-up."""
+def static_steady(
+    model: str,
+    rate: float,
+    freq_mhz: float,
+    batch: int,
+    *,
+    warmup: int,
+    requests: int,
+    seed: int,
+    max_wait_s: float | None = None,
+):
+    """Serve one stream through a static batcher (a partial batch leaves after `max_wait_s`, as `serve` does);
+    measure the completions after the warm-up."""
     sim = open_sim(BOARD, model=model, seed=seed)
     sim.device.set_freq_mhz(freq_mhz)
     todo = stream(
         Workload(arrivals="poisson", rate_per_s=rate, output_tokens=OUTPUT_TOKENS), warmup + requests + 2 * batch, seed
     )
-    batcher: StaticBatcher[Request] = StaticBatcher(batch)
+    batcher: StaticBatcher[Request] = StaticBatcher(batch, max_wait_s=max_wait_s)
     served: list[ServedBatch] = []
     completed, i, window = 0, 0, None
     while window is None or sum(len(b.requests) for b in served) < requests:
@@ -62,19 +76,49 @@ def static_steady(model: str, rate: float, freq_mhz: float, batch: int, *, warmu
             continue
         if i == len(todo):  # the stream ran out: what was served is the window
             break
-        sim.clock.sleep_until(todo[i].arrival_s)
+        deadline_s = batcher.next_deadline_s()
+        sim.clock.sleep_until(todo[i].arrival_s if deadline_s is None else min(todo[i].arrival_s, deadline_s))
     window.end()
     return summarize(served, window=window, energy_scope="total", batch_size=batch)
 
 
 def continuous_steady(model: str, rate: float, freq_mhz: float, slots: int, *, warmup: int, requests: int, seed: int):
-    """One stream through the continuous scheduler: a warm-up round, then the measured round."""
+    """The same stream (the same arrivals and prompts as `static_steady`) through the continuous scheduler, step by
+    step; measure the completions after the warm-up."""
     sim = open_sim(BOARD, model=model, seed=seed)
-    workload = Workload(arrivals="poisson", rate_per_s=rate, output_tokens=OUTPUT_TOKENS)
-    runner = ContinuousRunner(device=sim.device, engine=sim.engine, workload=workload, requests_per_round=warmup)
-    runner.measure(Config.of(slots, gpu_mhz=freq_mhz))
-    runner.requests_per_round = requests
-    return runner.measure(Config.of(slots, gpu_mhz=freq_mhz))
+    sim.device.set_freq_mhz(freq_mhz)
+    todo = stream(
+        Workload(arrivals="poisson", rate_per_s=rate, output_tokens=OUTPUT_TOKENS), warmup + requests + 2 * slots, seed
+    )
+    scheduler: ContinuousScheduler[Request] = ContinuousScheduler(slots)
+    joined: dict[int, tuple[Request, float]] = {}
+    served: list[ServedRequest] = []
+    steps: list[ServedStep] = []
+    completed, i, window = 0, 0, None
+    while window is None or len(served) < requests:
+        if window is None and completed >= warmup:
+            window = EnergyWindow(sim.device, sim.clock).begin()
+        now_s = sim.clock.now_s()
+        while i < len(todo) and todo[i].arrival_s <= now_s:
+            scheduler.offer(todo[i], now_s)
+            i += 1
+        for r in scheduler.poll(now_s):
+            sim.engine.add(r)
+            joined[r.request_id] = (r, now_s)
+        if sim.engine.running() == 0:
+            if i == len(todo):  # the stream ran out: what was served is the window
+                break
+            sim.clock.sleep_until(todo[i].arrival_s)
+            continue
+        with EnergyWindow(sim.device, sim.clock) as w:
+            step = sim.engine.step()
+        scheduler.release(len(step.finished))
+        completed += len(step.finished)
+        if window is not None:
+            steps.append(ServedStep(w.start_s, w.end_s, w.energy_j, scheduler.running))
+            served += [ServedRequest(*joined[rid], w.end_s, c) for rid, c in step.finished.items()]
+    window.end()
+    return summarize_sequences(served, steps, window=window, energy_scope="total", keeps_up=True)
 
 
 def best(results: dict[tuple[float, int], Observation]) -> tuple[tuple[float, int], Observation]:
@@ -91,6 +135,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-wait-s", type=float, default=None, help="static: a partial batch leaves after this")
     args = parser.parse_args()
     freqs = spread_levels(open_sim(BOARD).device.freqs_mhz(), PAPER_FREQ_LEVELS)
     batches = [int(b) for b in args.batches.split(",")]
@@ -102,7 +147,8 @@ def main() -> None:
     for model in args.models.split(","):
         for rate in (float(r) for r in args.rates.split(",")):
             rows = {}
-            for kind, measure in (("static", static_steady), ("continuous", continuous_steady)):
+            static = partial(static_steady, max_wait_s=args.max_wait_s)
+            for kind, measure in (("static", static), ("continuous", continuous_steady)):
                 results = {
                     (f, b): measure(model, rate, f, b, warmup=args.warmup, requests=args.requests, seed=args.seed)
                     for f in freqs

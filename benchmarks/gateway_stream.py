@@ -1,14 +1,18 @@
 """What `edpilot serve --engine openai:…` costs in front of llama-cpp-python's server (Gemma 3 270M, CPU).
 
-    python benchmarks/gateway_stream.py [--rounds 20] [--max-tokens 32] [--threads 2]
+    python benchmarks/gateway_stream.py [--repeats 5] [--rounds 20] [--max-tokens 32] [--threads 2]
 
 Starts llama-cpp-python's OpenAI server on a loopback port with the packaged Gemma 3 270M Q4_K_M GGUF
 (`--interrupt_requests False`) and two gateways in front of it: `edpilot serve --engine openai:…` with static
-batching (batch 1) and with continuous batching (1 slot). Each round sends one streamed request down each path,
-one at a time, in a rotating order, so that the load of a shared machine falls on all three alike. The client
-measures on the wall clock: latency (request to the last chunk), TTFT (request to the first chunk with text).
-Throughput is requests ÷ the time they took (one request at a time). Needs the `[gemma]` extra and
-`llama-cpp-python[server]`.
+batching (batch 1) and with continuous batching (1 slot). Each round sends one streamed request down each path, one
+at a time, in a rotating order, so that the load of a shared machine falls on all three alike; a repeat is
+`--rounds` rounds, and the table gives the median over the repeats and their range (min–max), each difference taken
+against the direct path of the same repeat; `paired` is the median, over a repeat's rounds, of a path's latency
+less the direct request's of the same round (requests seconds apart share the machine's load). The client measures
+on the wall clock: latency (request to the last chunk), TTFT (request to the first chunk with text); throughput is
+requests ÷ the time they took (one request at a time). The gateway's CPU time per request (user + system, from
+/proc) is what it takes from the upstream on a machine whose cores the upstream fills. Needs the `[gemma]` extra
+and `llama-cpp-python[server]`.
 """
 
 from __future__ import annotations
@@ -83,36 +87,78 @@ def one(client: openai.OpenAI, model: str, max_tokens: int) -> tuple[float, floa
     return time.monotonic() - start, ttft
 
 
-def measure(paths: dict[str, tuple[str, str]], *, rounds: int, max_tokens: int) -> dict[str, dict[str, float]]:
-    """Each round sends one streamed request down every path, one after another, in a rotating order."""
-    clients = {
-        name: openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=600)
-        for name, (url, _) in paths.items()
-    }
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+Path = tuple[openai.OpenAI, str, int]  # client, model name, the pid serving it
+
+
+def measure(paths: dict[str, Path], *, rounds: int, max_tokens: int) -> dict[str, dict[str, float]]:
+    """One repeat: each round sends one streamed request down every path, one after another, in a rotating order."""
     names = list(paths)
-    for name in names:
-        one(clients[name], paths[name][1], 4)  # warm the connection and the model
-    results: dict[str, list[tuple[float, float | None]]] = {name: [] for name in names}
+    rows: dict[str, list[tuple[float, float | None]]] = {name: [] for name in names}
+    cpu = dict.fromkeys(names, 0.0)
     for i in range(rounds):
         for name in names[i % len(names) :] + names[: i % len(names)]:
-            results[name].append(one(clients[name], paths[name][1], max_tokens))
+            client, model, pid = paths[name]
+            before_s = cpu_s(pid)
+            rows[name].append(one(client, model, max_tokens))
+            cpu[name] += cpu_s(pid) - before_s
     out = {}
-    for name, rows in results.items():
-        lat = np.array([r[0] for r in rows])
-        ttft = np.array([r[1] for r in rows if r[1] is not None])
+    for name, results in rows.items():
+        lat = np.array([r[0] for r in results])
+        ttft = np.array([r[1] for r in results if r[1] is not None])
         out[name] = {
-            "throughput": len(lat) / lat.sum(),
-            "max": float(lat.max()),
-            "p50": float(np.percentile(lat, 50)),
-            "p95": float(np.percentile(lat, 95)),
-            "ttft50": float(np.percentile(ttft, 50)),
-            "ttft95": float(np.percentile(ttft, 95)),
+            "req/s": len(lat) / lat.sum(),
+            "p50 (ms)": 1000 * float(np.percentile(lat, 50)),
+            "p95 (ms)": 1000 * float(np.percentile(lat, 95)),
+            "TTFT p50 (ms)": 1000 * float(np.percentile(ttft, 50)),
+            "TTFT p95 (ms)": 1000 * float(np.percentile(ttft, 95)),
+            "CPU (ms/req)": 1000 * cpu[name] / rounds,
+            "paired (ms)": 1000 * float(np.median(lat - np.array([r[0] for r in rows["direct"]]))),
         }
     return out
 
 
+def spread(values: list[float], fmt: str) -> str:
+    """`median [min–max]` of the repeats."""
+    return f"{np.median(values):{fmt}} [{min(values):{fmt}}–{max(values):{fmt}}]"
+
+
+def table(repeats: list[dict[str, dict[str, float]]]) -> list[str]:
+    """Markdown rows: each path's medians over the repeats, and its differences from the direct path."""
+    metrics = list(repeats[0]["direct"])
+    lines = [
+        "| path | req/s | vs direct | p50 (ms) | vs direct | paired (ms) | p95 (ms) | TTFT p50 (ms) | vs direct "
+        "| TTFT p95 (ms) | CPU (ms/req) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in repeats[0]:
+        col = {m: [r[name][m] for r in repeats] for m in metrics}
+        rel = [100 * (r[name]["req/s"] / r["direct"]["req/s"] - 1) for r in repeats]
+        dp50 = [r[name]["p50 (ms)"] - r["direct"]["p50 (ms)"] for r in repeats]
+        dttft = [r[name]["TTFT p50 (ms)"] - r["direct"]["TTFT p50 (ms)"] for r in repeats]
+        cpu = (
+            spread(col["CPU (ms/req)"], ".1f")
+            if name != "direct"
+            else "(the server: " + spread(col["CPU (ms/req)"], ".0f") + ")"
+        )
+        lines.append(
+            f"| {name} | {spread(col['req/s'], '.3f')} | {spread(rel, '+.1f')} % | {spread(col['p50 (ms)'], '.0f')} "
+            f"| {spread(dp50, '+.0f')} | {spread(col['paired (ms)'], '+.0f')} | {spread(col['p95 (ms)'], '.0f')} "
+            f"| {spread(col['TTFT p50 (ms)'], '.0f')} | {spread(dttft, '+.0f')} "
+            f"| {spread(col['TTFT p95 (ms)'], '.0f')} | {cpu} |"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
@@ -121,25 +167,27 @@ def main() -> None:
     procs = [upstream]
     try:
         model = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
-        paths = {"direct": (url, model)}
+        urls = {"direct": (url, model, upstream.pid)}
         for batching in ("static", "continuous"):
             proc, gateway = start_gateway(url, batching, 1)
             procs.append(proc)
-            paths[f"gateway {batching}"] = (gateway, "gemma")
-        rows = measure(paths, rounds=args.rounds, max_tokens=args.max_tokens)
-        base = rows["direct"]
-        print(f"{args.rounds} rounds, one request at a time, {args.max_tokens} tokens, {args.threads} threads")
+            urls[f"gateway {batching}"] = (gateway, "gemma", proc.pid)
+        paths = {
+            name: (openai.OpenAI(base_url=f"{u}/v1", api_key="unused", max_retries=0, timeout=600), m, pid)
+            for name, (u, m, pid) in urls.items()
+        }
+        for client, name, _ in paths.values():
+            one(client, name, 4)  # warm the connection and the model
+        repeats = []
+        for i in range(args.repeats):
+            repeats.append(measure(paths, rounds=args.rounds, max_tokens=args.max_tokens))
+            load = os.getloadavg()[0]
+            print(f"repeat {i + 1}/{args.repeats} done (load average {load:.1f})", file=sys.stderr, flush=True)
         print(
-            "| path | req/s | vs direct | p50 latency (s) | p50 vs direct (ms) | p95 latency (s) | p50 TTFT (ms) |"
-            " p50 TTFT vs direct (ms) | p95 TTFT (ms) | slowest (s) |"
+            f"{args.repeats} repeats of {args.rounds} rounds, one request at a time, {args.max_tokens} tokens, "
+            f"{args.threads} threads; median [min–max] over the repeats"
         )
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        for name, r in rows.items():
-            print(
-                f"| {name} | {r['throughput']:.3f} | {r['throughput'] / base['throughput'] - 1:+.1%} | {r['p50']:.3f}"
-                f" | {1000 * (r['p50'] - base['p50']):+.0f} | {r['p95']:.3f} | {1000 * r['ttft50']:.0f}"
-                f" | {1000 * (r['ttft50'] - base['ttft50']):+.0f} | {1000 * r['ttft95']:.0f} | {r['max']:.2f} |"
-            )
+        print("\n".join(table(repeats)))
     finally:
         for proc in procs:
             if proc.poll() is None:

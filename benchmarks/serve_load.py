@@ -120,7 +120,9 @@ def scenario(
 ) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "serve.jsonl"
-        proc, url = start(["--device", "sim", "--sim-speed", str(speed), "--output", str(log), *serve_args])
+        proc, url = start(
+            ["--device", "sim", "--sim-speed", str(speed), "--batching", "static", "--output", str(log), *serve_args]
+        )
         try:
             result = asyncio.run(load(url, phases=phases, clients=clients, speed=speed, seed=seed))
         finally:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from edpilot.clock import Clock
-from edpilot.engine import Engine, EngineOptions
+from edpilot.engine import Engine, EngineOptions, check_phase_clocks
 from edpilot.engine import open_engine as open_engine_unguarded
 from edpilot.errors import ConfigError, ProfileError
 from edpilot.hardware import Device, DeviceOptions, guarded
@@ -23,6 +23,7 @@ from edpilot.hardware import open_device as open_device_unguarded
 from edpilot.hardware.base import EMC_KNOB, GPU_KNOB
 from edpilot.sim import ProfileModel, ProfileTable, SimDevice
 from edpilot.space import (
+    DECODE_PREFIX,
     PAPER_BATCH_SIZES,
     PAPER_FREQ_LEVELS,
     Axis,
@@ -151,10 +152,19 @@ def profile_table(device: Device) -> ProfileTable | None:
 
 
 def build_space(
-    backends: Backends, *, freqs: str | None = None, batches: str | None = None, emcs: str | None = None
+    backends: Backends,
+    *,
+    freqs: str | None = None,
+    batches: str | None = None,
+    emcs: str | None = None,
+    phase_clocks: bool = False,
 ) -> ConfigSpace:
-    """The grid of `backends` (see `grid`)."""
-    return grid(backends.device, profile=backends.profile, freqs=freqs, batches=batches, emcs=emcs)
+    """The grid of `backends` (see `grid`); `phase_clocks` needs an engine that sees its prefill end."""
+    if phase_clocks:
+        check_phase_clocks(backends.engine.name)
+    return grid(
+        backends.device, profile=backends.profile, freqs=freqs, batches=batches, emcs=emcs, phase_clocks=phase_clocks
+    )
 
 
 def grid(
@@ -164,12 +174,16 @@ def grid(
     freqs: str | None = None,
     batches: str | None = None,
     emcs: str | None = None,
+    phase_clocks: bool = False,
 ) -> ConfigSpace:
     """The grid: the paper's (7 spread levels × batch 4..28) or the profile's, narrowed by --freqs/--batches;
-    `--emcs all|LIST` adds the memory clock (default: not searched, left where the board has it)."""
+    `--emcs all|LIST` adds the memory clock (default: not searched, left where the board has it);
+    `phase_clocks` adds a decode axis (`decode_gpu_mhz`, ...) with the levels of each searched clock."""
     axes = [Axis(GPU_KNOB, _gpu_levels(device, profile, freqs))]
     if emcs is not None:
         axes.append(Axis(EMC_KNOB, _emc_levels(device, profile, emcs)))
+    if phase_clocks:
+        axes += _decode_axes(axes, profile)
     if batches is None:
         batch_sizes = profile.batch_sizes if profile else PAPER_BATCH_SIZES
     else:
@@ -184,6 +198,16 @@ def grid(
                 "narrow it with --freqs/--batches"
             )
     return space
+
+
+def _decode_axes(axes: list[Axis], profile: ProfileTable | None) -> list[Axis]:
+    """--phase-clocks: one decode axis per searched clock, with the same levels (the prefill axis is the clock's)."""
+    if profile is not None:
+        raise ConfigError("--phase-clocks cannot replay a profile: it records whole batches at one level")
+    searched = [a for a in axes if a.searched]
+    if not searched:
+        raise ConfigError("--phase-clocks needs a clock searched at two levels or more (--freqs, --emcs)")
+    return [Axis(DECODE_PREFIX + a.name, a.levels) for a in searched]
 
 
 def _gpu_levels(device: Device, profile: ProfileTable | None, freqs: str | None) -> tuple[float | None, ...]:

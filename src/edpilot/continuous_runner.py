@@ -101,6 +101,8 @@ def summarize_sequences(
         meter_updates=window.meter_updates,
         first_error=errors[0] if errors else None,
         **token_percentiles(ttfts, itls),
+        steps=len(steps),
+        peak_sequences=max((s.sequences for s in steps), default=0),
     )
 
 
@@ -120,7 +122,7 @@ class ContinuousRunner:
         if not isinstance(engine, SequenceEngine):
             raise ConfigError(
                 f"the {getattr(engine, 'name', '?')} engine has no step-level interface; "
-                "--batching continuous needs the sim, llamacpp or openai engine"
+                "--batching continuous needs the sim, hf, llamacpp or openai engine"
             )
         if energy_scope not in ENERGY_SCOPES:
             raise ConfigError(f"unknown energy scope {energy_scope!r}; choose one of: {', '.join(ENERGY_SCOPES)}")

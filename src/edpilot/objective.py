@@ -35,7 +35,9 @@ class Observation:
     (None when the meter's interval is unknown). `backlog_requests` is how many requests were queued when
     the window ended, carried into the next one (None where the driver does not say). `p50_ttft_s`/`p95_ttft_s`
     are percentiles of the time from arrival to a request's first token, `p50_itl_s`/`p95_itl_s` of its mean time
-    between tokens (None: the engine did not say when its tokens came).
+    between tokens (None: the engine did not say when its tokens came). `steps` is how many decode steps a window
+    of continuous batching ran (`mean_batch_s` and `energy_per_batch_j` are then per step; None for static batches), and
+    `peak_sequences` the most sequences one of its steps decoded.
     """
 
     requests: int
@@ -62,6 +64,8 @@ class Observation:
     p95_ttft_s: float | None = None
     p50_itl_s: float | None = None
     p95_itl_s: float | None = None
+    steps: int | None = None
+    peak_sequences: int | None = None
 
     @property
     def failed(self) -> bool:

@@ -26,6 +26,7 @@ from edpilot.engine import Engine
 from edpilot.errors import ConfigError, DeviceError, ProfileError
 from edpilot.hardware import Device
 from edpilot.levels import set_levels
+from edpilot.serving.phase import PhaseSwitch, phase_switch
 from edpilot.serving.window import TICK_TIMEOUT_UPDATES, EnergyWindow, wait_for_tick
 from edpilot.sim.profile import ProfileRow, read_profile, write_profile
 from edpilot.space import Config, ConfigSpace
@@ -140,19 +141,27 @@ def measure_sample(
     knobs: tuple[tuple[str, float], ...] = (),
     align: bool = True,
     min_updates: int = MIN_METER_UPDATES,
+    phase: PhaseSwitch | None = None,
 ) -> ProfileRow:
     """One sample: the batch run back to back until the window spans enough meter updates, divided per batch.
 
     Aligned (a meter with an update interval): the window opens on a counter update, the batches run at once,
     and it closes on the first update after them; the tail after the work is taken out at the power measured
     over the next update, so latency and energy cover the batches alone. `knobs`: the other knobs' levels
-    (`(("emc_mhz", 3199.0),)`), recorded with the row.
+    (`(("emc_mhz", 3199.0),)`, and the decode levels under --phase-clocks), recorded with the row; `phase`
+    switches each batch's decode to them, inside the window.
     """
     interval_ms = device.capabilities.meter_update_interval_ms
     window = EnergyWindow(device, device.clock, update_interval_ms=interval_ms, align=align).begin()
     runs = 0
     while True:
-        engine.generate(batch)
+        if phase is None:
+            engine.generate(batch)
+        else:
+            try:
+                engine.generate(batch, on_decode=phase.on_decode)
+            finally:
+                phase.end_batch()
         runs += 1
         spanned = (device.clock.now_s() - window.start_s) * 1000.0 / interval_ms if interval_ms else None  # type: ignore[operator]
         if spanned is None or spanned >= min_updates or runs >= MAX_BATCHES_PER_SAMPLE:
@@ -213,7 +222,7 @@ def profile(
     rng = np.random.default_rng(seed)
     for config in space:
         pinned = device.capabilities.can_set_clocks
-        others = tuple((n, level) for n, level in config.device_levels().items() if n != "gpu_mhz")
+        others = tuple((n, level) for n, level in config.knobs if n != "gpu_mhz")  # decode levels included
         done = sum(
             1
             for r in rows
@@ -228,8 +237,9 @@ def profile(
         if freq_mhz is None:  # a profile row is keyed by its frequency
             raise DeviceError(f"{device.name}: the GPU clock could not be read, and a profile row needs it")
         for _ in range(repeats - done):
+            phase = phase_switch(device, device.clock, prefill=config.device_levels(), decode=config.decode_levels())
             row = measure_sample(
-                device, engine, workload.requests(config.batch_size, rng), freq_mhz=freq_mhz, knobs=others
+                device, engine, workload.requests(config.batch_size, rng), freq_mhz=freq_mhz, knobs=others, phase=phase
             )
             rows.append(row)
             if on_sample is not None:

@@ -151,6 +151,8 @@ class RoundRecord:
                 p95_ttft_s=optional(number, d, "p95_ttft_s"),
                 p50_itl_s=optional(number, d, "p50_itl_s"),
                 p95_itl_s=optional(number, d, "p95_itl_s"),
+                steps=optional(whole, d, "steps"),
+                peak_sequences=optional(whole, d, "peak_sequences"),
             )
             cost = optional(number, d, "cost", minimum=None)
             if obs.failed and cost is not None:

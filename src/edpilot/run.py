@@ -7,17 +7,19 @@ the session and writes the header. The `tune` and `serve` commands are thin wrap
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edpilot import __version__
 from edpilot.backends import Backends, grid
+from edpilot.engine import check_phase_clocks
 from edpilot.errors import ConfigError
 from edpilot.hardware import Device
 from edpilot.limits import LIMITS, bounded
 from edpilot.objective import ENERGY_SCOPES, EnergyScope, Objective, parse_objective
 from edpilot.runlog import RunHeader, RunLog
 from edpilot.search import DEFAULT_STRATEGY, strategy_class
+from edpilot.search.prior import HardwarePrior, read_prior
 from edpilot.serving.traffic import Traffic
 from edpilot.sim import ProfileTable
 from edpilot.space import parse_batch_sizes, parse_config
@@ -80,6 +82,7 @@ class SearchRequest:
     freqs: str | None = None
     batches: str | None = None
     emcs: str | None = None  # --emcs: memory clock levels to search (None: left where the board has it)
+    phase_clocks: bool = False  # --phase-clocks: decode levels as axes of their own (the engine switches to them)
     baseline: str | None = None
     strategy: str = DEFAULT_STRATEGY
     budget: int = 30
@@ -92,7 +95,9 @@ class SearchRequest:
     seed: int = 0
     slo_ttft_p95_s: float | None = None
     batching: str = "static"
+    prior: Path | None = None  # --prior: another board's run log of the same model (search.prior)
     parsed_objective: Objective = field(init=False)
+    parsed_prior: HardwarePrior | None = field(init=False)
 
     def __post_init__(self) -> None:
         strategy_class(self.strategy)
@@ -101,8 +106,11 @@ class SearchRequest:
         if self.baseline is not None:
             parse_config(self.baseline)
         object.__setattr__(self, "parsed_objective", parse_objective(self.objective))
+        object.__setattr__(self, "parsed_prior", None if self.prior is None else read_prior(self.prior))
         if self.energy_scope not in ENERGY_SCOPES:
             raise ConfigError(f"unknown energy scope {self.energy_scope!r}; choose one of: {', '.join(ENERGY_SCOPES)}")
+        if self.phase_clocks and self.batching == "continuous":
+            raise ConfigError("--phase-clocks needs static batching: a continuous step mixes prefill and decode")
         bounded(self.budget, "budget", "--budget")
         bounded(self.requests_per_round, "requests_per_round", "--requests-per-round")
         bounded(self.seed, "seed", "--seed")
@@ -133,7 +141,14 @@ def resolve_paper(
 
 def session_settings(device: Device, search: SearchRequest, *, profile: ProfileTable | None = None) -> SessionSettings:
     """The grid of `device` (or the replayed `profile`), the baseline and the search settings of a session."""
-    space = grid(device, profile=profile, freqs=search.freqs, batches=search.batches, emcs=search.emcs)
+    space = grid(
+        device,
+        profile=profile,
+        freqs=search.freqs,
+        batches=search.batches,
+        emcs=search.emcs,
+        phase_clocks=search.phase_clocks,
+    )
     baseline = (
         space.validate(space.complete(parse_config(search.baseline)))
         if search.baseline is not None
@@ -153,6 +168,7 @@ def session_settings(device: Device, search: SearchRequest, *, profile: ProfileT
         power_cap_w=search.power_cap_w,
         budget=search.budget,
         slo_ttft_p95_s=search.slo_ttft_p95_s,
+        batching=search.batching,
     )
 
 
@@ -196,9 +212,21 @@ def run_header(
             "power_cap_w": search.power_cap_w,
             "max_wait_s": search.max_wait_s,
             "batching": search.batching,
+            "prompt_tokens": None if output_tokens is None else traffic.prompt_tokens,  # live traffic: not known yet
             **idle_record(profile),
         },
     )
+
+
+def with_prior(
+    settings: SessionSettings, search: SearchRequest, header: RunHeader
+) -> tuple[SessionSettings, RunHeader]:
+    """`--prior`: the other board's run checked against this run's header (ConfigError, one line, when it ran
+    another model, engine, board or lengths) and handed to the session; the header records what it brought."""
+    if search.parsed_prior is None:
+        return settings, header
+    prior = search.parsed_prior.matched(header)
+    return replace(settings, prior=prior), replace(header, extra={**header.extra, "prior": prior.describe()})
 
 
 def idle_record(profile: ProfileTable | None) -> dict[str, object]:
@@ -226,6 +254,8 @@ def start_session(
     output_tokens: float | None,
 ) -> TuningSession:
     """Build the grid and the session for `backends`, and write the run log's header."""
+    if search.phase_clocks:
+        check_phase_clocks(backends.engine.name)
     settings = session_settings(backends.device, search, profile=backends.profile)
     header = run_header(
         settings,
@@ -239,5 +269,6 @@ def start_session(
         output_tokens=output_tokens,
         profile=backends.profile,
     )
+    settings, header = with_prior(settings, search, header)
     run_log.write(header)
     return TuningSession(settings, traffic, run_log=run_log)

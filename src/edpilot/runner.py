@@ -28,6 +28,7 @@ from edpilot.hardware.base import Device
 from edpilot.levels import set_levels
 from edpilot.objective import ENERGY_SCOPES, EnergyScope, Observation
 from edpilot.serving.batcher import StaticBatcher
+from edpilot.serving.phase import PhaseSwitch, phase_switch
 from edpilot.serving.queueing import keeps_up
 from edpilot.serving.traffic import Traffic, window_requests
 from edpilot.serving.window import EnergyWindow
@@ -51,11 +52,24 @@ class ServedBatch:
 
 
 def run_batch(
-    batch: Sequence[Request], *, engine: Engine, device: Device, clock: Clock, on_token: TokenSink | None = None
+    batch: Sequence[Request],
+    *,
+    engine: Engine,
+    device: Device,
+    clock: Clock,
+    on_token: TokenSink | None = None,
+    phase: PhaseSwitch | None = None,
 ) -> ServedBatch:
-    """Run one batch on the engine and measure its time and energy; `on_token` gets its tokens as they come."""
+    """Run one batch on the engine and measure its time and energy; `on_token` gets its tokens as they come.
+    With `phase`, the decode runs at its levels and the prefill levels are back at the end, inside the window."""
     with EnergyWindow(device, clock) as window:
-        completions = engine.generate(batch) if on_token is None else engine.generate(batch, on_token)
+        if phase is None:
+            completions = engine.generate(batch) if on_token is None else engine.generate(batch, on_token)
+        else:
+            try:
+                completions = engine.generate(batch, on_token, on_decode=phase.on_decode)
+            finally:
+                phase.end_batch()
     if len(completions) != len(batch):
         raise EngineError(f"engine returned {len(completions)} completions for a batch of {len(batch)}")
     errors = tuple(c.error for c in completions if c.error)
@@ -301,6 +315,9 @@ class Runner:
             self._offer_arrivals(window.start_s)
         queued_start = len(batcher)
         set_levels(self.device, config)  # a dry run only logs the levels it would set
+        phase = phase_switch(  # --phase-clocks: decode levels, set at each first decode step
+            self.device, self.clock, prefill=config.device_levels(), decode=config.decode_levels()
+        )
         batches: list[ServedBatch] = []
         served = 0
         cut = False
@@ -315,7 +332,7 @@ class Runner:
             if batch is None and saturated:
                 batch = batcher.flush() or None
             if batch is not None:
-                batches.append(run_batch(batch, engine=self.engine, device=self.device, clock=self.clock))
+                batches.append(run_batch(batch, engine=self.engine, device=self.device, clock=self.clock, phase=phase))
                 served += len(batch)
                 continue
             assert self._stream is not None

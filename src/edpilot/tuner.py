@@ -24,6 +24,7 @@ from edpilot.objective import BoundObjective, EnergyScope, Objective, Observatio
 from edpilot.runlog import RoundRecord, RunLog, Summary
 from edpilot.runner import Runner
 from edpilot.search import SearchContext, Strategy, make_strategy
+from edpilot.search.prior import HardwarePrior
 from edpilot.serving.traffic import Traffic
 from edpilot.space import Config, ConfigSpace
 from edpilot.stats import ConfigStats
@@ -46,6 +47,8 @@ class SessionSettings:
     power_cap_w: float | None = None
     budget: int | None = None
     slo_ttft_p95_s: float | None = None
+    prior: HardwarePrior | None = None  # another board's run of the same model (--prior), checked against this run
+    batching: str = "static"
 
     @property
     def constraints(self) -> Constraints:
@@ -218,6 +221,8 @@ class TuningSession:
             power_cap_w=s.power_cap_w,
             budget=s.budget,
             slo_ttft_p95_s=s.slo_ttft_p95_s,
+            prior=s.prior,
+            batching=s.batching,
         )
 
 

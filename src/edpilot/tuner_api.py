@@ -21,13 +21,13 @@ from types import TracebackType
 
 from edpilot.backends import profile_table
 from edpilot.clock import Clock
-from edpilot.engine.base import Completion, Engine, TokenSink
+from edpilot.engine.base import Completion, DecodeHook, Engine, TokenSink
 from edpilot.errors import ConfigError
 from edpilot.hardware.base import Device
 from edpilot.levels import set_levels
 from edpilot.objective import Observation
 from edpilot.records import RoundRecord
-from edpilot.run import SearchRequest, run_header, session_settings
+from edpilot.run import SearchRequest, run_header, session_settings, with_prior
 from edpilot.runlog import RunLog
 from edpilot.runner import ServedBatch, run_batch, summarize
 from edpilot.search import DEFAULT_STRATEGY
@@ -45,6 +45,8 @@ class Tuner:
     given once: either `arrival_rate_per_s` (with `arrivals`, default uniform, and mean `prompt_tokens`, default
     128, and `output_tokens`, default 70), or a `workload` whose requests you serve (`tuner.workload`), and it is
     changed with `set_traffic`. `run_log` writes the JSONL run log `edpilot tune` writes (`edpilot report` reads it).
+    `model` names the model your engine runs (recorded there); `prior` warm-starts the search from another board's
+    run log of that model (`--prior`: same model, board kind and lengths, else ConfigError).
     """
 
     def __init__(
@@ -68,6 +70,8 @@ class Tuner:
         seed: int = 0,
         run_log: str | Path | None = None,
         overwrite: bool = False,
+        model: str | None = None,
+        prior: str | Path | None = None,
     ) -> None:
         self.device = device
         self.search = SearchRequest(
@@ -81,6 +85,7 @@ class Tuner:
             slo_p95_s=slo_p95_s,
             power_cap_w=power_cap_w,
             seed=seed,
+            prior=None if prior is None else Path(prior),
         )
         self.workload = workload
         traffic = _traffic(
@@ -92,20 +97,20 @@ class Tuner:
             output_tokens=output_tokens,
         )
         settings = session_settings(device, self.search, profile=profile_table(device))
-        self.run_log = RunLog(run_log, overwrite=overwrite)
-        self.run_log.write(
-            run_header(
-                settings,
-                self.search,
-                traffic,
-                device=device.describe(),
-                engine={"backend": "library"},
-                model=None,
-                mode="library",
-                workload_name=traffic.arrivals,
-                output_tokens=traffic.output_tokens,
-            )
+        header = run_header(
+            settings,
+            self.search,
+            traffic,
+            device=device.describe(),
+            engine={"backend": "library"},
+            model=model,
+            mode="library",
+            workload_name=traffic.arrivals,
+            output_tokens=traffic.output_tokens,
         )
+        settings, header = with_prior(settings, self.search, header)
+        self.run_log = RunLog(run_log, overwrite=overwrite)
+        self.run_log.write(header)
         self.session = TuningSession(settings, traffic, run_log=self.run_log)
 
     @property
@@ -270,9 +275,14 @@ class _Keep:
         self.engine, self.name, self.needs_warmup = engine, engine.name, False
         self.last: list[Completion] = []
 
-    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
-        """The wrapped engine's answer, kept; `on_token` is passed on when given."""
-        self.last = self.engine.generate(batch) if on_token is None else self.engine.generate(batch, on_token)
+    def generate(
+        self, batch: Sequence[Request], on_token: TokenSink | None = None, *, on_decode: DecodeHook | None = None
+    ) -> list[Completion]:
+        """The wrapped engine's answer, kept; `on_token` and `on_decode` are passed on when given."""
+        if on_decode is not None:
+            self.last = self.engine.generate(batch, on_token, on_decode=on_decode)
+        else:
+            self.last = self.engine.generate(batch) if on_token is None else self.engine.generate(batch, on_token)
         return self.last
 
     def describe(self) -> dict[str, object]:

@@ -52,10 +52,10 @@ def test_shared_options_have_one_name_default_and_help():
     assert differences == {("serve", "max_wait_s", "default")}
     assert found["max_wait_s"]["serve"].default == 5.0 and found["max_wait_s"]["tune"].default is None
     in_all = {option for option, by_command in found.items() if len(by_command) == 3}
-    assert len(in_all) == 17 and {"device", "engine", "seed", "freqs", "emcs", "batches", "request_timeout"} <= in_all
+    assert len(in_all) == 18 and {"device", "engine", "seed", "freqs", "emcs", "phase_clocks", "batches"} <= in_all
     assert {option for option, by_command in found.items() if set(by_command) == {"tune", "serve"}} == {
         "profile", "baseline", "strategy", "budget", "objective", "energy_scope", "paper", "slo_p95",
-        "slo_ttft_p95", "power_cap", "batching", "requests_per_round", "max_wait_s", "output", "overwrite",
+        "slo_ttft_p95", "power_cap", "batching", "requests_per_round", "max_wait_s", "output", "overwrite", "prior",
     }  # fmt: skip
 
 
@@ -81,7 +81,7 @@ def test_each_command_lists_only_its_own_options():
     counts = {name: len(inspect.signature(inspect.unwrap(func)).parameters) for name, func in COMMANDS.items()}
     assert counts == {"tune": 7, "serve": 19, "profile": 9}
     click_counts = {name: len(_click_options(name)) for name in COMMANDS}
-    assert click_counts == {"tune": 42, "serve": 47, "profile": 26}  # every option is still there, and --emcs
+    assert click_counts == {"tune": 44, "serve": 49, "profile": 27}  # every option, --emcs, --phase-clocks, --prior
     assert [use.parameter for use in tune_command.option_groups] == ["device", "engine", "workload", "search", "out"]
 
 

@@ -141,6 +141,18 @@ def test_connections_are_reused_between_batches(server):
     assert len({port for _, port in server.seen}) == 1
 
 
+def test_reader_threads_are_reused_between_batches_and_requests_are_not_logged_one_by_one(server, caplog):
+    engine = OpenAIEngine(url(server))
+    readers: list[threading.Thread] = []
+    with caplog.at_level("INFO"):
+        for i in range(5):
+            engine.generate([req(i)], lambda index, text: readers.append(threading.current_thread()))
+    assert len(readers) == 25 and len(set(readers)) == 1  # one reader thread served all five batches
+    assert readers[0] is not threading.current_thread()
+    assert not [r for r in caplog.records if r.name.startswith("httpx")]  # no "HTTP Request: POST ..." per request
+    engine.close()
+
+
 def test_tokens_are_counted_as_tokens_not_chunks(server):
     engine = OpenAIEngine(url(server))
     usage, pairs, stop = engine.generate([req(0, "usage", 4), req(1, "pairs", 8), req(2, "stop", 3)])

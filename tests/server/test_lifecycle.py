@@ -119,6 +119,8 @@ def test_sigterm_mid_load_answers_queued_requests_with_errors_and_keeps_the_log(
         "306",
         "--batch",
         "4",
+        "--batching",
+        "static",
         "--max-wait-s",
         "100000",
         "--requests-per-round",

@@ -150,7 +150,10 @@ def test_health_and_metrics(server):
 
 
 def test_full_queue_answers_429_with_retry_after(serve):
-    srv = serve("--device", "sim", "--freq", "816", "--batch", "8", "--max-wait-s", "1000", "--max-queue", "2")
+    srv = serve(
+        "--batching", "static",
+        "--device", "sim", "--freq", "816", "--batch", "8", "--max-wait-s", "1000", "--max-queue", "2"
+    )  # fmt: skip
     client = srv.client()
     with cf.ThreadPoolExecutor(max_workers=2) as pool:
         waiting = [pool.submit(client.completions.create, model=MODEL, prompt=f"q{i}", max_tokens=2) for i in range(2)]
@@ -186,7 +189,10 @@ def _wait_for(predicate, timeout_s: float = 60.0) -> None:
 
 
 def test_a_client_that_goes_away_is_dropped_and_the_batch_goes_on(serve):
-    srv = serve("--device", "sim", "--freq", "816", "--batch", "4", "--max-wait-s", "100000", "--sim-speed", "50")
+    srv = serve(
+        "--batching", "static",
+        "--device", "sim", "--freq", "816", "--batch", "4", "--max-wait-s", "100000", "--sim-speed", "50"
+    )  # fmt: skip
     with pytest.raises(httpx.ReadTimeout):  # the client gives up while its request waits for company
         httpx.post(srv.url + "/v1/completions", json={"model": MODEL, "prompt": "gone", "max_tokens": 2}, timeout=0.5)
     _wait_for(lambda: httpx.get(srv.url + "/healthz").json()["queue"] == 1)

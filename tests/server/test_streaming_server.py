@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 
@@ -9,7 +10,10 @@ import httpx
 import pytest
 
 from edpilot.runlog import read_run_log
+from edpilot.server.service import _waiting_pieces
+from edpilot.server.worker import Pending
 from edpilot.sim import open_sim
+from edpilot.workload import Request
 from tests.server.conftest import ServerProcess
 
 MAX_TOKENS = 120
@@ -82,3 +86,20 @@ def test_the_gateway_forwards_upstream_chunks_as_they_arrive(serve, batching: st
     assert text == " ".join(["one", "two", "three"] * 40)
     assert len(times) >= 10  # chunks that reach the gateway together may travel on as one (more under load)
     assert times[-1] - times[0] >= 0.5 * _decode_s(MAX_TOKENS)
+
+
+def test_pieces_already_waiting_go_out_in_one_write_each_still_its_own_chunk() -> None:
+    async def run() -> list[list[str]]:
+        pending = Pending(Request(0, 0.0, "p", 1, 4), asyncio.get_running_loop().create_future())
+        for text in ("a", " b"):
+            pending.pieces.put_nowait(text)
+        writes = _waiting_pieces(pending)
+        out = [await anext(writes)]  # both were waiting: one write
+        pending.pieces.put_nowait(" c")
+        out.append(await anext(writes))
+        for text in (" d", None):
+            pending.pieces.put_nowait(text)
+        out += [texts async for texts in writes]
+        return out
+
+    assert asyncio.run(run()) == [["a", " b"], [" c"], [" d"]]

@@ -10,7 +10,6 @@ from edpilot.continuous_runner import ContinuousRunner
 from edpilot.errors import ConfigError
 from edpilot.runner import Runner
 from edpilot.serving.continuous import ContinuousScheduler
-from edpilot.serving.continuous_queue import fit_steps, forecast
 from edpilot.sim import open_sim
 from edpilot.space import Config
 from edpilot.workload import Workload
@@ -96,44 +95,3 @@ def test_continuous_runner_refuses_an_engine_without_steps() -> None:
     sim = open_sim("sim")
     with pytest.raises(ConfigError, match="step-level"):
         ContinuousRunner(device=sim.device, engine=Whole(), workload=Workload())
-
-
-def test_the_steady_state_forecast_matches_replay_on_the_simulator() -> None:
-    freq_mhz, slots, tokens, rate = 714.0, 8, 70, 4.0
-    sim = open_sim("sim:orin-agx-32gb", seed=0)
-    workload = Workload(arrivals="poisson", rate_per_s=rate, output_tokens=tokens)
-    prompt = workload.traffic(32).prompt_tokens
-    model = sim.model
-    # Learn the step lines from priced steps at a mean context, prefill spread over the answer's tokens.
-    counts = [1, 2, 4, 8]
-    decode = [model.step_cost(freq_mhz, [prompt + tokens / 2] * n, []) for n in counts]
-    joins = [model.step_cost(freq_mhz, [prompt + tokens / 2] * (n - 1), [prompt]) for n in counts]
-    fit = fit_steps(
-        counts,
-        [d.service_s + (j.service_s - d.service_s) / tokens for d, j in zip(decode, joins)],
-        [d.energy_j + (j.energy_j - d.energy_j) / tokens for d, j in zip(decode, joins)],
-    )
-    predicted = forecast(
-        rate_per_s=rate,
-        slots=slots,
-        output_tokens=tokens,
-        step_s=fit.step_s,
-        step_energy_j=fit.step_energy_j,
-        idle_power_w=model.idle_power_w(freq_mhz),
-    )
-    runner = ContinuousRunner(device=sim.device, engine=sim.engine, workload=workload, requests_per_round=60)
-    runner.measure(Config.of(slots, gpu_mhz=freq_mhz))  # the queue fills to its steady level
-    runner.requests_per_round = 300
-    measured = runner.measure(Config.of(slots, gpu_mhz=freq_mhz))
-    assert predicted.keeps_up
-    assert predicted.mean_latency_s == pytest.approx(measured.mean_latency_s, rel=0.1)
-    assert predicted.energy_per_request_j == pytest.approx(measured.energy_per_request_j, rel=0.15)
-    past = forecast(
-        rate_per_s=2 * slots / (tokens * fit.step_s(slots)),
-        slots=slots,
-        output_tokens=tokens,
-        step_s=fit.step_s,
-        step_energy_j=fit.step_energy_j,
-        idle_power_w=1.0,
-    )
-    assert not past.keeps_up and past.edp == float("inf")

@@ -21,7 +21,7 @@ from edpilot.backends import Backends
 from edpilot.objective import BoundObjective, Objective, Observation
 from edpilot.search.forecast import GridForecast, Outlook, SteadyForecast
 from edpilot.serving.traffic import Traffic
-from edpilot.sim import AnalyticModel, ProfileModel, SimDevice
+from edpilot.sim import AnalyticModel, Levels, ProfileModel, SimDevice
 from edpilot.space import Config, ConfigSpace
 
 ORACLE_DRAWS = 2000  # Poisson windows averaged per config (the strategy uses its own, fewer, draws)
@@ -51,7 +51,12 @@ def true_hardware(backends: Backends, space: ConfigSpace, *, prompt_tokens: int,
             idle_w = model.idle_power_w(f)
         else:
             assert isinstance(model, AnalyticModel)
-            cost = model.expected_cost(f, [prompt_tokens] * c.batch_size, output_tokens, emc_mhz=emc)
+            prompts, decode = [prompt_tokens] * c.batch_size, c.decode_levels()
+            if decode:  # --phase-clocks: decode at its own levels, the switches priced (idle at the prefill's)
+                after = Levels(decode.get("gpu_mhz", f), decode.get("emc_mhz", emc))
+                cost = model.phase_cost(Levels(f, emc), after, prompts, output_tokens).batch_cost()
+            else:
+                cost = model.expected_cost(f, prompts, output_tokens, emc_mhz=emc)
             t, e = cost.service_s, cost.energy_j
             idle_w = model.idle_power_w(f, emc_mhz=emc)
         rows.append((t, e, idle_w))

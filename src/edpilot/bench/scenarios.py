@@ -51,6 +51,8 @@ class Scenario:
     drift: tuple[float, ...] = ()
     drift_rounds: int = 6
     hiccups: bool = False  # every batch 2× slower and costlier during HICCUP_SPANS_S (a thermal hiccup)
+    prompt_tokens: int = PROMPT_TOKENS
+    phase_clocks: bool = False  # decode GPU levels as an axis of their own (--phase-clocks)
 
 
 FREQS_WIDE = (300.0, 500.0, 700.0, 900.0, 1100.0, 1300.0)

@@ -29,7 +29,7 @@ import numpy as np
 from edpilot.backends import Backends, build_space, open_backends
 from edpilot.bench.oracle import Hardware, Truth, true_hardware, truth_at
 from edpilot.bench.oracle_file import Costs, OracleTables, TableTruth, table_at, table_truth
-from edpilot.bench.scenarios import HICCUP_SPANS_S, OUTPUT_TOKENS, PROMPT_TOKENS, Hiccups, Scenario, write_synthetic
+from edpilot.bench.scenarios import HICCUP_SPANS_S, OUTPUT_TOKENS, Hiccups, Scenario, write_synthetic
 from edpilot.objective import Observation, parse_objective
 from edpilot.records import RoundRecord
 from edpilot.runner import Runner
@@ -74,20 +74,24 @@ def _open(scn: Scenario, seed: int) -> Backends:
     return backends
 
 
+def _space(scn: Scenario, backends: Backends) -> ConfigSpace:
+    return build_space(backends, freqs=scn.freqs, batches=scn.batches, emcs=scn.emcs, phase_clocks=scn.phase_clocks)
+
+
 def _workload(scn: Scenario, rate_per_s: float) -> Workload:
     return Workload(
         arrivals=scn.arrivals,  # type: ignore[arg-type]
         rate_per_s=rate_per_s,
         output_tokens=OUTPUT_TOKENS,
-        prompt_tokens=PROMPT_TOKENS,
+        prompt_tokens=scn.prompt_tokens,
     )
 
 
 @lru_cache(maxsize=4)
 def _hardware(scn: Scenario) -> tuple[ConfigSpace, Hardware]:
     backends = _open(scn, 0)
-    space = build_space(backends, freqs=scn.freqs, batches=scn.batches, emcs=scn.emcs)
-    return space, true_hardware(backends, space, prompt_tokens=PROMPT_TOKENS, output_tokens=OUTPUT_TOKENS)
+    space = _space(scn, backends)
+    return space, true_hardware(backends, space, prompt_tokens=scn.prompt_tokens, output_tokens=OUTPUT_TOKENS)
 
 
 @lru_cache(maxsize=16)
@@ -133,7 +137,7 @@ def _binding_limit(free: Truth, values: np.ndarray) -> float:
 
 def grid_of(scn: Scenario) -> ConfigSpace:
     """The scenario's grid."""
-    return build_space(_open(scn, 0), freqs=scn.freqs, batches=scn.batches, emcs=scn.emcs)
+    return _space(scn, _open(scn, 0))
 
 
 def oracle_at(
@@ -161,7 +165,7 @@ def run_one(
     `budget` search rounds (None: `budget_for` the grid)."""
     truth, slo, power = oracle_at(scn, scn.rate_per_s, tables)
     backends = _open(scn, seed)
-    space = build_space(backends, freqs=scn.freqs, batches=scn.batches, emcs=scn.emcs)
+    space = _space(scn, backends)
     budget = budget_for(space) if budget is None else budget
     workload = _workload(scn, scn.rate_per_s)
     settings = SessionSettings(

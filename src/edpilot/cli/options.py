@@ -42,6 +42,14 @@ EmcsOpt = Annotated[
         help="Memory clock levels in MHz (comma list) or 'all' to search too; default: left as the board has it."
     ),
 ]
+PhaseClocksOpt = Annotated[
+    bool,
+    typer.Option(
+        "--phase-clocks",
+        help="Search decode clock levels of their own: the engine switches at each batch's first decode step "
+        "(sim, hf, llamacpp; static batching).",
+    ),
+]
 BatchesOpt = Annotated[str | None, typer.Option(help="Batch sizes (comma list); default 4,8,...,28.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for arrivals, prompts, noise and the strategy.")]
 TorchDeviceOpt = Annotated[str | None, typer.Option(help="hf engine: cuda or cpu (default: cuda if available).")]
@@ -108,7 +116,8 @@ BatchingOpt = Annotated[
     str | None,
     typer.Option(
         help="static: batches of --batch run to completion (the paper's); continuous: --batch is the most "
-        "sequences decoding at once, a request joins at the next decode step. Default: static (--paper: static).",
+        "sequences decoding at once, a request joins at the next decode step. Default: continuous for serve, static "
+        "for tune and profile (--paper: static).",
     ),
 ]
 SloTtftOpt = Annotated[
@@ -137,6 +146,13 @@ ProfileTableOpt = Annotated[
     typer.Option(help="--device sim: replay this profile table (CSV) instead of the analytic simulator."),
 ]
 RunLogOpt = Annotated[Path | None, typer.Option(help="Write the run log (JSONL), round by round.")]
+PriorOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Warm start: begin from the batch times and energies of another board's run log (tune or serve "
+        "--output) of the same model, engine and board kind."
+    ),
+]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")]
 ThreadsOpt = Annotated[
     int | None, typer.Option(min=1, help="llamacpp engine: CPU threads (default: every CPU this process may use).")

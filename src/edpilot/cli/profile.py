@@ -46,7 +46,9 @@ def profile_command(
     requests = Workload(arrivals="saturated", output_tokens=output_tokens, prompt_tokens=prompt_tokens)
     backends = open_run(device, engine, rails=split_list(device.rails))
     with guarded(backends.device):
-        space = build_space(backends, freqs=grid.freqs, batches=grid.batches, emcs=grid.emcs)
+        space = build_space(
+            backends, freqs=grid.freqs, batches=grid.batches, emcs=grid.emcs, phase_clocks=grid.phase_clocks
+        )
         describe_limits(backends.device, quiet=out.json_output)
         engine_info = backends.engine.describe()
         device_info = backends.device.describe()

@@ -68,15 +68,18 @@ def serve_command(
     """Serve /v1/completions and /v1/chat/completions, batching requests at the tuned GPU frequency and batch size.
 
     Online tuning (the default) searches on live traffic and re-plans when it drifts; --config serves what
-    `edpilot tune --output run.jsonl` chose; --freq/--batch serve one config. Stop with Ctrl-C or SIGTERM:
-    queued requests get an error, the running batch finishes, the device is restored.
+    `edpilot tune --output run.jsonl` chose; --freq/--batch serve one config. Requests join the running batch at
+    the next decode step (continuous batching; --batch is then the most sequences at once) unless --batching static
+    or --paper. Stop with Ctrl-C or SIGTERM: queued requests get an error, the running batch finishes, the device
+    is restored.
     """
     from edpilot.server.launch import ServeSettings, run_server, serving_sim_speed
     from edpilot.server.plan import plan_search, resolve_plan
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    batching = search.request.batching if search.batching or search.paper else "continuous"  # serve's default
     settings = ServeSettings(
-        batching=search.request.batching,
+        batching=batching,
         host=host,
         port=port,
         api_key=api_key,
@@ -90,8 +93,13 @@ def serve_command(
         read_timeout_s=read_timeout_s,
     )
     plan = resolve_plan(tune=tune, config=config, freq_mhz=freq, batch_size=batch)
-    if not plan.online and (search.freqs or search.emcs or search.batches or search.baseline):
-        raise ConfigError("--freqs/--emcs/--batches/--baseline shape online tuning; a fixed config takes none of them")
+    if not plan.online and (
+        search.freqs or search.emcs or search.phase_clocks or search.batches or search.baseline or search.prior
+    ):
+        raise ConfigError(
+            "--freqs/--emcs/--phase-clocks/--batches/--baseline/--prior shape online tuning; "
+            "a fixed config takes none of them"
+        )
     backends = open_run(
         device,
         engine,
@@ -106,7 +114,7 @@ def serve_command(
         RunLog(out.output, overwrite=out.overwrite) as run_log,
     ):
         try:
-            request = plan_search(plan, search.request, backends.device)
+            request = plan_search(plan, replace(search.request, batching=batching), backends.device)
             # saturated until live arrivals tell
             traffic = Traffic(arrivals="saturated", requests_per_round=search.requests_per_round)
             session = start_session(
@@ -123,7 +131,8 @@ def serve_command(
             def ready(url: str) -> None:
                 started.append(url)
                 what = "tuning online" if plan.online else f"at {session.baseline} ({plan.source})"
-                err_console.print(f"edpilot: serving on {url} — {backends.device.name}, {what}", highlight=False)
+                line = f"edpilot: serving on {url} — {backends.device.name}, {what}, {batching} batching"
+                err_console.print(line, highlight=False)
 
             run_server(
                 backends,
@@ -150,6 +159,8 @@ def _stop_line(device: Device, started: list[str]) -> Iterator[None]:
     except BaseException as exc:
         if started:
             err_console.print(f"edpilot: stopped{_why(exc)}; {_clocks(device)}", highlight=False)
+            if isinstance(exc, KeyboardInterrupt):  # said: exit 130 without a second "interrupted" line
+                raise typer.Exit(code=130) from None
         raise
     if started:
         err_console.print(f"edpilot: stopped; {_clocks(device)}", highlight=False)

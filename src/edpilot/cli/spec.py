@@ -38,7 +38,9 @@ from edpilot.cli.options import (
     OutputTokensOpt,
     OverwriteOpt,
     PaperOpt,
+    PhaseClocksOpt,
     PowerCapOpt,
+    PriorOpt,
     ProfileTableOpt,
     PromptTokensOpt,
     RailsOpt,
@@ -145,12 +147,14 @@ class WorkloadSpec:
 
 @dataclass(frozen=True)
 class GridSpec:
-    """The GPU levels, memory clock levels (`--emcs`, default: not searched) and batch sizes to measure."""
+    """The GPU levels, memory clock levels (`--emcs`, default: not searched) and batch sizes to measure; with
+    `--phase-clocks`, decode levels of their own."""
 
     PANEL: ClassVar[str] = "Grid"
 
     freqs: FreqsOpt = None
     emcs: EmcsOpt = None
+    phase_clocks: PhaseClocksOpt = False
     batches: BatchesOpt = None
 
     def __post_init__(self) -> None:
@@ -177,6 +181,7 @@ class SearchSpec(GridSpec):
     requests_per_round: RequestsPerRoundOpt = 32
     max_wait_s: MaxWaitOpt = None
     seed: SeedOpt = 0
+    prior: PriorOpt = None
     request: SearchRequest = field(init=False)
 
     def __post_init__(self) -> None:  # SearchRequest checks the grid's batch sizes too
@@ -188,6 +193,7 @@ class SearchSpec(GridSpec):
         request = SearchRequest(
             freqs=self.freqs,
             emcs=self.emcs,
+            phase_clocks=self.phase_clocks,
             batches=self.batches,
             baseline=self.baseline,
             strategy=self.strategy,
@@ -201,6 +207,7 @@ class SearchSpec(GridSpec):
             power_cap_w=self.power_cap,
             seed=self.seed,
             batching=resolve_batching(self.batching, paper=self.paper),
+            prior=self.prior,
         )
         object.__setattr__(self, "request", request)
 

@@ -5,8 +5,9 @@
     engine = open_engine("openai:http://127.0.0.1:8080", EngineOptions(), device)   # any OpenAI-compatible server
 
 Backends register themselves with `register_engine`; `edpilot.sim` registers `sim`. `engine_kinds()` lists
-the usage strings. Raises ConfigError for unknown or incomplete specs and EngineError when a model cannot be
-loaded or an optional dependency is missing.
+the usage strings; `check_phase_clocks(spec)` says whether an engine can switch clocks between prefill and decode
+(it calls `generate(..., on_decode=...)` at its first decode step). Raises ConfigError for unknown or incomplete
+specs and EngineError when a model cannot be loaded or an optional dependency is missing.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from edpilot.errors import ConfigError
 if TYPE_CHECKING:
     from edpilot.hardware import Device
 
-__all__ = ["Completion", "Engine", "EngineOptions", "engine_kinds", "open_engine", "register_engine"]
+__all__ = [
+    "Completion",
+    "Engine",
+    "EngineOptions",
+    "check_phase_clocks",
+    "engine_kinds",
+    "open_engine",
+    "register_engine",
+]
 
 DEFAULT_REQUEST_TIMEOUT_S = 120.0
 
@@ -60,11 +69,23 @@ class EngineOptions:
 
 EngineOpener = Callable[[str, EngineOptions, "Device | None"], Engine]
 _OPENERS: dict[str, tuple[EngineOpener, str]] = {}
+_PHASE_CLOCKS: set[str] = set()  # kinds whose generate() calls on_decode between prefill and decode
 
 
-def register_engine(kind: str, opener: EngineOpener, *, usage: str) -> None:
-    """Make `--engine KIND[:ARG]` open an engine with `opener(ARG, options, device)`."""
+def register_engine(kind: str, opener: EngineOpener, *, usage: str, phase_clocks: bool = False) -> None:
+    """Make `--engine KIND[:ARG]` open an engine with `opener(ARG, options, device)`; `phase_clocks`: its
+    `generate` calls `on_decode` at the first decode step (it sees its prefill end)."""
     _OPENERS[kind] = (opener, usage)
+    if phase_clocks:
+        _PHASE_CLOCKS.add(kind)
+
+
+def check_phase_clocks(spec: str) -> None:
+    """ConfigError unless the engine `spec` names can switch clocks between prefill and decode."""
+    kind = spec.partition(":")[0]
+    if kind not in _PHASE_CLOCKS:
+        able = ", ".join(k for k in _OPENERS if k in _PHASE_CLOCKS)
+        raise ConfigError(f"--phase-clocks needs an engine that sees its prefill end ({able}), not {spec}")
 
 
 def engine_kinds() -> list[str]:
@@ -113,6 +134,6 @@ def _open_openai(arg: str, o: EngineOptions, device: Device | None) -> Engine:
     )
 
 
-register_engine("hf", _open_hf, usage="hf:PATH_OR_PRESET")
-register_engine("llamacpp", _open_llamacpp, usage="llamacpp:FILE.gguf|gemma-3-270m")
+register_engine("hf", _open_hf, usage="hf:PATH_OR_PRESET", phase_clocks=True)
+register_engine("llamacpp", _open_llamacpp, usage="llamacpp:FILE.gguf|gemma-3-270m", phase_clocks=True)
 register_engine("openai", _open_openai, usage="openai:URL")

@@ -1,7 +1,9 @@
 """The Engine interface every inference backend implements: static batches, streamed token by token.
 
 Two ways in. `generate(batch, on_token)` runs one static batch to completion and calls `on_token(i, text)`
-as request i's text grows, once per decode step (or per upstream chunk), from the engine's thread. The
+as request i's text grows, once per decode step (or per upstream chunk), from the engine's thread;
+`on_decode()` is called once, from the same thread, between the batch's prefill and its first decode step
+(per-phase clocks: the caller writes the decode levels there). The
 iteration-level `SequenceEngine` (continuous batching) is driven one decode step at a time: `add` a request
 and it joins at the next `step`, which also prefills it; `step` returns each running request's new text and
 the requests it finished, so a request never waits for the others of a batch.
@@ -17,6 +19,9 @@ from edpilot.workload import Request
 
 TokenSink = Callable[[int, str], None]
 """Called as a request's text grows: (index of the request in its batch, the new text)."""
+
+DecodeHook = Callable[[], None]
+"""Called once per batch after its prefill, before its first decode step (never when no request decodes on)."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +53,14 @@ class Engine(Protocol):
     name: str
     needs_warmup: bool
 
-    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
-        """Answer every request of `batch` together; returns one Completion per request, in order."""
+    def generate(
+        self, batch: Sequence[Request], on_token: TokenSink | None = None, *, on_decode: DecodeHook | None = None
+    ) -> list[Completion]:
+        """Answer every request of `batch` together; returns one Completion per request, in order.
+
+        `on_decode` runs between the prefill and the first decode step; its time counts in the batch's. An engine
+        that cannot see that boundary (a remote server) raises ConfigError when given one.
+        """
         ...
 
     def describe(self) -> dict[str, object]:

@@ -1,7 +1,8 @@
 """`--engine hf:PATH_OR_PRESET`: in-process batched generation with transformers (extra `[hf]`).
 
 Left padding, greedy decoding, per-batch TTFT; each step's tokens are decoded and handed to `on_token` as they
-come; `fixed_output_length` ignores EOS so every request decodes exactly its max_new_tokens.
+come; `fixed_output_length` ignores EOS so every request decodes exactly its max_new_tokens. Continuous batching
+(`add`, `step`: the `SequenceEngine` interface) is in `hf_steps`.
 On CUDA, `compiled=True` decodes with a static KV cache and
 torch.compile (CUDA graphs), which removes the per-token launch overhead of eager decoding.
 """
@@ -15,8 +16,9 @@ from typing import Any
 
 from edpilot.architectures import ARCHITECTURES
 from edpilot.clock import WallClock
-from edpilot.engine.base import Completion, TokenSink
+from edpilot.engine.base import Completion, DecodeHook, Step, TokenSink
 from edpilot.engine.hf_presets import GEMMA_PRESET, build_preset, gemma_gguf_path, load_pretrained
+from edpilot.engine.hf_steps import HfSequences
 from edpilot.errors import ConfigError, EngineError
 from edpilot.workload import Request
 
@@ -75,9 +77,14 @@ class HfEngine:
             self.weights = str(path)
         self.model.eval()
         self.parameters = sum(p.numel() for p in self.model.parameters())
+        self._sequences: HfSequences | None = None
 
-    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
-        """Greedy-decode the batch together, streaming each step's text; each request stops at its max_new_tokens."""
+    def generate(
+        self, batch: Sequence[Request], on_token: TokenSink | None = None, *, on_decode: DecodeHook | None = None
+    ) -> list[Completion]:
+        """Greedy-decode the batch together, streaming each step's text; each request stops at its max_new_tokens.
+
+        `on_decode` runs once the prefill's tokens are out, before the first decode step's forward pass."""
         if self.model is None:
             raise EngineError("the hf engine is closed")
         torch = self.torch
@@ -87,7 +94,7 @@ class HfEngine:
         inputs = self.tokenizer(
             [r.prompt for r in batch], return_tensors="pt", padding=True, pad_to_multiple_of=pad_multiple
         ).to(self.device)
-        timer = StepStreamer(self, batch, on_token)
+        timer = StepStreamer(self, batch, on_token, on_decode=on_decode if max_new > 1 else None)
         kwargs: dict[str, Any] = dict(
             max_new_tokens=max_new,
             do_sample=False,
@@ -111,6 +118,33 @@ class HfEngine:
             self._completion(tokens[: r.max_new_tokens], timer.ttft_s, timer.last_token_s[i])
             for i, (r, tokens) in enumerate(zip(batch, new_tokens))
         ]
+
+    # --- continuous batching (SequenceEngine): sequences join and leave at step boundaries (hf_steps) ---
+    def add(self, request: Request) -> None:
+        """Queue `request` to join the running sequences at the next step (which prefills it)."""
+        if self.model is None:
+            raise EngineError("the hf engine is closed")
+        self._steps().add(request)
+
+    def step(self) -> Step:
+        """One decode step of every running sequence."""
+        return self._steps().step()
+
+    def running(self) -> int:
+        """Sequences added and not yet finished."""
+        return 0 if self._sequences is None else self._sequences.running()
+
+    def cancel(self, request_id: int) -> None:
+        """The request leaves, failed, at the next step."""
+        self._steps().cancel(request_id)
+
+    def wake(self) -> None:
+        """A step never waits on anything outside: nothing to wake."""
+
+    def _steps(self) -> HfSequences:
+        if self._sequences is None:
+            self._sequences = HfSequences(self)
+        return self._sequences
 
     def answer_tokens(self, tokens: list[int]) -> list[int]:
         """The tokens that are output: up to (not including) EOS unless the length is fixed."""
@@ -144,7 +178,7 @@ class HfEngine:
 
     def close(self) -> None:
         """Drop the model and give CUDA memory back; idempotent."""
-        self.model = None
+        self.model = self._sequences = None
         if self.device.startswith("cuda"):
             self.torch.cuda.empty_cache()
 
@@ -152,12 +186,22 @@ class HfEngine:
 class StepStreamer:
     """A generate() streamer: stamps TTFT and each request's last token, and hands on each step's new text.
 
+    generate() calls `put` between forward passes, so `on_decode` called after the prefill's tokens runs before
+    the first decode step.
+
     Text is decoded from all of a request's tokens so far and the new suffix sent, so pieces that only make a
     character together (byte tokens) come out whole.
     """
 
-    def __init__(self, engine: HfEngine, batch: Sequence[Request], on_token: TokenSink | None) -> None:
-        self.engine, self.batch, self.on_token = engine, batch, on_token
+    def __init__(
+        self,
+        engine: HfEngine,
+        batch: Sequence[Request],
+        on_token: TokenSink | None,
+        *,
+        on_decode: DecodeHook | None = None,
+    ) -> None:
+        self.engine, self.batch, self.on_token, self.on_decode = engine, batch, on_token, on_decode
         self.clock = WallClock()
         self._calls = 0
         self._start_s = 0.0
@@ -192,6 +236,8 @@ class StepStreamer:
                 if text.startswith(self._sent[i]) and len(text) > len(self._sent[i]) and not text.endswith("\ufffd"):
                     self.on_token(i, text[len(self._sent[i]) :])
                     self._sent[i] = text
+        if self._calls == 2 and self.on_decode is not None:
+            self.on_decode()
 
     def end(self) -> None:
         """Called when generation ends."""

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from edpilot.clock import WallClock
-from edpilot.engine.base import Completion, Step, TokenSink
+from edpilot.engine.base import Completion, DecodeHook, Step, TokenSink
 from edpilot.engine.hf_presets import GEMMA_PRESET, gemma_gguf_path
 from edpilot.engine.llamacpp_info import build_backends, gguf_quantisation, llama_cpp_module, model_meta
 from edpilot.engine.llamacpp_steps import SequenceSlots
@@ -124,8 +124,11 @@ class LlamaCppEngine:
             self.lib.llama_batch_free(lb)
         return out
 
-    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
-        """Greedy-decode the batch together, one llama.cpp sequence per request, streaming each step's text."""
+    def generate(
+        self, batch: Sequence[Request], on_token: TokenSink | None = None, *, on_decode: DecodeHook | None = None
+    ) -> list[Completion]:
+        """Greedy-decode the batch together, one llama.cpp sequence per request, streaming each step's text;
+        `on_decode` runs after the prefill's `llama_decode` calls, before the first decode step's."""
         if self._model is None:
             raise EngineError("the llamacpp engine is closed")
         lib, b = self.lib, len(batch)
@@ -162,6 +165,8 @@ class LlamaCppEngine:
                 self._decode(ctx, lb, [(seq, pos, tok, pos == len(prompts[seq]) - 1) for seq, pos, tok in chunk])
                 self._take(ctx, ends, tokens, done, batch)
                 stream(ends)
+            if on_decode is not None and not all(done):
+                on_decode()
             while not all(done):
                 active = [seq for seq in range(b) if not done[seq]]
                 step = [(seq, len(prompts[seq]) + len(tokens[seq]) - 1, tokens[seq][-1], True) for seq in active]

@@ -1,15 +1,15 @@
 """`--engine openai:URL`: any OpenAI-compatible server (llama.cpp server, vLLM, Ollama, edpilot serve).
 
 A batch of b requests is sent concurrently to /v1/completions with streaming over one pooled httpx client
-(connections are reused between batches); each upstream chunk is handed on (`on_token`) as it arrives. As a
-`SequenceEngine` (continuous batching) it is a gateway that caps concurrency: a request added is sent upstream at
-once, and `step` waits for the next chunks of any running request, so the server behind it keeps its own slots.
-Each request has a total deadline (`request_timeout_s`), so a server
-that trickles bytes cannot hold a batch longer; `close()` cancels in-flight requests at once by shutting their
-sockets. Output tokens come from the server's `usage` (asked for with `stream_options.include_usage`); without
-it a request that stopped on `finish_reason: "length"` produced exactly `max_tokens`, and otherwise the count
-falls back to streamed chunks (logged once). An HTTP error, a timeout or an answer of the wrong shape fails
-that request with a clear error text; nothing is raised.
+(connections are reused between batches, and so are the threads that read them); each upstream chunk is handed on
+(`on_token`) as it arrives. As a `SequenceEngine` (continuous batching) it is a gateway that caps concurrency: a
+request added is sent upstream at once, and `step` waits for the next chunks of any running request, so the server
+behind it keeps its own slots. Each request has a total deadline (`request_timeout_s`), so a server that trickles
+bytes cannot hold a batch longer; `close()` cancels in-flight requests at once by shutting their sockets. Output
+tokens come from the server's `usage` (asked for with `stream_options.include_usage`); without it a request that
+stopped on `finish_reason: "length"` produced exactly `max_tokens`, and otherwise the count falls back to streamed
+chunks (logged once). An HTTP error, a timeout or an answer of the wrong shape fails that request with a clear
+error text; nothing is raised.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from edpilot.clock import WallClock
-from edpilot.engine.base import Completion, Step, TokenSink
+from edpilot.engine.base import Completion, DecodeHook, Step, TokenSink
 from edpilot.engine.openai_wire import WireError, parse_event, sse_data
 from edpilot.errors import ConfigError, EngineError
 from edpilot.workload import Request
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_IN_FLIGHT = 1024  # reader threads at most; requests beyond wait for one (each still under its deadline)
 CONNECT_TIMEOUT_S = 10.0  # a server that does not accept within this is down (bounded by the request deadline)
 CANCEL_WAIT_S = 2.0  # how long a cancelled request may take to notice its socket is shut
 ERROR_BODY_CHARS = 300
@@ -113,10 +114,12 @@ class OpenAIEngine:
         self.base_url, self.request_timeout_s = base_url, request_timeout_s
         self.fixed_output_length = fixed_output_length
         self._model, self._model_source = model, "option" if model else None
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every request at INFO: a line per request
         self._client = httpx.Client(
             timeout=httpx.Timeout(request_timeout_s, connect=min(CONNECT_TIMEOUT_S, request_timeout_s)),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
         )
+        self._pool = ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT, thread_name_prefix="edpilot-openai")
         self._active: set[_Call] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -144,18 +147,23 @@ class OpenAIEngine:
             self._model, self._model_source = FALLBACK_MODEL, "fallback (server lists no models)"
         return self._model
 
-    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
-        """Send every request at once, handing on chunks as they come; wait for all, at most the request deadline."""
+    def generate(
+        self, batch: Sequence[Request], on_token: TokenSink | None = None, *, on_decode: DecodeHook | None = None
+    ) -> list[Completion]:
+        """Send every request at once, handing on chunks as they come; wait for all, at most the request deadline.
+
+        No `on_decode`: the server's prefill ends out of sight (ConfigError)."""
         if self._closed:
             raise EngineError("the openai engine is closed")
+        if on_decode is not None:
+            raise ConfigError("the openai engine cannot switch clocks per phase: its server's prefill ends unseen")
         model = self.model_name()
         calls = [_Call(r, None if on_token is None else _indexed(on_token, i)) for i, r in enumerate(batch)]
         with self._lock:
             self._active.update(calls)
         start_s = self.clock.now_s()
-        pool = ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="edpilot-openai")
+        futures = [self._pool.submit(self._run, call, model, start_s) for call in calls]
         try:
-            futures = [pool.submit(self._run, call, model, start_s) for call in calls]
             _, pending = wait(futures, timeout=self.request_timeout_s)
             if pending:
                 reason = f"timed out: no complete answer within the {self.request_timeout_s:g} s request deadline"
@@ -167,7 +175,8 @@ class OpenAIEngine:
                 call.cancel("cancelled")
             raise
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            for future in futures:
+                future.cancel()  # one still waiting for a thread does not start
             with self._lock:
                 self._active.difference_update(calls)
         return [c.result or Completion("", 0, None, error=c.cancel_reason or "request did not finish") for c in calls]
@@ -189,7 +198,10 @@ class OpenAIEngine:
             finally:
                 self._events.put((call, None))
 
-        threading.Thread(target=run, name=f"edpilot-openai-{request.request_id}", daemon=True).start()
+        try:
+            self._pool.submit(run)
+        except RuntimeError:  # closed meanwhile
+            raise EngineError("the openai engine is closed") from None
 
     def running(self) -> int:
         """Requests sent upstream and not answered yet."""
@@ -330,6 +342,7 @@ class OpenAIEngine:
             active = list(self._active)
         for call in active:
             call.cancel("cancelled: the engine was closed")
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edpilot.objective import BoundObjective, EnergyScope, Observation
+from edpilot.search.prior import HardwarePrior
 from edpilot.serving.traffic import Traffic
 from edpilot.space import Config, ConfigSpace
 from edpilot.stats import ConfigStats
@@ -20,7 +21,10 @@ class SearchContext:
     `idle_power_w` is the device's idle power (W) when known (a profile records it); `slo_p95_s` and
     `power_cap_w` are constraints on the p95 latency (s) and the window's mean power (W); `budget` is the
     number of search rounds the driver means to ask for after the baseline round (None: open-ended, as
-    `serve` holding the best config between re-plans).
+    `serve` holding the best config between re-plans). `prior` is another board's run of the same model
+    (`--prior`, search.prior): the `edpilot` strategy starts its hardware model from it; the others ignore it.
+    `batching` is `static` or `continuous` (a config's batch
+    size is then the most sequences decoding at once, and a window's batch time and energy are per decode step).
     """
 
     space: ConfigSpace
@@ -34,6 +38,8 @@ class SearchContext:
     power_cap_w: float | None = None
     budget: int | None = None
     slo_ttft_p95_s: float | None = None
+    prior: HardwarePrior | None = None
+    batching: str = "static"
 
 
 class Strategy(ABC):

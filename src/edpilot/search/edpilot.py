@@ -32,8 +32,16 @@ import numpy as np
 
 from edpilot.objective import Observation
 from edpilot.search.base import SearchContext, Strategy
-from edpilot.search.forecast import Outlook, SteadyForecast
+from edpilot.search.continuous_forecast import (
+    STEP_ENERGY_SLOPES,
+    STEP_TIME_SLOPES,
+    busy_units,
+    make_forecast,
+    taught_by,
+)
+from edpilot.search.forecast import Outlook
 from edpilot.search.hardware import IdlePower, LogResponse, features, idle_key, prior
+from edpilot.search.prior import vouched, warm_start
 from edpilot.serving.queueing import backlog_delay_s, utilisation
 from edpilot.serving.traffic import Traffic
 from edpilot.space import Config
@@ -72,17 +80,22 @@ class EdpilotStrategy(Strategy):
         super().__init__(ctx)
         self._configs = ctx.space.configs
         phi = features(ctx.space)
-        self.time = LogResponse(phi, *prior(ctx.space, **TIME_SLOPES))
-        self.energy = LogResponse(phi, *prior(ctx.space, **ENERGY_SLOPES))
+        steps = ctx.batching == "continuous"  # a window's batch time and energy are per decode step
+        self.time = LogResponse(phi, *prior(ctx.space, **(STEP_TIME_SLOPES if steps else TIME_SLOPES)))
+        self.energy = LogResponse(phi, *prior(ctx.space, **(STEP_ENERGY_SLOPES if steps else ENERGY_SLOPES)))
         freqs = np.array([c.freq_mhz or 0.0 for c in self._configs])
         self.idle = IdlePower(freqs, ctx.idle_power_w, [idle_key(c) for c in self._configs])
+        if ctx.prior is not None:  # another board's run of the same model: its hardware answer as the prior
+            self.time, self.energy = warm_start(
+                ctx.prior, ctx.space, time=self.time, energy=self.energy, idle=self.idle
+            )
         self.failed = np.zeros(len(self._configs), dtype=bool)
         self.behind = np.zeros(len(self._configs), dtype=bool)
         self.kept_rounds = np.zeros(len(self._configs))  # full rounds whose queue did not grow, per config
         self.pending: dict[int, Observation] = {}  # a window held back as a possible outlier, per config
         self.outliers = 0  # windows judged outliers and left out of the model
         self.backlog_requests = 0
-        self.forecast = SteadyForecast(ctx.space, ctx.traffic, energy_scope=ctx.energy_scope)
+        self.forecast = make_forecast(ctx.space, ctx.traffic, energy_scope=ctx.energy_scope, batching=ctx.batching)
         self._cache: dict[str, Outlook] = {}
         self._rho_cache: dict[float, np.ndarray] = {}
         self._window_requests = self._requests_per_window()
@@ -93,6 +106,7 @@ class EdpilotStrategy(Strategy):
         self._phase_rounds = -1  # ... since the traffic last changed (a budget is per phase in serve)
         self._f_gap = _clock_gap(self._configs)
         self.ceiling = np.full(len(self._configs), np.inf)  # log batch time no unmeasured config can exceed
+        self._vouched = vouched(ctx.prior, ctx.space)  # configs a twin's run measured: inside the trust region
         self._grid_pos = ctx.space.positions()
 
     # --- learning -------------------------------------------------------------------------------------------
@@ -110,7 +124,8 @@ class EdpilotStrategy(Strategy):
             self.failed[i] = True
         elif obs.mean_batch_s > 0:
             for window in self._screen(i, obs):
-                self._learn(i, config, window)
+                for j in taught_by(self.forecast, self._configs, i, window):  # continuous: slots it never filled
+                    self._learn(j, self._configs[j], window)
             rho = self._own_rho()[i]
             if rho >= 1.0 or (not obs.keeps_up and rho >= RHO_BEHIND):
                 self.behind[i] = True
@@ -151,10 +166,11 @@ class EdpilotStrategy(Strategy):
         if obs.energy_per_batch_j is not None and obs.energy_per_batch_j > 0:
             self.energy.add(i, obs.energy_per_batch_j, batches)
             if obs.power_w is not None:
+                busy = busy_units(self.forecast, config, obs)
                 self.idle.add(
                     config.freq_mhz or 0.0,
-                    idle_j=obs.power_w * obs.window_s - batches * obs.energy_per_batch_j,
-                    idle_s=obs.window_s - batches * obs.mean_batch_s,
+                    idle_j=obs.power_w * obs.window_s - busy * obs.energy_per_batch_j,
+                    idle_s=obs.window_s - busy * obs.mean_batch_s,
                     others=idle_key(config),
                 )
         self.time.fit()
@@ -166,7 +182,9 @@ class EdpilotStrategy(Strategy):
     def set_traffic(self, traffic: Traffic) -> None:
         """Re-rank every config at the new traffic from the hardware model: nothing is measured again."""
         super().set_traffic(traffic)
-        self.forecast = SteadyForecast(self.space, traffic, energy_scope=self.ctx.energy_scope)
+        self.forecast = make_forecast(
+            self.space, traffic, energy_scope=self.ctx.energy_scope, batching=self.ctx.batching
+        )
         self.behind[:] = False
         self.kept_rounds[:] = 0
         self._phase_rounds = 0
@@ -321,12 +339,13 @@ class EdpilotStrategy(Strategy):
 
     def _in_trust_region(self, promising: np.ndarray, cost: np.ndarray, inc: int) -> int | None:
         """The lowest-cost promising config within a Chebyshev grid radius around the incumbent: 2^(k+1) after k
-        search rounds, or the smallest radius that holds a promising config; None when none is promising."""
+        search rounds, or the smallest radius that holds a promising config — or one a twin's run measured
+        (`--prior`); None when none is promising."""
         if not promising.any():
             return None
         dist = np.abs(self._grid_pos - self._grid_pos[inc]).max(axis=1)
         radius = max(int(dist[promising].min()), 2 ** min(self._rounds + 1, 16))
-        region = promising & (dist <= radius)
+        region = promising & ((dist <= radius) | self._vouched)
         return int(np.argmin(np.where(region, cost, np.inf)))
 
     def _probes(self, lcb: np.ndarray, target: float, inc: int) -> tuple[np.ndarray, np.ndarray]:
@@ -355,7 +374,7 @@ class EdpilotStrategy(Strategy):
         candidates &= b * (pessimistic - 1.0) <= cap
         left = batches * b * np.maximum(self._rho(0.0) - 1.0, 0.0)  # arrivals beyond what the probe serves
         s_inc = float(np.exp(self.time.own_mean()[inc])) if self.time.batches[inc] > 0 else np.inf
-        n_inc = self.ctx.traffic.window_requests(int(b[inc]))
+        n_inc = self.ctx.traffic.window_requests(self._configs[inc].batch_size)
         rate = self.ctx.traffic.rate_per_s
         price_s = backlog_delay_s(left, b[inc], s_inc, rate) / n_inc
         candidates &= price_s <= PROBE_PRICE * self.outlook("mean").mean_latency_s[inc]
@@ -382,7 +401,8 @@ class EdpilotStrategy(Strategy):
         the standard error of their own windows' batch time, so that two batches measured at 99 % of capacity do
         not make the choice — and meet the limits; with none, the safe config predicted best; with none safe, the
         config of highest throughput."""
-        measured = (self.time.windows > 0) & ~self.failed
+        served = np.array([c in self.arms for c in self._configs])  # a window shared by `taught_by` is not served
+        measured = (self.time.windows > 0) & served & ~self.failed
         if not measured.any():
             return super().best()
         keeping = self.within_limits() & ~self.behind & (self._rho(KAPPA_SAFE) < 1.0)

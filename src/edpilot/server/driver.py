@@ -11,8 +11,9 @@ the `edpilot_overloaded` metric) and the highest-throughput config served. Wheth
 meets the constraints is logged when it changes and exposed the same way (`edpilot_constraint_met`).
 With continuous batching (`continuous=True`) the worker runs decode steps (`step`) instead of batches and a round
 closes once enough requests finished (`finished`); it is summarised by `summarize_sequences`, as `tune` does.
-Everything here runs on one worker thread; `offer_traffic` is the only entry from the event loop, and
-`status` is read from it.
+A round whose run-log line cannot be written (a full disk) is still served, costed and told to the session; the
+first such failure is logged, later ones only counted and said once more at shutdown. Everything here runs on one
+worker thread; `offer_traffic` is the only entry from the event loop, and `status` is read from it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 from edpilot.backends import Backends
 from edpilot.continuous_runner import ServedRequest, ServedStep, summarize_sequences
-from edpilot.engine.base import Completion, SequenceEngine, Step, TokenSink
+from edpilot.engine.base import Completion, DecodeHook, SequenceEngine, Step, TokenSink
 from edpilot.errors import EdpilotError
 from edpilot.levels import set_levels
 from edpilot.objective import EnergyScope
@@ -32,6 +33,7 @@ from edpilot.runner import ServedBatch, run_batch, summarize
 from edpilot.server.control import control
 from edpilot.server.estimator import TrafficChange
 from edpilot.server.metrics import ServerMetrics
+from edpilot.serving.phase import PhaseSwitch, phase_switch
 from edpilot.serving.window import EnergyWindow
 from edpilot.space import Config
 from edpilot.tuner import TuneResult, TuningSession
@@ -58,8 +60,13 @@ class _Recorder:
         self.needs_warmup = False
         self.last: list[Completion] = []
 
-    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
-        self.last = self.engine.generate(batch, on_token) if on_token else self.engine.generate(batch)  # type: ignore[attr-defined]
+    def generate(
+        self, batch: Sequence[Request], on_token: TokenSink | None = None, *, on_decode: DecodeHook | None = None
+    ) -> list[Completion]:
+        if on_decode is not None:
+            self.last = self.engine.generate(batch, on_token, on_decode=on_decode)  # type: ignore[attr-defined]
+        else:
+            self.last = self.engine.generate(batch, on_token) if on_token else self.engine.generate(batch)  # type: ignore[attr-defined]
         return self.last
 
 
@@ -89,12 +96,14 @@ class ServingDriver:
         self._lock = threading.Lock()
         self._pending: list[TrafficChange] = []
         self._batches: list[ServedBatch] = []
+        self._phase: PhaseSwitch | None = None  # the decode-level switch of a --phase-clocks config
         self._window: EnergyWindow | None = None
         self._note: str | None = None
         self.overload: str | None = None  # why every config falls behind, while it does
         self.constraints_met: dict[str, bool] = {}
         self._moved: tuple[Config, Config] | None = None  # the last move off a config behind, said once
         self._round_batches: int | None = None  # a bounded probe's batches (Strategy.round_batches)
+        self._unlogged_rounds = 0  # rounds recorded whose run-log line could not be written
         self.config = session.next_config()
 
     @property
@@ -126,7 +135,14 @@ class ServingDriver:
                 )
                 self._engine.generate(requests)
                 self._warm_batch_sizes.add(len(requests))
-            served = run_batch(requests, engine=self._engine, device=self.device, clock=self.clock, on_token=on_token)  # type: ignore[arg-type]
+            served = run_batch(
+                requests,
+                engine=self._engine,  # type: ignore[arg-type]
+                device=self.device,
+                clock=self.clock,
+                on_token=on_token,
+                phase=self._phase,
+            )
             completions = list(self._engine.last)
         except Exception as exc:  # an engine failure is the batch's answer, never the server's end
             log.error("batch of %d failed: %s", len(requests), exc)
@@ -173,6 +189,8 @@ class ServingDriver:
         unrecorded = sum(len(b.requests) for b in self._batches) + len(self._served)
         if unrecorded:
             log.info("shutdown: %d requests of an unfinished round are not recorded", unrecorded)
+        if self._unlogged_rounds:
+            log.error("%d round(s) are missing from the run log: it could not be written", self._unlogged_rounds)
         if not self.session.rounds:
             return None
         try:
@@ -224,11 +242,17 @@ class ServingDriver:
             )
         note = "; ".join(n for n in (self._note, cut) if n) or None
         self._note = None
+        recorded = len(self.session.rounds)
         try:
             record = self.session.record(self.config, obs, note=note)
-        except EdpilotError as exc:  # e.g. a baseline round whose every request failed: measure it again
-            log.error("round at %s not recorded: %s", self.config, exc)
-            return
+        except EdpilotError as exc:
+            if len(self.session.rounds) == recorded:  # e.g. a failed baseline round: measure it again
+                log.error("round at %s not recorded: %s", self.config, exc)
+                return
+            record = self.session.rounds[-1]  # recorded; only its run-log line failed
+            self._unlogged_rounds += 1
+            if self._unlogged_rounds == 1:
+                log.error("%s; serving goes on, and later rounds the run log cannot take are counted, not logged", exc)
         self.metrics.rounds.inc()
         if obs.edp is not None:
             self.metrics.edp.set(obs.edp)
@@ -286,6 +310,9 @@ class ServingDriver:
         self._window = EnergyWindow(self.device, self.clock, update_interval_ms=caps.meter_update_interval_ms).begin()
         if config.device_levels() != self.config.device_levels() or not self.session.rounds:
             set_levels(self.device, config)
+        self._phase = phase_switch(  # --phase-clocks: decode levels, set at each first decode step
+            self.device, self.clock, prefill=config.device_levels(), decode=config.decode_levels()
+        )
         self.config = config
         self._round_batches = self.session.round_batches(config)
         if self._round_batches is not None:

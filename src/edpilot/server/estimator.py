@@ -151,7 +151,8 @@ class TrafficEstimator:
 
     def _clipped(self) -> np.ndarray:
         """The gaps (s) as they count: each at most the standing estimate's clip."""
-        return np.minimum(np.asarray(self._gaps_s), self._clip_s)
+        clipped: np.ndarray = np.minimum(np.asarray(self._gaps_s), self._clip_s)
+        return clipped
 
     def _check_rate(self) -> TrafficChange | None:
         """The last n gaps against the history before them, n = `recent`, 2·`recent`, 4·`recent` (docstring)."""

@@ -1,7 +1,8 @@
 """Answering one completion request: check it, queue it, wait for its batch, send it whole or streamed (SSE).
 
 Streamed answers send their headers at once and each piece of text as the engine makes it (one SSE chunk per
-decode step, or per upstream chunk through a gateway), then the finish reason and usage when the request ends.
+decode step, or per upstream chunk through a gateway; chunks that are already waiting go out in one write), then
+the finish reason and usage when the request ends.
 A client that goes away while waiting has its request dropped.
 """
 
@@ -160,9 +161,9 @@ async def _stream(
         if chat:
             yield event(p.chunk(rid=rid, model=model, chat=True, role=True))
         sent: list[str] = []
-        while (piece := await pending.pieces.get()) is not None:
-            sent.append(piece)
-            yield event(p.chunk(rid=rid, model=model, chat=chat, text=piece))
+        async for texts in _waiting_pieces(pending):
+            sent += texts
+            yield b"".join(event(p.chunk(rid=rid, model=model, chat=chat, text=text)) for text in texts)
         try:
             answer = _result(pending)
         except p.ApiError as exc:
@@ -171,21 +172,27 @@ async def _stream(
             return
         streamed = "".join(sent)
         rest = answer.text[len(streamed) :] if answer.text.startswith(streamed) else ""  # an engine that streams none
-        for piece in p.pieces(rest) if rest else ():
-            yield event(p.chunk(rid=rid, model=model, chat=chat, text=piece))
-        reason = p.finish_reason(answer.output_tokens, max_tokens)
-        yield event(p.chunk(rid=rid, model=model, chat=chat, reason=reason))
+        tail = [p.chunk(rid=rid, model=model, chat=chat, text=piece) for piece in (p.pieces(rest) if rest else ())]
+        tail.append(p.chunk(rid=rid, model=model, chat=chat, reason=p.finish_reason(answer.output_tokens, max_tokens)))
         if include_usage:
-            yield event(
-                p.chunk(
-                    rid=rid,
-                    model=model,
-                    chat=chat,
-                    usage_=p.usage(prompt_tokens, answer.output_tokens, answer.energy_j),
-                )
-            )
-        yield event("[DONE]")
+            usage = p.usage(prompt_tokens, answer.output_tokens, answer.energy_j)
+            tail.append(p.chunk(rid=rid, model=model, chat=chat, usage_=usage))
         _count(service, endpoint, prompt_tokens, answer)
+        yield b"".join([*(event(data) for data in tail), event("[DONE]")])  # the end in one write
     finally:
         if not pending.future.done():
             pending.cancel()
+
+
+async def _waiting_pieces(pending: Pending) -> AsyncIterator[list[str]]:
+    """The request's text as it is made: each time, every piece that has arrived (at least one)."""
+    queue = pending.pieces
+    while (piece := await queue.get()) is not None:
+        texts = [piece]
+        while not queue.empty():
+            piece = queue.get_nowait()
+            if piece is None:
+                yield texts
+                return
+            texts.append(piece)
+        yield texts

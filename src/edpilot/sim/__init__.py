@@ -116,4 +116,4 @@ def _open_sim_engine(arg: str, options: EngineOptions, device: Device | None) ->
 
 
 register_device("sim", _open_sim_device, usage="sim[:BOARD]")
-register_engine("sim", _open_sim_engine, usage="sim")
+register_engine("sim", _open_sim_engine, usage="sim", phase_clocks=True)

@@ -214,14 +214,7 @@ class AnalyticModel:
         emc_mhz: float | None = None,
     ) -> BatchCost:
         """One sample: the expected cost with log-normal noise on time and energy."""
-        mean = self.expected_cost(freq_mhz, prompt_tokens, output_tokens, emc_mhz=emc_mhz)
-        time_factor = float(np.exp(rng.normal(0.0, SERVICE_NOISE_SIGMA)))
-        energy_factor = time_factor * float(np.exp(rng.normal(0.0, ENERGY_NOISE_SIGMA)))
-        return BatchCost(
-            service_s=mean.service_s * time_factor,
-            energy_j=None if mean.energy_j is None else mean.energy_j * energy_factor,
-            ttft_s=None if mean.ttft_s is None else mean.ttft_s * time_factor,
-        )
+        return _noisy(self.expected_cost(freq_mhz, prompt_tokens, output_tokens, emc_mhz=emc_mhz), rng)
 
     def step_cost(
         self,
@@ -439,10 +432,15 @@ class ProfileModel:
         )
 
 
+def noise_factors(rng: np.random.Generator) -> tuple[float, float]:
+    """One batch's log-normal noise: the factor on its time, and on its energy (time's, times its own)."""
+    time_factor = float(np.exp(rng.normal(0.0, SERVICE_NOISE_SIGMA)))
+    return time_factor, time_factor * float(np.exp(rng.normal(0.0, ENERGY_NOISE_SIGMA)))
+
+
 def _noisy(mean: BatchCost, rng: np.random.Generator) -> BatchCost:
     """`mean` with log-normal noise on time, and on energy on top of time's."""
-    time_factor = float(np.exp(rng.normal(0.0, SERVICE_NOISE_SIGMA)))
-    energy_factor = time_factor * float(np.exp(rng.normal(0.0, ENERGY_NOISE_SIGMA)))
+    time_factor, energy_factor = noise_factors(rng)
     return BatchCost(
         service_s=mean.service_s * time_factor,
         energy_j=None if mean.energy_j is None else mean.energy_j * energy_factor,

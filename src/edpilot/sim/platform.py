@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from edpilot.clock import Clock, ScaledClock, VirtualClock
-from edpilot.engine.base import Completion, Step, TokenSink
-from edpilot.errors import DeviceError
+from edpilot.engine.base import Completion, DecodeHook, Step, TokenSink
+from edpilot.errors import ConfigError, DeviceError
 from edpilot.hardware.base import EMC_KNOB, GPU_KNOB, Device, DeviceCapabilities, Knob, gpu_knob
 from edpilot.sim.governor import governed_idle_j
-from edpilot.sim.model import BatchCost, EmcView, PerformanceModel, ProfileModel
+from edpilot.sim.model import AnalyticModel, BatchCost, EmcView, Levels, PerformanceModel, ProfileModel, noise_factors
 from edpilot.workload import Request
 
 log = logging.getLogger(__name__)
@@ -231,14 +231,16 @@ class SimEngine:
         self._cancelled: set[int] = set()
         self._steps_end_s: float | None = None  # where the last step ended on the model's timeline
 
-    def generate(self, batch: Sequence[Request], on_token: TokenSink | None = None) -> list[Completion]:
+    def generate(
+        self, batch: Sequence[Request], on_token: TokenSink | None = None, *, on_decode: DecodeHook | None = None
+    ) -> list[Completion]:
         """Spend the batch's modelled service time: the first tokens at its TTFT, the rest evenly over the decode
-        steps (handed to `on_token` as the clock reaches them); every request decodes its max_new_tokens."""
+        steps (handed to `on_token` as the clock reaches them); every request decodes its max_new_tokens.
+
+        With `on_decode`, the prefill runs at the levels in force, `on_decode()` is called at its end, and the
+        decode runs at the levels it leaves: the batch costs what `AnalyticModel.phase_cost` says."""
         steps = max(r.max_new_tokens for r in batch)
-        cost = self.model.batch_cost(self._freq_mhz(), [r.prompt_tokens for r in batch], steps, self.rng)
-        first_s = cost.service_s / steps if cost.ttft_s is None else cost.ttft_s  # a profile records no TTFT
-        step_s = (cost.service_s - first_s) / max(steps - 1, 1)
-        token_s = [first_s + k * step_s for k in range(steps)]
+        prompts = [r.prompt_tokens for r in batch]
         words = [_Words(r.prompt, self.filler_text) for r in batch]
 
         def emit(k: int) -> None:
@@ -246,16 +248,62 @@ class SimEngine:
                 if k < r.max_new_tokens and on_token is not None:
                     on_token(i, words[i].piece(k))
 
-        self._spend(cost, token_s if on_token is not None else (), emit)
+        if on_decode is not None:
+            token_s = self._spend_phased(prompts, steps, on_decode, emit, streaming=on_token is not None)
+            ttft_s: float | None = token_s[0]
+        else:
+            cost = self.model.batch_cost(self._freq_mhz(), prompts, steps, self.rng)
+            first_s = cost.service_s / steps if cost.ttft_s is None else cost.ttft_s  # a profile records no TTFT
+            step_s = (cost.service_s - first_s) / max(steps - 1, 1)
+            token_s = [first_s + k * step_s for k in range(steps)]
+            self._spend(cost, token_s if on_token is not None else (), emit)
+            ttft_s = cost.ttft_s
         return [
             Completion(
                 text=words[i].text(r.max_new_tokens),
                 output_tokens=r.max_new_tokens,
-                ttft_s=cost.ttft_s,
+                ttft_s=ttft_s,
                 last_token_s=token_s[r.max_new_tokens - 1] if r.max_new_tokens > 0 else None,
             )
             for i, r in enumerate(batch)
         ]
+
+    def _spend_phased(
+        self, prompts: list[int], steps: int, on_decode: DecodeHook, emit: Callable[[int], None], *, streaming: bool
+    ) -> list[float]:
+        """Prefill at the levels in force, `on_decode()`, then decode at the levels it leaves, priced by
+        `phase_cost` (switch stalls and delays included) with one batch's noise; each token's time (s) from the
+        batch start. The prefill is spent at its own levels; the switch's costs land in the decode part."""
+        model = self._analytic()
+        time_factor, energy_factor = noise_factors(self.rng)
+        prefill = self._levels()
+        first = model.expected_cost(prefill.gpu_mhz, prompts, 1, emc_mhz=prefill.emc_mhz)
+        start_s = self.clock.now_s()
+        first_s = first.service_s * time_factor
+        prefill_j = (first.energy_j or 0.0) * energy_factor
+        self._spend(BatchCost(first_s, prefill_j, first_s), [first_s] if streaming else [], emit)
+        if steps <= 1:
+            return [first_s]
+        on_decode()
+        whole = model.phase_cost(prefill, self._levels(), prompts, steps).batch_cost()
+        rest_s = max(whole.service_s - first.service_s, 0.0) * time_factor
+        rest_j = max((whole.energy_j or 0.0) - (first.energy_j or 0.0), 0.0) * energy_factor
+        step_s = rest_s / (steps - 1)
+        decode_at_s = self.clock.now_s() - start_s
+        pauses_s = [k * step_s for k in range(1, steps)] if streaming else []
+        self._spend(BatchCost(rest_s, rest_j, None), pauses_s, lambda i: emit(i + 1))
+        return [first_s] + [decode_at_s + k * step_s for k in range(1, steps)]
+
+    def _analytic(self) -> AnalyticModel:
+        """The analytic model behind the engine (per-phase costs need it; a replayed profile has none)."""
+        model = self.model.model if isinstance(self.model, EmcView) else self.model
+        if not isinstance(model, AnalyticModel):
+            raise ConfigError("--phase-clocks needs the analytic simulator: a replayed profile has no per-phase costs")
+        return model
+
+    def _levels(self) -> Levels:
+        """The (GPU, memory clock) levels the board holds now; memory clock None: the model's top level."""
+        return Levels(self._freq_mhz(), self.model.emc_mhz if isinstance(self.model, EmcView) else None)
 
     def add(self, request: Request) -> None:
         """Join the running sequences at the next step (continuous batching)."""
