@@ -130,3 +130,16 @@ def test_a_stalling_event_loop_raises_no_drift_before_its_spread_is_known_and_a_
     assert est.current.rate_per_s == pytest.approx(10.0, rel=0.2)
     after, _ = feed(est, stalled_gaps(40.0, 200, rng), start_s=t)
     assert drifts(after) and drifts(after)[0] < 50
+
+
+@pytest.mark.parametrize("seed", range(1000, 1010))
+def test_a_4x_rise_on_a_stalling_event_loop_is_found_within_50_arrivals(seed):
+    # benchmarks/drift_detect.py's detection seeds: with only the 1.5·n confirmation, 1008 and 1009 took 62
+    # and 72 arrivals (the longer window still held old gaps); each half of the last n now confirms on its own
+    rng = np.random.default_rng(seed)
+    est = TrafficEstimator(requests_per_round=32)
+    steady, t = feed(est, stalled_gaps(10.0, 400, rng))
+    assert drifts(steady) == []
+    after, _ = feed(est, stalled_gaps(40.0, 400, rng), start_s=t)
+    assert drifts(after) and drifts(after)[0] + 1 <= 50
+    assert est.current.rate_per_s == pytest.approx(40.0, rel=0.3)

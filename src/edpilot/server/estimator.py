@@ -7,9 +7,11 @@ history itself shows) and `TAIL_MARGIN` beyond the largest swing of an n-gap sum
 arrivals (HTTP jitter, clients released together when a batch ends, an event loop that stalls) so widen
 the bar instead of raising false drifts, and longer windows still see a change through the clumps. A drift
 seen over n gaps must hold over the last 1.5·n too (a clump passes out of the longer window, a change stays
-in it). The widest spread of any long history (≥ 4n gaps before the last n) is remembered, so neither the short
-history after a drift nor a calm stretch of clumped traffic lowers the bar; until a long history has been
-seen, the n-gap test waits (the steady refinements follow the rate meanwhile).
+in it), or in each half of the last n on its own beyond the Poisson floor of n/2 gaps (a clump sits in one
+half; right after a real change the 1.5·n window still holds old gaps, which slowed a 4× rise on a stalling
+event loop to 73 arrivals). The widest spread of any long history (≥ 4n gaps before the last n) is
+remembered, so neither the short history after a drift nor a calm stretch of clumped traffic lowers the bar;
+until a long history has been seen, the n-gap test waits (the steady refinements follow the rate meanwhile).
 Every gap is clipped at `GAP_CLIP` times the 95th percentile of the raw gaps behind the standing estimate
 before it counts, in the test and in the estimate (kept raw, and clipped by the newest estimate's clip: a
 first estimate made inside a burst of near-zero gaps must not clip every later gap to nothing), so one quiet
@@ -173,15 +175,20 @@ class TrafficEstimator:
             if before.size >= 4 * n:
                 self._spread[n] = (spread_sd, spread_max)  # the widest seen: a short history shows less
             bar = max(floor, self.z * spread_sd, TAIL_MARGIN * spread_max)
-            if shift >= bar and not self._confirmed_at(gaps, int(1.5 * n), ratio):
+            if shift >= bar and not self._confirmed(gaps, n, ratio):
                 return None
             if shift >= bar:
                 why = f"last {n} arrivals {ratio:.2g}× the rate before, bar {math.exp(bar):.2g}×"
                 return self._drifted("arrival rate", gaps.size - n // 2, why)
         return None
 
-    def _confirmed_at(self, gaps: np.ndarray, m: int, ratio: float) -> bool:
-        """A drift seen in the last n gaps holds over the last m > n too (a clump passes, a change stays)."""
+    def _confirmed(self, gaps: np.ndarray, n: int, ratio: float) -> bool:
+        """A drift seen in the last n gaps holds over the last 1.5·n too, or in each half of the last n on its own
+        (a clump passes out of the longer window or sits in one half; a change stays in both)."""
+        return self._holds_over(gaps, int(1.5 * n), ratio) or self._holds_in_halves(gaps, n, ratio)
+
+    def _holds_over(self, gaps: np.ndarray, m: int, ratio: float) -> bool:
+        """The last m gaps against the history before them show the change beyond their own bar."""
         if gaps.size < 2 * m:
             return True
         before, recent = gaps[:-m], gaps[-m:]
@@ -191,6 +198,18 @@ class TrafficEstimator:
         floor = max(math.log(self.min_rate_ratio), self.z / math.sqrt(m))
         sd, mx = _log_sum_spread(before, m)
         return abs(math.log(r)) >= max(floor, self.z * sd, TAIL_MARGIN * mx)
+
+    def _holds_in_halves(self, gaps: np.ndarray, n: int, ratio: float) -> bool:
+        """Each half of the last n gaps alone shows the change against the history before them, beyond the
+        Poisson floor of n/2 gaps: the 1.5·n window still holds old gaps for a while after a real change."""
+        before_s = max(float(gaps[:-n].mean()), MIN_MEAN_GAP_S)
+        half = n // 2
+        floor = max(math.log(self.min_rate_ratio), self.z / math.sqrt(half))
+        for part in (gaps[-n:-half], gaps[-half:]):
+            r = before_s / max(float(part.mean()), MIN_MEAN_GAP_S)
+            if (r > 1) != (ratio > 1) or abs(math.log(r)) < floor:
+                return False
+        return True
 
     def _drifted(self, name: str, split: int, why: str) -> TrafficChange:
         """Restart the history at `split` and report the drift."""
