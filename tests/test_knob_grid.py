@@ -7,8 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from typer.testing import CliRunner
 
 from edpilot.backends import build_space, grid, open_backends
+from edpilot.cli import app
 from edpilot.errors import ConfigError
 from edpilot.runlog import read_run_log
 from edpilot.runner import Runner
@@ -138,3 +140,18 @@ def test_a_two_axis_log_is_written_as_before(tmp_path):
         run.header is not None and run.header.axes == {} and "axes" not in json.loads(log.read_text().splitlines()[0])
     )
     assert all(rd.config.knobs == (("gpu_mhz", rd.config.freq_mhz),) for rd in run.rounds)
+
+
+@pytest.mark.parametrize(
+    ("args", "heads"),
+    [
+        ([], ["930.75 MHz, b=28"]),  # two axes: one line, as before
+        (["--emcs", "665.6,3199"], ["EMC 3199"]),
+        (["--phase-clocks"], ["→ 930.75"]),
+    ],
+)
+def test_the_result_table_names_every_knob_of_the_baseline_column(args, heads):
+    r = CliRunner().invoke(app, ["tune", "--budget", "2", "--no-governor-baseline", *args], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    head = r.output[: r.output.index("cost (edp)")]
+    assert all(h in head for h in heads), head

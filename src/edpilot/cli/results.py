@@ -10,6 +10,7 @@ from edpilot.choice import CONSTRAINTS, Constraints
 from edpilot.cli.common import err_console
 from edpilot.hardware.base import Device
 from edpilot.runlog import RoundRecord
+from edpilot.space import Config, knob_label
 from edpilot.stats import ConfigStats
 from edpilot.tuner import TuneResult
 
@@ -150,13 +151,24 @@ def say_warnings(result: TuneResult) -> None:
 
 
 def _config(stats: ConfigStats) -> str:
-    return _config_of({"freq_mhz": stats.config.freq_mhz, "batch_size": stats.config.batch_size})
+    return _label(stats.config)
 
 
 def _config_of(d: dict[str, object]) -> str:
-    freq_mhz = d["freq_mhz"]
-    freq = "device clock" if freq_mhz is None else f"{freq_mhz:g} MHz"
-    return f"{freq}, b={d['batch_size']}"
+    return _label(Config.from_fields(d))
+
+
+def _label(config: Config) -> str:
+    """A config in a column head: `714 MHz, b=4`; other knobs a line each, in MHz too: `EMC 2133`, and a decode
+    level after an arrow (`→ 612`: the GPU's, `EMC → 665.6`)."""
+    gpu_mhz = config.level("gpu_mhz")
+    lines = ["device clock" if gpu_mhz is None else f"{gpu_mhz:g} MHz"]
+    lines += [f"{knob_label(name)} {level:g}" for name, level in config.device_levels().items() if name != "gpu_mhz"]
+    lines += [
+        f"→ {level:g}" if name == "gpu_mhz" else f"{knob_label(name)} → {level:g}"
+        for name, level in config.decode_levels().items()
+    ]
+    return f"{lines[0]}, b={config.batch_size}" if len(lines) == 1 else "\n".join([*lines, f"b={config.batch_size}"])
 
 
 def _pct(value: float | None) -> str:
