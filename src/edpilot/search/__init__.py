@@ -1,4 +1,4 @@
-"""Search strategies over the (frequency, batch size) grid, behind one ask/tell protocol.
+"""Search strategies over the grid of named knob levels × batch size, behind one ask/tell protocol.
 
     strategy = make_strategy("camel", SearchContext(space=..., objective=..., baseline=..., traffic=...))
     config = strategy.propose(); ...; strategy.observe(config, observation); strategy.best()
