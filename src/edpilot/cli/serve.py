@@ -65,7 +65,7 @@ def serve_command(
     search: Annotated[SearchSpec, Defaults(max_wait_s=5.0)],  # a live server flushes a partial batch by default
     out: Annotated[OutputSpec, Without("json_output")],
 ) -> None:
-    """Serve /v1/completions and /v1/chat/completions, batching requests at the tuned GPU frequency and batch size.
+    """Serve /v1/completions and /v1/chat/completions, batching requests at the tuned clock levels and batch size.
 
     Online tuning (the default) searches on live traffic and re-plans when it drifts; --config serves what
     `edpilot tune --output run.jsonl` chose; --freq/--batch serve one config. Requests join the running batch at
