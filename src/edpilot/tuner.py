@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from edpilot.atomic import uninterrupted
 from edpilot.attribution import attribute_stats
 from edpilot.choice import Choice, Constraints, choose
 from edpilot.continuous_runner import ContinuousRunner
@@ -118,8 +119,9 @@ class TuningSession:
         record = RoundRecord(len(self.rounds), role, config, obs, cost, note, incumbent=incumbent)
         if obs.failed:
             log.warning("round %d at %s failed: %s", record.round, config, obs.first_error)
-        self.rounds.append(record)
-        self.run_log.write(record)
+        with uninterrupted():  # a stop signal here would count a round the run log does not hold
+            self.rounds.append(record)
+            self.run_log.write(record)
         if self.on_round is not None:
             self.on_round(record)
         return record

@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edpilot.atomic import held
 from edpilot.errors import EdpilotError
+from edpilot.hardware.guard import exception_for
 from edpilot.runlog import dumps
 
 console = Console(soft_wrap=True)
@@ -59,7 +61,9 @@ class Stop:
         if self.signum is not None:
             return
         self._stopping(signum)
-        raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
+        exc = exception_for(signum)
+        if not held(exc):  # inside an uninterrupted section it is raised as the section ends
+            raise exc
 
     def _stopping(self, signum: int) -> None:
         """Ignore the stop signals from now on, at the OS level (SIG_IGN outlives the interpreter's own shutdown)."""

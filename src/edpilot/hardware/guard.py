@@ -8,6 +8,7 @@ import signal
 from collections.abc import Iterator
 from types import FrameType
 
+from edpilot.atomic import held
 from edpilot.errors import DeviceError, EdpilotError
 from edpilot.hardware.base import Device
 
@@ -38,13 +39,14 @@ class _Shield:
             return
         if self.signum is None:  # the first signal is the one that stopped the block, also when its raise was lost
             self.signum = signum
-        _raise_for(self.signum)
+        exc = exception_for(self.signum)
+        if not held(exc):  # inside an uninterrupted section it is raised as the section ends
+            raise exc
 
 
-def _raise_for(signum: int) -> None:
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise SystemExit(128 + signum)
+def exception_for(signum: int) -> BaseException:
+    """What a stop signal raises: KeyboardInterrupt for SIGINT, else SystemExit(128 + N)."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else SystemExit(128 + signum)
 
 
 _shields: list[_Shield] = []
@@ -53,7 +55,7 @@ _shields: list[_Shield] = []
 def raise_if_signalled() -> None:
     """Raise (again) for a signal the innermost `guarded` block received; loops that wait call this."""
     if _shields and _shields[-1].signum is not None:
-        _raise_for(_shields[-1].signum)
+        raise exception_for(_shields[-1].signum)
 
 
 @contextlib.contextmanager
