@@ -113,11 +113,12 @@ class EdpilotStrategy(Strategy):
     def observe(self, config: Config, obs: Observation) -> float | None:
         """Cost the window, and learn the config's batch time, batch energy and idle power from it."""
         cost = super().observe(config, obs)
-        full_round = config != self._probe
+        i = self.space.index(config)
+        # a probe whose batches held a full round's requests (b ≥ half a round) is a full round
+        full_round = config != self._probe or obs.requests >= self._window_requests[i]
         self._probe = None  # a probe is the proposal just made, not a later choice of the same config
         self._rounds += 1
         self._phase_rounds += 1
-        i = self.space.index(config)
         if obs.backlog_requests is not None:
             self.backlog_requests = obs.backlog_requests
         if obs.failed:
@@ -195,10 +196,10 @@ class EdpilotStrategy(Strategy):
     # --- predictions ----------------------------------------------------------------------------------------
     def outlook(self, kind: str = "mean") -> Outlook:
         """Predicted steady-state cost, latency, power of every config: at the posterior mean, at a measured
-        config's own windows' mean ('own'), optimistic ('lcb', with the inherited backlog priced), or under a
-        one-off deviation of the heavy-tailed prior ('surprise')."""
+        config's own windows' mean ('own'), optimistic ('lcb', with the inherited backlog priced), pessimistic
+        ('ucb', for the limits of the choice), or under a one-off deviation of the heavy-tailed prior ('surprise')."""
         if kind not in self._cache:
-            shift = {"mean": 0.0, "lcb": KAPPA, "surprise": 0.0, "own": 0.0}[kind]
+            shift = {"mean": 0.0, "lcb": KAPPA, "ucb": -KAPPA_SAFE, "surprise": 0.0, "own": 0.0}[kind]
             log_s = np.minimum(self.time.mean - shift * self.time.sd, self.ceiling)
             log_e = self.energy.mean - shift * self.energy.sd
             if kind == "own":
@@ -218,7 +219,7 @@ class EdpilotStrategy(Strategy):
                 service_s=s,
                 energy_per_batch_j=np.exp(log_e),
                 idle_power_w=self.idle.predict(),
-                with_p95=self.ctx.slo_p95_s is not None and kind == "mean",
+                with_p95=self.ctx.slo_p95_s is not None and kind in ("mean", "lcb", "ucb"),
                 extra_latency_s=extra_s,
             )
         return self._cache[kind]
@@ -248,24 +249,33 @@ class EdpilotStrategy(Strategy):
             self._rho_cache[sd] = np.where(self.time.batches > 0, self._own_rho(), model)
         return self._rho_cache[sd]
 
-    def within_limits(self) -> np.ndarray:
+    def within_limits(self, view: str = "mean") -> np.ndarray:
         """Configs that have not failed and are predicted to meet `--slo-p95` / `--power-cap` (the filter is
-        dropped when nothing would pass it)."""
+        dropped when nothing would pass it), at the posterior mean ('mean'); exploring ('lcb'), an unmeasured config
+        at its optimistic batch time and energy, so that one the smooth model puts past a limit is still measured
+        when it may meet it; choosing ('ucb'), every config at its pessimistic ones, so that a limit a config meets
+        only within its windows' noise is not counted as met."""
         ok = ~self.failed
         if not self.time.windows.any() or (self.ctx.slo_p95_s is None and self.ctx.power_cap_w is None):
             return ok
         mean = self.outlook("mean")
+        p95, power = mean.p95_latency_s, mean.power_w
+        if view != "mean":
+            other = self.outlook(view)
+            keep = self.time.windows > 0 if view == "lcb" else np.zeros(len(self._configs), dtype=bool)
+            p95, power = np.where(keep, p95, other.p95_latency_s), np.where(keep, power, other.power_w)
         within = ok.copy()
         if self.ctx.slo_p95_s is not None:
-            within &= mean.p95_latency_s <= self.ctx.slo_p95_s
+            within &= p95 <= self.ctx.slo_p95_s
         if self.ctx.power_cap_w is not None:
-            within &= mean.power_w <= self.ctx.power_cap_w
+            within &= power <= self.ctx.power_cap_w
         return within if within.any() else ok
 
-    def safe(self) -> np.ndarray:
-        """Configs that may be served a full round: within the limits, not dropped, and keeping up — a measured
-        config by its own windows' mean batch time, an unmeasured one at its pessimistic batch time."""
-        return self.within_limits() & ~self.behind & (self._rho(KAPPA_SAFE) < 1.0)
+    def safe(self, *, optimistic: bool = False) -> np.ndarray:
+        """Configs that may be served a full round: within the limits (judged `optimistic`ally when exploring),
+        not dropped, and keeping up — a measured config by its own windows' mean batch time, an unmeasured one at
+        its pessimistic batch time."""
+        return self.within_limits("lcb" if optimistic else "mean") & ~self.behind & (self._rho(KAPPA_SAFE) < 1.0)
 
     # --- choosing -------------------------------------------------------------------------------------------
     def round_batches(self, config: Config) -> int | None:
@@ -283,14 +293,14 @@ class EdpilotStrategy(Strategy):
         after_probe, self._probed_last = self._probed_last, False
         if inc in self.pending:
             return incumbent  # re-measure a possible outlier before anything switches
-        if self._final_round():
-            return self._exploit()
         better = [j for j, o in self.pending.items() if np.log(o.mean_batch_s) < self.time.mean[j]]
         if better and self._held_keeps_up(better[0]):
             return self._configs[better[0]]  # a window better than predicted: believe it once it is repeated
+        if self._final_round():
+            return self._exploit()
         # after a probe, a full round where the config keeps up; and no probe on top of a backlog
         may_probe = not after_probe and self.backlog_requests <= PROBE_QUEUE_BATCHES * incumbent.batch_size
-        safe = self.safe()
+        safe = self.safe(optimistic=True)
         lcb = self.outlook("lcb").cost
         mean = self.outlook("mean").cost
         target = mean[inc] * (1.0 - IMPROVE) if np.isfinite(mean[inc]) else np.inf
@@ -386,8 +396,9 @@ class EdpilotStrategy(Strategy):
         """(config, probe batches or None) of the exploration floor: the unmeasured config whose cost under a
         plausible one-off deviation beats the incumbent's by FLOOR_MARGIN, lowest such cost first — a full round
         where it keeps up at its pessimistic batch time, a bounded probe where it may not; None when none."""
+        target = incumbent_cost * (1.0 - FLOOR_MARGIN)
         plausible = self.outlook("surprise").cost
-        candidates = (self.time.windows == 0) & (plausible < incumbent_cost * (1.0 - FLOOR_MARGIN))
+        candidates = (self.time.windows == 0) & (plausible < target)
         probes, batches = self._bounded(candidates & ~safe, inc)
         probes &= may_probe
         candidates &= safe | probes
@@ -405,7 +416,7 @@ class EdpilotStrategy(Strategy):
         measured = (self.time.windows > 0) & served & ~self.failed
         if not measured.any():
             return super().best()
-        keeping = self.within_limits() & ~self.behind & (self._rho(KAPPA_SAFE) < 1.0)
+        keeping = self.within_limits("ucb") & ~self.behind & (self._rho(KAPPA_SAFE) < 1.0)
         se = np.sqrt(self.time.noise_var() / np.maximum(self.time.batches, 1.0))
         rho = self._own_rho()
         # keeps up by more than its own windows' standard error, or on the mean of CONFIRM_ROUNDS full rounds
