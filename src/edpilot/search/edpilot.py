@@ -316,10 +316,15 @@ class EdpilotStrategy(Strategy):
         if pick is not None and probes[pick]:
             self._probe, self._probe_batches, self._probed_last = self._configs[pick], int(probe_batches[pick]), True
             return self._probe
-        if pick is not None:
+        # a confirmed config whose optimistic gain is below the floor's margin is split from the incumbent only
+        # when the floor has nowhere plausible left to look (an unconfirmed one is measured: `best` may need it)
+        hair = pick is not None and bool(self._confirmed()[pick]) and lcb[pick] > mean[inc] * (1.0 - FLOOR_MARGIN)
+        if pick is not None and not hair:
             return self._configs[pick]
         floor = self._floor_pick(safe, inc, mean[inc], may_probe=may_probe)
-        return incumbent if floor is None else self._take_floor(floor)
+        if floor is not None:
+            return self._take_floor(floor)
+        return incumbent if pick is None else self._configs[pick]
 
     def _final_round(self) -> bool:
         """Whether the next round is the last of the budget (of this traffic's phase): no probe, no floor."""
@@ -407,6 +412,13 @@ class EdpilotStrategy(Strategy):
         pick = int(np.argmin(np.where(candidates, plausible, np.inf)))
         return pick, int(batches[pick]) if probes[pick] else None
 
+    def _confirmed(self) -> np.ndarray:
+        """Measured configs that keep up by more than their own windows' standard error of batch time, or on the
+        mean of CONFIRM_ROUNDS full rounds whose queue did not grow."""
+        se = np.sqrt(self.time.noise_var() / np.maximum(self.time.batches, 1.0))
+        rho = self._own_rho()
+        return (rho * np.exp(se) < 1.0) | ((rho < 1.0) & (self.kept_rounds >= CONFIRM_ROUNDS))
+
     def best(self) -> Config:
         """The measured config with the lowest predicted steady-state cost among those that keep up — by more than
         the standard error of their own windows' batch time, so that two batches measured at 99 % of capacity do
@@ -417,11 +429,7 @@ class EdpilotStrategy(Strategy):
         if not measured.any():
             return super().best()
         keeping = self.within_limits("ucb") & ~self.behind & (self._rho(KAPPA_SAFE) < 1.0)
-        se = np.sqrt(self.time.noise_var() / np.maximum(self.time.batches, 1.0))
-        rho = self._own_rho()
-        # keeps up by more than its own windows' standard error, or on the mean of CONFIRM_ROUNDS full rounds
-        confirmed = (rho * np.exp(se) < 1.0) | ((rho < 1.0) & (self.kept_rounds >= CONFIRM_ROUNDS))
-        pool = measured & keeping & confirmed
+        pool = measured & keeping & self._confirmed()
         if not pool.any():
             pool = keeping
         if not pool.any():
