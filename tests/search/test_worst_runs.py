@@ -1,0 +1,77 @@
+"""The search's worst runs (issue 17): a better window found late is confirmed, a full-size probe confirms, and
+limits are judged optimistically when exploring, pessimistically when choosing."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from edpilot.objective import Objective
+from edpilot.search import SearchContext, make_strategy
+from edpilot.search.edpilot import EdpilotStrategy
+from edpilot.serving import Traffic
+from edpilot.space import ConfigSpace
+from tests.search.test_surprises import BATCHES, FREQS, _window
+
+
+def _strategy(*, budget: int | None = None, slo_p95_s: float | None = None) -> EdpilotStrategy:
+    space = ConfigSpace.grid(FREQS, BATCHES)
+    ctx = SearchContext(
+        space=space,
+        objective=Objective("edp").bind(None),
+        baseline=space.baseline(),
+        traffic=Traffic(rate_per_s=1.0),
+        budget=budget,
+        slo_p95_s=slo_p95_s,
+    )
+    strategy = make_strategy("edpilot", ctx)
+    assert isinstance(strategy, EdpilotStrategy)
+    return strategy
+
+
+def test_a_better_window_held_back_on_the_next_to_last_round_is_measured_again_in_the_last():
+    """A lone sweet spot found one round before the budget ends is held back as a possible outlier; the last
+    round re-measures it (a full round `best` can choose) instead of exploiting what was known before."""
+    s = _strategy(budget=12)
+    s.observe(s.ctx.baseline, _window(s.ctx.baseline))
+    for _ in range(10):
+        c = s.propose()
+        s.observe(c, _window(c))
+    unmeasured = [i for i in range(len(s.space)) if s.time.windows[i] == 0]
+    spot = s.space.configs[unmeasured[0]]
+    s.observe(spot, _window(spot, slow=0.5))  # round 11 of 12: twice as fast as the smooth surface says
+    assert s.space.index(spot) in s.pending
+    assert s.propose() == spot  # the last round
+    s.observe(spot, _window(spot, slow=0.5))
+    assert s.best() == spot
+
+
+def test_a_probe_that_served_a_full_round_counts_toward_confirmation():
+    """A probe of two batches at b ≥ half a round serves a whole round: it counts as a full round that kept up."""
+    s = _strategy()
+    s.observe(s.ctx.baseline, _window(s.ctx.baseline))
+    big, small = s.space.configs[-2], s.space.configs[0]  # (1200 MHz, b 8), (300 MHz, b 1)
+    for config, requests, kept in ((big, 32, 1.0), (small, 2, 0.0)):
+        s._probe = config  # as `propose` marks a bounded probe
+        s.observe(config, replace(_window(config), requests=requests))
+        assert s.kept_rounds[s.space.index(config)] == kept
+
+
+def test_limits_are_judged_optimistically_to_explore_and_pessimistically_to_choose():
+    """With a p95 SLO, the exploring view admits every config the mean admits and more; the choosing view admits
+    none the mean rejects, and rejects a measured config the mean admits only within its windows' noise."""
+    s = _strategy(slo_p95_s=1e9)
+    s.observe(s.ctx.baseline, _window(s.ctx.baseline))
+    for _ in range(6):
+        c = s.propose()
+        s.observe(c, _window(c))
+    p95 = s.outlook("mean").p95_latency_s
+    measured = np.flatnonzero(s.time.windows > 0)
+    edge = measured[np.argsort(p95[measured])[len(measured) // 2]]  # configs below it still meet the limit
+    s.ctx = replace(s.ctx, slo_p95_s=float(p95[edge]) * 1.001)  # met at the mean by a hair only
+    s._cache.clear()
+    explore, mean, choose = (s.within_limits(view) for view in ("lcb", "mean", "ucb"))
+    assert mean[edge] and not choose[edge]
+    assert np.all(explore >= mean) and np.all(mean >= choose)
+    assert explore.sum() > mean.sum()
