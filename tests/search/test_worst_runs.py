@@ -75,3 +75,34 @@ def test_limits_are_judged_optimistically_to_explore_and_pessimistically_to_choo
     assert mean[edge] and not choose[edge]
     assert np.all(explore >= mean) and np.all(mean >= choose)
     assert explore.sum() > mean.sum()
+
+
+def test_a_first_window_behind_by_more_than_a_hiccup_drops_its_config():
+    """A config 3× slower than the smooth surface (a spike) falls behind in its first window: that window is held
+    back as a possible outlier, but the config is dropped all the same and not served again. A first window only
+    1.5× slow (within a plausible one-off hiccup) holds its config back without dropping it."""
+    rate = 2.0
+    space = ConfigSpace.grid(FREQS, BATCHES)
+    ctx = SearchContext(
+        space=space,
+        objective=Objective("edp").bind(None),
+        baseline=space.baseline(),
+        traffic=Traffic(rate_per_s=rate),
+    )
+    s = make_strategy("edpilot", ctx)
+    assert isinstance(s, EdpilotStrategy)
+    s.observe(space.baseline(), _window(space.baseline(), rate_per_s=rate))
+    for _ in range(6):
+        c = s.propose()
+        s.observe(c, _window(c, rate_per_s=rate))
+    rho = {c: rate * _window(c).mean_batch_s / c.batch_size for c in space}
+    near = [c for c in space if s.time.windows[space.index(c)] == 0 and 0.7 <= rho[c] < 0.95]
+    spike, hiccup = near[0], near[1]
+    s.observe(spike, replace(_window(spike, slow=3.0, rate_per_s=rate), keeps_up=False))
+    s.observe(hiccup, _window(hiccup, slow=1.5, rate_per_s=rate))
+    assert space.index(spike) in s.pending and space.index(hiccup) in s.pending
+    assert s.behind[space.index(spike)] and not s.behind[space.index(hiccup)]
+    for _ in range(8):
+        c = s.propose()
+        assert c != spike
+        s.observe(c, _window(c, rate_per_s=rate))

@@ -128,6 +128,10 @@ class EdpilotStrategy(Strategy):
                 for j in taught_by(self.forecast, self._configs, i, window):  # continuous: slots it never filled
                     self._learn(j, self._configs[j], window)
             rho = self._own_rho()[i]
+            if np.isnan(rho):  # a first window held back as a possible outlier: behind even without the largest
+                # plausible one-off slowdown (a hiccup) in it
+                slowdown = float(np.exp(SURPRISE_MAX_LOG))
+                rho = float(utilisation(self.ctx.traffic, config.batch_size, obs.mean_batch_s / slowdown))
             if rho >= 1.0 or (not obs.keeps_up and rho >= RHO_BEHIND):
                 self.behind[i] = True
             self.kept_rounds[i] += full_round and obs.keeps_up
