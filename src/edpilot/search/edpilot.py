@@ -106,6 +106,7 @@ class EdpilotStrategy(Strategy):
         self._phase_rounds = -1  # ... since the traffic last changed (a budget is per phase in serve)
         self._f_gap = _clock_gap(self._configs)
         self.ceiling = np.full(len(self._configs), np.inf)  # log batch time no unmeasured config can exceed
+        self.lower = np.full(len(self._configs), -np.inf)  # ... nor fall below (a higher clock is never slower)
         self._vouched = vouched(ctx.prior, ctx.space)  # configs a twin's run measured: inside the trust region
         self._grid_pos = ctx.space.positions()
 
@@ -183,6 +184,8 @@ class EdpilotStrategy(Strategy):
         own = np.where(self.time.batches > 0, self.time.own_mean(), np.inf)
         se = np.sqrt(self.time.noise_var() / np.maximum(self.time.batches, 1.0))
         self.ceiling = np.min((own + CEILING_SE * se)[None, :] + self._f_gap, axis=1)
+        above = np.isfinite(self._f_gap) & (self.time.batches > 0)[None, :]
+        self.lower = np.max(np.where(above, (own - CEILING_SE * se)[None, :], -np.inf), axis=1)
 
     def set_traffic(self, traffic: Traffic) -> None:
         """Re-rank every config at the new traffic from the hardware model: nothing is measured again."""
@@ -248,7 +251,7 @@ class EdpilotStrategy(Strategy):
         time + sd posterior standard deviations. A measured config that falls behind after all is dropped by the
         runner at the next batch boundary and then here (`behind`)."""
         if sd not in self._rho_cache:
-            s = np.exp(np.minimum(self.time.mean + sd * self.time.sd, self.ceiling))
+            s = np.exp(np.minimum(np.maximum(self.time.mean + sd * self.time.sd, self.lower), self.ceiling))
             model = utilisation(self.ctx.traffic, self.forecast.batch_of, s)
             self._rho_cache[sd] = np.where(self.time.batches > 0, self._own_rho(), model)
         return self._rho_cache[sd]
@@ -384,7 +387,8 @@ class EdpilotStrategy(Strategy):
         next round."""
         batches = np.full(len(self._configs), PROBE_BATCHES)
         pessimistic = self._rho(KAPPA_SAFE)
-        candidates = candidates & self.within_limits() & ~self.behind & (pessimistic >= 1.0)
+        behind_for_sure = utilisation(self.ctx.traffic, self.forecast.batch_of, np.exp(self.lower)) >= 1.0
+        candidates = candidates & self.within_limits() & ~self.behind & ~behind_for_sure & (pessimistic >= 1.0)
         if self.ctx.traffic.arrivals == "saturated" or not candidates.any():
             return np.zeros(len(self._configs), dtype=bool), batches
         b = self.forecast.batch_of
