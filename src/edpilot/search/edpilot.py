@@ -10,16 +10,22 @@ steady-state cost at the current traffic (the bench oracle's definition). Then:
   their pessimistic batch time. A config that might keep up only optimistically is measured as a bounded probe
   (`round_batches` = 2), when the backlog it can leave is at most one batch of the incumbent's. When nothing is
   promising, an exploration floor measures the unmeasured config whose cost under a heavy-tailed (Cauchy) prior
-  for one-off deviations from the smooth surface could beat the incumbent by a margin.
+  for one-off deviations from the smooth surface could beat the incumbent by a margin. A confirmed config whose
+  LCB is within that margin of the incumbent waits for the floor (splitting near-ties comes last).
+- Limits (`--slo-p95`, `--power-cap`) are judged at an unmeasured config's optimistic batch time and energy when
+  exploring, at every config's pessimistic ones when choosing.
 - A config measured behind — its own batch time at or past b/λ, or its queue grew through a window while it ran
-  at ρ ≥ 0.9 — is dropped and not served again at that traffic.
+  at ρ ≥ 0.9 — is dropped and not served again at that traffic; so is one whose first window, held back as a
+  possible outlier, is behind even without the largest plausible one-off slowdown.
 - A window whose batch time differs from its config's earlier windows by more than `OUTLIER_LOG` (and 4 noise
   sd) is held back until another window there says which one was the outlier; the incumbent with such a window
   is re-measured before anything switches.
 - A batch at a lower clock takes at most f_k / f_j as long as a measured config at the same batch size and a
   higher clock f_k: that ceiling bounds every prediction, so a cliff elsewhere that bends the smooth fit does not
-  put the configs next to the incumbent past capacity.
-- The last round of a budget (`ctx.budget`, per traffic phase) exploits: the safe config of lowest expected cost,
+  put the configs next to the incumbent past capacity. Nor is it faster than at a higher clock: a config measured
+  behind bounds every lower clock at its batch from below, and no probe goes there.
+- The last round of a budget (`ctx.budget`, per traffic phase) re-measures a window held back as better than
+  predicted, else exploits: the safe config of lowest expected cost,
   never a probe or the floor, so a short budget ends on a full round `best` can choose.
 - `best` serves the measured config with the lowest predicted steady-state cost among those that keep up (by
   more than their windows' standard error, or through CONFIRM_ROUNDS full rounds); when none keeps up, the
