@@ -11,7 +11,7 @@ steady-state cost at the current traffic (the bench oracle's definition). Then:
   (`round_batches` = 2), when the backlog it can leave is at most one batch of the incumbent's. When nothing is
   promising, an exploration floor measures the unmeasured config whose cost under a heavy-tailed (Cauchy) prior
   for one-off deviations from the smooth surface could beat the incumbent by a margin. A confirmed config whose
-  LCB is within that margin of the incumbent waits for the floor (splitting near-ties comes last).
+  LCB is within that margin of the incumbent waits for a floor full round (splitting near-ties comes last).
 - Limits (`--slo-p95`, `--power-cap`) are judged at an unmeasured config's optimistic batch time and energy when
   exploring, at every config's pessimistic ones when choosing.
 - A config measured behind — its own batch time at or past b/λ, or its queue grew through a window while it ran
@@ -329,13 +329,14 @@ class EdpilotStrategy(Strategy):
         if pick is not None and probes[pick]:
             self._probe, self._probe_batches, self._probed_last = self._configs[pick], int(probe_batches[pick]), True
             return self._probe
-        # a confirmed config whose optimistic gain is below the floor's margin is split from the incumbent only
-        # when the floor has nowhere plausible left to look (an unconfirmed one is measured: `best` may need it)
+        # a confirmed config whose optimistic gain is below the floor's margin waits for a floor full round where
+        # one is plausible (an unconfirmed one is measured: `best` may need it; a floor probe, riskier for the
+        # users served, does not take its place)
         hair = pick is not None and bool(self._confirmed()[pick]) and lcb[pick] > mean[inc] * (1.0 - FLOOR_MARGIN)
         if pick is not None and not hair:
             return self._configs[pick]
         floor = self._floor_pick(safe, inc, mean[inc], may_probe=may_probe)
-        if floor is not None:
+        if floor is not None and (pick is None or floor[1] is None):
             return self._take_floor(floor)
         return incumbent if pick is None else self._configs[pick]
 
