@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from edpilot.bench import default_scenarios, run_one
 from edpilot.objective import Objective
 from edpilot.search import SearchContext, make_strategy
 from edpilot.search.edpilot import EdpilotStrategy
@@ -134,3 +135,13 @@ def test_a_lower_clock_than_a_config_measured_behind_is_never_probed_whatever_th
     assert np.all(s._rho(-1.0)[lower] >= 1.0)
     probes, _ = s._bounded(np.ones(len(space), dtype=bool), space.index(space.baseline()))
     assert not probes[lower].any()
+
+
+def test_the_lone_sweet_spot_of_the_bench_is_found_at_budget_15_where_near_ties_once_took_its_rounds():
+    """`st-lone-p1` seed 0 spent three rounds splitting a 1 % near-tie and ended 1.246 off; with near-ties
+    waiting for the floor's full rounds, seeds 0–2 end on the sweet spot at budget 15."""
+    scenario = next(s for s in default_scenarios() if s.name == "st-lone-p1")
+    for seed in range(3):
+        row = run_one(scenario, "edpilot", seed, budget=15).row
+        assert row["final_config"] == row["oracle_config"]
+        assert row["final_ratio"] == 1.0
