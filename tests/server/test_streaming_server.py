@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import time
 
 import httpx
 import pytest
 
 from edpilot.runlog import read_run_log
-from edpilot.server.service import _waiting_pieces
-from edpilot.server.worker import Pending
+from edpilot.server.worker import Answer, Pending
 from edpilot.sim import open_sim
 from edpilot.workload import Request
 from tests.server.conftest import ServerProcess
@@ -88,18 +88,34 @@ def test_the_gateway_forwards_upstream_chunks_as_they_arrive(serve, batching: st
     assert times[-1] - times[0] >= 0.5 * _decode_s(MAX_TOKENS)
 
 
-def test_pieces_already_waiting_go_out_in_one_write_each_still_its_own_chunk() -> None:
-    async def run() -> list[list[str]]:
-        pending = Pending(Request(0, 0.0, "p", 1, 4), asyncio.get_running_loop().create_future())
-        for text in ("a", " b"):
-            pending.pieces.put_nowait(text)
-        writes = _waiting_pieces(pending)
-        out = [await anext(writes)]  # both were waiting: one write
-        pending.pieces.put_nowait(" c")
-        out.append(await anext(writes))
-        for text in (" d", None):
-            pending.pieces.put_nowait(text)
-        out += [texts async for texts in writes]
-        return out
+def test_pieces_that_arrive_before_the_loop_runs_are_taken_together_with_one_wake_up() -> None:
+    async def run() -> tuple[list[list[str] | None], int]:
+        loop = asyncio.get_running_loop()
+        pending = Pending(Request(0, 0.0, "p", 1, 4), loop.create_future())
+        wakes = 0
+        schedule = loop.call_soon_threadsafe
 
-    assert asyncio.run(run()) == [["a", " b"], [" c"], [" d"]]
+        def counted(*args: object) -> object:
+            nonlocal wakes
+            wakes += 1
+            return schedule(*args)  # type: ignore[arg-type]
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+
+        def engine(*texts: str) -> None:
+            thread = threading.Thread(target=lambda: [pending.pieces.put_threadsafe(t) for t in texts])
+            thread.start()
+            thread.join()  # the pieces arrive while the loop is busy here
+
+        engine("a", " b", " c")
+        out = [await pending.pieces.take()]
+        await asyncio.sleep(0.01)  # the loop runs its wake-up
+        engine(" d")
+        out.append(await pending.pieces.take())
+        pending.finish(Answer("a b c d", 4, None, 0.0, None))
+        out.append(await pending.pieces.take())
+        return out, wakes
+
+    taken, wakes = asyncio.run(run())
+    assert taken == [["a", " b", " c"], [" d"], None]
+    assert wakes == 2  # one for the first three pieces, one for " d"
