@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import threading
 import time
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from edpilot.runlog import read_run_log
+from edpilot.server import protocol as p
 from edpilot.server.worker import Answer, Pending
 from edpilot.sim import open_sim
 from edpilot.workload import Request
@@ -119,3 +121,30 @@ def test_pieces_that_arrive_before_the_loop_runs_are_taken_together_with_one_wak
     taken, wakes = asyncio.run(run())
     assert taken == [["a", " b", " c"], [" d"], None]
     assert wakes == 2  # one for the first three pieces, one for " d"
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_an_answers_events_are_its_chunks_as_json_with_only_the_piece_encoded_per_event(chat: bool) -> None:
+    events = p.ChunkEvents(rid="cmpl-1", model='odd "model" \x00piece\x00', chat=chat)
+    texts = ["plain", ' quote " and \\ backslash', "line\nbreak", "é ü 😀", "\x00piece\x00", "\ud800", ""]
+    whole = events.texts(texts)
+    assert whole == b"".join(events.event(events.chunk(text=text)) for text in texts)
+    assert whole.endswith(b"\n\n") and whole.count(b"\n\n") == len(texts)  # one event per piece
+    sent = [json.loads(event.removeprefix(b"data: ")) for event in whole.split(b"\n\n")[:-1]]
+    for text, chunk in zip(texts, sent):
+        assert chunk == p.chunk(rid="cmpl-1", model=events.model, chat=chat, text=text, created=events.created)
+        assert (chunk["choices"][0]["delta"]["content"] if chat else chunk["choices"][0]["text"]) == text
+
+
+def test_a_client_that_goes_away_mid_stream_has_its_request_dropped_at_once(serve) -> None:
+    srv = serve("--device", "sim", "--freq", str(FREQ_MHZ), "--batch", "1", "--batching", "continuous")
+    body = {"model": "llama-3.2-1b", "prompt": "one two three", "max_tokens": 4000, "stream": True}
+    with httpx.stream("POST", f"{srv.url}/v1/completions", json=body, timeout=60) as resp:
+        lines = resp.iter_lines()
+        assert next(line for line in lines if line.startswith("data:"))  # streaming has begun
+    # 4000 tokens take minutes at sim speed 1; the request ends as soon as the server sees the client gone.
+    deadline = time.monotonic() + 60
+    while "edpilot_dropped_requests_total 1.0" not in (metrics := httpx.get(f"{srv.url}/metrics").text):
+        assert time.monotonic() < deadline, "the request was never dropped"
+        time.sleep(0.05)
+    assert 'code="200"' not in metrics  # never counted as answered

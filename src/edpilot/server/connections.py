@@ -125,8 +125,8 @@ class _Limited:
             self.transport.close()
 
 
-def limited_protocol(limits: ConnectionLimits, *, h11: bool = False) -> type[asyncio.Protocol]:
+def limited_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     """The protocol class to give uvicorn (`Config(http=...)`), bound to `limits`: httptools where it is
-    installed (unless `h11`), else h11."""
-    base: type[Any] = H11Protocol if h11 or HttpToolsProtocol is None else HttpToolsProtocol
+    installed, else h11."""
+    base: type[Any] = H11Protocol if HttpToolsProtocol is None else HttpToolsProtocol
     return type(f"Limited{base.__name__}", (_Limited, base), {"limits": limits})

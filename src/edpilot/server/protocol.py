@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from json.encoder import encode_basestring_ascii  # json.dumps of a str, without the encoder around it
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -305,7 +306,7 @@ class ChunkEvents:
     def texts(self, texts: list[str]) -> bytes:
         """One event per piece of text, joined."""
         head, tail = self._head, self._tail
-        return b"".join([head + json.dumps(text).encode() + tail for text in texts])
+        return b"".join([head + encode_basestring_ascii(text).encode() + tail for text in texts])
 
     @staticmethod
     def event(data: dict[str, Any] | str) -> bytes:
