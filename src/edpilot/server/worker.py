@@ -60,9 +60,9 @@ class Answer:
 class Pieces:
     """A request's text on its way from the engine's thread to its stream on the event loop.
 
-    `put_threadsafe` appends from any thread and wakes the loop once for however many pieces arrive before the
-    loop runs; `take` returns every piece waiting (at least one), or None once `end` was called (on the loop) and
-    nothing is left."""
+    `put_threadsafe` appends from any thread; it wakes the loop only when a stream waits in `take`, and once for
+    however many pieces arrive before the loop runs (an answer sent whole wakes nothing). `take` returns every
+    piece waiting (at least one), or None once `end` was called (on the loop) and nothing is left."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -76,7 +76,7 @@ class Pieces:
         """Queue `text` (from the engine's thread, or the loop)."""
         with self._lock:
             self._texts.append(text)
-            if self._wake_due:
+            if self._wake_due or self._waiter is None:
                 return
             self._wake_due = True
         if not self._loop.is_closed():
@@ -90,20 +90,20 @@ class Pieces:
     def _wake(self) -> None:
         with self._lock:
             self._wake_due = False
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def take(self) -> list[str] | None:
         """Every piece waiting (at least one), or None at the end."""
         while True:
             with self._lock:
                 texts, self._texts = self._texts, []
-            if texts:
-                return texts
-            if self._ended:
-                return None
-            self._waiter = self._loop.create_future()
-            await self._waiter
+                waiter = None if texts or self._ended else self._loop.create_future()
+                self._waiter = waiter
+            if waiter is None:
+                return texts or None
+            await waiter
 
 
 @dataclass
