@@ -36,6 +36,7 @@ from edpilot.search.continuous_forecast import (
     STEP_ENERGY_SLOPES,
     STEP_TIME_SLOPES,
     busy_units,
+    learn_occupancy,
     make_forecast,
     taught_by,
 )
@@ -124,7 +125,9 @@ class EdpilotStrategy(Strategy):
             self.failed[i] = True
         elif obs.mean_batch_s > 0:
             for window in self._screen(i, obs):
-                for j in taught_by(self.forecast, self._configs, i, window):  # continuous: slots it never filled
+                taught = taught_by(self.forecast, self._configs, i, window)  # continuous: slots it never filled
+                learn_occupancy(self.forecast, i, taught, window)  # continuous: the step over occupancy
+                for j in taught:
                     self._learn(j, self._configs[j], window)
             rho = self._own_rho()[i]
             if rho >= 1.0 or (not obs.keeps_up and rho >= RHO_BEHIND):
@@ -183,7 +186,7 @@ class EdpilotStrategy(Strategy):
         """Re-rank every config at the new traffic from the hardware model: nothing is measured again."""
         super().set_traffic(traffic)
         self.forecast = make_forecast(
-            self.space, traffic, energy_scope=self.ctx.energy_scope, batching=self.ctx.batching
+            self.space, traffic, energy_scope=self.ctx.energy_scope, batching=self.ctx.batching, previous=self.forecast
         )
         self.behind[:] = False
         self.kept_rounds[:] = 0
@@ -334,7 +337,7 @@ class EdpilotStrategy(Strategy):
     def _held_keeps_up(self, j: int) -> bool:
         """Whether the window held back at config `j` kept up (its batch time within b/λ)."""
         held = self.pending[j]
-        rho = utilisation(self.ctx.traffic, self._configs[j].batch_size, held.mean_batch_s)
+        rho = utilisation(self.ctx.traffic, self.forecast.batch_of[j], held.mean_batch_s)
         return bool(rho < 1.0) and held.keeps_up
 
     def _in_trust_region(self, promising: np.ndarray, cost: np.ndarray, inc: int) -> int | None:

@@ -1,0 +1,81 @@
+"""How a decode step grows with the sequences in it: log step time and energy over occupancy, per device level.
+
+Under continuous batching a round measures the mean step at whatever occupancy it ran — the mean active sequences
+per step, `Observation.mean_sequences` — and a config's queue may still have been filling: its steady occupancy,
+and so its step, can be higher. `StepShape` learns, from every round,
+
+    log y = u_g + w · z,   z = (x, x², x·x_k for each knob axis k),   x = log n − log REF_SEQUENCES,
+
+for y the mean step time (s) and the mean step energy (J) at n active sequences, g the config's device levels and
+x_k their centred log levels (`hardware.axis_columns`). `u_g` is each level's own: it is profiled out (a level's
+rounds are centred on their mean), so only levels measured at two occupancies or more teach `w`, the shape; the
+per-config level is what the search's `LogResponse` learns. Bayesian linear regression, closed form, numpy only.
+
+The prior (`SHAPE_PRIOR`) is the roofline's: a step reads the weights once whatever the sequences (flat while
+memory-bound) and grows towards ∝ n once the sequences' compute and KV reads dominate (convex in log n; on the
+simulated AGX Orin Qwen2.5-3B's step is 22 ms with 2 sequences and 52 ms with 28 at 816 MHz). A learned curve
+that would fall with n is held flat (`curve` takes, at each n, the least value from n up).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edpilot.search.hardware import axis_columns
+from edpilot.space import ConfigSpace
+
+REF_SEQUENCES = 8.0  # the occupancy x is centred on
+SHAPE_PRIOR = {"slope": (0.15, 0.15), "curvature": (0.1, 0.1), "knob": (0.0, 0.2)}  # (mean, sd) per weight
+ROUND_NOISE_SD = 0.05  # assumed: a round's mean log step around the shape (transient queues, joiners' prefill)
+
+
+class StepShape:
+    """Log step time and log step energy over occupancy, learned from rounds; per config of `space`."""
+
+    def __init__(self, space: ConfigSpace) -> None:
+        names, cols = axis_columns(space)
+        self.knob_x = np.array([col for name, col in zip(names, cols, strict=True) if name != "batch"]).T
+        self.knob_x = self.knob_x.reshape(len(space), -1)
+        ids: dict[object, int] = {}
+        self.group = np.array([ids.setdefault(c.knobs, len(ids)) for c in space.configs])
+        k = self.knob_x.shape[1]
+        mean = [SHAPE_PRIOR["slope"][0], SHAPE_PRIOR["curvature"][0], *([SHAPE_PRIOR["knob"][0]] * k)]
+        sd = [SHAPE_PRIOR["slope"][1], SHAPE_PRIOR["curvature"][1], *([SHAPE_PRIOR["knob"][1]] * k)]
+        self.prior_mean, self.prior_prec = np.array(mean), 1.0 / np.array(sd) ** 2
+        self._rounds: list[tuple[int, float, float, float | None]] = []  # config, occupancy, step s, step J
+        self.time_w, self.energy_w = self.prior_mean.copy(), self.prior_mean.copy()
+
+    def add(self, index: int, *, sequences: float, step_s: float, step_energy_j: float | None) -> None:
+        """One round at config `index`: its mean active sequences per step and mean step time (s) and energy (J)."""
+        if sequences >= 1.0 and step_s > 0:
+            energy = step_energy_j if step_energy_j is not None and step_energy_j > 0 else None
+            self._rounds.append((index, float(sequences), float(step_s), energy))
+            self.time_w = self._fit([(i, n, s) for i, n, s, _ in self._rounds])
+            self.energy_w = self._fit([(i, n, e) for i, n, _, e in self._rounds if e is not None])
+
+    def curve(self, sequences: np.ndarray, *, energy: bool = False) -> np.ndarray:
+        """Log step time (or energy) per config (rows) at each of `sequences` (columns, ascending), up to a
+        per-config constant; non-decreasing in occupancy."""
+        w = self.energy_w if energy else self.time_w
+        z = self._features(np.arange(self.knob_x.shape[0])[:, None], np.asarray(sequences, dtype=float)[None, :])
+        return np.minimum.accumulate((z @ w)[:, ::-1], axis=1)[:, ::-1]  # flat below the parabola's vertex
+
+    def _features(self, index: np.ndarray, sequences: np.ndarray) -> np.ndarray:
+        x = np.log(sequences) - np.log(REF_SEQUENCES)
+        x, knobs = np.broadcast_arrays(x[..., None], self.knob_x[index])
+        return np.concatenate([x[..., :1], x[..., :1] ** 2, x * knobs], axis=-1)
+
+    def _fit(self, rounds: list[tuple[int, float, float]]) -> np.ndarray:
+        """Posterior mean of the shape's weights from rounds (config, occupancy, value), levels profiled out."""
+        if not rounds:
+            return self.prior_mean.copy()
+        index, n, value = (np.array(col) for col in zip(*rounds, strict=True))
+        z = self._features(index.astype(int), n)
+        y = np.log(value)
+        groups = self.group[index.astype(int)]
+        for g in np.unique(groups):  # centre each level's rounds: its own level u_g drops out
+            mine = groups == g
+            z[mine] -= z[mine].mean(axis=0)
+            y[mine] -= y[mine].mean()
+        prec = np.diag(self.prior_prec) + z.T @ z / ROUND_NOISE_SD**2
+        return np.linalg.solve(prec, self.prior_prec * self.prior_mean + z.T @ y / ROUND_NOISE_SD**2)
