@@ -100,7 +100,7 @@ def steady_continuous(
     busy_w = np.sum(pi[:, 1:] * e / s, axis=1)
     service_s = np.where(stable, load / lam, np.inf)
     step_seen_s = np.sum(pi[:, 1:] * s, axis=1) / np.maximum(busy, 1e-300)  # the step an arrival finds running
-    wait_s = 0.5 * queued / lam  # M/M/c's queue, halved for deterministic service (Allen–Cunneen)
+    wait_s = queued / lam  # Little
     rate = 2.0 * np.where(stable, c / np.where(stable, service_s, 1.0) - lam, 1.0)  # the wait's tail, D: twice
     wait95_s = np.maximum(np.log(np.maximum(20.0 * p_wait, 1.0)) / rate, 0.0)
     mean = np.where(stable, service_s + 0.5 * step_seen_s * seen_busy + wait_s, np.inf)
@@ -137,7 +137,9 @@ def _birth_death(
     log_terms[:, 1:] = np.where(inside, log_terms[:, 1:], -np.inf)
     rows = np.arange(len(c))
     top = np.round(c).astype(int)
-    r = np.where(stable, tokens_per_s * s[rows, top - 1] / c, 0.0)
+    r_exp = np.where(stable, tokens_per_s * s[rows, top - 1] / c, 0.0)  # the queue's ratio, exponential service
+    half = 0.5 * r_exp / (1.0 - r_exp) ** 2  # deterministic service: half M/M/c's queue (Allen–Cunneen) ...
+    r = np.where(half > 0, (2 * half + 1 - np.sqrt(4 * half + 1)) / (2 * np.maximum(half, 1e-300)), 0.0)  # ... ratio
     log_top = log_terms[rows, top]
     with np.errstate(divide="ignore"):
         log_tail = log_top + np.log(r) - np.log1p(-r)  # Σ_{m>c} of π(c)·rᵐ⁻ᶜ, in log
