@@ -13,7 +13,7 @@ For each model and rate λ (Poisson arrivals, 70 output tokens, the shipped prom
 - the forecast's error: `steady_continuous` fed each config's step curve as its replay measured it (mean step time
   and energy at each occupancy) and the board's idle power, against the replay (mean latency, energy per request;
   median and worst |error| over the configs that keep up), the check that the search prices configs right; near
-  capacity (0.85 ≤ ρ < 1) against a longer replay (`--check-requests`), and also fed that replay's mean step at
+  capacity (0.85 ≤ ρ < 0.95) against a longer replay (`--check-requests`), and also fed that replay's mean step at
   every occupancy instead (the model before the curve);
 - each strategy (`--strategies ''`: none) tunes `tune --batching continuous` for `--budget` rounds of 32
   requests, seeds 0 … n−1; its final choice (what `tune` reports) is scored by the oracle: EDP ratio to the
@@ -40,6 +40,7 @@ BOARD = "sim:orin-agx-32gb"
 OUTPUT_TOKENS = 70
 REQUESTS_PER_ROUND = 32
 BATCHES = (4, 8, 12, 16, 20, 24, 28)
+NEAR_TOP = 0.95  # past it even a 4000-request replay is far from its steady queue (relaxation ~ D / (1 − √ρ)²)
 
 
 def workload(rate: float) -> Workload:
@@ -159,7 +160,7 @@ def main() -> None:
     strategies = [s for s in args.strategies.split(",") if s]
     ratios: dict[str, list[float]] = {s: [] for s in strategies}
     print(
-        "| model | λ (req/s) | oracle (MHz, slots) | latency error median / worst | latency error at ρ ≥ 0.85, "
+        "| model | λ (req/s) | oracle (MHz, slots) | latency error median / worst | latency error at ρ 0.85–0.95, "
         "mean step → curve | energy error median / worst | "
         + " | ".join(f"{s} median / worst" for s in strategies)
         + " |"
@@ -173,7 +174,7 @@ def main() -> None:
             stable = [v for v in truth.values() if v["utilisation"] < 1.0 and np.isfinite(v["edp"])]
             lat_err = [abs(v["curve_latency_s"] / v["latency_s"] - 1.0) for v in stable]
             e_err = [abs(v["curve_energy_j"] / v["energy_j"] - 1.0) for v in stable]
-            near = [v["check"] for v in truth.values() if "check" in v and v["check"]["utilisation"] < 1.0]
+            near = [v["check"] for v in truth.values() if "check" in v and v["check"]["utilisation"] < NEAR_TOP]
             flat_near = [abs(v["predicted_latency_s"] / v["latency_s"] - 1.0) for v in near]
             curve_near = [abs(v["curve_latency_s"] / v["latency_s"] - 1.0) for v in near]
             near_cell = (

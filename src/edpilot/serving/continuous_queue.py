@@ -4,17 +4,20 @@ The hardware's answer is a decode step whose time and energy depend on how many 
 seconds and `step_energy_j[i, n-1]` joules for config i with n active sequences (a 1-D array: the same at every
 occupancy; the steps where a request joins carry its prefill). A request joins at the step boundary after it
 arrives (a wait of half a step when one is running), then decodes one token per step, `output_tokens` steps in
-all. With `slots` = c sequences at most:
+all; a request's latency is its wait for a slot, half a step to join when one is running, and its service.
+With `slots` = c sequences at most:
 
 - capacity: the most tokens per second is c / s(c) (a step's time per sequence falls as it fills), so a config
   keeps up iff λ·k·s(c) < c (k output tokens); `utilisation` is λ·k·s(c) / c, the load over that capacity;
-- the steady occupancy is a fixed point: the mean sequences in service a = λ·D (Little), with D the service time,
-  and the tokens made per second, Σₙ π(n)·n / s(n) over the occupancy distribution π at offered load a, equal to
-  λ·k. π is M/M/c's number in service (min(N, c): Poisson below the slots, the queue's tail at c) for Poisson
-  arrivals and ⌊a⌋ or ⌈a⌉ for uniform ones; a is found by bisection in (0, c), and D = a / λ — a request's steps
-  are the longer ones of the occupancy it finds;
-- the wait for a slot: Erlang's C(c, a) over (c/D − λ), halved for deterministic service (Allen–Cunneen, exact
-  at c = 1); none with uniform arrivals below capacity;
+- Poisson arrivals: the number of requests in the system is a birth–death chain. With j ≤ c sequences each makes
+  a token every s(j), so requests leave at j / (k·s(j)) per second — a processor-sharing queue whose rate depends
+  on the occupancy, and whose occupancy below the slots does not depend on the service being deterministic
+  (insensitivity) — and past c the queue grows geometrically at ratio ρ. π(n), the fraction of time n sequences
+  are in service, and the mean queue follow; the wait for a slot is the queue over λ (Little), halved for
+  deterministic service (Allen–Cunneen, exact at c = 1), and a request's service D = (mean sequences in service)
+  / λ: its steps are the longer ones of the occupancy it finds;
+- uniform arrivals: ⌊a⌋ or ⌈a⌉ sequences in service, the offered load a found by bisection where the steps make
+  λ·k tokens a second; no wait below capacity;
 - energy per request: the board's mean power ÷ λ, Σₙ π(n)·e(n)/s(n) while steps run and idle power for π(0)
   (`total`), or the steps' alone (`active`).
 
@@ -100,7 +103,7 @@ def steady_continuous(
     busy_w = np.sum(pi[:, 1:] * e / s, axis=1)
     service_s = np.where(stable, load / lam, np.inf)
     step_seen_s = np.sum(pi[:, 1:] * s, axis=1) / np.maximum(busy, 1e-300)  # the step an arrival finds running
-    wait_s = queued / lam  # Little
+    wait_s = 0.5 * queued / lam  # Little, halved for deterministic service (Allen–Cunneen)
     rate = 2.0 * np.where(stable, c / np.where(stable, service_s, 1.0) - lam, 1.0)  # the wait's tail, D: twice
     wait95_s = np.maximum(np.log(np.maximum(20.0 * p_wait, 1.0)) / rate, 0.0)
     mean = np.where(stable, service_s + 0.5 * step_seen_s * seen_busy + wait_s, np.inf)
@@ -137,9 +140,7 @@ def _birth_death(
     log_terms[:, 1:] = np.where(inside, log_terms[:, 1:], -np.inf)
     rows = np.arange(len(c))
     top = np.round(c).astype(int)
-    r_exp = np.where(stable, tokens_per_s * s[rows, top - 1] / c, 0.0)  # the queue's ratio, exponential service
-    half = 0.5 * r_exp / (1.0 - r_exp) ** 2  # deterministic service: half M/M/c's queue (Allen–Cunneen) ...
-    r = np.where(half > 0, (2 * half + 1 - np.sqrt(4 * half + 1)) / (2 * np.maximum(half, 1e-300)), 0.0)  # ... ratio
+    r = np.where(stable, tokens_per_s * s[rows, top - 1] / c, 0.0)  # the queue's ratio past the slots: ρ
     log_top = log_terms[rows, top]
     with np.errstate(divide="ignore"):
         log_tail = log_top + np.log(r) - np.log1p(-r)  # Σ_{m>c} of π(c)·rᵐ⁻ᶜ, in log
