@@ -126,7 +126,7 @@ def test_the_shape_learns_how_a_step_grows_from_rounds_at_several_occupancies() 
                 shape.add(i, sequences=n, step_s=true_step_s(config.freq_mhz, n), step_energy_j=None)
     learned = np.exp(np.diff(shape.curve(np.array([12.0, 24.0])), axis=1)).ravel()
     assert learned == pytest.approx(2.0, rel=0.1)  # the step doubles from 12 to 24 sequences
-    assert prior == pytest.approx(prior[0]) and abs(prior[0] - 2.0) > 0.3  # the prior alone says otherwise
+    assert np.all(np.abs(prior - 2.0) > 0.5)  # the prior alone says otherwise
     curve = shape.curve(np.arange(1.0, 29.0))
     assert np.all(np.diff(curve, axis=1) >= 0)  # never falls with occupancy
 
@@ -142,7 +142,7 @@ def test_a_round_measured_while_the_queue_filled_is_priced_at_full_slots() -> No
     obs = replace(_observation(), mean_sequences=14.0)
     forecast.learn(i, [i], obs)
     grows = float(np.exp(forecast.shape.curve(np.array([14.0, 28.0]))[i] @ [-1.0, 1.0]))
-    assert grows > 1.2
+    assert grows > 1.15
     assert forecast.batch_of[i] == pytest.approx(28 / 70 / grows)
     carried = ContinuousForecast(space, Traffic("poisson", 4.0, output_tokens=70), previous=forecast)
     assert carried.batch_of[i] == pytest.approx(28 / 70 / grows)  # a new traffic keeps what was learned

@@ -25,7 +25,10 @@ from edpilot.search.hardware import axis_columns
 from edpilot.space import ConfigSpace
 
 REF_SEQUENCES = 8.0  # the occupancy x is centred on
-SHAPE_PRIOR = {"slope": (0.15, 0.15), "curvature": (0.1, 0.1), "knob": (0.0, 0.2)}  # (mean, sd) per weight
+# (mean, sd) of each weight; assumed. The knee (compute overtaking the weight read) moves ∝ the GPU clock, so at a
+# given occupancy the step rises less steeply at a higher clock: the gpu_mhz cross term leans negative (on the
+# simulated roofline, from 306 to 930.75 MHz, the slope at 14 sequences falls by about 0.4 per unit log clock).
+SHAPE_PRIOR = {"slope": (0.15, 0.15), "curvature": (0.1, 0.1), "knob": (0.0, 0.2), "gpu_mhz": (-0.3, 0.2)}
 ROUND_NOISE_SD = 0.05  # assumed: a round's mean log step around the shape (transient queues, joiners' prefill)
 
 
@@ -34,13 +37,14 @@ class StepShape:
 
     def __init__(self, space: ConfigSpace) -> None:
         names, cols = axis_columns(space)
+        knobs = [name for name in names if name != "batch"]
         self.knob_x = np.array([col for name, col in zip(names, cols, strict=True) if name != "batch"]).T
         self.knob_x = self.knob_x.reshape(len(space), -1)
         ids: dict[object, int] = {}
         self.group = np.array([ids.setdefault(c.knobs, len(ids)) for c in space.configs])
-        k = self.knob_x.shape[1]
-        mean = [SHAPE_PRIOR["slope"][0], SHAPE_PRIOR["curvature"][0], *([SHAPE_PRIOR["knob"][0]] * k)]
-        sd = [SHAPE_PRIOR["slope"][1], SHAPE_PRIOR["curvature"][1], *([SHAPE_PRIOR["knob"][1]] * k)]
+        crosses = [SHAPE_PRIOR.get(name, SHAPE_PRIOR["knob"]) for name in knobs]
+        mean = [SHAPE_PRIOR["slope"][0], SHAPE_PRIOR["curvature"][0], *(m for m, _ in crosses)]
+        sd = [SHAPE_PRIOR["slope"][1], SHAPE_PRIOR["curvature"][1], *(d for _, d in crosses)]
         self.prior_mean, self.prior_prec = np.array(mean), 1.0 / np.array(sd) ** 2
         self._rounds: list[tuple[int, float, float, float | None]] = []  # config, occupancy, step s, step J
         self.time_w, self.energy_w = self.prior_mean.copy(), self.prior_mean.copy()
