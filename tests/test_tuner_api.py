@@ -123,3 +123,36 @@ def _obs() -> edpilot.Observation:
         window_s=16.0,
         keeps_up=True,
     )
+
+
+def test_a_round_at_a_config_with_decode_levels_decodes_at_them_and_switches_back():
+    from edpilot.sim import open_sim
+
+    sim = open_sim("sim:orin-agx-32gb", seed=3)
+    tuner = edpilot.Tuner(sim.device, arrival_rate_per_s=1.0, freqs=[612, 930.75], batches=[2], phase_clocks=True)
+    assert [a.name for a in tuner.space.axes] == ["gpu_mhz", "decode_gpu_mhz"]
+    config = Config.of(2, gpu_mhz=930.75, decode_gpu_mhz=612.0)
+    seen: list[float | None] = []
+    decoding = sim.engine.generate
+
+    def generate(batch, on_token=None, *, on_decode=None):
+        def hook():
+            on_decode()
+            seen.append(sim.device.knob_level("gpu_mhz"))
+
+        return decoding(batch, on_token, on_decode=hook)
+
+    sim.engine.generate = generate
+    baseline = tuner.next_config()
+    with tuner.round(baseline) as first:
+        first.run(sim.engine, [edpilot.Request(j, sim.clock.now_s(), "p", 100, 8) for j in (0, 1)])
+    assert seen == [930.75]  # the baseline decodes at its one level: nothing written
+    with tuner.round(config) as rnd:
+        assert rnd.phase is not None
+        t0 = sim.clock.now_s()
+        for i in range(0, 4, 2):
+            rnd.run(sim.engine, [edpilot.Request(j, t0, "p", 100, 8) for j in (i, i + 1)])
+            assert sim.device.knob_level("gpu_mhz") == 930.75  # the prefill level back after each batch
+    assert seen[1:] == [612.0, 612.0]  # each batch decoded at the decode level
+    assert rnd.phase is not None and rnd.phase.switches == 2
+    assert rnd.record is not None and rnd.record.config == config

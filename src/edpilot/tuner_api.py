@@ -31,6 +31,7 @@ from edpilot.run import SearchRequest, run_header, session_settings, with_prior
 from edpilot.runlog import RunLog
 from edpilot.runner import ServedBatch, run_batch, summarize
 from edpilot.search import DEFAULT_STRATEGY
+from edpilot.serving.phase import PhaseSwitch, phase_switch
 from edpilot.serving.traffic import Traffic, TrafficKind
 from edpilot.serving.window import EnergyWindow
 from edpilot.space import Config, ConfigSpace
@@ -41,7 +42,8 @@ from edpilot.workload import Request, RequestSource
 class Tuner:
     """Ask for the next config, serve a round there in your loop, tell what it measured; `best()` is the choice.
 
-    The grid comes from the device (`freqs`/`batches` narrow it, as `--freqs`/`--batches` do). The traffic is
+    The grid comes from the device (`freqs`/`batches`/`emcs` narrow it, as `--freqs`/`--batches`/`--emcs` do;
+    `phase_clocks` adds decode levels as axes of their own, as `--phase-clocks` does). The traffic is
     given once: either `arrival_rate_per_s` (with `arrivals`, default uniform, and mean `prompt_tokens`, default
     128, and `output_tokens`, default 70), or a `workload` whose requests you serve (`tuner.workload`), and it is
     changed with `set_traffic`. `run_log` writes the JSONL run log `edpilot tune` writes (`edpilot report` reads it).
@@ -64,6 +66,8 @@ class Tuner:
         energy_scope: str = "total",
         freqs: str | Sequence[float] | None = None,
         batches: str | Sequence[int] | None = None,
+        emcs: str | Sequence[float] | None = None,
+        phase_clocks: bool = False,
         baseline: Config | None = None,
         slo_p95_s: float | None = None,
         power_cap_w: float | None = None,
@@ -77,6 +81,8 @@ class Tuner:
         self.search = SearchRequest(
             freqs=_as_list(freqs),
             batches=_as_list(batches),
+            emcs=_as_list(emcs),
+            phase_clocks=phase_clocks,
             baseline=None if baseline is None else f"{baseline.freq_mhz},{baseline.batch_size}",
             strategy=strategy,
             objective=objective,
@@ -195,9 +201,11 @@ class Round:
     """One measurement round at a config, served by your loop: an energy window over the batches you report.
 
     `run(engine, batch)` runs and measures a batch on an edpilot `Engine`; `add_batch(...)` reports one your own
-    engine ran (arrival times and start/end on `tuner.clock`). When the block ends the batches become an
-    `Observation` (`runner.summarize`) and the tuner records it: `rnd.record` is the logged round. A block that
-    raises records nothing.
+    engine ran (arrival times and start/end on `tuner.clock`). A config with decode levels (`phase_clocks=True`)
+    runs its decode at them under `run`; your own engine calls `rnd.phase.on_decode()` at each batch's first
+    decode step and `rnd.phase.end_batch()` when the batch ends (`rnd.phase` is None on a grid without decode
+    levels). When the block ends the batches become an `Observation` (`runner.summarize`) and the tuner records
+    it: `rnd.record` is the logged round. A block that raises records nothing.
     """
 
     def __init__(self, tuner: Tuner, config: Config) -> None:
@@ -207,6 +215,7 @@ class Round:
         self.observation: Observation | None = None
         self.record: RoundRecord | None = None
         self._window: EnergyWindow | None = None
+        self.phase: PhaseSwitch | None = None  # a config with decode levels: its switch, set when the block starts
 
     @property
     def requests(self) -> int:
@@ -221,7 +230,7 @@ class Round:
     def run(self, engine: Engine, batch: Sequence[Request]) -> list[Completion]:
         """Run `batch` on `engine` inside the round and measure it; returns the completions."""
         device, keeping = self.tuner.device, _Keep(engine)
-        self.batches.append(run_batch(batch, engine=keeping, device=device, clock=device.clock))
+        self.batches.append(run_batch(batch, engine=keeping, device=device, clock=device.clock, phase=self.phase))
         return keeping.last
 
     def add_batch(
@@ -247,6 +256,7 @@ class Round:
         caps = device.capabilities
         self._window = EnergyWindow(device, device.clock, update_interval_ms=caps.meter_update_interval_ms).begin()
         set_levels(device, config)  # inside the window, as the runner switches
+        self.phase = phase_switch(device, device.clock, prefill=config.device_levels(), decode=config.decode_levels())
         return self
 
     def __exit__(
