@@ -190,3 +190,19 @@ def test_tuning_qwen_near_capacity_chooses_a_config_that_keeps_up() -> None:
     step_s, _ = _curve(steps, chosen.batch_size)
     assert 8.0 * 70 * step_s[0, -1] < chosen.batch_size  # full slots make tokens faster than they are asked for
     assert obs.keeps_up
+
+
+def test_evenly_spaced_requests_that_never_overlap_run_alone() -> None:
+    """Uniform arrivals 1 s apart, 70 steps of 5 ms × the sequences in a step: a request ends (0.35 s) before the
+    next arrives, so every step runs one sequence and the latency is 70 steps of one."""
+    step_s = 0.005 * np.arange(1, 9)[None, :]
+    steady = steady_continuous(
+        Traffic("uniform", 1.0, output_tokens=70),
+        [8],
+        step_s=step_s,
+        step_energy_j=20.0 * step_s,
+        idle_power_w=5.0,
+    )
+    assert steady.mean_latency_s[0] == pytest.approx(0.35, rel=1e-6)
+    assert steady.busy[0] == pytest.approx(0.35, rel=1e-6)
+    assert steady.energy_per_request_j[0] == pytest.approx(0.35 * 20.0 + 0.65 * 5.0, rel=1e-6)
