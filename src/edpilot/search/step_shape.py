@@ -38,8 +38,8 @@ class StepShape:
     def __init__(self, space: ConfigSpace) -> None:
         names, cols = axis_columns(space)
         knobs = [name for name in names if name != "batch"]
-        self.knob_x = np.array([col for name, col in zip(names, cols, strict=True) if name != "batch"]).T
-        self.knob_x = self.knob_x.reshape(len(space), -1)
+        knob_cols = [col for name, col in zip(names, cols, strict=True) if name != "batch"]
+        self.knob_x = np.array(knob_cols).T.reshape(len(space), len(knobs))
         ids: dict[object, int] = {}
         self.group = np.array([ids.setdefault(c.knobs, len(ids)) for c in space.configs])
         crosses = [SHAPE_PRIOR.get(name, SHAPE_PRIOR["knob"]) for name in knobs]
@@ -65,9 +65,8 @@ class StepShape:
         return np.minimum.accumulate((z @ w)[:, ::-1], axis=1)[:, ::-1]  # flat below the parabola's vertex
 
     def _features(self, index: np.ndarray, sequences: np.ndarray) -> np.ndarray:
-        x = np.log(sequences) - np.log(REF_SEQUENCES)
-        x, knobs = np.broadcast_arrays(x[..., None], self.knob_x[index])
-        return np.concatenate([x[..., :1], x[..., :1] ** 2, x * knobs], axis=-1)
+        x = np.broadcast_arrays(np.log(sequences) - np.log(REF_SEQUENCES), index)[0][..., None]
+        return np.concatenate([x, x**2, x * self.knob_x[index]], axis=-1)
 
     def _fit(self, rounds: list[tuple[int, float, float]]) -> np.ndarray:
         """Posterior mean of the shape's weights from rounds (config, occupancy, value), levels profiled out."""

@@ -116,14 +116,10 @@ def steady_continuous(
 
 def _curves(step_s: ArrayLike, step_energy_j: ArrayLike, configs: int, slots: int) -> tuple[np.ndarray, np.ndarray]:
     """Step time and energy as (configs, occupancies) arrays: a 1-D input is the same at every occupancy."""
-    out = []
-    for value in (step_s, step_energy_j):
-        v = np.asarray(value, dtype=float)
-        v = np.broadcast_to(
-            v.reshape(-1, 1) if v.ndim < 2 else v, (configs, max(slots, v.shape[-1] if v.ndim == 2 else 1))
-        )
-        out.append(v)
-    return out[0], out[1]
+    time, energy = (np.asarray(v, dtype=float) for v in (step_s, step_energy_j))
+    width = max([slots] + [v.shape[1] for v in (time, energy) if v.ndim == 2])
+    time, energy = (v if v.ndim == 2 else v.reshape(-1, 1) for v in (time, energy))
+    return np.broadcast_to(time, (configs, width)), np.broadcast_to(energy, (configs, width))
 
 
 def _birth_death(
