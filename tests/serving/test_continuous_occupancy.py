@@ -206,3 +206,14 @@ def test_evenly_spaced_requests_that_never_overlap_run_alone() -> None:
     assert steady.mean_latency_s[0] == pytest.approx(0.35, rel=1e-6)
     assert steady.busy[0] == pytest.approx(0.35, rel=1e-6)
     assert steady.energy_per_request_j[0] == pytest.approx(0.35 * 20.0 + 0.65 * 5.0, rel=1e-6)
+
+
+def test_a_device_with_no_clock_learns_the_step_over_occupancy_alone() -> None:
+    """A read-only device: the grid has slots and no clock axis; the shape is one curve over occupancy."""
+    space = ConfigSpace.grid((None,), (4, 8, 16))
+    forecast = ContinuousForecast(space, Traffic("poisson", 2.0, output_tokens=70))
+    for i, (n, step_s) in enumerate(((3.0, 0.020), (6.0, 0.024), (12.0, 0.036))):
+        forecast.learn(i, [i], replace(_observation(), mean_sequences=n, mean_batch_s=step_s))
+    curve = np.exp(forecast.shape.curve(np.array([3.0, 12.0]))[0])
+    assert curve[1] / curve[0] > 1.3  # the rounds say a step with 12 is 1.8 × one with 3
+    assert np.all((forecast.batch_of > 0) & (forecast.batch_of <= np.array(space.batch_sizes) / 70))
