@@ -4,12 +4,14 @@ Under continuous batching a round measures the mean step at whatever occupancy i
 per step, `Observation.mean_sequences` — and a config's queue may still have been filling: its steady occupancy,
 and so its step, can be higher. `StepShape` learns, from every round,
 
-    log y = u_g + w · z,   z = (x, x², x·x_k for each knob axis k),   x = log n − log REF_SEQUENCES,
+    log y = u_g + w · z + v_g·x,   z = (x, x², x·x_k for each knob axis k),   x = log n − log REF_SEQUENCES,
 
 for y the mean step time (s) and the mean step energy (J) at n active sequences, g the config's device levels and
 x_k their centred log levels (`hardware.axis_columns`). `u_g` is each level's own: it is profiled out (a level's
-rounds are centred on their mean), so only levels measured at two occupancies or more teach `w`, the shape; the
-per-config level is what the search's `LogResponse` learns. Bayesian linear regression, closed form, numpy only.
+rounds are centred on their mean), so only levels measured at two occupancies or more teach `w`, the shape, and
+`v_g`, the level's own slope around it (a random effect, sd LEVEL_SLOPE_SD: the knee of a roofline is sharper than
+the smooth terms); the per-config level is what the search's `LogResponse` learns. Bayesian linear regression,
+closed form, numpy only.
 
 The prior (`SHAPE_PRIOR`) is the roofline's: a step reads the weights once whatever the sequences (flat while
 memory-bound) and grows towards ∝ n once the sequences' compute and KV reads dominate (convex in log n; on the
@@ -29,6 +31,7 @@ REF_SEQUENCES = 8.0  # the occupancy x is centred on
 # given occupancy the step rises less steeply at a higher clock: the gpu_mhz cross term leans negative (on the
 # simulated roofline, from 306 to 930.75 MHz, the slope at 14 sequences falls by about 0.4 per unit log clock).
 SHAPE_PRIOR = {"slope": (0.15, 0.15), "curvature": (0.1, 0.1), "knob": (0.0, 0.2), "gpu_mhz": (-0.3, 0.2)}
+LEVEL_SLOPE_SD = 0.2  # assumed: a device level's own slope in x around the smooth one (a knee the terms miss)
 ROUND_NOISE_SD = 0.05  # assumed: a round's mean log step around the shape (transient queues, joiners' prefill)
 
 
@@ -43,8 +46,10 @@ class StepShape:
         ids: dict[object, int] = {}
         self.group = np.array([ids.setdefault(c.knobs, len(ids)) for c in space.configs])
         crosses = [SHAPE_PRIOR.get(name, SHAPE_PRIOR["knob"]) for name in knobs]
-        mean = [SHAPE_PRIOR["slope"][0], SHAPE_PRIOR["curvature"][0], *(m for m, _ in crosses)]
+        levels = len(ids)
+        mean = [SHAPE_PRIOR["slope"][0], SHAPE_PRIOR["curvature"][0], *(m for m, _ in crosses), *([0.0] * levels)]
         sd = [SHAPE_PRIOR["slope"][1], SHAPE_PRIOR["curvature"][1], *(d for _, d in crosses)]
+        sd += [LEVEL_SLOPE_SD] * levels
         self.prior_mean, self.prior_prec = np.array(mean), 1.0 / np.array(sd) ** 2
         self._rounds: list[tuple[int, float, float, float | None]] = []  # config, occupancy, step s, step J
         self.time_w, self.energy_w = self.prior_mean.copy(), self.prior_mean.copy()
@@ -66,7 +71,8 @@ class StepShape:
 
     def _features(self, index: np.ndarray, sequences: np.ndarray) -> np.ndarray:
         x = np.broadcast_arrays(np.log(sequences) - np.log(REF_SEQUENCES), index)[0][..., None]
-        return np.concatenate([x, x**2, x * self.knob_x[index]], axis=-1)
+        own = self.group[index][..., None] == np.arange(self.group.max() + 1)  # the level's own slope
+        return np.concatenate([x, x**2, x * self.knob_x[index], x * own], axis=-1)
 
     def _fit(self, rounds: list[tuple[int, float, float]]) -> np.ndarray:
         """Posterior mean of the shape's weights from rounds (config, occupancy, value), levels profiled out."""
