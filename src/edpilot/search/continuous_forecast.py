@@ -80,6 +80,11 @@ class ContinuousForecast:
         )
         self._lifts = None
 
+    def shift_log(self, index: int, sequences: float) -> float:
+        """Log of config `index`'s step at the occupancy its windows measured over its step at `sequences`."""
+        time, _ = self._curves()
+        return -float(np.interp(np.log(sequences), np.log(self.sequences), time[index]))
+
     def latency(self, service_s: np.ndarray, *, with_p95: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Mean and p95 latency (s) per config from its measured step time (inf where ρ ≥ 1; p95 nan unless
         asked)."""
@@ -161,6 +166,15 @@ def make_forecast(
         carried = previous if isinstance(previous, ContinuousForecast) else None
         return ContinuousForecast(space, traffic, energy_scope=energy_scope, previous=carried)
     return SteadyForecast(space, traffic, energy_scope=energy_scope)
+
+
+def occupancy_shift(forecast: SteadyForecast | ContinuousForecast, i: int, obs: Observation) -> float:
+    """What to add to a window's log step at config `i` to compare it with the config's earlier windows: under
+    continuous batching the shape's step at their occupancy over the step at the window's (0: static batches, or a
+    window that does not say its occupancy)."""
+    if not isinstance(forecast, ContinuousForecast) or obs.mean_sequences is None or obs.mean_sequences < 1.0:
+        return 0.0
+    return forecast.shift_log(i, obs.mean_sequences)
 
 
 def learn_occupancy(forecast: SteadyForecast | ContinuousForecast, i: int, taught: list[int], obs: Observation) -> None:

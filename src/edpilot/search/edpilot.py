@@ -38,6 +38,7 @@ from edpilot.search.continuous_forecast import (
     busy_units,
     learn_occupancy,
     make_forecast,
+    occupancy_shift,
     taught_by,
 )
 from edpilot.search.forecast import Outlook
@@ -143,7 +144,7 @@ class EdpilotStrategy(Strategy):
         A window is compared with its config's earlier windows, or — at a config measured for the first time —
         with the model's prediction there (mean ± sd); one off by more than OUTLIER_LOG and 4 sd is held back.
         """
-        y = float(np.log(obs.mean_batch_s))
+        y = float(np.log(obs.mean_batch_s)) + occupancy_shift(self.forecast, i, obs)  # continuous: same occupancy
         batches = -(-obs.requests // self._configs[i].batch_size)
         noise = self.time.noise_var() / batches
         if self.time.windows[i] > 0:
@@ -157,7 +158,10 @@ class EdpilotStrategy(Strategy):
             self.outliers += held is not None
             return [obs]
         pair = max(OUTLIER_LOG, 4.0 * float(np.sqrt(2.0 * noise)))
-        if held is not None and abs(y - float(np.log(held.mean_batch_s))) <= pair:
+        if (
+            held is not None
+            and abs(y - float(np.log(held.mean_batch_s)) - occupancy_shift(self.forecast, i, held)) <= pair
+        ):
             return [held, obs]  # two windows agree: the config changed, not a hiccup
         self.outliers += held is not None
         self.pending[i] = obs
