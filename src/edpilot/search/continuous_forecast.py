@@ -7,8 +7,8 @@ per step (`mean_sequences`), which may be below the config's steady occupancy wh
 learns the step per config at the occupancy its rounds measured; the forecast learns how a step grows with the
 sequences in it (`StepShape`, log step over log occupancy and the device levels, from every round), turns each
 config's step into a curve over occupancy 1 … slots, and prices its steady state at the traffic with
-`serving.continuous_queue.steady_continuous` (the steady occupancy as a fixed point; M/D/c for the wait for a
-slot). The search and the benchmark's oracle check share it (benchmarks/continuous_search.py).
+`serving.continuous_queue.steady_continuous` (a birth–death chain over occupancy; the wait for a slot halved as
+M/D/c's). The search and the benchmark's oracle check share the queue maths (benchmarks/continuous_search.py).
 
 The strategy reads two things off a forecast besides `outlook`: `batch_of`, what one unit of the measured step
 serves at capacity (`utilisation` = λ·s / batch_of, throughput = batch_of / s): slots / output tokens requests'
@@ -18,7 +18,8 @@ units a window ran, to split its energy into busy and idle (steps here, batches 
 `taught_by(forecast, configs, i, obs)` which configs a window measured: a continuous round that never filled its
 slots measured every slot count at its clock that it did not reach (the same steps would have run), so the search
 need not try them one by one. `learn_occupancy` tells the forecast the occupancy of a window at the configs it
-taught.
+taught, and `occupancy_shift` puts a window's step at its config's earlier windows' occupancy (to tell an outlier
+from a fuller queue).
 
 `make_forecast` picks the forecast by the batching mode (carrying what the last one learned over a change of
 traffic); `STEP_TIME_SLOPES` / `STEP_ENERGY_SLOPES` are the priors of a step's log time and energy in log slots
