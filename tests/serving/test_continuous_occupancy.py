@@ -123,7 +123,9 @@ def test_the_shape_learns_how_a_step_grows_from_rounds_at_several_occupancies() 
         for n in (4.0, 8.0, 12.0, 16.0, 24.0):
             if n <= config.batch_size:
                 i = space.index(config)
-                shape.add(i, sequences=n, step_s=true_step_s(config.freq_mhz, n), step_energy_j=None)
+                shape.add(
+                    i, sequences=n, context_tokens=64.0, step_s=true_step_s(config.freq_mhz, n), step_energy_j=None
+                )
     learned = np.exp(np.diff(shape.curve(np.array([12.0, 24.0])), axis=1)).ravel()
     assert learned == pytest.approx(2.0, rel=0.1)  # the step doubles from 12 to 24 sequences
     assert np.all(np.abs(prior - 2.0) > 0.5)  # the prior alone says otherwise
@@ -217,3 +219,24 @@ def test_a_device_with_no_clock_learns_the_step_over_occupancy_alone() -> None:
     curve = np.exp(forecast.shape.curve(np.array([3.0, 12.0]))[0])
     assert curve[1] / curve[0] > 1.3  # the rounds say a step with 12 is 1.8 × one with 3
     assert np.all((forecast.batch_of > 0) & (forecast.batch_of <= np.array(space.batch_sizes) / 70))
+
+
+def test_a_longer_context_is_learned_and_priced_at_the_traffic() -> None:
+    """Rounds at one occupancy with 40 and 120 tokens per sequence, steps ∝ context^0.3: the shape learns the
+    growth, and a forecast for a traffic with longer answers prices a config's step up by it."""
+    space = ConfigSpace.grid((510.0, 714.0, 930.75), (8,))
+    shape = StepShape(space)
+    for i in range(3):
+        for context in (40.0, 120.0):
+            shape.add(i, sequences=6.0, context_tokens=context, step_s=0.02 * context**0.3, step_energy_j=None)
+    assert shape.context_log(120.0) - shape.context_log(40.0) == pytest.approx(0.3 * np.log(3.0), rel=0.15)
+    short = ContinuousForecast(space, Traffic("poisson", 1.0, prompt_tokens=30, output_tokens=21))  # 40 tokens
+    long = ContinuousForecast(space, Traffic("poisson", 1.0, prompt_tokens=30, output_tokens=181), previous=short)
+    short.shape = long.shape = shape  # both price with the shape learned above
+    obs = replace(_observation(), mean_sequences=8.0, mean_context_tokens=40.0)
+    short.learn(0, [0], obs)
+    long.occupancy, long._lifts = short.occupancy, None
+    # batch_of carries s(measured) / s(full slots) at the traffic's context: 120 tokens make the step longer
+    ratio = (short.batch_of[0] * 21) / (long.batch_of[0] * 181)  # per output token
+    assert ratio == pytest.approx(np.exp(shape.context_log(120.0) - shape.context_log(40.0)), rel=1e-6)
+    assert ratio > 1.2

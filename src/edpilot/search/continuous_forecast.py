@@ -57,8 +57,10 @@ class ContinuousForecast:
         self.slots = np.array([c.batch_size for c in space], dtype=float)
         self.sequences = np.arange(1, int(self.slots.max()) + 1, dtype=float)  # the occupancies a curve spans
         self.shape = previous.shape if previous is not None else StepShape(space)
-        # per config: the occupancy of each window it learned from, and that window's weight (its batches)
-        self.occupancy: list[list[tuple[float, float]]] = (
+        # a running sequence's mean tokens in the KV cache at this traffic: its prompt and half its answer
+        self.context_tokens = traffic.prompt_tokens + (traffic.output_tokens - 1.0) / 2.0
+        # per config: the occupancy and context of each window it learned from, and its weight (its batches)
+        self.occupancy: list[list[tuple[float, float, float]]] = (
             previous.occupancy if previous is not None else [[] for _ in range(len(space))]
         )
         self._lifts: tuple[np.ndarray, np.ndarray] | None = None
@@ -74,17 +76,29 @@ class ContinuousForecast:
         """A window at config `index` that taught the configs `taught`: its occupancy, and its step there."""
         if obs.mean_sequences is None or obs.mean_sequences < 1.0:
             return
+        context = self._context(obs)
         for j in taught:
-            self.occupancy[j].append((obs.mean_sequences, float(-(-obs.requests // int(self.slots[j])))))
+            self.occupancy[j].append((obs.mean_sequences, context, float(-(-obs.requests // int(self.slots[j])))))
         self.shape.add(
-            index, sequences=obs.mean_sequences, step_s=obs.mean_batch_s, step_energy_j=obs.energy_per_batch_j
+            index,
+            sequences=obs.mean_sequences,
+            context_tokens=context,
+            step_s=obs.mean_batch_s,
+            step_energy_j=obs.energy_per_batch_j,
         )
         self._lifts = None
 
-    def shift_log(self, index: int, sequences: float) -> float:
-        """Log of config `index`'s step at the occupancy its windows measured over its step at `sequences`."""
+    def shift_log(self, index: int, obs: Observation) -> float:
+        """Log of config `index`'s step at the occupancy and context its windows measured over its step at
+        `obs`'s (which says its occupancy)."""
         time, _ = self._curves()
-        return -float(np.interp(np.log(sequences), np.log(self.sequences), time[index]))
+        at_obs = float(np.interp(np.log(obs.mean_sequences or 1.0), np.log(self.sequences), time[index]))
+        context_log = self.shape.context_log(self._context(obs)) - self.shape.context_log(self.context_tokens)
+        return -(at_obs + context_log)
+
+    def _context(self, obs: Observation) -> float:
+        """A window's mean context (tokens), or the traffic's where the window does not say."""
+        return obs.mean_context_tokens if obs.mean_context_tokens is not None else self.context_tokens
 
     def latency(self, service_s: np.ndarray, *, with_p95: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Mean and p95 latency (s) per config from its measured step time (inf where ρ ≥ 1; p95 nan unless
@@ -133,16 +147,24 @@ class ContinuousForecast:
         )
 
     def _curves(self) -> tuple[np.ndarray, np.ndarray]:
-        """Log step time and energy per config over occupancy 1 … max slots, relative to the step at the config's
-        measured occupancy (its windows' weighted mean of the shape; an unmeasured config's at its slots)."""
+        """Log step time and energy per config over occupancy 1 … max slots at the traffic's context, relative to
+        the step at the config's measured occupancy and context (its windows' weighted mean of the shape; an
+        unmeasured config's at its slots and the traffic's context)."""
         if self._lifts is None:
             log_n = np.log(self.sequences)
             lifts = []
             for energy in (False, True):
                 curve = self.shape.curve(self.sequences, energy=energy)
+                here = self.shape.context_log(self.context_tokens, energy=energy)
                 measured = np.array(
                     [
-                        np.average([np.interp(np.log(m), log_n, row) for m, _ in seen], weights=[w for _, w in seen])
+                        np.average(
+                            [
+                                np.interp(np.log(m), log_n, row) + self.shape.context_log(t, energy=energy) - here
+                                for m, t, _ in seen
+                            ],
+                            weights=[w for _, _, w in seen],
+                        )
                         if seen
                         else row[int(c) - 1]
                         for row, seen, c in zip(curve, self.occupancy, self.slots, strict=True)
@@ -175,7 +197,7 @@ def occupancy_shift(forecast: SteadyForecast | ContinuousForecast, i: int, obs: 
     window that does not say its occupancy)."""
     if not isinstance(forecast, ContinuousForecast) or obs.mean_sequences is None or obs.mean_sequences < 1.0:
         return 0.0
-    return forecast.shift_log(i, obs.mean_sequences)
+    return forecast.shift_log(i, obs)
 
 
 def learn_occupancy(forecast: SteadyForecast | ContinuousForecast, i: int, taught: list[int], obs: Observation) -> None:
