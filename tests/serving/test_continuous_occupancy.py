@@ -3,6 +3,7 @@ learned shape, and the search that no longer takes a filling queue's short steps
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import replace
 
 import numpy as np
@@ -240,3 +241,43 @@ def test_a_longer_context_is_learned_and_priced_at_the_traffic() -> None:
     ratio = (short.batch_of[0] * 21) / (long.batch_of[0] * 181)  # per output token
     assert ratio == pytest.approx(np.exp(shape.context_log(120.0) - shape.context_log(40.0)), rel=1e-6)
     assert ratio > 1.2
+
+
+def _simulated_latency_s(rate: float, slots: int, step_s: np.ndarray, tokens: int, requests: int) -> float:
+    """An independent oracle: continuous batching event by event — Poisson arrivals, FIFO for `slots` slots,
+    joins at step boundaries, a step of n sequences lasts step_s[n − 1], a request leaves after `tokens` steps."""
+    rng = np.random.default_rng(0)
+    arrivals = np.cumsum(rng.exponential(1.0 / rate, requests))
+    now_s, nxt, queue, running, latencies = 0.0, 0, deque(), [], []
+    while len(latencies) < requests:
+        while nxt < requests and arrivals[nxt] <= now_s:
+            queue.append(arrivals[nxt])
+            nxt += 1
+        while queue and len(running) < slots:
+            running.append([queue.popleft(), 0])
+        if not running:
+            now_s = arrivals[nxt]
+            continue
+        now_s += step_s[len(running) - 1]
+        for sequence in running:
+            sequence[1] += 1
+        latencies += [now_s - arrived for arrived, made in running if made >= tokens]
+        running = [sequence for sequence in running if sequence[1] < tokens]
+    return float(np.mean(latencies[requests // 5 :]))
+
+
+@pytest.mark.parametrize(("slots", "rho"), [(12, 0.7), (28, 0.85), (16, 0.9)])
+def test_the_queue_maths_matches_an_event_by_event_simulation_of_the_same_steps(slots: int, rho: float) -> None:
+    """A step flat to 8 sequences, then growing ∝ n (a roofline's knee): the birth–death chain against 40 000
+    simulated requests. Measured: 0.5–3.5 % high up to ρ 0.9 (5–7 % high at 0.95)."""
+    step_s = 0.015 + 0.0012 * np.maximum(np.arange(1, slots + 1) - 8, 0)
+    rate = rho * slots / (70 * step_s[-1])
+    steady = steady_continuous(
+        Traffic("poisson", rate, output_tokens=70),
+        [slots],
+        step_s=step_s[None, :],
+        step_energy_j=step_s[None, :],
+        idle_power_w=1.0,
+    )
+    assert steady.utilisation[0] == pytest.approx(rho)
+    assert steady.mean_latency_s[0] == pytest.approx(_simulated_latency_s(rate, slots, step_s, 70, 40_000), rel=0.04)
