@@ -1,6 +1,7 @@
 """What `edpilot serve --engine openai:…` costs in front of llama-cpp-python's server (Gemma 3 270M, CPU).
 
     python benchmarks/gateway_stream.py [--repeats 5] [--rounds 20] [--max-tokens 32] [--threads 2]
+        [--gateway NAME=SRC ...]
 
 Starts llama-cpp-python's OpenAI server on a loopback port with the packaged Gemma 3 270M Q4_K_M GGUF
 (`--interrupt_requests False`) and two gateways in front of it: `edpilot serve --engine openai:…` with static
@@ -12,7 +13,8 @@ less the direct request's of the same round (requests seconds apart share the ma
 on the wall clock: latency (request to the last chunk), TTFT (request to the first chunk with text); throughput is
 requests ÷ the time they took (one request at a time). The gateway's CPU time per request (user + system, from
 /proc) is what it takes from the upstream on a machine whose cores the upstream fills. Needs the `[gemma]` extra
-and `llama-cpp-python[server]`.
+and `llama-cpp-python[server]`. `--gateway NAME=SRC` (repeatable) runs the gateways of other source trees side by
+side with the same rounds, so two versions meet the same load.
 """
 
 from __future__ import annotations
@@ -61,12 +63,16 @@ def start_upstream(threads: int) -> tuple[subprocess.Popen, str]:
     raise SystemExit("llama-cpp-python's server did not start")
 
 
-def start_gateway(upstream: str, batching: str, concurrency: int) -> tuple[subprocess.Popen, str]:
-    """`edpilot serve` in front of `upstream`; returns when it prints where it listens."""
+def start_gateway(upstream: str, batching: str, concurrency: int, src: str | None) -> tuple[subprocess.Popen, str]:
+    """`edpilot serve` (from the source tree `src`, else the installed one) in front of `upstream`; returns when
+    it prints where it listens."""
     args = [sys.executable, "-m", "edpilot", "serve", "--device", "cpu", "--engine", f"openai:{upstream}",
             "--port", "0", "--batching", batching, "--batch", str(concurrency), "--max-wait-s", "0.05",
             "--model-name", "gemma"]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=os.environ)
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(d) for d in src.split(os.pathsep))
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stderr is not None
     for line in proc.stderr:
         match = re.search(r"serving on (http://\S+)", line)
@@ -162,16 +168,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--gateway", action="append", default=[], metavar="NAME=SRC",
+        help="gateways from source tree SRC (PYTHONPATH; several joined by ':'), named NAME; repeat to compare",
+    )  # fmt: skip
     args = parser.parse_args()
     upstream, url = start_upstream(args.threads)
     procs = [upstream]
     try:
         model = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
         urls = {"direct": (url, model, upstream.pid)}
-        for batching in ("static", "continuous"):
-            proc, gateway = start_gateway(url, batching, 1)
-            procs.append(proc)
-            urls[f"gateway {batching}"] = (gateway, "gemma", proc.pid)
+        gateways = dict(g.split("=", 1) for g in args.gateway) or {"gateway": None}
+        for name, src in gateways.items():
+            for batching in ("static", "continuous"):
+                proc, gateway = start_gateway(url, batching, 1, src)
+                procs.append(proc)
+                urls[f"{name} {batching}"] = (gateway, "gemma", proc.pid)
         paths = {
             name: (openai.OpenAI(base_url=f"{u}/v1", api_key="unused", max_retries=0, timeout=600), m, pid)
             for name, (u, m, pid) in urls.items()

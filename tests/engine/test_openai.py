@@ -217,3 +217,11 @@ def test_specs_and_options():
     engine = open_engine("openai:127.0.0.1:8080", EngineOptions(model_name="m", request_timeout_s=7))
     assert engine.describe()["model"] == "m" and engine.describe()["request_timeout_s"] == 7
     assert engine.api_url == "http://127.0.0.1:8080/v1"
+
+
+def test_sse_data_lines_are_found_across_reads_whatever_the_line_ending() -> None:
+    from edpilot.engine.openai_wire import sse_data
+
+    body = [b'data: {"a"', b": 1}\r", b"\n\r\n: ping\n\nevent: x\n", b"data: [DONE]\r\rdata: \xff", b"!"]
+    assert list(sse_data(body)) == ['{"a": 1}', "[DONE]", "\ufffd!"]  # the last line needs no ending
+    assert list(sse_data([b"data:a\ndata:  b \n", b"", b"\n"])) == ["a", "b"]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import threading
 import time
 
 import httpx
 import pytest
 
 from edpilot.runlog import read_run_log
-from edpilot.server.service import _waiting_pieces
-from edpilot.server.worker import Pending
+from edpilot.server import protocol as p
+from edpilot.server.worker import Answer, Pending
 from edpilot.sim import open_sim
 from edpilot.workload import Request
 from tests.server.conftest import ServerProcess
@@ -88,18 +90,64 @@ def test_the_gateway_forwards_upstream_chunks_as_they_arrive(serve, batching: st
     assert times[-1] - times[0] >= 0.5 * _decode_s(MAX_TOKENS)
 
 
-def test_pieces_already_waiting_go_out_in_one_write_each_still_its_own_chunk() -> None:
-    async def run() -> list[list[str]]:
-        pending = Pending(Request(0, 0.0, "p", 1, 4), asyncio.get_running_loop().create_future())
-        for text in ("a", " b"):
-            pending.pieces.put_nowait(text)
-        writes = _waiting_pieces(pending)
-        out = [await anext(writes)]  # both were waiting: one write
-        pending.pieces.put_nowait(" c")
-        out.append(await anext(writes))
-        for text in (" d", None):
-            pending.pieces.put_nowait(text)
-        out += [texts async for texts in writes]
-        return out
+def test_pieces_wake_a_waiting_stream_once_for_all_that_arrive_before_the_loop_runs() -> None:
+    async def run() -> tuple[list[list[str] | None], int]:
+        loop = asyncio.get_running_loop()
+        pending = Pending(Request(0, 0.0, "p", 1, 4), loop.create_future())
+        wakes = 0
+        schedule = loop.call_soon_threadsafe
 
-    assert asyncio.run(run()) == [["a", " b"], [" c"], [" d"]]
+        def counted(*args: object) -> object:
+            nonlocal wakes
+            wakes += 1
+            return schedule(*args)  # type: ignore[arg-type]
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+
+        def engine(*texts: str) -> None:
+            thread = threading.Thread(target=lambda: [pending.pieces.put_threadsafe(t) for t in texts])
+            thread.start()
+            thread.join()  # the pieces arrive while the loop is busy here
+
+        waiting = asyncio.ensure_future(pending.pieces.take())
+        await asyncio.sleep(0)  # the stream waits
+        engine("a", " b", " c")
+        out = [await waiting]
+        engine(" d")  # nobody waits (an answer sent whole, or a stream busy writing): no wake-up
+        out.append(await pending.pieces.take())
+        waiting = asyncio.ensure_future(pending.pieces.take())
+        await asyncio.sleep(0)
+        pending.finish(Answer("a b c d", 4, None, 0.0, None))
+        out.append(await waiting)
+        return out, wakes
+
+    taken, wakes = asyncio.run(run())
+    assert taken == [["a", " b", " c"], [" d"], None]
+    assert wakes == 1  # one for the first three pieces; " d" was taken without one; the end is on the loop
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_an_answers_events_are_its_chunks_as_json_with_only_the_piece_encoded_per_event(chat: bool) -> None:
+    events = p.ChunkEvents(rid="cmpl-1", model='odd "model" \x00piece\x00', chat=chat)
+    texts = ["plain", ' quote " and \\ backslash', "line\nbreak", "é ü 😀", "\x00piece\x00", "\ud800", ""]
+    whole = events.texts(texts)
+    assert whole == b"".join(events.event(events.chunk(text=text)) for text in texts)
+    assert whole.endswith(b"\n\n") and whole.count(b"\n\n") == len(texts)  # one event per piece
+    sent = [json.loads(event.removeprefix(b"data: ")) for event in whole.split(b"\n\n")[:-1]]
+    for text, chunk in zip(texts, sent):
+        assert chunk == p.chunk(rid="cmpl-1", model=events.model, chat=chat, text=text, created=events.created)
+        assert (chunk["choices"][0]["delta"]["content"] if chat else chunk["choices"][0]["text"]) == text
+
+
+def test_a_client_that_goes_away_mid_stream_has_its_request_dropped_at_once(serve) -> None:
+    srv = serve("--device", "sim", "--freq", str(FREQ_MHZ), "--batch", "1", "--batching", "continuous")
+    body = {"model": "llama-3.2-1b", "prompt": "one two three", "max_tokens": 4000, "stream": True}
+    with httpx.stream("POST", f"{srv.url}/v1/completions", json=body, timeout=60) as resp:
+        lines = resp.iter_lines()
+        assert next(line for line in lines if line.startswith("data:"))  # streaming has begun
+    # 4000 tokens take minutes at sim speed 1; the request ends as soon as the server sees the client gone.
+    deadline = time.monotonic() + 60
+    while "edpilot_dropped_requests_total 1.0" not in (metrics := httpx.get(f"{srv.url}/metrics").text):
+        assert time.monotonic() < deadline, "the request was never dropped"
+        time.sleep(0.05)
+    assert 'code="200"' not in metrics  # never counted as answered

@@ -291,9 +291,9 @@ class OpenAIEngine:
                     call.on_text(whole.text)
                 at_s = self.clock.now_s() - start_s
                 return Completion(whole.text, tokens, at_s, last_token_s=at_s)
-            for line in resp.iter_lines():
-                data = sse_data(line)
-                if data is None or done:  # read to the end of the body so that the connection can be reused
+            plain = resp.headers.get("content-encoding", "identity") == "identity"
+            for data in sse_data(resp.iter_raw() if plain else resp.iter_bytes()):
+                if done:  # read to the end of the body so that the connection can be reused
                     continue
                 if data == "[DONE]":
                     done = True

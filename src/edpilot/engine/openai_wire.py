@@ -7,6 +7,7 @@ what came, so the request fails with that text instead of crashing the run or pa
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 SHOWN_CHARS = 120  # how much of a bad answer an error message quotes
@@ -65,8 +66,16 @@ def _completion_tokens(usage: object, raw: str) -> int | None:
     return tokens
 
 
-def sse_data(line: str) -> str | None:
-    """The payload of a server-sent-events `data:` line; None for comments, blank and other fields."""
-    if not line.startswith("data:"):
-        return None
-    return line[5:].strip()
+def sse_data(body: Iterable[bytes]) -> Iterator[str]:
+    """The payloads of the `data:` lines of a server-sent-events body that arrives in pieces (lines end in LF,
+    CRLF or CR, as the standard allows); comments, blank lines and other fields are skipped. Invalid UTF-8 is
+    replaced (U+FFFD), as a text decoder would."""
+    rest = b""
+    for piece in body:
+        lines = (rest + piece if rest else piece).splitlines(keepends=True)
+        rest = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
+        for line in lines:
+            if line.startswith(b"data:"):
+                yield line[5:].strip().decode("utf-8", "replace")
+    if rest.startswith(b"data:"):
+        yield rest[5:].strip().decode("utf-8", "replace")

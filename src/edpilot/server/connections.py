@@ -1,4 +1,4 @@
-"""Connection limits for uvicorn's h11 protocol: a deadline to receive each request and a cap on connections.
+"""Connection limits for uvicorn's HTTP protocols: a deadline to receive each request and a cap on connections.
 
 uvicorn on its own times out only idle keep-alive connections, and any byte restarts that timer: a client that
 trickles its headers (slowloris) holds its connection, and its file descriptor, for ever. Here every connection
@@ -7,6 +7,9 @@ request, headers and body; a request fully received is served however long its b
 `max_connections` are open: one more evicts the connection that has waited longest without delivering a
 request (or, when every connection is busy with a request, is closed itself), so slow clients cannot lock
 real ones out, and the server keeps descriptors for its own files (sysfs, the run log).
+
+The limits sit on uvicorn's httptools protocol (its parser is C: a streamed chunk costs a fraction of h11's),
+or on its h11 protocol where httptools is not installed; both keep the request in flight as `cycle`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ import logging
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # httptools is missing: serve with h11
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
 
 from edpilot.clock import WallClock
 
@@ -29,7 +37,7 @@ class ConnectionLimits:
 
     def __init__(self, *, max_connections: int, read_timeout_s: float) -> None:
         self.max_connections, self.read_timeout_s = max_connections, read_timeout_s
-        self.waiting: dict[LimitedH11Protocol, None] = {}
+        self.waiting: dict[_Limited, None] = {}
         self.closed_slow = 0
         self.closed_over_cap = 0
         self._clock = WallClock()
@@ -52,10 +60,14 @@ class ConnectionLimits:
         )
 
 
-class LimitedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol under `ConnectionLimits` (`limits` is set on a subclass by `limited_protocol`)."""
+class _Limited:
+    """`ConnectionLimits` over one of uvicorn's protocols (mixed in before it; `limited_protocol` sets `limits`)."""
 
     limits: ConnectionLimits
+    connections: set[Any]
+    cycle: Any
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -113,6 +125,8 @@ class LimitedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def limited_protocol(limits: ConnectionLimits) -> type[LimitedH11Protocol]:
-    """The protocol class to give uvicorn (`Config(http=...)`), bound to `limits`."""
-    return type("LimitedH11Protocol", (LimitedH11Protocol,), {"limits": limits})
+def limited_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
+    """The protocol class to give uvicorn (`Config(http=...)`), bound to `limits`: httptools where it is
+    installed, else h11."""
+    base: type[Any] = H11Protocol if HttpToolsProtocol is None else HttpToolsProtocol
+    return type(f"Limited{base.__name__}", (_Limited, base), {"limits": limits})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from json.encoder import encode_basestring_ascii  # json.dumps of a str, without the encoder around it
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -257,8 +258,10 @@ def chunk(
     reason: str | None = None,
     role: bool = False,
     usage_: dict[str, Any] | None = None,
+    created: int | None = None,
 ) -> dict[str, Any]:
-    """One streamed chunk: a piece of text, the finish reason, or (no choices) the usage."""
+    """One streamed chunk: a piece of text, the finish reason, or (no choices) the usage; `created` (unix s)
+    defaults to now."""
     if usage_ is not None:
         choices: list[dict[str, Any]] = []
     elif chat:
@@ -271,13 +274,44 @@ def chunk(
     out: dict[str, Any] = {
         "id": rid,
         "object": "chat.completion.chunk" if chat else "text_completion",
-        "created": int(unix_time_s()),
+        "created": int(unix_time_s()) if created is None else created,
         "model": model,
         "choices": choices,
     }
     if usage_ is not None:
         out["usage"] = usage_
     return out
+
+
+_MARK = "\x00piece\x00"  # stands for a text piece in an event's template (NUL: in no model name)
+
+
+class ChunkEvents:
+    """The server-sent events of one streamed answer, as bytes; the JSON around a piece of text is built once.
+
+    Each text event is `chunk(...)` with that text, encoded as `json.dumps` would (only the piece is encoded per
+    chunk); every event of the answer carries the `created` time of its start."""
+
+    def __init__(self, *, rid: str, model: str, chat: bool) -> None:
+        self.rid, self.model, self.chat = rid, model, chat
+        self.created = int(unix_time_s())
+        template = json.dumps(self.chunk(text=_MARK))
+        head, _, tail = template.rpartition(json.dumps(_MARK))
+        self._head, self._tail = b"data: " + head.encode(), tail.encode() + b"\n\n"
+
+    def chunk(self, **fields: Any) -> dict[str, Any]:
+        """`chunk(...)` of this answer (text, reason, role or usage_)."""
+        return chunk(rid=self.rid, model=self.model, chat=self.chat, created=self.created, **fields)
+
+    def texts(self, texts: list[str]) -> bytes:
+        """One event per piece of text, joined."""
+        head, tail = self._head, self._tail
+        return b"".join([head + encode_basestring_ascii(text).encode() + tail for text in texts])
+
+    @staticmethod
+    def event(data: dict[str, Any] | str) -> bytes:
+        """One event: a JSON object, or a bare string such as `[DONE]`."""
+        return b"data: " + (data if isinstance(data, str) else json.dumps(data)).encode() + b"\n\n"
 
 
 def pieces(text: str) -> list[str]:

@@ -9,15 +9,13 @@ A client that goes away while waiting has its request dropped.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from fastapi.sse import format_sse_event
+from fastapi.responses import JSONResponse, Response
 
 from edpilot.run import MAX_OUTPUT_TOKENS
 from edpilot.server import protocol as p
@@ -78,17 +76,8 @@ async def answer(
     endpoint = request.url.path
     include_usage = body.stream_options is not None and body.stream_options.include_usage
     if body.stream:
-        stream = _stream(
-            service,
-            pending,
-            rid=rid,
-            chat=chat,
-            max_tokens=max_tokens,
-            prompt_tokens=prompt_tokens,
-            include_usage=include_usage,
-            endpoint=endpoint,
-        )
-        return StreamingResponse(stream, media_type="text/event-stream")
+        events = p.ChunkEvents(rid=rid, model=service.model_id, chat=chat)
+        return EventStream(service, pending, events, Asked(endpoint, max_tokens, prompt_tokens, include_usage))
     answer = await _wait(request, pending)
     if answer is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
@@ -120,8 +109,7 @@ async def _wait(request: Request, pending: Pending) -> Answer | None:
 
 
 async def _disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+    await _gone(request.receive)
 
 
 def _result(pending: Pending) -> Answer:
@@ -141,58 +129,75 @@ def _count(service: Service, endpoint: str, prompt_tokens: int, answer: Answer) 
     m.completion_tokens.inc(answer.output_tokens)
 
 
-async def _stream(
-    service: Service,
-    pending: Pending,
-    *,
-    rid: str,
-    chat: bool,
-    max_tokens: int,
-    prompt_tokens: int,
-    include_usage: bool,
-    endpoint: str,
-) -> AsyncIterator[bytes]:
-    model = service.model_id
+class EventStream(Response):
+    """A streamed answer (server-sent events) written straight to the connection: the headers at once, then all
+    the text waiting each time in one write, then the end (finish reason, usage, `[DONE]`) in one write.
 
-    def event(data: dict[str, Any] | str) -> bytes:
-        return format_sse_event(data_str=data if isinstance(data, str) else json.dumps(data))
+    A client that goes away has its request dropped (its engine request cancelled) at once."""
 
-    try:
-        if chat:
-            yield event(p.chunk(rid=rid, model=model, chat=True, role=True))
+    media_type = "text/event-stream"
+
+    def __init__(self, service: Service, pending: Pending, events: p.ChunkEvents, asked: Asked) -> None:
+        super().__init__(media_type=self.media_type)
+        self.raw_headers = [h for h in self.raw_headers if h[0] != b"content-length"]
+        self.service, self.pending, self.events, self.asked = service, pending, events, asked
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        pending = self.pending
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        gone = asyncio.ensure_future(_gone(receive))
+        gone.add_done_callback(lambda _: pending.pieces.end())  # wakes the writer below; cancelling does too
+        try:
+            end = await self._write(send, gone)
+            if not gone.done():
+                await send({"type": "http.response.body", "body": end, "more_body": False})
+        finally:
+            gone.cancel()
+            if not pending.future.done():
+                pending.cancel()
+
+    async def _write(self, send: Any, gone: asyncio.Future[None]) -> bytes:
+        """Send the text as it is made; return the last write (the end, or an error event)."""
+        events, pending, asked = self.events, self.pending, self.asked
+        if events.chat:
+            await send(_body(events.event(events.chunk(role=True))))
         sent: list[str] = []
-        async for texts in _waiting_pieces(pending):
+        while (texts := await pending.pieces.take()) is not None and not gone.done():
             sent += texts
-            yield b"".join(event(p.chunk(rid=rid, model=model, chat=chat, text=text)) for text in texts)
+            await send(_body(events.texts(texts)))
+        if gone.done():
+            return b""
         try:
             answer = _result(pending)
         except p.ApiError as exc:
-            service.metrics.requests.labels(endpoint, str(exc.status)).inc()
-            yield event(exc.body())
-            return
+            self.service.metrics.requests.labels(asked.endpoint, str(exc.status)).inc()
+            return events.event(exc.body())
         streamed = "".join(sent)
         rest = answer.text[len(streamed) :] if answer.text.startswith(streamed) else ""  # an engine that streams none
-        tail = [p.chunk(rid=rid, model=model, chat=chat, text=piece) for piece in (p.pieces(rest) if rest else ())]
-        tail.append(p.chunk(rid=rid, model=model, chat=chat, reason=p.finish_reason(answer.output_tokens, max_tokens)))
-        if include_usage:
-            usage = p.usage(prompt_tokens, answer.output_tokens, answer.energy_j)
-            tail.append(p.chunk(rid=rid, model=model, chat=chat, usage_=usage))
-        _count(service, endpoint, prompt_tokens, answer)
-        yield b"".join([*(event(data) for data in tail), event("[DONE]")])  # the end in one write
-    finally:
-        if not pending.future.done():
-            pending.cancel()
+        end = [events.texts(p.pieces(rest))] if rest else []
+        end.append(events.event(events.chunk(reason=p.finish_reason(answer.output_tokens, asked.max_tokens))))
+        if asked.include_usage:
+            usage = p.usage(asked.prompt_tokens, answer.output_tokens, answer.energy_j)
+            end.append(events.event(events.chunk(usage_=usage)))
+        _count(self.service, asked.endpoint, asked.prompt_tokens, answer)
+        return b"".join([*end, events.event("[DONE]")])
 
 
-async def _waiting_pieces(pending: Pending) -> AsyncIterator[list[str]]:
-    """The request's text as it is made: each time, every piece that has arrived (at least one)."""
-    queue = pending.pieces
-    while (piece := await queue.get()) is not None:
-        texts = [piece]
-        while not queue.empty():
-            piece = queue.get_nowait()
-            if piece is None:
-                yield texts
-                return
-            texts.append(piece)
-        yield texts
+@dataclass(frozen=True)
+class Asked:
+    """What a streamed request asked for, as its end needs it."""
+
+    endpoint: str
+    max_tokens: int
+    prompt_tokens: int
+    include_usage: bool
+
+
+def _body(data: bytes) -> dict[str, Any]:
+    return {"type": "http.response.body", "body": data, "more_body": True}
+
+
+async def _gone(receive: Any) -> None:
+    """Returns when the client has gone (or the answer is complete)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass

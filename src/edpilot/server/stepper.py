@@ -120,7 +120,7 @@ class LiveContinuous:
     def _run(self) -> None:
         """The step loop (worker thread)."""
         assert self._loop is not None
-        relay = TokenRelay(self._loop, self.clock, self.metrics, ())
+        relay = TokenRelay(self.clock, self.metrics, ())
         running: dict[int, tuple[Pending, float]] = {}  # request id -> (pending, when it joined)
         energy_j: dict[int, float | None] = {}
         while True:

@@ -3,7 +3,8 @@
 The event loop never blocks on generation: `submit` stamps the arrival on the device's clock and offers
 the request to the sans-IO `StaticBatcher`; the loop task polls it, sleeps until the next arrival or the
 `max_wait_s` deadline, and hands each batch to the worker thread (`ServingDriver.serve`). Tokens travel back
-as the engine makes them: each request's `pieces` queue gets its text step by step, then None at its end.
+as the engine makes them: each request's `pieces` gets its text step by step (pieces that arrive before the
+event loop runs travel together, with one wake-up), then its end.
 A request whose client went away is dropped when its batch is released (or its answer is discarded if it is already
 running); the batch goes on. `drain` answers every queued request with an error and lets the running
 batch finish: the graceful half of a shutdown. If the batch loop itself fails (a clock write that raises, a run
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,18 +57,70 @@ class Answer:
     error: str | None
 
 
+class Pieces:
+    """A request's text on its way from the engine's thread to its stream on the event loop.
+
+    `put_threadsafe` appends from any thread; it wakes the loop only when a stream waits in `take`, and once for
+    however many pieces arrive before the loop runs (an answer sent whole wakes nothing). `take` returns every
+    piece waiting (at least one), or None once `end` was called (on the loop) and nothing is left."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._texts: list[str] = []
+        self._lock = threading.Lock()
+        self._wake_due = False
+        self._ended = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_threadsafe(self, text: str) -> None:
+        """Queue `text` (from the engine's thread, or the loop)."""
+        with self._lock:
+            self._texts.append(text)
+            if self._wake_due or self._waiter is None:
+                return
+            self._wake_due = True
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake)
+
+    def end(self) -> None:
+        """No more text: `take` returns None once the rest is taken (on the loop)."""
+        self._ended = True
+        self._wake()
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._wake_due = False
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def take(self) -> list[str] | None:
+        """Every piece waiting (at least one), or None at the end."""
+        while True:
+            with self._lock:
+                texts, self._texts = self._texts, []
+                waiter = None if texts or self._ended else self._loop.create_future()
+                self._waiter = waiter
+            if waiter is None:
+                return texts or None
+            await waiter
+
+
 @dataclass
 class Pending:
-    """A queued request, the future its handler awaits, and its text as it is made (None ends it).
+    """A queued request, the future its handler awaits, and its text as it is made (`pieces`).
 
     `first_token_s` and `last_token_s` are stamped on the device's clock by the engine's thread."""
 
     request: Request
     future: asyncio.Future[Answer]
     cancelled: bool = field(default=False)
-    pieces: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
     first_token_s: float | None = None
     last_token_s: float | None = None
+    pieces: Pieces = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pieces = Pieces(self.future.get_loop())
 
     def finish(self, answer: Answer | BaseException) -> None:
         """Settle the future (on the event loop) and end the stream of pieces."""
@@ -76,7 +130,7 @@ class Pending:
             self.future.set_exception(answer)
         else:
             self.future.set_result(answer)
-        self.pieces.put_nowait(None)
+        self.pieces.end()
 
     @property
     def arrival_s(self) -> float:
@@ -219,7 +273,7 @@ class LiveBatcher:
         requests = [p.request for p in batch]
         start_s = self.clock.now_s()
         self._running = batch
-        sink = TokenRelay(loop, self.clock, self.metrics, batch).on_token
+        sink = TokenRelay(self.clock, self.metrics, batch).on_token
         result: BatchResult = await loop.run_in_executor(self.executor, self.driver.serve, requests, sink)
         self._running = []
         done_s = self.clock.now_s()
@@ -244,7 +298,7 @@ def _refuse(pendings: list[Pending], error: Unavailable) -> None:
             continue
         if pending.cancelled:
             pending.future.cancel()
-            pending.pieces.put_nowait(None)
+            pending.pieces.end()
         else:
             pending.finish(error)
 
@@ -252,10 +306,8 @@ def _refuse(pendings: list[Pending], error: Unavailable) -> None:
 class TokenRelay:
     """Hands tokens from the engine's thread to each request's stream on the event loop; stamps TTFT and gaps."""
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, clock: Clock, metrics: ServerMetrics, batch: Sequence[Pending]
-    ) -> None:
-        self.loop, self.clock, self.metrics, self.batch = loop, clock, metrics, batch
+    def __init__(self, clock: Clock, metrics: ServerMetrics, batch: Sequence[Pending]) -> None:
+        self.clock, self.metrics, self.batch = clock, metrics, batch
 
     def on_token(self, index: int, text: str) -> None:
         """Request `index` of the batch has new text (called on the engine's thread)."""
@@ -271,4 +323,4 @@ class TokenRelay:
             self.metrics.itl_s.observe(now_s - pending.last_token_s)
         pending.last_token_s = now_s
         if text and not pending.cancelled:
-            self.loop.call_soon_threadsafe(pending.pieces.put_nowait, text)
+            pending.pieces.put_threadsafe(text)
