@@ -54,12 +54,14 @@ class ServedRequest:
 
 @dataclass(frozen=True)
 class ServedStep:
-    """One decode step: when it ran (s), the device energy during it (J; None: no reading), sequences in it."""
+    """One decode step: when it ran (s), the device energy during it (J; None: no reading), sequences in it, and a
+    sequence's mean tokens in the KV cache over them (its prompt and the tokens it made; None: not known)."""
 
     start_s: float
     end_s: float
     energy_j: float | None
     sequences: int
+    context_tokens: float | None = None
 
 
 def summarize_sequences(
@@ -85,6 +87,7 @@ def summarize_sequences(
     itls = [t for t in (s.completion.itl_s for s in served) if t is not None]
     errors = [s.completion.error for s in served if s.completion.error]
     n = len(served)
+    contexts = [s.context_tokens for s in steps]
     return Observation(
         requests=n,
         energy_per_request_j=None if energy_j is None else energy_j / n,
@@ -103,6 +106,8 @@ def summarize_sequences(
         **token_percentiles(ttfts, itls),
         steps=len(steps),
         peak_sequences=max((s.sequences for s in steps), default=0),
+        mean_sequences=float(np.mean([s.sequences for s in steps])) if steps else None,
+        mean_context_tokens=float(np.mean(contexts)) if steps and None not in contexts else None,
     )
 
 
@@ -136,6 +141,8 @@ class ContinuousRunner:
         self._stream_end_s: float | None = None
         self._scheduler: ContinuousScheduler[Request] | None = None
         self._joined_s: dict[int, tuple[Request, float]] = {}
+        self._tokens: dict[int, int] = {}  # tokens made so far per running request
+        self.round_steps: list[ServedStep] = []  # the last round's steps (benchmarks read the step curve off them)
 
     @property
     def clock(self) -> Clock:
@@ -167,18 +174,26 @@ class ContinuousRunner:
             for request in scheduler.poll(now_s):
                 self.engine.add(request)
                 self._joined_s[request.request_id] = (request, now_s)
+                self._tokens[request.request_id] = 0
             if self.engine.running() == 0:
                 self.clock.sleep_until(self._next_arrival_s())
                 continue
+            context = float(np.mean([r.prompt_tokens + self._tokens[rid] for rid, (r, _) in self._joined_s.items()]))
             with EnergyWindow(self.device, self.clock) as step_window:
                 step = self.engine.step()
             assert step_window.start_s is not None and step_window.end_s is not None
-            steps.append(ServedStep(step_window.start_s, step_window.end_s, step_window.energy_j, scheduler.running))
+            steps.append(
+                ServedStep(step_window.start_s, step_window.end_s, step_window.energy_j, scheduler.running, context)
+            )
+            for rid in self._tokens:
+                self._tokens[rid] += 1
             for rid, completion in step.finished.items():
                 request, joined_s = self._joined_s.pop(rid)
+                del self._tokens[rid]
                 served.append(ServedRequest(request, joined_s, step_window.end_s, completion))
             scheduler.release(len(step.finished))
         window.end()
+        self.round_steps = steps
         return summarize_sequences(
             served,
             steps,

@@ -37,7 +37,9 @@ class Observation:
     are percentiles of the time from arrival to a request's first token, `p50_itl_s`/`p95_itl_s` of its mean time
     between tokens (None: the engine did not say when its tokens came). `steps` is how many decode steps a window
     of continuous batching ran (`mean_batch_s` and `energy_per_batch_j` are then per step; None for static batches), and
-    `peak_sequences` the most sequences one of its steps decoded.
+    `peak_sequences` the most sequences one of its steps decoded, `mean_sequences` the mean over its steps of the
+    sequences in a step, `mean_context_tokens` the mean over its steps of a sequence's tokens in the KV cache (None
+    where not measured).
     """
 
     requests: int
@@ -66,6 +68,8 @@ class Observation:
     p95_itl_s: float | None = None
     steps: int | None = None
     peak_sequences: int | None = None
+    mean_sequences: float | None = None
+    mean_context_tokens: float | None = None
 
     @property
     def failed(self) -> bool:

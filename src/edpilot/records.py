@@ -153,6 +153,8 @@ class RoundRecord:
                 p95_itl_s=optional(number, d, "p95_itl_s"),
                 steps=optional(whole, d, "steps"),
                 peak_sequences=optional(whole, d, "peak_sequences"),
+                mean_sequences=optional(number, d, "mean_sequences"),
+                mean_context_tokens=optional(number, d, "mean_context_tokens"),
             )
             cost = optional(number, d, "cost", minimum=None)
             if obs.failed and cost is not None:

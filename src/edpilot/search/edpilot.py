@@ -42,7 +42,9 @@ from edpilot.search.continuous_forecast import (
     STEP_ENERGY_SLOPES,
     STEP_TIME_SLOPES,
     busy_units,
+    learn_occupancy,
     make_forecast,
+    occupancy_shift,
     taught_by,
 )
 from edpilot.search.forecast import Outlook
@@ -132,7 +134,9 @@ class EdpilotStrategy(Strategy):
             self.failed[i] = True
         elif obs.mean_batch_s > 0:
             for window in self._screen(i, obs):
-                for j in taught_by(self.forecast, self._configs, i, window):  # continuous: slots it never filled
+                taught = taught_by(self.forecast, self._configs, i, window)  # continuous: slots it never filled
+                learn_occupancy(self.forecast, i, taught, window)  # continuous: the step over occupancy
+                for j in taught:
                     self._learn(j, self._configs[j], window)
             rho = self._own_rho()[i]
             if np.isnan(rho):  # a first window held back as a possible outlier: behind even without the largest
@@ -152,7 +156,7 @@ class EdpilotStrategy(Strategy):
         A window is compared with its config's earlier windows, or — at a config measured for the first time —
         with the model's prediction there (mean ± sd); one off by more than OUTLIER_LOG and 4 sd is held back.
         """
-        y = float(np.log(obs.mean_batch_s))
+        y = float(np.log(obs.mean_batch_s)) + occupancy_shift(self.forecast, i, obs)  # continuous: same occupancy
         batches = -(-obs.requests // self._configs[i].batch_size)
         noise = self.time.noise_var() / batches
         if self.time.windows[i] > 0:
@@ -166,7 +170,10 @@ class EdpilotStrategy(Strategy):
             self.outliers += held is not None
             return [obs]
         pair = max(OUTLIER_LOG, 4.0 * float(np.sqrt(2.0 * noise)))
-        if held is not None and abs(y - float(np.log(held.mean_batch_s))) <= pair:
+        if (
+            held is not None
+            and abs(y - float(np.log(held.mean_batch_s)) - occupancy_shift(self.forecast, i, held)) <= pair
+        ):
             return [held, obs]  # two windows agree: the config changed, not a hiccup
         self.outliers += held is not None
         self.pending[i] = obs
@@ -197,7 +204,7 @@ class EdpilotStrategy(Strategy):
         """Re-rank every config at the new traffic from the hardware model: nothing is measured again."""
         super().set_traffic(traffic)
         self.forecast = make_forecast(
-            self.space, traffic, energy_scope=self.ctx.energy_scope, batching=self.ctx.batching
+            self.space, traffic, energy_scope=self.ctx.energy_scope, batching=self.ctx.batching, previous=self.forecast
         )
         self.behind[:] = False
         self.kept_rounds[:] = 0
@@ -363,7 +370,7 @@ class EdpilotStrategy(Strategy):
     def _held_keeps_up(self, j: int) -> bool:
         """Whether the window held back at config `j` kept up (its batch time within b/λ)."""
         held = self.pending[j]
-        rho = utilisation(self.ctx.traffic, self._configs[j].batch_size, held.mean_batch_s)
+        rho = utilisation(self.ctx.traffic, self.forecast.batch_of[j], held.mean_batch_s)
         return bool(rho < 1.0) and held.keeps_up
 
     def _in_trust_region(self, promising: np.ndarray, cost: np.ndarray, inc: int) -> int | None:
