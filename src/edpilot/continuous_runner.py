@@ -87,7 +87,7 @@ def summarize_sequences(
     itls = [t for t in (s.completion.itl_s for s in served) if t is not None]
     errors = [s.completion.error for s in served if s.completion.error]
     n = len(served)
-    contexts = [s.context_tokens for s in steps]
+    contexts = [s.context_tokens for s in steps if s.context_tokens is not None]  # none when an engine cannot say
     return Observation(
         requests=n,
         energy_per_request_j=None if energy_j is None else energy_j / n,
@@ -107,7 +107,7 @@ def summarize_sequences(
         steps=len(steps),
         peak_sequences=max((s.sequences for s in steps), default=0),
         mean_sequences=float(np.mean([s.sequences for s in steps])) if steps else None,
-        mean_context_tokens=float(np.mean(contexts)) if steps and None not in contexts else None,
+        mean_context_tokens=float(np.mean(contexts)) if steps and len(contexts) == len(steps) else None,
     )
 
 

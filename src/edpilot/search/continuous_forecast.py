@@ -56,7 +56,7 @@ class ContinuousForecast:
         self.traffic, self.energy_scope = traffic, energy_scope
         self.slots = np.array([c.batch_size for c in space], dtype=float)
         self.sequences = np.arange(1, int(self.slots.max()) + 1, dtype=float)  # the occupancies a curve spans
-        self.shape = previous.shape if previous is not None else StepShape(space)
+        self.shape: StepShape = previous.shape if previous is not None else StepShape(space)
         # a running sequence's mean tokens in the KV cache at this traffic: its prompt and half its answer
         self.context_tokens = traffic.prompt_tokens + (traffic.output_tokens - 1.0) / 2.0
         # per config: the occupancy and context of each window it learned from, and its weight (its batches)
@@ -70,7 +70,8 @@ class ContinuousForecast:
         """Requests' worth of tokens one measured step serves at capacity: slots / output tokens × s(m) / s(c)."""
         time, _ = self._curves()
         full = time[np.arange(len(self.slots)), self.slots.astype(int) - 1]
-        return self.slots / float(self.traffic.output_tokens) * np.exp(-full)
+        served: np.ndarray = self.slots / float(self.traffic.output_tokens) * np.exp(-full)
+        return served
 
     def learn(self, index: int, taught: list[int], obs: Observation) -> None:
         """A window at config `index` that taught the configs `taught`: its occupancy, and its step there."""

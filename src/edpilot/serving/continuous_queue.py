@@ -157,7 +157,8 @@ def _steady_load(s: np.ndarray, tokens_per_s: float, c: np.ndarray) -> np.ndarra
         mid = 0.5 * (lo + hi)
         short = np.sum(_between(mid, s.shape[1])[:, 1:] * per_sequence, axis=1) < tokens_per_s
         lo, hi = np.where(short, mid, lo), np.where(short, hi, mid)
-    return 0.5 * (lo + hi)
+    load: np.ndarray = 0.5 * (lo + hi)
+    return load
 
 
 def _between(load: np.ndarray, width: int) -> np.ndarray:
