@@ -142,7 +142,7 @@ class EdpilotStrategy(Strategy):
             if np.isnan(rho):  # a first window held back as a possible outlier: behind even without the largest
                 # plausible one-off slowdown (a hiccup) in it
                 slowdown = float(np.exp(SURPRISE_MAX_LOG))
-                rho = float(utilisation(self.ctx.traffic, config.batch_size, obs.mean_batch_s / slowdown))
+                rho = float(utilisation(self.ctx.traffic, self.forecast.batch_of[i], obs.mean_batch_s / slowdown))
             if rho >= 1.0 or (not obs.keeps_up and rho >= RHO_BEHIND):
                 self.behind[i] = True
             self.kept_rounds[i] += full_round and obs.keeps_up
