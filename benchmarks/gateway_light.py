@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import openai
+from gateway_stream import cpu_s, one  # the same client-side timing as the llama-cpp-python benchmark
 
 HERE = Path(__file__).resolve().parent
-PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
 
 class _Upstream(asyncio.Protocol):
@@ -115,24 +115,6 @@ def start(args: list[str], pattern: str, env: dict[str, str] | None = None) -> t
             threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # keep the pipe empty
             return proc, match.group(1)
     raise SystemExit(f"{args[:4]} did not start")
-
-
-def one(client: openai.OpenAI, model: str, max_tokens: int) -> tuple[float, float | None]:
-    """(latency, TTFT) of one streamed request, wall seconds."""
-    start_s = time.monotonic()
-    ttft_s = None
-    stream = client.completions.create(model=model, prompt=PROMPT, max_tokens=max_tokens, stream=True, temperature=0)
-    for chunk in stream:
-        if ttft_s is None and chunk.choices and chunk.choices[0].text:
-            ttft_s = time.monotonic() - start_s
-    return time.monotonic() - start_s, ttft_s
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(paths: dict[str, tuple[openai.OpenAI, str, int]], *, rounds: int, max_tokens: int) -> list[str]:
