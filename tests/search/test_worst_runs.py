@@ -16,13 +16,15 @@ from edpilot.space import ConfigSpace
 from tests.search.test_surprises import BATCHES, FREQS, _window
 
 
-def _strategy(*, budget: int | None = None, slo_p95_s: float | None = None) -> EdpilotStrategy:
+def _strategy(
+    *, budget: int | None = None, slo_p95_s: float | None = None, traffic: Traffic | None = None
+) -> EdpilotStrategy:
     space = ConfigSpace.grid(FREQS, BATCHES)
     ctx = SearchContext(
         space=space,
         objective=Objective("edp").bind(None),
         baseline=space.baseline(),
-        traffic=Traffic(rate_per_s=1.0),
+        traffic=traffic or Traffic(rate_per_s=1.0),
         budget=budget,
         slo_p95_s=slo_p95_s,
     )
@@ -83,15 +85,8 @@ def test_a_first_window_behind_by_more_than_a_hiccup_drops_its_config():
     back as a possible outlier, but the config is dropped all the same and not served again. A first window only
     1.5× slow (within a plausible one-off hiccup) does not drop its config."""
     rate = 2.0
-    space = ConfigSpace.grid(FREQS, BATCHES)
-    ctx = SearchContext(
-        space=space,
-        objective=Objective("edp").bind(None),
-        baseline=space.baseline(),
-        traffic=Traffic(rate_per_s=rate),
-    )
-    s = make_strategy("edpilot", ctx)
-    assert isinstance(s, EdpilotStrategy)
+    s = _strategy(traffic=Traffic(rate_per_s=rate))
+    space = s.space
     s.observe(space.baseline(), _window(space.baseline(), rate_per_s=rate))
     for _ in range(6):
         c = s.propose()
@@ -115,15 +110,8 @@ def test_a_lower_clock_than_a_config_measured_behind_is_never_probed_whatever_th
     measured past capacity, no lower clock at b 1 may be probed, even where the smooth fit (bent here by hand, as a
     cliff elsewhere bends it) puts it far below capacity."""
     rate = 2.5
-    space = ConfigSpace.grid(FREQS, BATCHES)
-    ctx = SearchContext(
-        space=space,
-        objective=Objective("edp").bind(None),
-        baseline=space.baseline(),
-        traffic=Traffic(arrivals="poisson", rate_per_s=rate),
-    )
-    s = make_strategy("edpilot", ctx)
-    assert isinstance(s, EdpilotStrategy)
+    s = _strategy(traffic=Traffic(arrivals="poisson", rate_per_s=rate))
+    space = s.space
     s.observe(space.baseline(), _window(space.baseline(), rate_per_s=rate))
     top = next(c for c in space if c.freq_mhz == max(FREQS) and c.batch_size == 1)
     s.observe(top, replace(_window(top, rate_per_s=rate), keeps_up=False))
