@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import openai
-from gateway_stream import cpu_s, one  # the same client-side timing as the llama-cpp-python benchmark
+from gateway_stream import cpu_s, one, stop  # the same client-side timing as the llama-cpp-python benchmark
 
 HERE = Path(__file__).resolve().parent
 
@@ -193,13 +192,7 @@ def main() -> None:
               f"{load:.1f} before, {os.getloadavg()[0]:.1f} after")  # fmt: skip
         print("\n".join(lines))
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(procs)
 
 
 if __name__ == "__main__":

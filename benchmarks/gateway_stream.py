@@ -100,6 +100,18 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def stop(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM every process still running; kill what has not exited 30 s later."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 Path = tuple[openai.OpenAI, str, int]  # client, model name, the pid serving it
 
 
@@ -201,14 +213,7 @@ def main() -> None:
         )
         print("\n".join(table(repeats)))
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        stop(procs)
 
 
 if __name__ == "__main__":
