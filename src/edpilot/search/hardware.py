@@ -108,14 +108,27 @@ class LogResponse:
         dof = float(np.sum(self.windows[seen] - 1))
         return (NOISE_PRIOR_DOF * NOISE_SD**2 + max(within, 0.0)) / (NOISE_PRIOR_DOF + dof)
 
+    def _seen(self) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+        """The measured configs, the noise variance, and each measured config's mean and its variance."""
+        seen = np.flatnonzero(self.windows > 0)
+        sigma2 = self.noise_var()
+        batches = self.batches[seen]
+        return seen, sigma2, self.sum_y[seen] / batches, sigma2 / batches
+
+    def _shrink(
+        self, smooth: np.ndarray, smooth_var: np.ndarray, offset_var: np.ndarray | float, sigma2: float
+    ) -> None:
+        """Set `mean` and `sd`: each config's own windows shrunk towards the smooth surface by the offsets' spread."""
+        prec = 1.0 / offset_var + self.batches / sigma2
+        shrink = (1.0 / offset_var) / prec
+        self.mean = shrink * smooth + (1 - shrink) * self.own_mean()
+        self.sd = np.sqrt(1.0 / prec + shrink**2 * smooth_var)
+
     def fit(self) -> None:
         """Recompute `mean` and `sd` (log units) of every config."""
-        seen = np.flatnonzero(self.windows > 0)
+        seen, sigma2, ybar, data_var = self._seen()
         if seen.size == 0:
             return
-        sigma2 = self.noise_var()
-        ybar = self.sum_y[seen] / self.batches[seen]
-        data_var = sigma2 / self.batches[seen]
         # Empirical Bayes: the offsets' spread from the residuals of the last fit (one pass per window).
         w_mean, w_cov = self._weights(seen, ybar, self.tau2 + data_var)
         resid2 = (ybar - self.phi[seen] @ w_mean) ** 2 - data_var
@@ -123,13 +136,7 @@ class LogResponse:
             OFFSET_PRIOR_DOF + seen.size
         )
         self.tau2 = tau2
-        smooth = self.phi @ w_mean
-        smooth_var = ((self.phi @ w_cov) * self.phi).sum(axis=1)
-        own_prec = self.batches / sigma2
-        prec = 1.0 / tau2 + own_prec
-        shrink = (1.0 / tau2) / prec
-        self.mean = shrink * smooth + (1 - shrink) * self.own_mean()
-        self.sd = np.sqrt(1.0 / prec + shrink**2 * smooth_var)
+        self._shrink(self.phi @ w_mean, ((self.phi @ w_cov) * self.phi).sum(axis=1), tau2, sigma2)
 
     def _weights(self, seen: np.ndarray, ybar: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = self.phi[seen]

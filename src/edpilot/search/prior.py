@@ -190,12 +190,9 @@ class WarmResponse(LogResponse):
 
     def fit(self) -> None:
         """Recompute `mean` and `sd` (log units) of every config from this board's windows and the prior."""
-        seen = np.flatnonzero(self.windows > 0)
+        seen, sigma2, ybar, data_var = self._seen()
         if seen.size == 0:
             return
-        sigma2 = self.noise_var()
-        ybar = self.sum_y[seen] / self.batches[seen]
-        data_var = sigma2 / self.batches[seen]
         offset_var = self.base_var + self.board_var
         w_mean, w_cov = self._weights(seen, ybar - self.base[seen], offset_var[seen] + data_var)
         smooth = self.base + self.phi @ w_mean
@@ -205,11 +202,7 @@ class WarmResponse(LogResponse):
         )
         self.tau2 = self.board_var + self.spread_var
         offset_var = self.base_var + self.board_var
-        smooth_var = ((self.phi @ w_cov) * self.phi).sum(axis=1)
-        prec = 1.0 / offset_var + self.batches / sigma2
-        shrink = (1.0 / offset_var) / prec
-        self.mean = shrink * smooth + (1 - shrink) * self.own_mean()
-        self.sd = np.sqrt(1.0 / prec + shrink**2 * smooth_var)
+        self._shrink(smooth, ((self.phi @ w_cov) * self.phi).sum(axis=1), offset_var, sigma2)
 
 
 def warm_start(
