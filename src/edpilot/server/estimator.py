@@ -48,6 +48,12 @@ UNIFORM_GAP_CV = 0.5  # gaps whose coefficient of variation is below this look e
 REFINE_CHANGE = 0.10  # a steady-state refinement is reported when the rate or a length moved by 10 % or more
 MIN_LENGTH_CHANGE_TOKENS = 8  # a prompt going from 2 to 3 tokens is 50 % longer, and changes nothing worth a re-plan
 TAIL_MARGIN = 1.5  # the bar stays this far (in log) beyond the largest swing the steady history itself made
+YOUNG_Z = 4.0  # a young server's split: this many sd of a ratio of two Poisson mean gaps
+YOUNG_MIN_BEFORE = 12  # gaps before a young server's split (after it: `first_estimate_after`)
+YOUNG_GAP_CLIP = 10.0
+YOUNG_SUM = 8  # overdispersion is measured on sums of this many gaps
+YOUNG_TIE = 0.01  # a gap below this fraction of the mean is an arrival stamped with the one before it
+YOUNG_MAX_TIES = 0.25  # a young history with more ties than this is clumped: no young test
 GAP_CLIP = 5.0  # a gap counts at most this many 95th-percentile gaps of the standing estimate: a pause is not a rate
 
 
@@ -157,6 +163,8 @@ class TrafficEstimator:
     def _check_rate(self) -> TrafficChange | None:
         """The last n gaps against the history before them, n = `recent`, 2·`recent`, 4·`recent` (docstring)."""
         gaps = self._clipped()
+        if self.recent not in self._spread and gaps.size < 5 * self.recent:
+            return self._check_young_rate(gaps)
         for n in (self.recent, 2 * self.recent, 4 * self.recent):
             if gaps.size < 2 * n:
                 return None
@@ -182,10 +190,36 @@ class TrafficEstimator:
                 return self._drifted("arrival rate", gaps.size - n // 2, why)
         return None
 
+    def _check_young_rate(self, gaps: np.ndarray) -> TrafficChange | None:
+        """A young server's history, scanned for the split where the mean gap changed most (module docstring)."""
+        size = gaps.size
+        if size < YOUNG_MIN_BEFORE + self.first_estimate_after:
+            return None
+        if float(np.mean(gaps < YOUNG_TIE * float(gaps.mean()))) > YOUNG_MAX_TIES:
+            return None  # clumped arrivals are not Poisson at any short scale: wait for a long history
+        gaps = np.minimum(gaps, YOUNG_GAP_CLIP * float(np.median(gaps)))
+        csum = np.cumsum(gaps)
+        k = np.arange(YOUNG_MIN_BEFORE, size - self.first_estimate_after + 1)
+        before_s = np.maximum(csum[k - 1] / k, MIN_MEAN_GAP_S)
+        after_s = np.maximum((csum[-1] - csum[k - 1]) / (size - k), MIN_MEAN_GAP_S)
+        split = int(k[np.argmax(np.abs(_ratio_z(before_s / after_s, 2.0 * k, 2.0 * (size - k))))])
+        before, after = gaps[:split], gaps[split:]
+        ratio = max(float(before.mean()), MIN_MEAN_GAP_S) / max(float(after.mean()), MIN_MEAN_GAP_S)
+        dof_before = 2.0 * split / _overdispersion(before, YOUNG_SUM)
+        dof_after = 2.0 * after.size / _overdispersion(after, YOUNG_SUM)
+        z = float(_ratio_z(np.asarray(ratio), dof_before, dof_after))
+        if abs(z) < YOUNG_Z or abs(math.log(ratio)) < math.log(self.min_rate_ratio):
+            return None
+        if not self._holds_in_halves(gaps, after.size, ratio, floor=math.log(self.min_rate_ratio)):
+            return None  # a clump sits in one half of what follows the split; a change is in both
+        why = f"last {after.size} arrivals {ratio:.2g}× the rate of the {split} before, {abs(z):.1f} sd"
+        return self._drifted("arrival rate", split, why)
+
     def _confirmed(self, gaps: np.ndarray, n: int, ratio: float) -> bool:
         """A drift seen in the last n gaps holds over the last 1.5·n too, or in each half of the last n on its own
         (a clump passes out of the longer window or sits in one half; a change stays in both)."""
-        return self._holds_over(gaps, int(1.5 * n), ratio) or self._holds_in_halves(gaps, n, ratio)
+        floor = max(math.log(self.min_rate_ratio), self.z / math.sqrt(n // 2))
+        return self._holds_over(gaps, int(1.5 * n), ratio) or self._holds_in_halves(gaps, n, ratio, floor=floor)
 
     def _holds_over(self, gaps: np.ndarray, m: int, ratio: float) -> bool:
         """The last m gaps against the history before them show the change beyond their own bar."""
@@ -199,12 +233,12 @@ class TrafficEstimator:
         sd, mx = _log_sum_spread(before, m)
         return abs(math.log(r)) >= max(floor, self.z * sd, TAIL_MARGIN * mx)
 
-    def _holds_in_halves(self, gaps: np.ndarray, n: int, ratio: float) -> bool:
-        """Each half of the last n gaps alone shows the change against the history before them, beyond the
-        Poisson floor of n/2 gaps: the 1.5·n window still holds old gaps for a while after a real change."""
+    def _holds_in_halves(self, gaps: np.ndarray, n: int, ratio: float, *, floor: float) -> bool:
+        """Each half of the last n gaps alone shows the change against the history before them, beyond `floor`
+        in log (the Poisson floor of n/2 gaps, for the n-gap test: the 1.5·n window still holds old gaps for a
+        while after a real change)."""
         before_s = max(float(gaps[:-n].mean()), MIN_MEAN_GAP_S)
         half = n // 2
-        floor = max(math.log(self.min_rate_ratio), self.z / math.sqrt(half))
         for part in (gaps[-n:-half], gaps[-half:]):
             r = before_s / max(float(part.mean()), MIN_MEAN_GAP_S)
             if (r > 1) != (ratio > 1) or abs(math.log(r)) < floor:
@@ -254,6 +288,25 @@ def _log_sum_spread(gaps_s: np.ndarray, n: int) -> tuple[float, float]:
     logs = np.log(np.maximum(csum[n:] - csum[:-n], n * MIN_MEAN_GAP_S))
     deviation = np.abs(logs - math.log(max(float(gaps_s.mean()) * n, n * MIN_MEAN_GAP_S)))
     return float(logs.std()), float(deviation.max())
+
+
+def _overdispersion(gaps_s: np.ndarray, k: int) -> float:
+    """Variance of k-gap sums over `gaps_s` against a Poisson stream's (mean²/k), at least 1."""
+    if gaps_s.size < 2 * k:
+        return 1.0
+    csum = np.concatenate([[0.0], np.cumsum(gaps_s)])
+    sums = csum[k:] - csum[:-k]
+    mean = max(float(sums.mean()), k * MIN_MEAN_GAP_S)
+    return max(1.0, k * float(sums.var()) / mean**2)
+
+
+def _ratio_z(ratio: np.ndarray, dof_before: np.ndarray | float, dof_after: np.ndarray | float) -> np.ndarray:
+    """Normal deviate of a ratio of two mean gaps under one Poisson rate, an F(dof_before, dof_after) variate
+    (Paulson's cube-root approximation; positive when the rate rose)."""
+    a, b = 2.0 / (9.0 * dof_before), 2.0 / (9.0 * dof_after)
+    cube = np.cbrt(ratio)
+    z: np.ndarray = ((1.0 - b) * cube - (1.0 - a)) / np.sqrt(b * cube**2 + a)
+    return z
 
 
 def _mean_shift_scan(values: np.ndarray, min_segment: int) -> tuple[float, int]:
