@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edpilot.server.estimator import TrafficEstimator
+from edpilot.server.estimator import TrafficEstimator, _ratio_z
 
 
 def feed(est, gaps_s, *, prompt=100, output=50, start_s=0.0):
@@ -143,3 +143,82 @@ def test_a_4x_rise_on_a_stalling_event_loop_is_found_within_50_arrivals(seed):
     after, _ = feed(est, stalled_gaps(40.0, 400, rng), start_s=t)
     assert drifts(after) and drifts(after)[0] + 1 <= 50
     assert est.current.rate_per_s == pytest.approx(40.0, rel=0.3)
+
+
+def poisson_gaps(rate: float, count: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.exponential(1 / rate, size=count)
+
+
+@pytest.mark.parametrize("seed", range(1000, 1010))
+@pytest.mark.parametrize(("history", "factor"), [(32, 4.0), (32, 0.25), (64, 4.0), (64, 0.25)])
+def test_a_young_servers_4x_change_is_found_within_50_arrivals(seed, history, factor):
+    # before the young test, no drift was raised within 200 arrivals of a change after 32 or 64 (the n-gap test
+    # waited for 160 gaps of history, and then compared with a history half made of the new rate)
+    rng = np.random.default_rng(seed)
+    est = TrafficEstimator(requests_per_round=32)
+    before, t = feed(est, poisson_gaps(2.0, history, rng))
+    after, _ = feed(est, poisson_gaps(2.0 * factor, 200, rng), start_s=t)
+    assert drifts(before) == []
+    assert len(drifts(after)) == 1 and drifts(after)[0] + 1 <= 50
+    change = next(c for _, c in after if c.kind == "drift")
+    assert "arrival rate" in change.reason
+    assert est.current.rate_per_s == pytest.approx(2.0 * factor, rel=0.3)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("quiet_gap", [False, True])
+def test_a_rise_after_68_arrivals_at_04_req_s_is_a_drift(seed, quiet_gap):
+    # docs/serving.md's young server: after 68 arrivals at 0.4 req/s (with or without a 10 s pause in them) a rise
+    # to 2 req/s raised no drift within 260 arrivals, and the estimate stood at 0.51-0.70 req/s 60 arrivals on
+    rng = np.random.default_rng(seed)
+    gaps = poisson_gaps(0.4, 68, rng)
+    if quiet_gap:
+        gaps[40] += 10.0
+    est = TrafficEstimator(requests_per_round=32)
+    before, t = feed(est, gaps)
+    new = poisson_gaps(2.0, 60, rng)
+    after, _ = feed(est, new, start_s=t)
+    assert drifts(before) == []
+    assert drifts(after) and drifts(after)[0] + 1 <= 50
+    assert est.current.rate_per_s == pytest.approx(1 / new.mean(), rel=0.3)  # the rate these arrivals drew
+
+
+@pytest.mark.parametrize(
+    "gaps",
+    [poisson_gaps(1.0, 200, np.random.default_rng(seed)) for seed in range(20)]
+    + [jittered_gaps(rate, 200, np.random.default_rng(7)) for rate in (1.0, 100.0)]
+    + [np.full(200, 0.25)],
+)
+def test_steady_young_streams_raise_no_drift(gaps):
+    est = TrafficEstimator(requests_per_round=32)
+    changes, _ = feed(est, gaps)
+    assert drifts(changes) == []
+    assert est.current.rate_per_s == pytest.approx(1.0 / gaps.mean(), rel=0.15)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_quiet_gap_in_a_young_servers_history_raises_no_drift(seed):
+    gaps = poisson_gaps(1.0, 200, np.random.default_rng(seed))
+    gaps[64] += 10.0  # ten mean gaps of silence, then the same rate
+    est = TrafficEstimator(requests_per_round=32)
+    changes, _ = feed(est, gaps)
+    assert drifts(changes) == []
+
+
+@pytest.mark.parametrize("seed", [6, 17, 20])
+def test_a_young_stalling_event_loop_raises_no_drift(seed):
+    # a young test that took every stream for Poisson raised a drift 33 arrivals into these seeds: the first
+    # stall stamped 17 arrivals at once, and the 16 after them looked like a fall to a millionth of the rate
+    est = TrafficEstimator(requests_per_round=32)
+    changes, _ = feed(est, stalled_gaps(1.0, 250, np.random.default_rng(seed)))
+    assert drifts(changes) == []
+
+
+def test_the_ratio_deviate_has_a_normal_tail_under_one_poisson_rate():
+    rng = np.random.default_rng(0)
+    for before, after in [(12, 16), (16, 100), (100, 16)]:
+        ratio = (rng.standard_gamma(before, 400_000) / before) / (rng.standard_gamma(after, 400_000) / after)
+        z = _ratio_z(ratio, 2.0 * before, 2.0 * after)
+        assert np.mean(z > 3.0) == pytest.approx(1.35e-3, rel=0.2)  # the normal tail, on each side
+        assert np.mean(z < -3.0) == pytest.approx(1.35e-3, rel=0.2)
+    assert _ratio_z(np.asarray(4.0), 64.0, 64.0) > 4.0  # a 4x rise, 32 gaps before and after

@@ -50,6 +50,7 @@ MIN_LENGTH_CHANGE_TOKENS = 8  # a prompt going from 2 to 3 tokens is 50 % longer
 TAIL_MARGIN = 1.5  # the bar stays this far (in log) beyond the largest swing the steady history itself made
 YOUNG_Z = 4.0  # a young server's split: this many sd of a ratio of two Poisson mean gaps
 YOUNG_MIN_BEFORE = 12  # gaps before a young server's split (after it: `first_estimate_after`)
+YOUNG_MIN_KEPT = 8  # a young drift keeps at least this many gaps after the likeliest change
 YOUNG_GAP_CLIP = 10.0
 YOUNG_SUM = 8  # overdispersion is measured on sums of this many gaps
 YOUNG_TIE = 0.01  # a gap below this fraction of the mean is an arrival stamped with the one before it
@@ -213,7 +214,10 @@ class TrafficEstimator:
         if not self._holds_in_halves(gaps, after.size, ratio, floor=math.log(self.min_rate_ratio)):
             return None  # a clump sits in one half of what follows the split; a change is in both
         why = f"last {after.size} arrivals {ratio:.2g}× the rate of the {split} before, {abs(z):.1f} sd"
-        return self._drifted("arrival rate", split, why)
+        likeliest = _change_point(gaps, YOUNG_MIN_BEFORE, size - YOUNG_MIN_KEPT)
+        change = self._drifted("arrival rate", max(likeliest, size - self.first_estimate_after), why)
+        self._refine_at = None  # the history starts at the change, or the last 16 gaps: refined as it doubles
+        return change
 
     def _confirmed(self, gaps: np.ndarray, n: int, ratio: float) -> bool:
         """A drift seen in the last n gaps holds over the last 1.5·n too, or in each half of the last n on its own
@@ -298,6 +302,15 @@ def _overdispersion(gaps_s: np.ndarray, k: int) -> float:
     sums = csum[k:] - csum[:-k]
     mean = max(float(sums.mean()), k * MIN_MEAN_GAP_S)
     return max(1.0, k * float(sums.var()) / mean**2)
+
+
+def _change_point(gaps_s: np.ndarray, low: int, high: int) -> int:
+    """The split (low ≤ k ≤ high) of the likeliest single change in the mean of exponential gaps."""
+    k = np.arange(low, high + 1)
+    csum = np.cumsum(gaps_s)
+    before_s = np.maximum(csum[k - 1] / k, MIN_MEAN_GAP_S)
+    after_s = np.maximum((csum[-1] - csum[k - 1]) / (gaps_s.size - k), MIN_MEAN_GAP_S)
+    return int(k[np.argmax(-(k * np.log(before_s) + (gaps_s.size - k) * np.log(after_s)))])
 
 
 def _ratio_z(ratio: np.ndarray, dof_before: np.ndarray | float, dof_after: np.ndarray | float) -> np.ndarray:
