@@ -9,6 +9,7 @@ Simulated arrival streams (clock seconds), fed one arrival at a time to `Traffic
 - `bursty`: closed-loop clients released together when a batch ends: bursts of 8 every 8/λ s, each arrival
   stamped late by U(0, 0.1/λ);
 - `stalled`: an event loop that stalls for half of every 24/λ s and stamps what arrived meanwhile at once;
+- `gamma`: gamma-distributed gaps of shape ½ (coefficient of variation 1.41: Poisson's overdispersed cousin);
 - `quiet-gap` (each of the above): a 10 s pause between two load phases at the same rate.
 False re-plans: `drift` changes reported on steady streams, per 10 000 arrivals (target ≤ 1). Detection:
 arrivals after a ×4 or ×¼ change until the drift is reported (target ≤ 50; the worst over seeds is shown).
@@ -28,6 +29,7 @@ from edpilot.server.estimator import TrafficEstimator
 
 QUIET_GAP_S = 10.0
 BURST = 8
+GAMMA_SHAPE = 0.5
 YOUNG_ARRIVALS = 200  # a young start: the young test runs until 160 gaps stand
 YOUNG_QUIET_AT = 64
 
@@ -61,12 +63,17 @@ def stalled(rate: float, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.diff(np.sort(t), prepend=0.0)
 
 
+def gamma(rate: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.gamma(GAMMA_SHAPE, 1.0 / (rate * GAMMA_SHAPE), size=n)
+
+
 STREAMS: dict[str, Stream] = {
     "uniform": uniform,
     "poisson": poisson,
     "jittered": jittered,
     "bursty": bursty,
     "stalled": stalled,
+    "gamma": gamma,
 }
 
 

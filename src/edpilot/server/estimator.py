@@ -54,7 +54,8 @@ REFINE_CHANGE = 0.10  # a steady-state refinement is reported when the rate or a
 MIN_LENGTH_CHANGE_TOKENS = 8  # a prompt going from 2 to 3 tokens is 50 % longer, and changes nothing worth a re-plan
 TAIL_MARGIN = 1.5  # the bar stays this far (in log) beyond the largest swing the steady history itself made
 YOUNG_Z = 4.0  # a young server's split: this many sd of a ratio of two Poisson mean gaps
-YOUNG_MIN_BEFORE = 12  # gaps before a young server's split (after it: `first_estimate_after`)
+YOUNG_MIN_BEFORE = 12  # gaps before a young server's split
+YOUNG_MIN_AFTER = 24  # gaps after it: fewer, and a heavy-tailed stream's short runs of small gaps look like a rise
 YOUNG_MIN_KEPT = 8  # a young drift keeps at least this many gaps after the likeliest change
 YOUNG_GAP_CLIP = 10.0
 YOUNG_SUM = 8  # overdispersion is measured on sums of this many gaps
@@ -199,21 +200,20 @@ class TrafficEstimator:
     def _check_young_rate(self, gaps: np.ndarray) -> TrafficChange | None:
         """A young server's history, scanned for the split where the mean gap changed most (module docstring)."""
         size = gaps.size
-        if size < YOUNG_MIN_BEFORE + self.first_estimate_after:
+        if size < YOUNG_MIN_BEFORE + YOUNG_MIN_AFTER:
             return None
         if float(np.mean(gaps < YOUNG_TIE * float(gaps.mean()))) > YOUNG_MAX_TIES:
             return None  # clumped arrivals are not Poisson at any short scale: wait for a long history
         gaps = np.minimum(gaps, YOUNG_GAP_CLIP * float(np.median(gaps)))
         csum = np.cumsum(gaps)
-        k = np.arange(YOUNG_MIN_BEFORE, size - self.first_estimate_after + 1)
+        k = np.arange(YOUNG_MIN_BEFORE, size - YOUNG_MIN_AFTER + 1)
         before_s = np.maximum(csum[k - 1] / k, MIN_MEAN_GAP_S)
         after_s = np.maximum((csum[-1] - csum[k - 1]) / (size - k), MIN_MEAN_GAP_S)
         split = int(k[np.argmax(np.abs(_ratio_z(before_s / after_s, 2.0 * k, 2.0 * (size - k))))])
         before, after = gaps[:split], gaps[split:]
         ratio = max(float(before.mean()), MIN_MEAN_GAP_S) / max(float(after.mean()), MIN_MEAN_GAP_S)
-        dof_before = 2.0 * split / _overdispersion(before, YOUNG_SUM)
-        dof_after = 2.0 * after.size / _overdispersion(after, YOUNG_SUM)
-        z = float(_ratio_z(np.asarray(ratio), dof_before, dof_after))
+        spread = _dispersion(before, after)
+        z = float(_ratio_z(np.asarray(ratio), 2.0 * split / spread, 2.0 * after.size / spread))
         if abs(z) < YOUNG_Z or abs(math.log(ratio)) < math.log(self.min_rate_ratio):
             return None
         if not self._holds_in_halves(gaps, after.size, ratio, floor=math.log(self.min_rate_ratio)):
@@ -299,14 +299,20 @@ def _log_sum_spread(gaps_s: np.ndarray, n: int) -> tuple[float, float]:
     return float(logs.std()), float(deviation.max())
 
 
-def _overdispersion(gaps_s: np.ndarray, k: int) -> float:
-    """Variance of k-gap sums over `gaps_s` against a Poisson stream's (mean²/k), at least 1."""
-    if gaps_s.size < 2 * k:
+def _dispersion(before_s: np.ndarray, after_s: np.ndarray) -> float:
+    """How many times a Poisson stream's variance two segments of gaps show, at least 1: the squared coefficient of
+    variation of the gaps about their own segment's mean, pooled, or of `YOUNG_SUM`-gap sums in either segment."""
+    scaled = [gaps / max(float(gaps.mean()), MIN_MEAN_GAP_S) for gaps in (before_s, after_s)]
+    pooled = float(sum(np.sum((s - 1.0) ** 2) for s in scaled)) / max(before_s.size + after_s.size - 2, 1)
+    return max(1.0, pooled, *(_sum_dispersion(s, YOUNG_SUM) for s in scaled))
+
+
+def _sum_dispersion(gaps: np.ndarray, k: int) -> float:
+    """Variance of k-gap sums over `gaps` (their mean 1) against a Poisson stream's, 1/k; 1 when too few."""
+    if gaps.size < 2 * k:
         return 1.0
-    csum = np.concatenate([[0.0], np.cumsum(gaps_s)])
-    sums = csum[k:] - csum[:-k]
-    mean = max(float(sums.mean()), k * MIN_MEAN_GAP_S)
-    return max(1.0, k * float(sums.var()) / mean**2)
+    csum = np.concatenate([[0.0], np.cumsum(gaps)])
+    return k * float((csum[k:] - csum[:-k]).var()) / max(k * float(gaps.mean()), k * MIN_MEAN_GAP_S) ** 2
 
 
 def _change_point(gaps_s: np.ndarray, low: int, high: int) -> int:
