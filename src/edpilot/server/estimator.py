@@ -14,9 +14,9 @@ remembered, so neither the short history after a drift nor a calm stretch of clu
 Until then (a young server: under 5n gaps and no long history seen) the whole history is scanned for the split
 where the mean gaps before and after it differ most, each ratio scored as a normal deviate of the F distribution
 two Poisson means of those counts follow (`_ratio_z`): a drift is `YOUNG_Z` deviates (so the bar is wide for a
-short history and narrows as it grows), counted on as many fewer gaps as the segments' k-gap sums are overdispersed,
-with each half of what follows the split showing it too; a history of clumped arrivals (`YOUNG_MAX_TIES` of its
-gaps ties) is not tested young, and the history restarts at the likeliest change point.
+short history and narrows as it grows), counted on as many fewer gaps as the segments are overdispersed
+(`_dispersion`), with each half of what follows the split showing it too; a history of clumped arrivals (more than
+`YOUNG_MAX_TIES` of its gaps ties) is not tested young, and the history restarts at the likeliest change point.
 Every gap is clipped at `GAP_CLIP` times the 95th percentile of the raw gaps behind the standing estimate
 before it counts, in the test and in the estimate (kept raw, and clipped by the newest estimate's clip: a
 first estimate made inside a burst of near-zero gaps must not clip every later gap to nothing), so one quiet
