@@ -12,6 +12,7 @@ with an error and lets the running ones finish.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import threading
@@ -21,12 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from edpilot.clock import Clock
 from edpilot.continuous_runner import ServedRequest
-from edpilot.engine.base import SequenceEngine
+from edpilot.engine.base import SequenceEngine, StreamingSequenceEngine
 from edpilot.errors import EdpilotError
 from edpilot.server.driver import ServingDriver
 from edpilot.server.estimator import TrafficEstimator
 from edpilot.server.metrics import ServerMetrics
-from edpilot.server.worker import Answer, Pending, QueueFull, TokenRelay, Unavailable
+from edpilot.server.worker import Answer, LoopWaker, Pending, QueueFull, TokenRelay, Unavailable
 from edpilot.serving.continuous import ContinuousScheduler
 from edpilot.workload import Request
 
@@ -58,12 +59,14 @@ class LiveContinuous:
         self._inbox: deque[Pending] = deque()
         self._wake = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._waker: LoopWaker | None = None
         self._task: asyncio.Future[None] | None = None
         self._mean_request_s = 1.0
 
     async def start(self) -> None:
         """Open the first round on the worker thread and start the step loop there."""
         self._loop = loop = asyncio.get_running_loop()
+        self._waker = LoopWaker(loop)
         config = await loop.run_in_executor(self.executor, self.driver.start)
         self.batcher.set_slots(config.batch_size)
         self._task = loop.run_in_executor(self.executor, self._run)
@@ -78,7 +81,7 @@ class LiveContinuous:
             raise QueueFull(waves * self._mean_request_s * self.wall_per_clock_s)
         now_s = self.clock.now_s()
         request = Request(next(self._ids), now_s, prompt, prompt_tokens, max_new_tokens)
-        pending = Pending(request, asyncio.get_running_loop().create_future())
+        pending = Pending(request, asyncio.get_running_loop().create_future(), self._waker)
         self._inbox.append(pending)
         self.metrics.queue_depth.set(queued + 1)
         change = self.estimator.observe(now_s, prompt_tokens=prompt_tokens, output_tokens=max_new_tokens)
@@ -132,7 +135,10 @@ class LiveContinuous:
                 for pending in self.batcher.flush():
                     self._settle(pending, Unavailable("the server is shutting down"))
             for pending in self.batcher.poll(now_s):
-                self.engine.add(pending.request)
+                if isinstance(self.engine, StreamingSequenceEngine):  # its reader hands the text on: one hop fewer
+                    self.engine.add_streaming(pending.request, functools.partial(relay.relay, pending))
+                else:
+                    self.engine.add(pending.request)
                 running[pending.request.request_id] = (pending, now_s)
                 energy_j[pending.request.request_id] = 0.0
             for pending, _ in running.values():
