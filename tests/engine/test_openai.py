@@ -125,27 +125,6 @@ def test_streams_a_batch_concurrently_with_the_listed_model(server):
     assert info["backend"] == "openai" and info["url"] == url(server, "/v1")
 
 
-def test_add_streaming_hands_each_chunk_on_from_its_reader_and_steps_only_time_them(server):
-    engine = OpenAIEngine(url(server))
-    got: list[tuple[str, str]] = []  # (text, the thread that handed it on)
-    engine.add_streaming(req(0, max_new=5), lambda text: got.append((text, threading.current_thread().name)))
-    first = engine.step()
-    assert first.text == {} and first.finished == {}  # the first chunk ended the step, without its text...
-    assert got and got[0][0] == " t0"  # ...which had already gone on, from the reader thread
-    engine.add(req(1, max_new=3))  # an ordinary request beside it still gets its text through the steps
-    steps = [first]
-    while engine.running():
-        steps.append(engine.step())
-    engine.close()
-    assert "".join(text for text, _ in got) == " t0 t1 t2 t3 t4"
-    assert all(name.startswith("edpilot-openai") for _, name in got)
-    assert all(0 not in step.text for step in steps)
-    assert "".join(step.text.get(1, "") for step in steps) == " t0 t1 t2"
-    finished = {rid: done for step in steps for rid, done in step.finished.items()}
-    assert finished[0].text == " t0 t1 t2 t3 t4" and finished[0].output_tokens == 5 and finished[0].error is None
-    assert finished[1].text == " t0 t1 t2" and finished[1].error is None
-
-
 def test_model_name_option_and_fallback(server):
     OpenAIEngine(url(server, "/v1"), model="my-model").generate([req(0)])
     server.models = None  # /v1/models answers 404

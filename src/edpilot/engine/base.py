@@ -107,13 +107,3 @@ class SequenceEngine(Protocol):
     def wake(self) -> None:
         """Make a `step` that is waiting (on an upstream server) return early: a request is waiting to join."""
         ...
-
-
-@runtime_checkable
-class StreamingSequenceEngine(SequenceEngine, Protocol):
-    """A SequenceEngine whose text is read on threads of its own (a gateway's upstream readers): `add_streaming`
-    hands each request's text to `on_text` there, at once, and `step` only times the steps."""
-
-    def add_streaming(self, request: Request, on_text: Callable[[str], None]) -> None:
-        """`add`, with the request's text handed to `on_text` as it arrives (on the engine's reader thread)."""
-        ...

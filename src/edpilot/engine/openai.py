@@ -4,8 +4,7 @@ A batch of b requests is sent concurrently to /v1/completions with streaming ove
 (connections are reused between batches, and so are the threads that read them); each upstream chunk is handed on
 (`on_token`) as it arrives. As a `SequenceEngine` (continuous batching) it is a gateway that caps concurrency: a
 request added is sent upstream at once, and `step` waits for the next chunks of any running request, so the server
-behind it keeps its own slots (`add_streaming` hands each chunk's text on from the thread that reads it, and
-`step` only times the chunks). Each request has a total deadline (`request_timeout_s`), so a server that trickles
+behind it keeps its own slots. Each request has a total deadline (`request_timeout_s`), so a server that trickles
 bytes cannot hold a batch longer; `close()` cancels in-flight requests at once by shutting their sockets. Output
 tokens come from the server's `usage` (asked for with `stream_options.include_usage`); without it a request that
 stopped on `finish_reason: "length"` produced exactly `max_tokens`, and otherwise the count falls back to streamed
@@ -184,24 +183,9 @@ class OpenAIEngine:
 
     def add(self, request: Request) -> None:
         """Continuous batching: send `request` upstream now; its chunks come back through `step`."""
-        self._add(request, None)
-
-    def add_streaming(self, request: Request, on_text: Callable[[str], None]) -> None:
-        """`add`, with each chunk's text handed to `on_text` at once on the thread that reads it (one thread hop
-        fewer on its way to the client); `step` still returns at each chunk, to time it, without the text."""
-        self._add(request, on_text)
-
-    def _add(self, request: Request, on_text: Callable[[str], None] | None) -> None:
         if self._closed:
             raise EngineError("the openai engine is closed")
-
-        def arrived(text: str) -> None:
-            if on_text is not None:
-                on_text(text)
-                text = ""  # the step ends at this chunk but carries no text
-            self._events.put((call, text))
-
-        call = _Call(request, arrived)
+        call = _Call(request, lambda text: self._events.put((call, text)))
         start_s = self.clock.now_s()
         self._sequences[request.request_id] = (call, start_s)
         with self._lock:
@@ -259,8 +243,7 @@ class OpenAIEngine:
         call, piece = event
         rid = call.request.request_id
         if piece is not None:
-            if piece:
-                text[rid] = text.get(rid, "") + piece
+            text[rid] = text.get(rid, "") + piece
             return
         self._sequences.pop(rid, None)
         with self._lock:

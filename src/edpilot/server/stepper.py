@@ -12,7 +12,6 @@ with an error and lets the running ones finish.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import logging
 import threading
@@ -22,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from edpilot.clock import Clock
 from edpilot.continuous_runner import ServedRequest
-from edpilot.engine.base import SequenceEngine, StreamingSequenceEngine
+from edpilot.engine.base import SequenceEngine
 from edpilot.errors import EdpilotError
 from edpilot.server.driver import ServingDriver
 from edpilot.server.estimator import TrafficEstimator
@@ -135,10 +134,7 @@ class LiveContinuous:
                 for pending in self.batcher.flush():
                     self._settle(pending, Unavailable("the server is shutting down"))
             for pending in self.batcher.poll(now_s):
-                if isinstance(self.engine, StreamingSequenceEngine):  # its reader hands the text on: one hop fewer
-                    self.engine.add_streaming(pending.request, functools.partial(relay.relay, pending))
-                else:
-                    self.engine.add(pending.request)
+                self.engine.add(pending.request)
                 running[pending.request.request_id] = (pending, now_s)
                 energy_j[pending.request.request_id] = 0.0
             for pending, _ in running.values():
