@@ -13,7 +13,7 @@ import pytest
 
 from edpilot.runlog import read_run_log
 from edpilot.server import protocol as p
-from edpilot.server.worker import Answer, LoopWaker, Pending
+from edpilot.server.worker import Answer, Pending
 from edpilot.sim import open_sim
 from edpilot.workload import Request
 from tests.server.conftest import ServerProcess
@@ -124,41 +124,6 @@ def test_pieces_wake_a_waiting_stream_once_for_all_that_arrive_before_the_loop_r
     taken, wakes = asyncio.run(run())
     assert taken == [["a", " b", " c"], [" d"], None]
     assert wakes == 1  # one for the first three pieces; " d" was taken without one; the end is on the loop
-
-
-def test_one_loop_wake_up_serves_every_stream_given_text_before_the_loop_runs() -> None:
-    async def run() -> tuple[list[list[list[str] | None]], int]:
-        loop = asyncio.get_running_loop()
-        waker = LoopWaker(loop)
-        pendings = [Pending(Request(i, 0.0, "p", 1, 4), loop.create_future(), waker) for i in range(3)]
-        wakes = 0
-        schedule = loop.call_soon_threadsafe
-
-        def counted(*args: object) -> object:
-            nonlocal wakes
-            wakes += 1
-            return schedule(*args)  # type: ignore[arg-type]
-
-        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
-        rounds = []
-        for step in range(2):  # two decode steps of three sequences
-            waiting = [asyncio.ensure_future(p.pieces.take()) for p in pendings]
-            await asyncio.sleep(0)  # every stream waits
-            texts = [f" s{step}r{i}" for i in range(3)]
-            thread = threading.Thread(target=_put_each, args=(pendings, texts))
-            thread.start()
-            thread.join()  # the step's pieces all arrive while the loop is busy here
-            rounds.append(list(await asyncio.gather(*waiting)))
-        return rounds, wakes
-
-    rounds, wakes = asyncio.run(run())
-    assert rounds == [[[" s0r0"], [" s0r1"], [" s0r2"]], [[" s1r0"], [" s1r1"], [" s1r2"]]]
-    assert wakes == 2  # one per step, not one per stream
-
-
-def _put_each(pendings: list[Pending], texts: list[str]) -> None:
-    for pending, text in zip(pendings, texts):
-        pending.pieces.put_threadsafe(text)
 
 
 @pytest.mark.parametrize("chat", [False, True])

@@ -26,7 +26,7 @@ from edpilot.errors import EdpilotError
 from edpilot.server.driver import ServingDriver
 from edpilot.server.estimator import TrafficEstimator
 from edpilot.server.metrics import ServerMetrics
-from edpilot.server.worker import Answer, LoopWaker, Pending, QueueFull, TokenRelay, Unavailable
+from edpilot.server.worker import Answer, Pending, QueueFull, TokenRelay, Unavailable
 from edpilot.serving.continuous import ContinuousScheduler
 from edpilot.workload import Request
 
@@ -58,14 +58,12 @@ class LiveContinuous:
         self._inbox: deque[Pending] = deque()
         self._wake = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waker: LoopWaker | None = None
         self._task: asyncio.Future[None] | None = None
         self._mean_request_s = 1.0
 
     async def start(self) -> None:
         """Open the first round on the worker thread and start the step loop there."""
         self._loop = loop = asyncio.get_running_loop()
-        self._waker = LoopWaker(loop)
         config = await loop.run_in_executor(self.executor, self.driver.start)
         self.batcher.set_slots(config.batch_size)
         self._task = loop.run_in_executor(self.executor, self._run)
@@ -80,7 +78,7 @@ class LiveContinuous:
             raise QueueFull(waves * self._mean_request_s * self.wall_per_clock_s)
         now_s = self.clock.now_s()
         request = Request(next(self._ids), now_s, prompt, prompt_tokens, max_new_tokens)
-        pending = Pending(request, asyncio.get_running_loop().create_future(), self._waker)
+        pending = Pending(request, asyncio.get_running_loop().create_future())
         self._inbox.append(pending)
         self.metrics.queue_depth.set(queued + 1)
         change = self.estimator.observe(now_s, prompt_tokens=prompt_tokens, output_tokens=max_new_tokens)

@@ -21,7 +21,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass, field
 
 from edpilot.clock import Clock
 from edpilot.errors import EdpilotError
@@ -57,41 +57,15 @@ class Answer:
     error: str | None
 
 
-class LoopWaker:
-    """Wakes an event loop's waiting streams from other threads: one `call_soon_threadsafe` for every stream given
-    text before the loop runs (a decode step of b sequences wakes the loop once, not b times)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._lock = threading.Lock()
-        self._due: list[Pieces] = []
-
-    def wake_threadsafe(self, pieces: Pieces) -> None:
-        """Wake `pieces`' stream on the loop, with the others due before the loop runs (any thread)."""
-        with self._lock:
-            self._due.append(pieces)
-            if len(self._due) > 1:
-                return
-        if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self._run)
-
-    def _run(self) -> None:
-        with self._lock:
-            due, self._due = self._due, []
-        for pieces in due:
-            pieces.wake()
-
-
 class Pieces:
     """A request's text on its way from the engine's thread to its stream on the event loop.
 
-    `put_threadsafe` appends from any thread; it wakes the loop (through its `LoopWaker`) only when a stream waits
-    in `take`, and once for however many pieces arrive before the loop runs (an answer sent whole wakes nothing).
-    `take` returns every piece waiting (at least one), or None once `end` was called (on the loop) and nothing is
-    left."""
+    `put_threadsafe` appends from any thread; it wakes the loop only when a stream waits in `take`, and once for
+    however many pieces arrive before the loop runs (an answer sent whole wakes nothing). `take` returns every
+    piece waiting (at least one), or None once `end` was called (on the loop) and nothing is left."""
 
-    def __init__(self, waker: LoopWaker) -> None:
-        self._waker, self._loop = waker, waker.loop
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._texts: list[str] = []
         self._lock = threading.Lock()
         self._wake_due = False
@@ -105,15 +79,15 @@ class Pieces:
             if self._wake_due or self._waiter is None:
                 return
             self._wake_due = True
-        self._waker.wake_threadsafe(self)
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake)
 
     def end(self) -> None:
         """No more text: `take` returns None once the rest is taken (on the loop)."""
         self._ended = True
-        self.wake()
+        self._wake()
 
-    def wake(self) -> None:
-        """Let a waiting `take` return (on the loop)."""
+    def _wake(self) -> None:
         with self._lock:
             self._wake_due = False
             waiter, self._waiter = self._waiter, None
@@ -136,19 +110,17 @@ class Pieces:
 class Pending:
     """A queued request, the future its handler awaits, and its text as it is made (`pieces`).
 
-    `first_token_s` and `last_token_s` are stamped on the device's clock by the engine's thread. `waker` is the
-    loop's, shared by its requests (default: one of its own)."""
+    `first_token_s` and `last_token_s` are stamped on the device's clock by the engine's thread."""
 
     request: Request
     future: asyncio.Future[Answer]
-    waker: InitVar[LoopWaker | None] = None
     cancelled: bool = field(default=False)
     first_token_s: float | None = None
     last_token_s: float | None = None
     pieces: Pieces = field(init=False)
 
-    def __post_init__(self, waker: LoopWaker | None) -> None:
-        self.pieces = Pieces(waker or LoopWaker(self.future.get_loop()))
+    def __post_init__(self) -> None:
+        self.pieces = Pieces(self.future.get_loop())
 
     def finish(self, answer: Answer | BaseException) -> None:
         """Settle the future (on the event loop) and end the stream of pieces."""
@@ -196,7 +168,6 @@ class LiveBatcher:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waker: LoopWaker | None = None
         self._mean_batch_s = 1.0
 
     async def start(self) -> None:
@@ -204,7 +175,6 @@ class LiveBatcher:
         self._loop = loop = asyncio.get_running_loop()
         config = await loop.run_in_executor(self.executor, self.driver.start)
         self.batcher.set_batch_size(config.batch_size)
-        self._waker = LoopWaker(loop)
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="edpilot-batch-loop")
 
@@ -219,7 +189,7 @@ class LiveBatcher:
             raise QueueFull(batches_ahead * self._mean_batch_s * self.wall_per_clock_s)
         now_s = self.clock.now_s()
         request = Request(next(self._ids), now_s, prompt, prompt_tokens, max_new_tokens)
-        pending = Pending(request, asyncio.get_running_loop().create_future(), self._waker)
+        pending = Pending(request, asyncio.get_running_loop().create_future())
         self.batcher.offer(pending, now_s)
         self.metrics.queue_depth.set(len(self.batcher))
         change = self.estimator.observe(now_s, prompt_tokens=prompt_tokens, output_tokens=max_new_tokens)
