@@ -10,9 +10,9 @@ a model's. In front of it run `edpilot serve --engine openai:…` gateways (stat
 one pair per `--gateway NAME=SRC` (the source tree put on PYTHONPATH; default: this checkout's `src`), so two
 versions can be compared on the same machine, interleaved. Each round sends `--concurrency` streamed requests at
 once down every path (the openai client, as users do; the gateways get as many slots), one path at a time, in a
-rotating order. Per path: p50 latency and TTFT (wall ms,
-client side), `paired` (median over rounds of this path's latency less the direct request's of the same round),
-and the gateway's CPU time per request (user + system from /proc: what it would take from a model that fills the
+rotating order. Per path: p50 latency and TTFT (wall ms, client side; a round's latency is the median of its
+requests'), `paired` (median over rounds of this path's latency less the direct path's in the same round), and
+the gateway's CPU time per request (user + system from /proc: what it would take from a model that fills the
 cores).
 """
 
