@@ -111,6 +111,22 @@ def summarize_sequences(
     )
 
 
+WARMUP_PROMPT = "Warm up: say what an edge GPU spends its energy on, in one long and careful answer."
+
+
+def warm_up(engine: SequenceEngine, slots: int, prompt: str = WARMUP_PROMPT) -> int:
+    """Untimed steps before any is measured, for an engine that `needs_warmup`: `slots` sequences join at once
+    and leave one per step (the i-th after i + 1 tokens), so every occupancy from `slots` down to 1 runs once.
+    Returns the steps run."""
+    for i in range(slots):
+        engine.add(Request(-1 - i, 0.0, prompt, len(prompt.split()), i + 2))
+    steps = 0
+    while engine.running():
+        engine.step()
+        steps += 1
+    return steps
+
+
 class ContinuousRunner:
     """Measures configs (clock, concurrent sequences) on one arrival stream that carries over between rounds."""
 
@@ -153,6 +169,8 @@ class ContinuousRunner:
         """Serve at `config` until `requests_per_round` more requests complete (a bounded probe, `max_batches`:
         until that many slots' worth complete); summarise that round."""
         caps = self.device.capabilities
+        if self._scheduler is None and self.engine.needs_warmup:
+            warm_up(self.engine, config.batch_size)
         window = EnergyWindow(self.device, self.clock, update_interval_ms=caps.meter_update_interval_ms).begin()
         set_levels(self.device, config)
         if self._scheduler is None:

@@ -84,9 +84,14 @@ class Step:
 
 @runtime_checkable
 class SequenceEngine(Protocol):
-    """Iteration-level decoding (continuous batching): requests join and leave at step boundaries."""
+    """Iteration-level decoding (continuous batching): requests join and leave at step boundaries.
+
+    An engine whose first steps are slow (kernels loaded, buffers allocated for each new shape) sets
+    `needs_warmup = True`; its sequences then run through `continuous_runner.warm_up` before any step is measured.
+    """
 
     name: str
+    needs_warmup: bool
 
     def add(self, request: Request) -> None:
         """Queue `request` to join the running sequences at the next step (which prefills it)."""

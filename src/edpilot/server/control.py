@@ -1,8 +1,8 @@
 """Online control of `serve`: never stay on a config measured behind, and say when every config falls behind.
 
-A config's capacity is what its measured batches can serve, b / mean batch time (req/s): the hardware's
-answer, which does not depend on the traffic, so it can be held against any arrival rate. After each round
-the driver asks `control` whether the session's next config may be served at the estimated rate:
+A config's capacity is what its measured rounds can serve (req/s; `capacity_per_s`): the hardware's answer,
+which does not depend on the traffic, so it can be held against any arrival rate. After each round the driver
+asks `control` whether the session's next config may be served at the estimated rate:
 - every measured config's capacity is below the rate and the grid's highest-throughput corner (top clock,
   largest batch) is among them: the traffic is more than any config can serve — `overloaded`, and the config
   with the highest measured capacity is served until the rate falls;
@@ -29,9 +29,17 @@ class Decision:
 
 
 def capacity_per_s(stats: ConfigStats) -> float | None:
-    """Requests per second the config's measured batches serve (b / mean batch time); None when none served."""
-    times = [o.mean_batch_s for o in stats.served if o.mean_batch_s > 0]
-    return None if not times else stats.config.batch_size * len(times) / sum(times)
+    """Requests per second the config's measured rounds serve; None when none served.
+
+    Static batches: b / mean batch time. Continuous batching: the slots over a request's share of the step
+    time, slots × requests / (steps × mean sequences in a step × mean step time) — exact for a round whose
+    slots stayed full, and an upper bound from one that ran with free slots (a fuller step takes no less)."""
+    slots = stats.config.batch_size
+    rounds = [o for o in stats.served if o.mean_batch_s > 0]
+    steps = [(o.requests, o.steps * o.mean_sequences * o.mean_batch_s) for o in rounds if o.steps and o.mean_sequences]
+    if steps and len(steps) == len(rounds):
+        return slots * sum(n for n, _ in steps) / sum(busy_s for _, busy_s in steps)
+    return None if not rounds else slots * len(rounds) / sum(o.mean_batch_s for o in rounds)
 
 
 def top_corner(space: ConfigSpace) -> Config:

@@ -98,6 +98,7 @@ class ServingDriver:
         self._batches: list[ServedBatch] = []
         self._phase: PhaseSwitch | None = None  # the decode-level switch of a --phase-clocks config
         self._window: EnergyWindow | None = None
+        self._cycle: EnergyWindow | None = None  # open from the last step's end while the step loop goes on
         self._note: str | None = None
         self.overload: str | None = None  # why every config falls behind, while it does
         self.constraints_met: dict[str, bool] = {}
@@ -164,16 +165,27 @@ class ServingDriver:
         return BatchResult(completions, [share] * len(requests), self.config.batch_size)
 
     def step(self, engine: SequenceEngine, running: int) -> tuple[Step, ServedStep]:
-        """One decode step of `running` sequences at the current config (continuous batching), measured."""
+        """One decode step of `running` sequences at the current config (continuous batching), measured.
+
+        A step is measured from the end of the one before while the loop went straight on (`pause` says when
+        it waited for work instead): the host's work between steps (admitting, relaying text, and the event
+        loop holding the interpreter) is part of what each step costs in time and energy, so capacity and
+        the forecast see the rate the server really steps at, not the device's time alone."""
         self._apply_traffic()
-        with EnergyWindow(self.device, self.clock) as window:
-            step = engine.step()
+        window, self._cycle = self._cycle or EnergyWindow(self.device, self.clock).begin(), None
+        step = engine.step()
+        window.end()
+        self._cycle = EnergyWindow(self.device, self.clock).begin()
         assert window.start_s is not None and window.end_s is not None
         served = ServedStep(window.start_s, window.end_s, window.energy_j, running)
         self._steps.append(served)
         if window.energy_j is not None:
             self.metrics.energy_j.inc(window.energy_j)
         return step, served
+
+    def pause(self) -> None:
+        """The step loop waits for work: the time until the next step is idle, no step's cost."""
+        self._cycle = None
 
     def finished(self, served: list[ServedRequest], *, backlog: int) -> Config:
         """Requests that ended at the last step; closes the round when it is full. Returns the config to serve at."""

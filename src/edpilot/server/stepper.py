@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from edpilot.clock import Clock
-from edpilot.continuous_runner import ServedRequest
+from edpilot.continuous_runner import ServedRequest, warm_up
 from edpilot.engine.base import SequenceEngine
 from edpilot.errors import EdpilotError
 from edpilot.server.driver import ServingDriver
@@ -64,6 +64,10 @@ class LiveContinuous:
     async def start(self) -> None:
         """Open the first round on the worker thread and start the step loop there."""
         self._loop = loop = asyncio.get_running_loop()
+        if self.engine.needs_warmup:
+            slots = max(self.driver.session.space.batch_sizes)
+            steps = await loop.run_in_executor(self.executor, warm_up, self.engine, slots)
+            log.info("warm-up: %d sequences through %d untimed steps before the first round", slots, steps)
         config = await loop.run_in_executor(self.executor, self.driver.start)
         self.batcher.set_slots(config.batch_size)
         self._task = loop.run_in_executor(self.executor, self._run)
@@ -142,6 +146,7 @@ class LiveContinuous:
             if self.engine.running() == 0:
                 if self.draining:
                     return
+                self.driver.pause()
                 self._wake.wait()
                 continue
             try:
