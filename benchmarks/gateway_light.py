@@ -1,17 +1,18 @@
 """The gateway's own cost per streamed request, in front of a light upstream that costs next to nothing.
 
     python benchmarks/gateway_light.py [--rounds 60] [--max-tokens 32] [--interval-ms 10] [--warmup 20]
-        [--gateway NAME=SRC ...]
+        [--concurrency 1] [--gateway NAME=SRC ...]
 
 The upstream is a small asyncio HTTP/1.1 server (its own process) that answers `/v1/completions` with streamed
 chunks shaped as llama-cpp-python's (`data: {...}\\r\\n\\r\\n`, one token every `--interval-ms`, then the finish
 reason, the usage with `stream_options.include_usage`, and `[DONE]`), so the gateway's costs are not hidden behind
 a model's. In front of it run `edpilot serve --engine openai:…` gateways (static batch 1 and continuous 1 slot),
 one pair per `--gateway NAME=SRC` (the source tree put on PYTHONPATH; default: this checkout's `src`), so two
-versions can be compared on the same machine, interleaved. Each round sends one streamed request down every path
-(the openai client, as users do), one at a time, in a rotating order. Per path: p50 latency and TTFT (wall ms,
-client side), `paired` (median over rounds of this path's latency less the direct request's of the same round),
-and the gateway's CPU time per request (user + system from /proc: what it would take from a model that fills the
+versions can be compared on the same machine, interleaved. Each round sends `--concurrency` streamed requests at
+once down every path (the openai client, as users do; the gateways get as many slots), one path at a time, in a
+rotating order. Per path: p50 latency and TTFT (wall ms, client side; a round's latency is the median of its
+requests'), `paired` (median over rounds of this path's latency less the direct path's in the same round), and
+the gateway's CPU time per request (user + system from /proc: what it would take from a model that fills the
 cores).
 """
 
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +118,17 @@ def start(args: list[str], pattern: str, env: dict[str, str] | None = None) -> t
     raise SystemExit(f"{args[:4]} did not start")
 
 
-def run(paths: dict[str, tuple[openai.OpenAI, str, int]], *, rounds: int, max_tokens: int) -> list[str]:
+def together(client: openai.OpenAI, model: str, max_tokens: int, concurrency: int) -> list[tuple[float, float | None]]:
+    """(latency, TTFT) of `concurrency` streamed requests sent at once."""
+    if concurrency == 1:
+        return [one(client, model, max_tokens)]
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(lambda _: one(client, model, max_tokens), range(concurrency)))
+
+
+def run(
+    paths: dict[str, tuple[openai.OpenAI, str, int]], *, rounds: int, max_tokens: int, concurrency: int
+) -> list[str]:
     """Interleaved rounds over every path; markdown rows of the results."""
     names = list(paths)
     latency: dict[str, list[float]] = {name: [] for name in names}
@@ -126,11 +138,10 @@ def run(paths: dict[str, tuple[openai.OpenAI, str, int]], *, rounds: int, max_to
         for name in names[i % len(names) :] + names[: i % len(names)]:
             client, model, pid = paths[name]
             before_s = cpu_s(pid)
-            lat_s, first_s = one(client, model, max_tokens)
+            answers = together(client, model, max_tokens, concurrency)
             cpu[name] += cpu_s(pid) - before_s
-            latency[name].append(lat_s)
-            if first_s is not None:
-                ttft[name].append(first_s)
+            latency[name].append(float(np.median([lat_s for lat_s, _ in answers])))
+            ttft[name] += [first_s for _, first_s in answers if first_s is not None]
     direct = np.array(latency["direct"])
     lines = [
         "| path | p50 (ms) | vs direct (ms) | paired (ms) | p90 (ms) | TTFT p50 (ms) | CPU (ms/req) |",
@@ -144,7 +155,7 @@ def run(paths: dict[str, tuple[openai.OpenAI, str, int]], *, rounds: int, max_to
             f"{1000 * np.median(lat - direct):+.1f}",
             f"{1000 * np.percentile(lat, 90):.1f}",
             f"{1000 * np.median(ttft[name]):.1f}",
-            "(upstream)" if name == "direct" else f"{1000 * cpu[name] / rounds:.2f}",
+            "(upstream)" if name == "direct" else f"{1000 * cpu[name] / (rounds * concurrency):.2f}",
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
@@ -156,6 +167,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--interval-ms", type=float, default=10.0)
     parser.add_argument("--warmup", type=int, default=20, help="requests down each path before measuring")
+    parser.add_argument("--concurrency", type=int, default=1, help="streamed requests at once (and gateway slots)")
     parser.add_argument("--gateway", action="append", default=[], metavar="NAME=SRC")
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -173,7 +185,7 @@ def main() -> None:
             for batching in ("static", "continuous"):
                 proc, gateway = start(
                     [sys.executable, "-m", "edpilot", "serve", "--device", "cpu", "--engine", f"openai:{url}",
-                     "--port", "0", "--batching", batching, "--batch", "1", "--max-wait-s", "0.05",
+                     "--port", "0", "--batching", batching, "--batch", str(args.concurrency), "--max-wait-s", "0.05",
                      "--model-name", "gemma"],
                     r"serving on (http://\S+)", env,
                 )  # fmt: skip
@@ -187,8 +199,9 @@ def main() -> None:
             for _ in range(args.warmup):  # past one-time costs: imports, the traffic estimator's first estimate
                 one(client, model, 4)
         load = os.getloadavg()[0]
-        lines = run(paths, rounds=args.rounds, max_tokens=args.max_tokens)
-        print(f"{args.rounds} rounds, {args.max_tokens} tokens every {args.interval_ms:g} ms; load average "
+        lines = run(paths, rounds=args.rounds, max_tokens=args.max_tokens, concurrency=args.concurrency)
+        print(f"{args.rounds} rounds of {args.concurrency} requests at once, {args.max_tokens} tokens every "
+              f"{args.interval_ms:g} ms; load average "
               f"{load:.1f} before, {os.getloadavg()[0]:.1f} after")  # fmt: skip
         print("\n".join(lines))
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -80,6 +81,37 @@ def test_a_window_that_inherited_a_backlog_does_not_make_the_baseline_win():
     stats = stats_of(base=[obs(edp=4.5 * 0.9)], fast=[obs(edp=2.0), obs(edp=7.0)])
     choice = choose(FAST, stats, baseline=BASE, constraints=Constraints())
     assert choice.config == FAST and not choice.baseline_kept and choice.warnings == ()
+
+
+def test_only_windows_that_began_without_a_backlog_are_compared_with_the_baseline():
+    # syn-throttle seed 2: both windows of the optimum began behind the 30-odd requests a probe left, and cost
+    # more than the baseline's window, which began with an empty queue
+    stats = stats_of(base=[obs(edp=2.1)], fast=[obs(edp=2.3), obs(edp=2.4)])
+    behind = {BASE: [0], FAST: [34, 36]}
+    choice = choose(FAST, stats, baseline=BASE, constraints=Constraints(), inherited=behind)
+    assert choice.config == FAST and not choice.baseline_kept and choice.warnings == ()
+    # a clean window is still judged: here it is worse than the baseline's, and the baseline is kept
+    clean = {BASE: [0], FAST: [34, 1]}
+    kept = choose(FAST, stats, baseline=BASE, constraints=Constraints(), inherited=clean)
+    assert kept.config == BASE and kept.baseline_kept
+    assert "measured 14.3 % worse than the baseline" in kept.warnings[0]  # the clean window, 2.4 against 2.1
+    # unknown (None) counts as clean, as without `inherited`
+    unknown = choose(
+        FAST, stats, baseline=BASE, constraints=Constraints(), inherited={BASE: [None], FAST: [None, None]}
+    )
+    assert unknown.config == BASE
+
+
+def test_the_session_tells_the_choice_what_each_window_inherited():
+    def window(edp: float, backlog: int) -> Observation:
+        return dataclasses.replace(obs(edp=edp), backlog_requests=backlog)
+
+    session = session_with([(BASE, window(2.1, 30)), (FAST, window(2.3, 4)), (FAST, window(2.2, 0))])
+    assert session._inherited() == {BASE: [None], FAST: [30, 4]}
+    # both of the choice's windows began with more than its batch (2) queued: not judged against the baseline
+    assert session.best() == FAST
+    # the same window after an empty queue is judged, and loses to the baseline's
+    assert session_with([(BASE, window(2.1, 0)), (FAST, window(2.3, 0))]).best() == BASE
 
 
 def test_the_baseline_is_not_kept_when_it_breaks_a_constraint_the_choice_meets():

@@ -12,7 +12,9 @@ Two rules, both on measured windows only:
   when the baseline is at least as close to the constraints and keeps up if the choice does; the baseline is
   kept, and said. The lowest, not the mean: a window that inherited a backlog (from a probe, or a config that
   fell behind) is costlier through no fault of its config, and once made a choice at the oracle lose to a
-  baseline 2.3× worse.
+  baseline 2.3× worse. Where the session says what each window inherited (`inherited`: requests queued when it
+  began), only windows that began with at most a batch queued are compared; a choice with none such is not
+  judged against the baseline (its windows' costs are the backlog's, not its own).
 """
 
 from __future__ import annotations
@@ -71,9 +73,15 @@ class Choice:
 
 
 def choose(
-    search_choice: Config, stats: dict[Config, ConfigStats], *, baseline: Config, constraints: Constraints
+    search_choice: Config,
+    stats: dict[Config, ConfigStats],
+    *,
+    baseline: Config,
+    constraints: Constraints,
+    inherited: dict[Config, list[int | None]] | None = None,
 ) -> Choice:
-    """Apply the constraint and baseline rules to the strategy's `search_choice` over the measured `stats`."""
+    """Apply the constraint and baseline rules to the strategy's `search_choice` over the measured `stats`;
+    `inherited[c][k]`: requests queued when config c's k-th window began (None: not known)."""
     usable = {c: s for c, s in stats.items() if s.usable}
 
     def of(c: Config) -> ConfigStats:
@@ -91,26 +99,34 @@ def choose(
                 for name, ok in constraints.met(of(config)).items()
                 if not ok
             ]
-    kept = _worse_than_baseline(of(config), of(baseline), constraints)
+    kept = _worse_than_baseline(of(config), of(baseline), constraints, inherited or {})
     if kept:
-        warnings.append(_kept_line(of(config), of(baseline)))
+        warnings.append(_kept_line(of(config), of(baseline), inherited or {}))
         config = baseline
     return Choice(config, search_choice, constraints.met(of(config)), kept, tuple(warnings))
 
 
-def _worse_than_baseline(chosen: ConfigStats, base: ConfigStats, constraints: Constraints) -> bool:
+def _worse_than_baseline(
+    chosen: ConfigStats, base: ConfigStats, constraints: Constraints, inherited: dict[Config, list[int | None]]
+) -> bool:
     if chosen.config == base.config or not (chosen.usable and base.usable):
         return False
     if chosen.keeps_up and not base.keeps_up:
         return False
-    worse = _cleanest_cost(chosen) > _cleanest_cost(base)
+    lowest, base_lowest = _cleanest_cost(chosen, inherited), _cleanest_cost(base, inherited)
+    if not math.isfinite(lowest):
+        return False  # every window of the choice began behind a backlog: nothing of its own to compare
+    worse = lowest > base_lowest
     return worse and constraints.excess(base) <= max(constraints.excess(chosen), 1.0)
 
 
-def _cleanest_cost(stats: ConfigStats) -> float:
-    """The lowest cost of a config's windows: a window's cost is raised, seldom lowered, by what it does not
-    owe to its config — a backlog inherited from a probe or a config that fell behind, a thermal hiccup."""
-    return min((c for c in stats.costs if c is not None), default=math.inf)
+def _cleanest_cost(stats: ConfigStats, inherited: dict[Config, list[int | None]] | None = None) -> float:
+    """The lowest cost of a config's windows that began with at most a batch queued (every window where the
+    session does not say): a window's cost is raised, seldom lowered, by what it does not owe to its config —
+    a backlog inherited from a probe or a config that fell behind, a thermal hiccup."""
+    queued = (inherited or {}).get(stats.config) or [None] * len(stats.costs)
+    clean = (c for c, q in zip(stats.costs, queued) if c is not None and (q is None or q <= stats.config.batch_size))
+    return min(clean, default=math.inf)
 
 
 def _unmet_line(name: str, usable: dict[Config, ConfigStats], chosen: Config, constraints: Constraints) -> str:
@@ -129,8 +145,8 @@ def _unmet_line(name: str, usable: dict[Config, ConfigStats], chosen: Config, co
     )
 
 
-def _kept_line(chosen: ConfigStats, base: ConfigStats) -> str:
-    lowest, base_lowest = _cleanest_cost(chosen), _cleanest_cost(base)
+def _kept_line(chosen: ConfigStats, base: ConfigStats, inherited: dict[Config, list[int | None]]) -> str:
+    lowest, base_lowest = _cleanest_cost(chosen, inherited), _cleanest_cost(base, inherited)
     worse = 100.0 * (lowest / base_lowest - 1.0) if base_lowest > 0 else math.inf
     return (
         f"the search's choice {chosen.config} measured {worse:.1f} % worse than the baseline {base.config} "

@@ -171,7 +171,22 @@ class TuningSession:
     def choice(self) -> Choice:
         """The strategy's choice under the session's rules: constraints met or said, never worse than the baseline."""
         search_choice = self.baseline if self.strategy is None else self.strategy.best()
-        return choose(search_choice, self.stats, baseline=self.baseline, constraints=self.settings.constraints)
+        return choose(
+            search_choice,
+            self.stats,
+            baseline=self.baseline,
+            constraints=self.settings.constraints,
+            inherited=self._inherited(),
+        )
+
+    def _inherited(self) -> dict[Config, list[int | None]]:
+        """Requests queued when each config's windows began (the previous round's backlog; None where unknown)."""
+        queued: dict[Config, list[int | None]] = {}
+        previous: int | None = None
+        for record in self.rounds:
+            queued.setdefault(record.config, []).append(previous)
+            previous = record.obs.backlog_requests
+        return queued
 
     def finish(self, *, interrupted: bool = False) -> TuneResult:
         """Close the session: the summary record (`interrupted`: stopped early); EngineError if every search failed."""

@@ -133,3 +133,15 @@ def test_the_lone_sweet_spot_of_the_bench_is_found_at_budget_15_where_near_ties_
         row = run_one(scenario, "edpilot", seed, budget=15).row
         assert row["final_config"] == row["oracle_config"]
         assert row["final_ratio"] == 1.0
+
+
+def test_a_config_near_capacity_whose_round_is_two_batches_is_served_as_a_bounded_probe():
+    """The measured H200 surface at 16 req/s: (1980 MHz, b 20) keeps up at its pessimistic batch time (ρ 0.98–1.00
+    at 1 sd) but truly runs at ρ 1.10 — its batch time is above b 24's. Its full round is two batches, a probe's
+    length: it is now served as a bounded probe (priced, capped, not after a probe), never as a full round that
+    falls behind; on main these four seeds each had one."""
+    scenario = next(s for s in default_scenarios() if s.name == "h200-llama-3.2-1b-batch-p16")
+    for seed in (1, 6, 7, 9):
+        row = run_one(scenario, "edpilot", seed, budget=15).row
+        assert row["overloaded_rounds"] == 0
+        assert row["final_ratio"] == 1.0

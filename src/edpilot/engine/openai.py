@@ -125,7 +125,7 @@ class OpenAIEngine:
         self._closed = False
         self._warned_chunks = False
         self.clock = WallClock()
-        self._events: queue.Queue[tuple[_Call, str | None] | None] = queue.Queue()
+        self._events: queue.SimpleQueue[tuple[_Call, str | None] | None] = queue.SimpleQueue()  # C: cheap
         self._sequences: dict[int, tuple[_Call, float]] = {}  # continuous: request id -> (call, start on the clock)
 
     def model_name(self) -> str:
@@ -228,13 +228,11 @@ class OpenAIEngine:
             event = self._events.get(timeout=max(0.0, deadline_s - self.clock.now_s()))
         except queue.Empty:
             event = None
-        while True:
-            if event is not None:
+        if event is not None:
+            self._take(event, text, finished)
+        while not self._events.empty():  # the one reader of the queue: what it holds is there to take
+            if (event := self._events.get_nowait()) is not None:
                 self._take(event, text, finished)
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                break
         now_s = self.clock.now_s()
         for call, start_s in self._sequences.values():
             if now_s - start_s >= self.request_timeout_s:

@@ -8,7 +8,9 @@ steady-state cost at the current traffic (the bench oracle's definition). Then:
 - `propose` measures, inside a trust region around the incumbent that widens until it holds a promising config,
   the config with the lowest optimistic cost (a lower confidence bound) — among configs that keep up even at
   their pessimistic batch time. A config that might keep up only optimistically is measured as a bounded probe
-  (`round_batches` = 2), when the backlog it can leave is at most one batch of the incumbent's. When nothing is
+  (`round_batches` = 2), when the backlog it can leave is at most one batch of the incumbent's; so is an
+  unmeasured config near capacity (keeping up at 1 sd, not at KAPPA_NEAR) whose full round is a probe's length
+  anyway, two batches: served as a probe, it keeps the probe's bounds and still counts as a full round. When nothing is
   promising, an exploration floor measures the unmeasured config whose cost under a heavy-tailed (Cauchy) prior
   for one-off deviations from the smooth surface could beat the incumbent by a margin. A confirmed config whose
   LCB is within that margin of the incumbent waits for a floor full round (splitting near-ties comes last).
@@ -74,6 +76,8 @@ FLOOR_EVERY = 3  # every third search round goes to the floor when it has a cand
 PROBE_QUEUE_BATCHES = 2.0  # no probe while more than this many incumbent batches are queued
 PROBE_RHO_MAX = 1.1  # a probe's config is at most 10 % past capacity at its posterior mean batch time
 PROBE_HANDICAP = 1.1  # a probe's optimistic cost counts 10 % worse against full rounds (it teaches less)
+KAPPA_NEAR = 1.25  # an unmeasured config past capacity at log time + this many sd is served only as a probe
+# (1.5 and 2 also emptied the overloaded Poisson rounds, but perturbed more runs: docs/benchmarks.md)
 CONFIRM_ROUNDS = 3  # full rounds whose queue did not grow confirm a config near capacity that keeps up
 CEILING_SE = 2.0  # the clock ceiling starts this many standard errors above a measured config's batch time
 OUTLIER_LOG = float(np.log(1.3))  # a window 30 % off its config's earlier windows is held back
@@ -297,6 +301,15 @@ class EdpilotStrategy(Strategy):
         its pessimistic batch time."""
         return self.within_limits("lcb" if optimistic else "mean") & ~self.behind & (self._rho(KAPPA_SAFE) < 1.0)
 
+    def near(self) -> np.ndarray:
+        """Unmeasured configs near capacity whose full round is a probe's length: they keep up at their
+        pessimistic batch time (KAPPA_SAFE sd) but not at KAPPA_NEAR sd, and a full round is at most PROBE_BATCHES
+        batches. Such a round is served as a bounded probe — its backlog priced and capped, not on top of a backlog
+        or right after a probe — and, serving the whole round, it still counts as one."""
+        short = np.ceil(self._window_requests / self.forecast.batch_of) <= PROBE_BATCHES
+        near: np.ndarray = (self.time.batches == 0) & short & (self._rho(KAPPA_NEAR) >= 1.0)
+        return near
+
     # --- choosing -------------------------------------------------------------------------------------------
     def round_batches(self, config: Config) -> int | None:
         """PROBE_BATCHES for a probe just proposed, else a full round."""
@@ -332,7 +345,14 @@ class EdpilotStrategy(Strategy):
                 return self._take_floor(floor)
         probes, probe_batches = self._probes(lcb, target, inc)
         probes &= may_probe
-        pick = self._in_trust_region(promising | probes, np.where(probes, PROBE_HANDICAP * lcb, lcb), inc)
+        near = self.near()
+        near_ok, near_batches = self._bounded(promising & near, inc, kappa=KAPPA_NEAR)
+        near_ok &= may_probe
+        promising &= ~near
+        probes |= near_ok
+        probe_batches = np.where(near_ok, near_batches, probe_batches)
+        handicap = np.where(near_ok, 1.0, PROBE_HANDICAP)
+        pick = self._in_trust_region(promising | probes, np.where(probes, handicap * lcb, lcb), inc)
         if pick is not None and probes[pick]:
             self._probe, self._probe_batches, self._probed_last = self._configs[pick], int(probe_batches[pick]), True
             return self._probe
@@ -393,14 +413,14 @@ class EdpilotStrategy(Strategy):
         )
         return self._bounded(candidates, inc)
 
-    def _bounded(self, candidates: np.ndarray, inc: int) -> tuple[np.ndarray, np.ndarray]:
-        """Which of `candidates` (that may not keep up at their pessimistic batch time) a bounded probe may
-        measure, and its batches: within the limits and not dropped, serving the most batches (2, else 1) whose
-        backlog at the pessimistic batch time is at most PROBE_BACKLOG_BATCHES incumbent batches, and only if its
-        expected backlog, drained by the incumbent, adds at most PROBE_PRICE × the incumbent's mean latency to the
-        next round."""
+    def _bounded(self, candidates: np.ndarray, inc: int, *, kappa: float = KAPPA_SAFE) -> tuple[np.ndarray, np.ndarray]:
+        """Which of `candidates` (that may not keep up at their pessimistic batch time, log time + `kappa` sd) a
+        bounded probe may measure, and its batches: within the limits and not dropped, serving the most batches
+        (2, else 1) whose backlog at the pessimistic batch time is at most PROBE_BACKLOG_BATCHES incumbent batches,
+        and only if its expected backlog, drained by the incumbent, adds at most PROBE_PRICE × the incumbent's mean
+        latency to the next round."""
         batches = np.full(len(self._configs), PROBE_BATCHES)
-        pessimistic = self._rho(KAPPA_SAFE)
+        pessimistic = self._rho(kappa)
         behind_for_sure = utilisation(self.ctx.traffic, self.forecast.batch_of, np.exp(self.lower)) >= 1.0
         candidates = candidates & self.within_limits() & ~self.behind & ~behind_for_sure & (pessimistic >= 1.0)
         if self.ctx.traffic.arrivals == "saturated" or not candidates.any():
@@ -426,9 +446,12 @@ class EdpilotStrategy(Strategy):
         target = incumbent_cost * (1.0 - FLOOR_MARGIN)
         plausible = self.outlook("surprise").cost
         candidates = (self.time.windows == 0) & (plausible < target)
+        near = self.near() & safe
         probes, batches = self._bounded(candidates & ~safe, inc)
-        probes &= may_probe
-        candidates &= safe | probes
+        near_ok, near_batches = self._bounded(candidates & near, inc, kappa=KAPPA_NEAR)
+        probes = (probes | near_ok) & may_probe
+        batches = np.where(near_ok, near_batches, batches)
+        candidates &= (safe & ~near) | probes
         if not candidates.any():
             return None
         pick = int(np.argmin(np.where(candidates, plausible, np.inf)))
