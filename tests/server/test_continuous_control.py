@@ -15,18 +15,15 @@ import pytest
 
 from edpilot.backends import open_backends
 from edpilot.continuous_runner import ServedRequest, warm_up
-from edpilot.run import SearchRequest, start_session
-from edpilot.runlog import RunLog
 from edpilot.server.control import capacity_per_s
 from edpilot.server.driver import ServingDriver
 from edpilot.server.estimator import TrafficEstimator
 from edpilot.server.metrics import ServerMetrics
 from edpilot.serving.continuous import ContinuousScheduler
-from edpilot.serving.traffic import Traffic
 from edpilot.space import Config
 from edpilot.stats import ConfigStats
 from edpilot.workload import Request
-from tests.server.test_online_control import uniform
+from tests.server.test_online_control import live_session, uniform
 from tests.test_choice import obs
 
 pytest.importorskip("prometheus_client")
@@ -38,18 +35,7 @@ def serve_steps(
     arrivals_s: np.ndarray, *, strategy: str = "edpilot", budget: int = 8, host_s: float = 0.0, online: bool = True
 ):
     """Serve `arrivals_s` (clock seconds) with continuous batching (tuning and control only when `online`)."""
-    backends = open_backends(device="sim", seed=0)
-    request = SearchRequest(strategy=strategy, budget=budget, requests_per_round=32, batching="continuous")  # type: ignore[arg-type]
-    session = start_session(
-        backends,
-        request,
-        Traffic(arrivals="saturated", requests_per_round=32),
-        run_log=RunLog(None),
-        model="llama-3.2-1b",
-        mode="serve",
-        workload_name="live",
-        output_tokens=None,
-    )
+    backends, session = live_session(strategy=strategy, budget=budget, batching="continuous")
     driver = ServingDriver(
         backends, session, metrics=ServerMetrics(), online=online, budget=budget, energy_scope="total", continuous=True
     )

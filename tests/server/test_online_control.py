@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from edpilot.backends import open_backends
+from edpilot.backends import Backends, open_backends
 from edpilot.run import SearchRequest, start_session
 from edpilot.runlog import RunLog
 from edpilot.search import Strategy
@@ -24,19 +24,19 @@ from edpilot.serving.batcher import StaticBatcher
 from edpilot.serving.traffic import Traffic
 from edpilot.space import Config, ConfigSpace
 from edpilot.stats import ConfigStats
+from edpilot.tuner import TuningSession
 from edpilot.workload import Request
 from tests.test_choice import obs
 
 pytest.importorskip("prometheus_client")
 
 
-def serve_arrivals(arrivals_s: np.ndarray, *, strategy: str = "edpilot", budget: int = 8, **search: object):
-    """Serve `arrivals_s` (clock seconds) online; returns the driver (its session holds every round)."""
+def live_session(**search: object) -> tuple[Backends, TuningSession]:
+    """The simulated board and a `serve` session on it, searching as `search` says (SearchRequest's fields)."""
     backends = open_backends(device="sim", seed=0)
-    request = SearchRequest(strategy=strategy, budget=budget, requests_per_round=32, **search)  # type: ignore[arg-type]
     session = start_session(
         backends,
-        request,
+        SearchRequest(requests_per_round=32, **search),  # type: ignore[arg-type]
         Traffic(arrivals="saturated", requests_per_round=32),
         run_log=RunLog(None),
         model="llama-3.2-1b",
@@ -44,6 +44,12 @@ def serve_arrivals(arrivals_s: np.ndarray, *, strategy: str = "edpilot", budget:
         workload_name="live",
         output_tokens=None,
     )
+    return backends, session
+
+
+def serve_arrivals(arrivals_s: np.ndarray, *, strategy: str = "edpilot", budget: int = 8, **search: object):
+    """Serve `arrivals_s` (clock seconds) online; returns the driver (its session holds every round)."""
+    backends, session = live_session(strategy=strategy, budget=budget, **search)
     metrics = ServerMetrics()
     driver = ServingDriver(backends, session, metrics=metrics, online=True, budget=budget, energy_scope="total")
     estimator = TrafficEstimator(requests_per_round=32)
