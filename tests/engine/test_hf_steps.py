@@ -74,6 +74,21 @@ def test_sequences_joining_and_leaving_decode_exactly_as_alone(engine: HfEngine)
     assert engine.running() == 0
 
 
+def test_a_longer_joiner_and_the_longest_leaving_move_only_their_rows(engine: HfEngine) -> None:
+    long = " ".join(builtin_prompts()[:3])
+    reqs = [
+        Request(0, 0.0, "Why is the sky blue?", 6, 14),
+        Request(1, 0.0, long, 60, 3),  # joins longer than the packed batch, leaves first: the longest row goes
+        Request(2, 0.0, "Name a prime.", 4, 9),
+    ]
+    alone = [engine.generate([r])[0].text for r in reqs]
+    assert len(set(alone)) == 3
+    finished, _, steps_of = _run(engine, {0: [reqs[0]], 2: [reqs[1]], 3: [reqs[2]]})
+    assert steps_of[1][-1] < steps_of[0][-1] and steps_of[1][-1] < steps_of[2][-1]  # the long one left mid-run
+    assert [finished[i].text for i in range(3)] == alone
+    assert engine.running() == 0
+
+
 def test_a_cancelled_sequence_leaves_and_the_others_are_unchanged(engine: HfEngine) -> None:
     reqs = _requests(3)
     alone = [engine.generate([r])[0].text for r in reqs]

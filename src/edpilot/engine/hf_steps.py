@@ -3,8 +3,10 @@
 Each sequence keeps its own KV cache. A request that joins is prefilled alone (its prompt, no padding) in the step
 it joins, which gives its first token. The running sequences decode together: their caches are packed into one
 batch — left-padded to the longest, with an attention mask over the padding and each row's own positions — and
-that packed cache grows by one token a step. It is unpacked and re-packed only when the membership changes (a
-sequence finishes, is cancelled, or joins). Decoding is greedy, so a sequence's output is the one it gets alone.
+that packed cache grows by one token a step. When the membership changes, only the rows that change move: a
+sequence that finishes or is cancelled takes its row out (and the columns that are padding in every row go), and
+a joiner's own cache is padded onto the batch as a new row; the packed rows are never unpacked. Decoding is greedy,
+so a sequence's output is the one it gets alone.
 
 Steps decode eagerly (`compiled` applies to static batches: a static cache and CUDA graphs need fixed shapes). Models
 whose cache keeps a sliding window (Gemma 3) are refused: their per-layer lengths differ from the mask's.
@@ -84,19 +86,15 @@ class HfSequences:
                     self._emit(q, self._prefill(q), text, finished)
         except RuntimeError as exc:
             raise EngineError(f"generation failed: {str(exc).splitlines()[0]}") from None
-        self._running += joining
-        if finished or joining:
-            self._unpack()
-            self._running = [q for q in self._running if q.request.request_id not in finished]
+        self._leave(finished)
+        self._join([q for q in joining if q.request.request_id not in finished])
         return Step(text, finished)
 
     def _drop_cancelled(self) -> dict[int, Completion]:
         gone = {q.request.request_id for q in [*self._joining, *self._running]} & self._cancelled
         self._cancelled.clear()
-        if gone and self._packed is not None and any(q.request.request_id in gone for q in self._running):
-            self._unpack()
         self._joining = [q for q in self._joining if q.request.request_id not in gone]
-        self._running = [q for q in self._running if q.request.request_id not in gone]
+        self._leave(gone)
         return {rid: Completion("", 0, error="cancelled: the client went away") for rid in gone}
 
     def _prefill(self, q: _Sequence) -> int:
@@ -155,15 +153,46 @@ class HfSequences:
         for q in self._running:
             q.cache = []
 
-    def _unpack(self) -> None:
-        """Give each running sequence its own cache back (the packed rows without their padding)."""
+    def _leave(self, ids: set[int] | dict[int, Completion]) -> None:
+        """The sequences `ids` leave: their rows out of the packed cache (the others' rows kept as they are), and
+        the leading columns that are padding in every row left trimmed off."""
+        keep = [i for i, q in enumerate(self._running) if q.request.request_id not in ids]
+        if len(keep) == len(self._running):
+            return
+        self._running = [self._running[i] for i in keep]
         if self._packed is None:
             return
-        layers = self._layers(self._packed)
-        for row, q in enumerate(r for r in self._running if not r.cache):
-            n = q.cached_tokens
-            q.cache = [(k[row : row + 1, :, -n:], v[row : row + 1, :, -n:]) for k, v in layers]
-        self._packed = self._mask = None
+        if not keep:
+            self._packed = self._mask = None
+            return
+        torch = self.engine.torch
+        rows = torch.tensor(keep, device=self.engine.device)
+        trim = self._mask.shape[1] - max(q.cached_tokens for q in self._running)
+        self._packed = self._new_cache([(k[rows, :, trim:], v[rows, :, trim:]) for k, v in self._layers(self._packed)])
+        self._mask = self._mask[rows, trim:]
+
+    def _join(self, joining: list[_Sequence]) -> None:
+        """Prefilled sequences join the running ones: each its own cache, left-padded, as one more row of the packed
+        cache (the packed rows padded on the left when a joiner is longer); unpacked, they wait for the next pack."""
+        if self._packed is not None and joining:
+            torch = self.engine.torch
+            pad = torch.nn.functional.pad
+            longest = max(self._mask.shape[1], *(q.cached_tokens for q in joining))
+            grow = longest - self._mask.shape[1]
+            layers = []
+            for layer, (k, v) in enumerate(self._layers(self._packed)):
+                keys, values = [pad(k, (0, 0, grow, 0))], [pad(v, (0, 0, grow, 0))]
+                for q in joining:
+                    qk, qv = q.cache[layer]
+                    keys.append(pad(qk, (0, 0, longest - qk.shape[2], 0)))
+                    values.append(pad(qv, (0, 0, longest - qv.shape[2], 0)))
+                layers.append((torch.cat(keys), torch.cat(values)))
+            self._packed = self._new_cache(layers)
+            rows = [[0] * (longest - q.cached_tokens) + [1] * q.cached_tokens for q in joining]
+            self._mask = torch.cat([pad(self._mask, (grow, 0)), torch.tensor(rows, device=self.engine.device)])
+            for q in joining:
+                q.cache = []
+        self._running += joining
 
     def _forward(self, *, cache: Any = None, **inputs: Any) -> Any:
         if cache is not None:
