@@ -1,12 +1,11 @@
 """Continuous batching in transformers: sequences join and leave the running batch at step boundaries.
 
-Each sequence keeps its own KV cache. A request that joins is prefilled alone (its prompt, no padding) in the step
-it joins, which gives its first token. The running sequences decode together: their caches are packed into one
-batch — left-padded to the longest, with an attention mask over the padding and each row's own positions — and
-that packed cache grows by one token a step. When the membership changes, only the rows that change move: a
-sequence that finishes or is cancelled takes its row out (and the columns that are padding in every row go), and
-a joiner's own cache is padded onto the batch as a new row; the packed rows are never unpacked. Decoding is greedy,
-so a sequence's output is the one it gets alone.
+A request that joins is prefilled alone (its prompt, no padding) in the step it joins, which gives its first
+token and its own KV cache. The running sequences decode together from one packed cache — each row left-padded to
+the longest, with an attention mask over the padding and each row's own positions — that grows by one token a
+step. When the membership changes, only the rows that change move: a sequence that finishes or is cancelled takes
+its row out (and the columns that are padding in every row go), and a joiner's own cache is padded onto the batch
+as a new row. Decoding is greedy, so a sequence's output is the one it gets alone.
 
 Steps decode eagerly (`compiled` applies to static batches: a static cache and CUDA graphs need fixed shapes). Models
 whose cache keeps a sliding window (Gemma 3) are refused: their per-layer lengths differ from the mask's.
@@ -35,7 +34,7 @@ class _Sequence:
     joined_s: float
     prompt: list[int]
     tokens: list[int] = field(default_factory=list)
-    cache: Layers = field(default_factory=list)  # its own KV cache while it is not packed
+    cache: Layers = field(default_factory=list)  # its own KV cache, from its prefill until it joins the batch
     first_s: float | None = None
     sent: str = ""
 
@@ -108,8 +107,6 @@ class HfSequences:
     def _decode(self) -> list[int]:
         """One token of every running sequence, through the packed cache (packed first if membership changed)."""
         torch = self.engine.torch
-        if self._packed is None:
-            self._pack()
         device = self.engine.device
         ids = torch.tensor([[q.tokens[-1]] for q in self._running], device=device)
         positions = torch.tensor([[q.cached_tokens] for q in self._running], device=device)
@@ -134,25 +131,6 @@ class HfSequences:
         if done:
             finished[rid] = Completion(decoded, len(answer), ttft_s=q.first_s, last_token_s=now_s)
 
-    def _pack(self) -> None:
-        """The running sequences' own caches, left-padded to the longest, as one batch cache and its mask."""
-        torch = self.engine.torch
-        longest = max(q.cached_tokens for q in self._running)
-        layers = []
-        for layer in range(len(self._running[0].cache)):
-            keys, values = [], []
-            for q in self._running:
-                k, v = q.cache[layer]
-                pad = longest - k.shape[2]
-                keys.append(torch.nn.functional.pad(k, (0, 0, pad, 0)))
-                values.append(torch.nn.functional.pad(v, (0, 0, pad, 0)))
-            layers.append((torch.cat(keys), torch.cat(values)))
-        self._packed = self._new_cache(layers)
-        rows = [[0] * (longest - q.cached_tokens) + [1] * q.cached_tokens for q in self._running]
-        self._mask = torch.tensor(rows, device=self.engine.device)
-        for q in self._running:
-            q.cache = []
-
     def _leave(self, ids: set[int] | dict[int, Completion]) -> None:
         """The sequences `ids` leave: their rows out of the packed cache (the others' rows kept as they are), and
         the leading columns that are padding in every row left trimmed off."""
@@ -160,8 +138,6 @@ class HfSequences:
         if len(keep) == len(self._running):
             return
         self._running = [self._running[i] for i in keep]
-        if self._packed is None:
-            return
         if not keep:
             self._packed = self._mask = None
             return
@@ -173,25 +149,30 @@ class HfSequences:
 
     def _join(self, joining: list[_Sequence]) -> None:
         """Prefilled sequences join the running ones: each its own cache, left-padded, as one more row of the packed
-        cache (the packed rows padded on the left when a joiner is longer); unpacked, they wait for the next pack."""
-        if self._packed is not None and joining:
-            torch = self.engine.torch
-            pad = torch.nn.functional.pad
-            longest = max(self._mask.shape[1], *(q.cached_tokens for q in joining))
-            grow = longest - self._mask.shape[1]
-            layers = []
-            for layer, (k, v) in enumerate(self._layers(self._packed)):
-                keys, values = [pad(k, (0, 0, grow, 0))], [pad(v, (0, 0, grow, 0))]
-                for q in joining:
-                    qk, qv = q.cache[layer]
-                    keys.append(pad(qk, (0, 0, longest - qk.shape[2], 0)))
-                    values.append(pad(qv, (0, 0, longest - qv.shape[2], 0)))
-                layers.append((torch.cat(keys), torch.cat(values)))
-            self._packed = self._new_cache(layers)
-            rows = [[0] * (longest - q.cached_tokens) + [1] * q.cached_tokens for q in joining]
-            self._mask = torch.cat([pad(self._mask, (grow, 0)), torch.tensor(rows, device=self.engine.device)])
+        cache (the packed rows padded on the left when a joiner is longer, and none yet when nothing runs)."""
+        if not joining:
+            return
+        torch = self.engine.torch
+        pad = torch.nn.functional.pad
+        packed = [] if self._packed is None else self._layers(self._packed)
+        width = 0 if self._mask is None else self._mask.shape[1]
+        longest = max(width, *(q.cached_tokens for q in joining))
+        layers = []
+        for layer in range(len(joining[0].cache)):
+            keys = [pad(packed[layer][0], (0, 0, longest - width, 0))] if packed else []
+            values = [pad(packed[layer][1], (0, 0, longest - width, 0))] if packed else []
             for q in joining:
-                q.cache = []
+                qk, qv = q.cache[layer]
+                keys.append(pad(qk, (0, 0, longest - qk.shape[2], 0)))
+                values.append(pad(qv, (0, 0, longest - qv.shape[2], 0)))
+            layers.append((torch.cat(keys), torch.cat(values)))
+        self._packed = self._new_cache(layers)
+        rows = torch.tensor(
+            [[0] * (longest - q.cached_tokens) + [1] * q.cached_tokens for q in joining], device=self.engine.device
+        )
+        self._mask = rows if self._mask is None else torch.cat([pad(self._mask, (longest - width, 0)), rows])
+        for q in joining:
+            q.cache = []
         self._running += joining
 
     def _forward(self, *, cache: Any = None, **inputs: Any) -> Any:
