@@ -205,10 +205,7 @@ class TrafficEstimator:
         if float(np.mean(gaps < YOUNG_TIE * float(gaps.mean()))) > YOUNG_MAX_TIES:
             return None  # clumped arrivals are not Poisson at any short scale: wait for a long history
         gaps = np.minimum(gaps, YOUNG_GAP_CLIP * float(np.median(gaps)))
-        csum = np.cumsum(gaps)
-        k = np.arange(YOUNG_MIN_BEFORE, size - YOUNG_MIN_AFTER + 1)
-        before_s = np.maximum(csum[k - 1] / k, MIN_MEAN_GAP_S)
-        after_s = np.maximum((csum[-1] - csum[k - 1]) / (size - k), MIN_MEAN_GAP_S)
+        k, before_s, after_s = _split_means(gaps, YOUNG_MIN_BEFORE, size - YOUNG_MIN_AFTER)
         split = int(k[np.argmax(np.abs(_ratio_z(before_s / after_s, 2.0 * k, 2.0 * (size - k))))])
         before, after = gaps[:split], gaps[split:]
         ratio = max(float(before.mean()), MIN_MEAN_GAP_S) / max(float(after.mean()), MIN_MEAN_GAP_S)
@@ -315,12 +312,18 @@ def _sum_dispersion(gaps: np.ndarray, k: int) -> float:
     return k * float((csum[k:] - csum[:-k]).var()) / max(k * float(gaps.mean()), k * MIN_MEAN_GAP_S) ** 2
 
 
-def _change_point(gaps_s: np.ndarray, low: int, high: int) -> int:
-    """The split (low ≤ k ≤ high) of the likeliest single change in the mean of exponential gaps."""
+def _split_means(gaps_s: np.ndarray, low: int, high: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every split k (low ≤ k ≤ high: the first k gaps before it) and the mean gap before and after each."""
     k = np.arange(low, high + 1)
     csum = np.cumsum(gaps_s)
     before_s = np.maximum(csum[k - 1] / k, MIN_MEAN_GAP_S)
     after_s = np.maximum((csum[-1] - csum[k - 1]) / (gaps_s.size - k), MIN_MEAN_GAP_S)
+    return k, before_s, after_s
+
+
+def _change_point(gaps_s: np.ndarray, low: int, high: int) -> int:
+    """The split (low ≤ k ≤ high) of the likeliest single change in the mean of exponential gaps."""
+    k, before_s, after_s = _split_means(gaps_s, low, high)
     return int(k[np.argmax(-(k * np.log(before_s) + (gaps_s.size - k) * np.log(after_s)))])
 
 
