@@ -310,6 +310,15 @@ class EdpilotStrategy(Strategy):
         near: np.ndarray = (self.time.batches == 0) & short & (self._rho(KAPPA_NEAR) >= 1.0)
         return near
 
+    def _near_probes(
+        self, candidates: np.ndarray, inc: int, *, may_probe: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The `near` configs among `candidates`, which of them a bounded probe may serve now (its backlog judged
+        at KAPPA_NEAR sd), and its batches."""
+        near = self.near() & candidates
+        ok, batches = self._bounded(near, inc, kappa=KAPPA_NEAR)
+        return near, ok & may_probe, batches
+
     # --- choosing -------------------------------------------------------------------------------------------
     def round_batches(self, config: Config) -> int | None:
         """PROBE_BATCHES for a probe just proposed, else a full round."""
@@ -345,9 +354,7 @@ class EdpilotStrategy(Strategy):
                 return self._take_floor(floor)
         probes, probe_batches = self._probes(lcb, target, inc)
         probes &= may_probe
-        near = self.near()
-        near_ok, near_batches = self._bounded(promising & near, inc, kappa=KAPPA_NEAR)
-        near_ok &= may_probe
+        near, near_ok, near_batches = self._near_probes(promising, inc, may_probe=may_probe)
         promising &= ~near
         probes |= near_ok
         probe_batches = np.where(near_ok, near_batches, probe_batches)
@@ -446,10 +453,9 @@ class EdpilotStrategy(Strategy):
         target = incumbent_cost * (1.0 - FLOOR_MARGIN)
         plausible = self.outlook("surprise").cost
         candidates = (self.time.windows == 0) & (plausible < target)
-        near = self.near() & safe
         probes, batches = self._bounded(candidates & ~safe, inc)
-        near_ok, near_batches = self._bounded(candidates & near, inc, kappa=KAPPA_NEAR)
-        probes = (probes | near_ok) & may_probe
+        near, near_ok, near_batches = self._near_probes(candidates & safe, inc, may_probe=may_probe)
+        probes = (probes & may_probe) | near_ok
         batches = np.where(near_ok, near_batches, batches)
         candidates &= (safe & ~near) | probes
         if not candidates.any():
