@@ -219,9 +219,14 @@ def test_specs_and_options():
     assert engine.api_url == "http://127.0.0.1:8080/v1"
 
 
-def test_sse_data_lines_are_found_across_reads_whatever_the_line_ending() -> None:
-    from edpilot.engine.openai_wire import sse_data
+def feed_all(pieces: list[bytes]) -> list[str]:
+    from edpilot.engine.openai_wire import SseData
 
+    events = SseData()
+    return [data for piece in pieces for data in events.feed(piece)] + events.end()
+
+
+def test_sse_data_lines_are_found_across_reads_whatever_the_line_ending() -> None:
     body = [b'data: {"a"', b": 1}\r", b"\n\r\n: ping\n\nevent: x\n", b"data: [DONE]\r\rdata: \xff", b"!"]
-    assert list(sse_data(body)) == ['{"a": 1}', "[DONE]", "\ufffd!"]  # the last line needs no ending
-    assert list(sse_data([b"data:a\ndata:  b \n", b"", b"\n"])) == ["a", "b"]
+    assert feed_all(body) == ['{"a": 1}', "[DONE]", "\ufffd!"]  # the last line needs no ending
+    assert feed_all([b"data:a\ndata:  b \n", b"", b"\n"]) == ["a", "b"]

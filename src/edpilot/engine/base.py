@@ -11,6 +11,7 @@ the requests it finished, so a request never waits for the others of a batch.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -111,4 +112,26 @@ class SequenceEngine(Protocol):
 
     def wake(self) -> None:
         """Make a `step` that is waiting (on an upstream server) return early: a request is waiting to join."""
+        ...
+
+
+@runtime_checkable
+class Gateway(Protocol):
+    """An engine whose work happens in another server, reached over a network, streamed on an event loop.
+
+    A server in front of it gives it its own loop (`share_loop`), so an upstream chunk is read, relayed and
+    written to the client by one thread; with continuous batching it takes each chunk's text through the sink
+    of `send_text_to` as it arrives, and its `step` returns when requests finish (or on `wake`), so no thread
+    wakes per chunk to run a step."""
+
+    def share_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run the upstream streams on `loop` (a running server's) from now on."""
+        ...
+
+    async def leave_loop(self) -> None:
+        """Close what it holds on the shared loop (the server is stopping)."""
+        ...
+
+    def send_text_to(self, sink: Callable[[int, str], None]) -> None:
+        """Hand each added request's new text to `sink(request_id, text)` as it arrives, not through `step`."""
         ...

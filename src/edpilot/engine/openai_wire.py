@@ -7,7 +7,6 @@ what came, so the request fails with that text instead of crashing the run or pa
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 SHOWN_CHARS = 120  # how much of a bad answer an error message quotes
@@ -66,16 +65,21 @@ def _completion_tokens(usage: object, raw: str) -> int | None:
     return tokens
 
 
-def sse_data(body: Iterable[bytes]) -> Iterator[str]:
+class SseData:
     """The payloads of the `data:` lines of a server-sent-events body that arrives in pieces (lines end in LF,
     CRLF or CR, as the standard allows); comments, blank lines and other fields are skipped. Invalid UTF-8 is
     replaced (U+FFFD), as a text decoder would."""
-    rest = b""
-    for piece in body:
-        lines = (rest + piece if rest else piece).splitlines(keepends=True)
-        rest = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
-        for line in lines:
-            if line.startswith(b"data:"):
-                yield line[5:].strip().decode("utf-8", "replace")
-    if rest.startswith(b"data:"):
-        yield rest[5:].strip().decode("utf-8", "replace")
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def feed(self, piece: bytes) -> list[str]:
+        """The payloads completed by `piece`."""
+        lines = (self._rest + piece if self._rest else piece).splitlines(keepends=True)
+        self._rest = lines.pop() if lines and not lines[-1].endswith((b"\n", b"\r")) else b""
+        return [line[5:].strip().decode("utf-8", "replace") for line in lines if line.startswith(b"data:")]
+
+    def end(self) -> list[str]:
+        """The payload of a last line the body ended without a line ending (the standard needs none)."""
+        rest, self._rest = self._rest, b""
+        return [rest[5:].strip().decode("utf-8", "replace")] if rest.startswith(b"data:") else []

@@ -47,6 +47,8 @@ def create_app(service: Service) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         live = service.live
         try:
+            if service.gateway is not None:
+                service.gateway.share_loop(asyncio.get_running_loop())
             await live.start()
         except Exception as exc:  # noqa: BLE001 - e.g. the first clock write: say why, and stop
             live.fail(exc)
@@ -56,6 +58,8 @@ def create_app(service: Service) -> FastAPI:
             yield
         finally:
             await live.stop()
+            if service.gateway is not None:
+                await service.gateway.leave_loop()
             if service.on_stop is not None:
                 try:
                     await asyncio.get_running_loop().run_in_executor(None, service.on_stop)

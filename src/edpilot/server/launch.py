@@ -27,7 +27,7 @@ import uvicorn
 
 from edpilot.architectures import ARCHITECTURES
 from edpilot.backends import Backends
-from edpilot.engine.base import SequenceEngine
+from edpilot.engine.base import Gateway, SequenceEngine
 from edpilot.engine.hf import HfEngine
 from edpilot.errors import ConfigError, EdpilotError
 from edpilot.objective import EnergyScope
@@ -263,7 +263,16 @@ def run_server(
         )
     context, count = model_limits(backends, model)
     model_id = settings.model_name or str(backends.engine.describe().get("model") or model)
-    service = Service(live, model_id, context, count, metrics, settings.api_key, on_stop=driver.finish)
+    service = Service(
+        live,
+        model_id,
+        context,
+        count,
+        metrics,
+        settings.api_key,
+        on_stop=driver.finish,
+        gateway=backends.engine if isinstance(backends.engine, Gateway) else None,
+    )
     limits = ConnectionLimits(
         max_connections=connection_cap(settings.max_connections), read_timeout_s=settings.read_timeout_s
     )

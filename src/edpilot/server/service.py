@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from edpilot.engine.base import Gateway
 from edpilot.run import MAX_OUTPUT_TOKENS
 from edpilot.server import protocol as p
 from edpilot.server.metrics import ServerMetrics
@@ -39,6 +40,7 @@ class Service:
     metrics: ServerMetrics
     api_key: str | None = None
     on_stop: Callable[[], Any] | None = None
+    gateway: Gateway | None = None  # an engine that streams on the server's event loop while it runs
 
 
 async def answer(

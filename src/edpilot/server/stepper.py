@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from edpilot.clock import Clock
 from edpilot.continuous_runner import ServedRequest, warm_up
-from edpilot.engine.base import SequenceEngine
+from edpilot.engine.base import Gateway, SequenceEngine
 from edpilot.errors import EdpilotError
 from edpilot.server.driver import ServingDriver
 from edpilot.server.estimator import TrafficEstimator
@@ -60,10 +60,14 @@ class LiveContinuous:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Future[None] | None = None
         self._mean_request_s = 1.0
+        self._relay = TokenRelay(clock, metrics, ())
+        self._running: dict[int, tuple[Pending, float]] = {}  # request id -> (pending, when it joined)
 
     async def start(self) -> None:
         """Open the first round on the worker thread and start the step loop there."""
         self._loop = loop = asyncio.get_running_loop()
+        if isinstance(self.engine, Gateway):
+            self.engine.send_text_to(self._relay_text)
         if self.engine.needs_warmup:
             slots = max(self.driver.session.space.batch_sizes)
             steps = await loop.run_in_executor(self.executor, warm_up, self.engine, slots)
@@ -124,8 +128,7 @@ class LiveContinuous:
     def _run(self) -> None:
         """The step loop (worker thread)."""
         assert self._loop is not None
-        relay = TokenRelay(self.clock, self.metrics, ())
-        running: dict[int, tuple[Pending, float]] = {}  # request id -> (pending, when it joined)
+        running = self._running
         energy_j: dict[int, float | None] = {}
         while True:
             self._wake.clear()
@@ -136,8 +139,8 @@ class LiveContinuous:
                 for pending in self.batcher.flush():
                     self._settle(pending, Unavailable("the server is shutting down"))
             for pending in self.batcher.poll(now_s):
-                self.engine.add(pending.request)
                 running[pending.request.request_id] = (pending, now_s)
+                self.engine.add(pending.request)
                 energy_j[pending.request.request_id] = 0.0
             for pending, _ in running.values():
                 if pending.cancelled:
@@ -164,7 +167,7 @@ class LiveContinuous:
                 energy_j[rid] = None if share is None or so_far_j is None else so_far_j + share
             for rid, text in step.text.items():
                 if rid in running:
-                    relay.relay(running[rid][0], text)
+                    self._relay.relay(running[rid][0], text)
             ended: list[ServedRequest] = []
             for rid, completion in step.finished.items():
                 pending, joined_s = running.pop(rid)
@@ -183,6 +186,12 @@ class LiveContinuous:
             config = self.driver.finished(ended, backlog=len(self.batcher)) if ended else self.driver.config
             if config.batch_size != self.batcher.slots:
                 self.batcher.set_slots(config.batch_size)
+
+    def _relay_text(self, request_id: int, text: str) -> None:
+        """A gateway's text, handed on as it arrives (on its event loop), outside the steps."""
+        held = self._running.get(request_id)
+        if held is not None:
+            self._relay.relay(held[0], text)
 
     def _settle(self, pending: Pending, answer: Answer | BaseException) -> None:
         assert self._loop is not None

@@ -79,7 +79,9 @@ class Pieces:
             if self._wake_due or self._waiter is None:
                 return
             self._wake_due = True
-        if not self._loop.is_closed():
+        if _on(self._loop):
+            self._loop.call_soon(self._wake)  # the loop's own thread (an engine streaming on it): no wake-up needed
+        elif not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake)
 
     def end(self) -> None:
@@ -104,6 +106,14 @@ class Pieces:
             if waiter is None:
                 return texts or None
             await waiter
+
+
+def _on(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether this thread is running `loop`."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 @dataclass
