@@ -5,6 +5,7 @@ The prompt tells the server how to misbehave: fail, trickle, send JSON of the wr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -196,6 +197,44 @@ def test_close_cancels_in_flight_requests(server):
     with pytest.raises(EngineError, match="closed"):
         engine.generate([req(1)])
     engine.close()  # idempotent
+
+
+def test_with_a_text_sink_text_goes_out_as_it_arrives_and_a_step_ends_only_when_requests_finish(server):
+    engine = OpenAIEngine(url(server))
+    got: list[tuple[int, str]] = []
+    engine.send_text_to(lambda rid, text: got.append((rid, text)))
+    engine.add(req(0, max_new=5))
+    engine.add(req(1, "pairs", 8))
+    steps = []
+    while engine.running():
+        steps.append(engine.step())
+    assert all(not step.text for step in steps)  # no step per chunk: the text went to the sink
+    assert {rid for step in steps for rid in step.finished} == {0, 1} and len(steps) <= 2
+    assert [t for rid, t in got if rid == 0] == [f" t{i}" for i in range(5)]  # chunk by chunk, in order
+    assert "".join(t for rid, t in got if rid == 1) == "".join(f" t{i}" for i in range(8))
+    finished = {rid: c for step in steps for rid, c in step.finished.items()}
+    assert finished[1].text == "".join(f" t{i}" for i in range(8)) and finished[1].output_tokens == 8
+    engine.close()
+
+
+def test_a_shared_loop_runs_the_streams_and_leaving_it_closes_the_pool(server):
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    engine = OpenAIEngine(url(server))
+    engine.share_loop(loop)
+    threads: list[threading.Thread] = []
+    out = engine.generate([req(0), req(1)], lambda index, text: threads.append(threading.current_thread()))
+    assert [c.error for c in out] == [None, None] and set(threads) == {runner}  # read on the shared loop
+    asyncio.run_coroutine_threadsafe(engine.leave_loop(), loop).result(5)
+    threads.clear()
+    assert engine.generate([req(2)], lambda index, text: threads.append(threading.current_thread()))[0].error is None
+    assert threads and runner not in set(threads)  # back on a loop of the engine's own
+    ports = [port for _, port in server.seen]
+    assert ports[2] not in ports[:2]  # the shared loop's connections were closed when it left
+    engine.close()
+    loop.call_soon_threadsafe(loop.stop)
+    runner.join(5)
 
 
 def test_unreachable_server_is_an_error_not_a_crash():

@@ -126,6 +126,28 @@ def test_pieces_wake_a_waiting_stream_once_for_all_that_arrive_before_the_loop_r
     assert wakes == 1  # one for the first three pieces; " d" was taken without one; the end is on the loop
 
 
+def test_pieces_put_on_the_loops_own_thread_wake_the_stream_without_a_threadsafe_call() -> None:
+    async def run() -> tuple[list[str] | None, int]:
+        loop = asyncio.get_running_loop()
+        pending = Pending(Request(0, 0.0, "p", 1, 4), loop.create_future())
+        wakes = 0
+        schedule = loop.call_soon_threadsafe
+
+        def counted(*args: object) -> object:
+            nonlocal wakes
+            wakes += 1
+            return schedule(*args)  # type: ignore[arg-type]
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        waiting = asyncio.ensure_future(pending.pieces.take())
+        await asyncio.sleep(0)
+        pending.pieces.put_threadsafe("a")  # a gateway streaming on the server's loop hands text on here
+        return await asyncio.wait_for(waiting, 5), wakes
+
+    taken, wakes = asyncio.run(run())
+    assert taken == ["a"] and wakes == 0
+
+
 @pytest.mark.parametrize("chat", [False, True])
 def test_an_answers_events_are_its_chunks_as_json_with_only_the_piece_encoded_per_event(chat: bool) -> None:
     events = p.ChunkEvents(rid="cmpl-1", model='odd "model" \x00piece\x00', chat=chat)

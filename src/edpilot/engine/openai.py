@@ -50,7 +50,7 @@ def _aiohttp() -> ModuleType:
     try:
         import aiohttp
     except ImportError:
-        raise EngineError("the openai engine needs aiohttp: pip install 'edpilot[serve]'") from None
+        raise EngineError("the openai engine needs aiohttp: pip install 'edpilot[gateway]'") from None
     return aiohttp
 
 
