@@ -61,11 +61,13 @@ class Pieces:
     """A request's text on its way from the engine's thread to its stream on the event loop.
 
     `put_threadsafe` appends from any thread; it wakes the loop only when a stream waits in `take`, and once for
-    however many pieces arrive before the loop runs (an answer sent whole wakes nothing). `take` returns every
+    however many pieces arrive before the loop runs (an answer sent whole wakes nothing); on the loop's own thread
+    (a gateway streaming there) it needs no wake-up. `take` returns every
     piece waiting (at least one), or None once `end` was called (on the loop) and nothing is left."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._loop_thread = threading.get_ident()  # made on the loop's thread, with its request's future
         self._texts: list[str] = []
         self._lock = threading.Lock()
         self._wake_due = False
@@ -79,7 +81,7 @@ class Pieces:
             if self._wake_due or self._waiter is None:
                 return
             self._wake_due = True
-        if _on(self._loop):
+        if threading.get_ident() == self._loop_thread:
             self._loop.call_soon(self._wake)  # the loop's own thread (an engine streaming on it): no wake-up needed
         elif not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake)
@@ -106,14 +108,6 @@ class Pieces:
             if waiter is None:
                 return texts or None
             await waiter
-
-
-def _on(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether this thread is running `loop`."""
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 @dataclass
