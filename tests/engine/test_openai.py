@@ -103,6 +103,20 @@ def server():
     srv.server_close()
 
 
+@pytest.fixture
+def make():
+    """OpenAIEngine(...), closed when the test ends (its connection pool with it)."""
+    made: list[OpenAIEngine] = []
+
+    def build(*args, **kwargs) -> OpenAIEngine:
+        made.append(OpenAIEngine(*args, **kwargs))
+        return made[-1]
+
+    yield build
+    for engine in made:
+        engine.close()
+
+
 def url(server, suffix=""):
     return f"http://127.0.0.1:{server.server_port}{suffix}"
 
@@ -111,8 +125,8 @@ def req(i, prompt="hello", max_new=5):
     return Request(i, 0.0, prompt, 2, max_new)
 
 
-def test_streams_a_batch_concurrently_with_the_listed_model(server):
-    engine = OpenAIEngine(url(server))
+def test_streams_a_batch_concurrently_with_the_listed_model(server, make):
+    engine = make(url(server))
     out = engine.generate([req(i, max_new=10) for i in range(6)])
     assert [c.text for c in out] == ["".join(f" t{i}" for i in range(10))] * 6
     assert all(c.output_tokens == 10 and c.error is None for c in out)
@@ -126,24 +140,24 @@ def test_streams_a_batch_concurrently_with_the_listed_model(server):
     assert info["backend"] == "openai" and info["url"] == url(server, "/v1")
 
 
-def test_model_name_option_and_fallback(server):
-    OpenAIEngine(url(server, "/v1"), model="my-model").generate([req(0)])
+def test_model_name_option_and_fallback(server, make):
+    make(url(server, "/v1"), model="my-model").generate([req(0)])
     server.models = None  # /v1/models answers 404
-    fallback = OpenAIEngine(url(server))
+    fallback = make(url(server))
     fallback.generate([req(1)])
     assert [body["model"] for body, _ in server.seen] == ["my-model", "default"]
     assert fallback.describe()["model_source"].startswith("fallback")
 
 
-def test_connections_are_reused_between_batches(server):
-    engine = OpenAIEngine(url(server))
+def test_connections_are_reused_between_batches(server, make):
+    engine = make(url(server))
     for i in range(4):
         assert engine.generate([req(i)])[0].error is None
     assert len({port for _, port in server.seen}) == 1
 
 
-def test_reader_threads_are_reused_between_batches_and_requests_are_not_logged_one_by_one(server, caplog):
-    engine = OpenAIEngine(url(server))
+def test_reader_threads_are_reused_between_batches_and_requests_are_not_logged_one_by_one(server, caplog, make):
+    engine = make(url(server))
     readers: list[threading.Thread] = []
     with caplog.at_level("INFO"):
         for i in range(5):
@@ -151,11 +165,10 @@ def test_reader_threads_are_reused_between_batches_and_requests_are_not_logged_o
     assert len(readers) == 25 and len(set(readers)) == 1  # one reader thread served all five batches
     assert readers[0] is not threading.current_thread()
     assert not [r for r in caplog.records if r.name.startswith("httpx")]  # no "HTTP Request: POST ..." per request
-    engine.close()
 
 
-def test_tokens_are_counted_as_tokens_not_chunks(server):
-    engine = OpenAIEngine(url(server))
+def test_tokens_are_counted_as_tokens_not_chunks(server, make):
+    engine = make(url(server))
     usage, pairs, stop = engine.generate([req(0, "usage", 4), req(1, "pairs", 8), req(2, "stop", 3)])
     assert usage.output_tokens == 12  # the server's usage (3 per chunk here), not the 4 chunks
     assert pairs.output_tokens == 8 and pairs.text == "".join(f" t{i}" for i in range(8))  # 4 chunks, length stop
@@ -163,29 +176,29 @@ def test_tokens_are_counted_as_tokens_not_chunks(server):
     assert all(c.error is None for c in (usage, pairs, stop))
 
 
-def test_errors_are_per_request(server):
-    out = OpenAIEngine(url(server, "/v1")).generate([req(0), req(1, "fail"), req(2, "early-end")])
+def test_errors_are_per_request(server, make):
+    out = make(url(server, "/v1")).generate([req(0), req(1, "fail"), req(2, "early-end")])
     assert out[0].error is None and out[0].output_tokens == 5
     assert out[1].error == "HTTP 500: boom" and out[1].output_tokens == 0
     assert "ended before [DONE]" in out[2].error
 
 
 @pytest.mark.parametrize("prompt", [*WRONG_SHAPES, "whole-wrong"])
-def test_json_of_the_wrong_shape_fails_that_request_clearly(server, prompt):
-    ok, bad = OpenAIEngine(url(server)).generate([req(0), req(1, prompt)])
+def test_json_of_the_wrong_shape_fails_that_request_clearly(server, prompt, make):
+    ok, bad = make(url(server)).generate([req(0), req(1, prompt)])
     assert ok.error is None
     assert bad.error is not None and ("wrong shape" in bad.error or "invalid JSON" in bad.error)
 
 
 @pytest.mark.parametrize("prompt", ["trickle", "hang"])
-def test_the_request_deadline_bounds_a_server_that_trickles_or_hangs(server, prompt):
-    out = OpenAIEngine(url(server), request_timeout_s=0.5).generate([req(0), req(1, prompt)])
+def test_the_request_deadline_bounds_a_server_that_trickles_or_hangs(server, prompt, make):
+    out = make(url(server), request_timeout_s=0.5).generate([req(0), req(1, prompt)])
     assert out[0].error is None
     assert "0.5 s request deadline" in out[1].error  # the server would answer normally after 20 s
 
 
-def test_close_cancels_in_flight_requests(server):
-    engine = OpenAIEngine(url(server))
+def test_close_cancels_in_flight_requests(server, make):
+    engine = make(url(server))
     result = []
     worker = threading.Thread(target=lambda: result.extend(engine.generate([req(0, "trickle")])))
     worker.start()
@@ -199,8 +212,8 @@ def test_close_cancels_in_flight_requests(server):
     engine.close()  # idempotent
 
 
-def test_with_a_text_sink_text_goes_out_as_it_arrives_and_a_step_ends_only_when_requests_finish(server):
-    engine = OpenAIEngine(url(server))
+def test_with_a_text_sink_text_goes_out_as_it_arrives_and_a_step_ends_only_when_requests_finish(server, make):
+    engine = make(url(server))
     got: list[tuple[int, str]] = []
     engine.send_text_to(lambda rid, text: got.append((rid, text)))
     engine.add(req(0, max_new=5))
@@ -214,14 +227,13 @@ def test_with_a_text_sink_text_goes_out_as_it_arrives_and_a_step_ends_only_when_
     assert "".join(t for rid, t in got if rid == 1) == "".join(f" t{i}" for i in range(8))
     finished = {rid: c for step in steps for rid, c in step.finished.items()}
     assert finished[1].text == "".join(f" t{i}" for i in range(8)) and finished[1].output_tokens == 8
-    engine.close()
 
 
-def test_a_shared_loop_runs_the_streams_and_leaving_it_closes_the_pool(server):
+def test_a_shared_loop_runs_the_streams_and_leaving_it_closes_the_pool(server, make):
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_forever, daemon=True)
     runner.start()
-    engine = OpenAIEngine(url(server))
+    engine = make(url(server))
     engine.share_loop(loop)
     threads: list[threading.Thread] = []
     out = engine.generate([req(0), req(1)], lambda index, text: threads.append(threading.current_thread()))
@@ -232,13 +244,12 @@ def test_a_shared_loop_runs_the_streams_and_leaving_it_closes_the_pool(server):
     assert threads and runner not in set(threads)  # back on a loop of the engine's own
     ports = [port for _, port in server.seen]
     assert ports[2] not in ports[:2]  # the shared loop's connections were closed when it left
-    engine.close()
     loop.call_soon_threadsafe(loop.stop)
     runner.join(5)
 
 
-def test_unreachable_server_is_an_error_not_a_crash():
-    engine = OpenAIEngine("http://127.0.0.1:9", request_timeout_s=2)
+def test_unreachable_server_is_an_error_not_a_crash(make):
+    engine = make("http://127.0.0.1:9", request_timeout_s=2)
     out = engine.generate([req(0)])
     assert out[0].error is not None and "Connect" in out[0].error
     assert engine.describe()["model"] == "default"
