@@ -280,3 +280,27 @@ def test_sse_data_lines_are_found_across_reads_whatever_the_line_ending() -> Non
     body = [b'data: {"a"', b": 1}\r", b"\n\r\n: ping\n\nevent: x\n", b"data: [DONE]\r\rdata: \xff", b"!"]
     assert feed_all(body) == ['{"a": 1}', "[DONE]", "\ufffd!"]  # the last line needs no ending
     assert feed_all([b"data:a\ndata:  b \n", b"", b"\n"]) == ["a", "b"]
+
+
+def test_tune_closes_the_engine_it_opened_also_when_the_run_fails(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    args = ["tune", "--device", "cpu", "--objective", "latency", "--budget", "2", "--request-timeout", "5"]
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edpilot",
+            *args,
+            "--output",
+            str(tmp_path / "r"),
+            "--engine",
+            "openai:http://127.0.0.1:9",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2 and "the baseline round failed" in run.stderr
+    assert "Unclosed" not in run.stderr and "Traceback" not in run.stderr  # its connection pool was closed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from pathlib import Path
 from typing import Annotated
@@ -45,7 +46,7 @@ def profile_command(
     output_tokens, prompt_tokens = workload.output_tokens, workload.prompt_tokens
     requests = Workload(arrivals="saturated", output_tokens=output_tokens, prompt_tokens=prompt_tokens)
     backends = open_run(device, engine, rails=split_list(device.rails))
-    with guarded(backends.device):
+    with guarded(backends.device), contextlib.closing(backends.engine):
         space = build_space(
             backends, freqs=grid.freqs, batches=grid.batches, emcs=grid.emcs, phase_clocks=grid.phase_clocks
         )

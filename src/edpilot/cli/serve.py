@@ -111,6 +111,7 @@ def serve_command(
     with (
         _stop_line(backends.device, started),
         guarded(backends.device),
+        contextlib.closing(backends.engine),
         RunLog(out.output, overwrite=out.overwrite) as run_log,
     ):
         try:

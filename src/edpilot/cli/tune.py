@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -53,7 +54,7 @@ def tune_command(
     session: TuningSession | None = None
     with stop_on_signals() as stop, RunLog(out.output, overwrite=out.overwrite) as run_log:
         try:
-            with guarded(backends.device):
+            with guarded(backends.device), contextlib.closing(backends.engine):
                 describe_limits(backends.device, quiet=out.json_output)
                 traffic = requests.traffic(search.requests_per_round)
                 session = start_session(

@@ -188,9 +188,14 @@ class LiveContinuous:
                 self.batcher.set_slots(config.batch_size)
 
     def _relay_text(self, request_id: int, text: str) -> None:
-        """A gateway's text, handed on as it arrives (on its event loop), outside the steps."""
+        """A gateway's text, handed on as it arrives (on its event loop), outside the steps; a request whose client
+        went away is cancelled here (no step comes to see it until a request finishes)."""
         held = self._running.get(request_id)
-        if held is not None:
+        if held is None:
+            return
+        if held[0].cancelled:
+            self.engine.cancel(request_id)
+        else:
             self._relay.relay(held[0], text)
 
     def _settle(self, pending: Pending, answer: Answer | BaseException) -> None:
