@@ -90,19 +90,24 @@ def test_the_gateway_forwards_upstream_chunks_as_they_arrive(serve, batching: st
     assert times[-1] - times[0] >= 0.5 * _decode_s(MAX_TOKENS)
 
 
+def _counting_wakes(loop: asyncio.AbstractEventLoop) -> list[int]:
+    """Count the loop's cross-thread wake-ups (`call_soon_threadsafe`) in the one-element list returned."""
+    wakes = [0]
+    schedule = loop.call_soon_threadsafe
+
+    def counted(*args: object) -> object:
+        wakes[0] += 1
+        return schedule(*args)  # type: ignore[arg-type]
+
+    loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+    return wakes
+
+
 def test_pieces_wake_a_waiting_stream_once_for_all_that_arrive_before_the_loop_runs() -> None:
     async def run() -> tuple[list[list[str] | None], int]:
         loop = asyncio.get_running_loop()
         pending = Pending(Request(0, 0.0, "p", 1, 4), loop.create_future())
-        wakes = 0
-        schedule = loop.call_soon_threadsafe
-
-        def counted(*args: object) -> object:
-            nonlocal wakes
-            wakes += 1
-            return schedule(*args)  # type: ignore[arg-type]
-
-        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        wakes = _counting_wakes(loop)
 
         def engine(*texts: str) -> None:
             thread = threading.Thread(target=lambda: [pending.pieces.put_threadsafe(t) for t in texts])
@@ -119,7 +124,7 @@ def test_pieces_wake_a_waiting_stream_once_for_all_that_arrive_before_the_loop_r
         await asyncio.sleep(0)
         pending.finish(Answer("a b c d", 4, None, 0.0, None))
         out.append(await waiting)
-        return out, wakes
+        return out, wakes[0]
 
     taken, wakes = asyncio.run(run())
     assert taken == [["a", " b", " c"], [" d"], None]
@@ -130,19 +135,11 @@ def test_pieces_put_on_the_loops_own_thread_wake_the_stream_without_a_threadsafe
     async def run() -> tuple[list[str] | None, int]:
         loop = asyncio.get_running_loop()
         pending = Pending(Request(0, 0.0, "p", 1, 4), loop.create_future())
-        wakes = 0
-        schedule = loop.call_soon_threadsafe
-
-        def counted(*args: object) -> object:
-            nonlocal wakes
-            wakes += 1
-            return schedule(*args)  # type: ignore[arg-type]
-
-        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        wakes = _counting_wakes(loop)
         waiting = asyncio.ensure_future(pending.pieces.take())
         await asyncio.sleep(0)
         pending.pieces.put_threadsafe("a")  # a gateway streaming on the server's loop hands text on here
-        return await asyncio.wait_for(waiting, 5), wakes
+        return await asyncio.wait_for(waiting, 5), wakes[0]
 
     taken, wakes = asyncio.run(run())
     assert taken == ["a"] and wakes == 0
