@@ -1,7 +1,7 @@
 """What `edpilot serve --engine openai:…` costs in front of llama-cpp-python's server (Gemma 3 270M, CPU).
 
     python benchmarks/gateway_stream.py [--repeats 5] [--rounds 20] [--max-tokens 32] [--threads 2]
-        [--gateway NAME=SRC ...]
+        [--gateway NAME=SRC ...] [--relay]
 
 Starts llama-cpp-python's OpenAI server on a loopback port with the packaged Gemma 3 270M Q4_K_M GGUF
 (`--interrupt_requests False`) and two gateways in front of it: `edpilot serve --engine openai:…` with static
@@ -14,7 +14,8 @@ on the wall clock: latency (request to the last chunk), TTFT (request to the fir
 requests ÷ the time they took (one request at a time). The gateway's CPU time per request (user + system, from
 /proc) is what it takes from the upstream on a machine whose cores the upstream fills. Needs the `[gemma]` extra
 and `llama-cpp-python[server]`. `--gateway NAME=SRC` (repeatable) runs the gateways of other source trees side by
-side with the same rounds, so two versions meet the same load.
+side with the same rounds, so two versions meet the same load. `--relay` adds a path through a bare TCP relay
+(`benchmarks/tcp_relay.py`: bytes forwarded both ways, nothing parsed): the floor of any process in the path.
 """
 
 from __future__ import annotations
@@ -80,6 +81,19 @@ def start_gateway(upstream: str, batching: str, concurrency: int, src: str | Non
             threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # keep the pipe empty
             return proc, match.group(1)
     raise SystemExit("the gateway did not start")
+
+
+def start_relay(upstream: str) -> tuple[subprocess.Popen, str]:
+    """`benchmarks/tcp_relay.py` in front of `upstream` (bytes relayed both ways, nothing else)."""
+    host, port = upstream.removeprefix("http://").rsplit(":", 1)
+    relay = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tcp_relay.py")
+    proc = subprocess.Popen([sys.executable, relay, host, port], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        match = re.search(r"relaying on (http://\S+)", line)
+        if match:
+            return proc, match.group(1)
+    raise SystemExit("the relay did not start")
 
 
 def one(client: openai.OpenAI, model: str, max_tokens: int) -> tuple[float, float | None]:
@@ -184,6 +198,10 @@ def main() -> None:
         "--gateway", action="append", default=[], metavar="NAME=SRC",
         help="gateways from source tree SRC (PYTHONPATH; several joined by ':'), named NAME; repeat to compare",
     )  # fmt: skip
+    parser.add_argument(
+        "--relay", action="store_true",
+        help="also a bare TCP relay in front of the upstream (tcp_relay.py): what any process in the path costs",
+    )  # fmt: skip
     args = parser.parse_args()
     upstream, url = start_upstream(args.threads)
     procs = [upstream]
@@ -191,6 +209,10 @@ def main() -> None:
         model = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]
         urls = {"direct": (url, model, upstream.pid)}
         gateways = dict(g.split("=", 1) for g in args.gateway) or {"gateway": None}
+        if args.relay:
+            proc, relay = start_relay(url)
+            procs.append(proc)
+            urls["tcp relay"] = (relay, model, proc.pid)
         for name, src in gateways.items():
             for batching in ("static", "continuous"):
                 proc, gateway = start_gateway(url, batching, 1, src)
