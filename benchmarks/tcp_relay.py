@@ -10,6 +10,7 @@ the gateway costs.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 
@@ -33,7 +34,11 @@ async def _serve(host: str, port: int) -> None:
 
 
 def main() -> None:
-    host, port = sys.argv[1], int(sys.argv[2])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("host")
+    parser.add_argument("port", type=int)
+    args = parser.parse_args()
+    host, port = args.host, args.port
     try:
         import uvloop
 
