@@ -85,7 +85,8 @@ def test_a_full_state_directory_is_one_line_and_the_clocks_stay_untouched(tmp_pa
             with contextlib.suppress(OSError), open(state / "fill", "wb") as fill:
                 fill.write(b"\0" * 64 * 1024)  # more than fits: fills it to the last block
             env = {**os.environ, "EDPILOT_SYSFS_ROOT": str(fake.root), "EDPILOT_STATE_DIR": str(state)}
-            p = edpilot("tune", "--device", "jetson", "--budget", "2", "--requests-per-round", "4", env=env)
+            args = ["--budget", "2", "--requests-per-round", "4", "--arrival-rate", "1000"]  # arrivals need not wait
+            p = edpilot("tune", "--device", "jetson", *args, env=env)
         assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
         assert len(p.stderr.strip().splitlines()) == 1 and "No space left on device" in p.stderr
         assert (fake.read("max_freq"), fake.read("min_freq")) == before
@@ -101,7 +102,19 @@ def test_a_start_that_fails_before_a_round_writes_nothing_so_the_retry_runs(tmp_
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    args = ["tune", "--device", "cpu", "--objective", "latency", "--budget", "2", "--output", str(log)]
+    args = [
+        "tune",
+        "--device",
+        "cpu",
+        "--objective",
+        "latency",
+        "--budget",
+        "2",
+        "--arrival-rate",
+        "1000",
+        "--output",
+        str(log),
+    ]
     r = runner.invoke(app, [*args, "--engine", f"openai:http://127.0.0.1:{port}", "--request-timeout", "5"])
     assert r.exit_code == 2 and "baseline round failed" in r.stderr
     assert not log.exists()

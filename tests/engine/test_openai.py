@@ -287,6 +287,7 @@ def test_tune_closes_the_engine_it_opened_also_when_the_run_fails(tmp_path) -> N
     import sys
 
     args = ["tune", "--device", "cpu", "--objective", "latency", "--budget", "2", "--request-timeout", "5"]
+    args += ["--arrival-rate", "1000"]  # the requests fail at once; their arrivals need not be paced a second apart
     run = subprocess.run(
         [
             sys.executable,
