@@ -39,7 +39,6 @@ false re-plans per 10 000 steady arrivals and how many arrivals a ×4 change tak
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -93,9 +92,7 @@ class TrafficEstimator:
         self.first_estimate_after, self.min_segment, self.threshold = first_estimate_after, min_segment, threshold
         self.recent, self.z = recent, z
         self.min_rate_ratio, self.min_length_change = min_rate_ratio, min_length_change
-        self._gaps_s: deque[float] = deque(maxlen=max_history)
-        self._prompt: deque[float] = deque(maxlen=max_history)
-        self._output: deque[float] = deque(maxlen=max_history)
+        self._gaps_s, self._prompt, self._output = (_Window(max_history) for _ in range(3))
         self._last_arrival_s: float | None = None
         self._refine_at: int | None = None
         self._estimated_from = 0  # gaps behind the current estimate
@@ -116,7 +113,7 @@ class TrafficEstimator:
             self.current = self._estimate()
             reason = f"first estimate from {len(self._gaps_s)} arrivals: {_describe(self.current)}"
             return TrafficChange(self.current, reason, kind="first")
-        if self._refine_at is None and len(self._gaps_s) >= min(2 * self._estimated_from, self._gaps_s.maxlen or 0):
+        if self._refine_at is None and len(self._gaps_s) >= min(2 * self._estimated_from, self._gaps_s.capacity):
             change = self._refine_steady()
             if change is not None:
                 return change
@@ -145,17 +142,16 @@ class TrafficEstimator:
 
     def _drop_oldest(self, count: int) -> None:
         for history in (self._gaps_s, self._prompt, self._output):
-            for _ in range(count):
-                history.popleft()
+            history.drop_oldest(count)
 
     def _check_drift(self) -> TrafficChange | None:
         change = self._check_rate()
         if change is not None:
             return change
-        gaps = np.asarray(self._gaps_s)
+        gaps = self._gaps_s.values
         if gaps.size < 2 * self.min_segment:
             return None
-        tests = [(name, *_mean_shift_scan(np.asarray(values), self.min_segment)) for name, values in self._lengths()]
+        tests = [(name, *_mean_shift_scan(values.values, self.min_segment)) for name, values in self._lengths()]
         for name, stat, split in sorted(tests, key=lambda t: -t[1]):
             if stat < self.threshold or split >= gaps.size - self.min_segment or not self._matters(name, split):
                 continue  # a split at the edge may lie later still: wait for the arrivals that say where
@@ -164,7 +160,7 @@ class TrafficEstimator:
 
     def _clipped(self) -> np.ndarray:
         """The gaps (s) as they count: each at most the standing estimate's clip."""
-        clipped: np.ndarray = np.minimum(np.asarray(self._gaps_s), self._clip_s)
+        clipped: np.ndarray = np.minimum(self._gaps_s.values, self._clip_s)
         return clipped
 
     def _check_rate(self) -> TrafficChange | None:
@@ -262,28 +258,58 @@ class TrafficEstimator:
         reason = f"{name} changed ({why}, {since} arrivals since): {_describe(before)} -> {_describe(self.current)}"
         return TrafficChange(self.current, reason)
 
-    def _lengths(self) -> list[tuple[str, deque[float]]]:
+    def _lengths(self) -> list[tuple[str, _Window]]:
         return [("prompt length", self._prompt), ("output length", self._output)]
 
     def _matters(self, name: str, split: int) -> bool:
-        values = np.asarray(self._prompt if name == "prompt length" else self._output)
+        values = (self._prompt if name == "prompt length" else self._output).values
         before, after = math.exp(values[:split].mean()), math.exp(values[split:].mean())
         change = max(before, after) / min(before, after) - 1
         return change >= self.min_length_change and abs(after - before) >= MIN_LENGTH_CHANGE_TOKENS
 
     def _estimate(self) -> Traffic:
         self._estimated_from = len(self._gaps_s)
-        self._clip_s = max(GAP_CLIP * float(np.quantile(np.asarray(self._gaps_s), 0.95)), MIN_MEAN_GAP_S)
+        self._clip_s = max(GAP_CLIP * float(np.quantile(self._gaps_s.values, 0.95)), MIN_MEAN_GAP_S)
         gaps = self._clipped()
         mean_gap_s = max(float(gaps.mean()), MIN_MEAN_GAP_S)
         cv = float(gaps.std() / mean_gap_s)
         return Traffic(
             arrivals="uniform" if cv < UNIFORM_GAP_CV else "poisson",
             rate_per_s=1.0 / mean_gap_s,
-            prompt_tokens=max(1.0, float(np.exp(np.mean(self._prompt)))),
-            output_tokens=max(1.0, float(np.exp(np.mean(self._output)))),
+            prompt_tokens=max(1.0, float(np.exp(np.mean(self._prompt.values)))),
+            output_tokens=max(1.0, float(np.exp(np.mean(self._output.values)))),
             requests_per_round=self.requests_per_round,
         )
+
+
+class _Window:
+    """The last `capacity` values in arrival order, read as one numpy array without a copy (a deque is copied
+    into one on every read: most of an arrival's cost on a full history)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._data = np.empty(2 * capacity)
+        self._start = self._end = 0
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    def append(self, value: float) -> None:
+        if self._end == self._data.size:  # slide the window to the front: once every `capacity` appends
+            self._data[: len(self)] = self._data[self._start : self._end]
+            self._start, self._end = 0, len(self)
+        self._data[self._end] = value
+        self._end += 1
+        if len(self) > self.capacity:
+            self._start += 1
+
+    def drop_oldest(self, count: int) -> None:
+        self._start += min(count, len(self))
+
+    @property
+    def values(self) -> np.ndarray:
+        """The values, oldest first: a view, valid until the next append."""
+        return self._data[self._start : self._end]
 
 
 def _log_sum_spread(gaps_s: np.ndarray, n: int) -> tuple[float, float]:
