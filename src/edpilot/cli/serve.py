@@ -62,6 +62,14 @@ def serve_command(
         str | None,
         typer.Option(help="openai engine (gateway): model name sent upstream (default: the first the server lists)."),
     ] = None,
+    yield_cpu: Annotated[
+        bool,
+        typer.Option(
+            "--yield-cpu/--no-yield-cpu",
+            help="openai engine (gateway) in front of a server on this host: relay at idle CPU priority while every "
+            "request has its first token, so the model's threads keep the cores (Linux; needs root or CAP_SYS_NICE).",
+        ),
+    ] = True,
     search: Annotated[SearchSpec, Defaults(max_wait_s=5.0)],  # a live server flushes a partial batch by default
     out: Annotated[OutputSpec, Without("json_output")],
 ) -> None:
@@ -91,6 +99,7 @@ def serve_command(
         model_name=model_name,
         max_connections=max_connections,
         read_timeout_s=read_timeout_s,
+        yield_cpu=yield_cpu,
     )
     plan = resolve_plan(tune=tune, config=config, freq_mhz=freq, batch_size=batch)
     if not plan.online and (

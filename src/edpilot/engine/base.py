@@ -124,6 +124,8 @@ class Gateway(Protocol):
     of `send_text_to` as it arrives, and its `step` returns when requests finish (or on `wake`), so no thread
     wakes per chunk to run a step."""
 
+    api_url: str  # the upstream server's API root (…/v1)
+
     def share_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run the upstream streams on `loop` (a running server's) from now on."""
         ...

@@ -49,6 +49,8 @@ def create_app(service: Service) -> FastAPI:
         try:
             if service.gateway is not None:
                 service.gateway.share_loop(asyncio.get_running_loop())
+            if service.cpu_yield is not None:
+                service.cpu_yield.start()
             await live.start()
         except Exception as exc:  # noqa: BLE001 - e.g. the first clock write: say why, and stop
             live.fail(exc)
@@ -58,6 +60,8 @@ def create_app(service: Service) -> FastAPI:
             yield
         finally:
             await live.stop()
+            if service.cpu_yield is not None:
+                service.cpu_yield.stop()
             if service.gateway is not None:
                 await service.gateway.leave_loop()
             if service.on_stop is not None:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -35,6 +36,7 @@ from edpilot.run import MAX_BUDGET, MAX_OUTPUT_TOKENS, MAX_PROMPT_TOKENS
 from edpilot.server.app import create_app
 from edpilot.server.board import BoardMetrics
 from edpilot.server.connections import SHED_LOG_INTERVAL_S, ConnectionLimits, limited_protocol
+from edpilot.server.cpu_yield import CpuYield
 from edpilot.server.driver import ServingDriver
 from edpilot.server.estimator import TrafficEstimator
 from edpilot.server.metrics import ServerMetrics
@@ -71,6 +73,7 @@ class ServeSettings:
     max_connections: int | None = None  # None: MAX_CONNECTIONS, or fewer to fit the descriptor limit
     read_timeout_s: float = 30.0
     batching: str = "static"
+    yield_cpu: bool = True  # a gateway in front of a server on this host relays at idle priority (cpu_yield)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -106,6 +109,10 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _on_this_host(url: str) -> bool:
+    return is_loopback(urlsplit(url).hostname or "")
 
 
 def serving_sim_speed(device: str, sim_speed: float) -> float | None:
@@ -280,6 +287,7 @@ def run_server(
             metrics=metrics,
         )
     context, count = model_limits(backends, model)
+    gateway = backends.engine if isinstance(backends.engine, Gateway) else None
     model_id = settings.model_name or str(backends.engine.describe().get("model") or model)
     service = Service(
         live,
@@ -289,7 +297,8 @@ def run_server(
         metrics,
         settings.api_key,
         on_stop=driver.finish,
-        gateway=backends.engine if isinstance(backends.engine, Gateway) else None,
+        gateway=gateway,
+        cpu_yield=CpuYield() if settings.yield_cpu and gateway is not None and _on_this_host(gateway.api_url) else None,
     )
     limits = ConnectionLimits(
         max_connections=connection_cap(settings.max_connections), read_timeout_s=settings.read_timeout_s

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from edpilot.engine.base import Gateway
 from edpilot.run import MAX_OUTPUT_TOKENS
 from edpilot.server import protocol as p
+from edpilot.server.cpu_yield import CpuYield
 from edpilot.server.metrics import ServerMetrics
 from edpilot.server.worker import Answer, LiveBatcher, Pending, QueueFull, Unavailable
 
@@ -41,6 +42,7 @@ class Service:
     api_key: str | None = None
     on_stop: Callable[[], Any] | None = None
     gateway: Gateway | None = None  # an engine that streams on the server's event loop while it runs
+    cpu_yield: CpuYield | None = None  # a gateway in front of a server on this host: gives way while it relays
 
 
 async def answer(
@@ -74,6 +76,8 @@ async def answer(
         ) from None
     except Unavailable as exc:
         raise p.ApiError(503, str(exc), type="server_error", code="shutting_down") from None
+    if service.cpu_yield is not None:
+        service.cpu_yield.track(pending)
     rid = p.new_id("chatcmpl" if chat else "cmpl")
     endpoint = request.url.path
     include_usage = body.stream_options is not None and body.stream_options.include_usage

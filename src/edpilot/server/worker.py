@@ -114,13 +114,15 @@ class Pieces:
 class Pending:
     """A queued request, the future its handler awaits, and its text as it is made (`pieces`).
 
-    `first_token_s` and `last_token_s` are stamped on the device's clock by the engine's thread."""
+    `first_token_s` and `last_token_s` are stamped on the device's clock by the engine's thread, which then calls
+    `on_first_token` (if set) once."""
 
     request: Request
     future: asyncio.Future[Answer]
     cancelled: bool = field(default=False)
     first_token_s: float | None = None
     last_token_s: float | None = None
+    on_first_token: Callable[[], None] | None = None
     pieces: Pieces = field(init=False)
 
     def __post_init__(self) -> None:
@@ -323,6 +325,8 @@ class TokenRelay:
         if pending.first_token_s is None:
             pending.first_token_s = now_s
             self.metrics.ttft_s.observe(now_s - pending.arrival_s)
+            if pending.on_first_token is not None:
+                pending.on_first_token()
         elif pending.last_token_s is not None:
             self.metrics.itl_s.observe(now_s - pending.last_token_s)
         pending.last_token_s = now_s

@@ -1,0 +1,77 @@
+"""A gateway in front of a server on this host relays at idle CPU priority once every request has its first token."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import pytest
+
+from edpilot.server.cpu_yield import CpuYield, cannot_yield
+from edpilot.server.worker import Answer, Pending
+from edpilot.workload import Request
+
+SCHED_IDLE = 5  # Linux's policy number, as /proc/PID/stat shows it
+
+
+def test_it_gives_way_only_while_requests_stream_and_none_waits_for_its_first_token():
+    async def scenario() -> list[bool]:
+        loop = asyncio.get_running_loop()
+        calls: list[bool] = []
+        cpu = CpuYield(calls.append)
+        a, b, c = (Pending(Request(i, 0.0, "p", 1, 4), loop.create_future()) for i in range(3))
+        cpu.track(a)  # waiting: nothing to change
+        assert calls == []
+        a.on_first_token()
+        assert calls == [True]  # a streams, none waits
+        cpu.track(b)
+        assert calls == [True, False]  # b waits for its first token: at its own priority at once
+        b.on_first_token()
+        a.finish(Answer("x", 4, None, 0.1, None))
+        await asyncio.sleep(0)  # the future's callbacks run on the loop
+        assert calls == [True, False, True]  # b still streams
+        cpu.track(c)
+        c.future.cancel()  # its client went away before any token
+        await asyncio.sleep(0)
+        assert calls == [True, False, True, False, True]
+        b.finish(Answer("y", 4, None, 0.1, None))
+        await asyncio.sleep(0)
+        assert calls == [True, False, True, False, True, False]  # nothing streams: back for the next arrival
+        cpu.track(a2 := Pending(Request(3, 0.0, "p", 1, 4), loop.create_future()))
+        a2.on_first_token()
+        cpu.stop()
+        assert calls[-2:] == [True, False]  # stopping leaves the thread at its own priority
+        return calls
+
+    asyncio.run(scenario())
+
+
+def _policy(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[38])  # field 41: the scheduling policy
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="scheduling policies are Linux's")
+@pytest.mark.parametrize("flag", ["--yield-cpu", "--no-yield-cpu"])
+def test_a_gateway_relays_at_idle_priority_mid_stream_and_returns_after(serve, flag):
+    upstream = serve("--device", "sim", "--engine", "sim", "--sim-speed", "1", "--batch", "2")
+    gateway = serve("--device", "cpu", "--engine", f"openai:{upstream.url}", "--batch", "2", flag)
+    pid = gateway.proc.pid  # the event loop runs on the main thread
+    client = gateway.client()
+    model = client.models.list().data[0].id
+    during = [
+        _policy(pid) for _ in client.completions.create(model=model, prompt="hi there", max_tokens=48, stream=True)
+    ]
+    why, own = cannot_yield(), os.sched_getscheduler(0)  # the gateway started with this process's policy
+    if flag == "--no-yield-cpu":
+        assert set(during) == {own}
+        assert "idle CPU priority" not in gateway.log
+    elif why is not None:  # e.g. not root: says so once, and relays at its own priority
+        assert set(during) == {own}
+        assert why in gateway.log
+    else:
+        assert during.count(SCHED_IDLE) >= len(during) // 2  # from the first token to the last
+        assert "relaying at idle CPU priority" in gateway.log
+    assert _policy(pid) == own  # the answer is done: back at its own priority
+    gateway.stop()
