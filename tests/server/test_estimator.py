@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import pytest
 
-from edpilot.server.estimator import TrafficEstimator, _ratio_z
+from edpilot.server.estimator import TrafficEstimator, _ratio_z, _Window
 
 
 def feed(est, gaps_s, *, prompt=100, output=50, start_s=0.0):
@@ -232,3 +234,19 @@ def test_a_young_heavy_tailed_stream_raises_no_drift(seed):
     est = TrafficEstimator(requests_per_round=32)
     changes, _ = feed(est, np.random.default_rng(seed).gamma(0.5, 2.0, size=200))
     assert drifts(changes) == []
+
+
+def test_a_window_holds_what_a_bounded_deque_holds_through_appends_slides_and_drops():
+    rng = np.random.default_rng(7)
+    window, reference = _Window(5), deque(maxlen=5)
+    for step in range(200):
+        if rng.random() < 0.1:
+            count = int(rng.integers(0, 7))
+            window.drop_oldest(count)
+            for _ in range(min(count, len(reference))):
+                reference.popleft()
+        else:
+            window.append(float(step))
+            reference.append(float(step))
+        assert window.values.tolist() == list(reference)
+        assert len(window) == len(reference)
