@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 
 import pytest
 
+from edpilot.server import cpu_yield
 from edpilot.server.cpu_yield import CpuYield, cannot_yield
 from edpilot.server.worker import Answer, Pending
 from edpilot.workload import Request
@@ -21,13 +23,13 @@ def test_it_gives_way_only_while_requests_stream_and_none_waits_for_its_first_to
         calls: list[bool] = []
         cpu = CpuYield(calls.append)
         a, b, c = (Pending(Request(i, 0.0, "p", 1, 4), loop.create_future()) for i in range(3))
-        cpu.track(a)  # waiting: nothing to change
+        a_has_token = cpu.track(a)  # waiting: nothing to change
         assert calls == []
-        a.on_first_token()
+        a_has_token()
         assert calls == [True]  # a streams, none waits
-        cpu.track(b)
+        b_has_token = cpu.track(b)
         assert calls == [True, False]  # b waits for its first token: at its own priority at once
-        b.on_first_token()
+        b_has_token()
         a.finish(Answer("x", 4, None, 0.1, None))
         await asyncio.sleep(0)  # the future's callbacks run on the loop
         assert calls == [True, False, True]  # b still streams
@@ -38,11 +40,32 @@ def test_it_gives_way_only_while_requests_stream_and_none_waits_for_its_first_to
         b.finish(Answer("y", 4, None, 0.1, None))
         await asyncio.sleep(0)
         assert calls == [True, False, True, False, True, False]  # nothing streams: back for the next arrival
-        cpu.track(a2 := Pending(Request(3, 0.0, "p", 1, 4), loop.create_future()))
-        a2.on_first_token()
+        cpu.track(Pending(Request(3, 0.0, "p", 1, 4), loop.create_future()))()
         cpu.stop()
         assert calls[-2:] == [True, False]  # stopping leaves the thread at its own priority
         return calls
+
+    asyncio.run(scenario())
+
+
+def test_a_starved_loop_is_put_back_at_its_own_priority_and_gives_way_again_once_it_has_caught_up(monkeypatch):
+    monkeypatch.setattr(cpu_yield, "MAX_STARVED_S", 0.5)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        calls: list[bool] = []
+        cpu = CpuYield(calls.append)
+        cpu.start()
+        a = Pending(Request(0, 0.0, "p", 1, 4), loop.create_future())
+        cpu.track(a)()
+        await asyncio.sleep(0.3)  # the loop runs: its beats come, nothing changes
+        assert calls == [True]
+        time.sleep(1.5)  # the loop gets no CPU, as under other work at idle priority: the watchdog sees it
+        assert calls == [True, False]
+        await asyncio.sleep(0.2)  # it runs again: its next beat gives way again
+        assert calls == [True, False, True]
+        cpu.stop()
+        assert calls == [True, False, True, False]
 
     asyncio.run(scenario())
 

@@ -13,9 +13,11 @@ thread of its own first and, where it is not allowed (or not Linux), yields noth
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 
 from edpilot.server.worker import Pending
@@ -23,18 +25,32 @@ from edpilot.server.worker import Pending
 log = logging.getLogger(__name__)
 
 Yield = Callable[[bool], None]  # True: the loop's thread at idle priority; False: back at its own
+BEAT_S = 0.1  # while it gives way, the loop stamps a heartbeat this often (and the watchdog wakes as often)
+MAX_STARVED_S = 0.3  # a beat this late: other work starves the loop; back at its own priority until it catches up
 
 
 class CpuYield:
     """Counts the requests waiting for their first token and those streaming; `give_way(True)` while some stream
-    and none waits, `give_way(False)` otherwise (each only when it changes)."""
+    and none waits, `give_way(False)` otherwise (each only when it changes).
+
+    Idle priority lets any other work on the host starve the loop, not only the model it fronts (a build, another
+    server: the relay would get a fraction of a percent of a core). So while it gives way the loop stamps a heartbeat
+    every `BEAT_S`, and a watchdog thread at the loop's own priority puts it back there when a beat is
+    `MAX_STARVED_S` late; the loop gives way again once it has caught up (its next beat)."""
 
     def __init__(self, give_way: Yield | None = None) -> None:
         self._give_way = give_way
         self._lock = threading.Lock()
         self._waiting: set[int] = set()
         self._streaming: set[int] = set()
-        self._yielding = False
+        self._yielding = self._starved = False
+        self._starved_times = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._beat_s = 0.0
+        self._beat: asyncio.Handle | None = None
+        self._watching = threading.Event()  # set while it gives way: the watchdog checks the beats
+        self._stopped = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     def start(self) -> None:
         """On the event loop's thread: from now on, yield that thread (where the system allows it)."""
@@ -44,10 +60,13 @@ class CpuYield:
                 log.info("not giving the CPU to the upstream on this host while relaying: %s", why)
                 return
             self._give_way = thread_priority(threading.get_native_id())
-        log.info(
-            "relaying at idle CPU priority while every request has its first token (the upstream is on this host: "
-            "its threads keep the cores); --no-yield-cpu turns it off"
-        )
+            log.info(
+                "relaying at idle CPU priority while every request has its first token (the upstream is on this "
+                "host: its threads keep the cores); --no-yield-cpu turns it off"
+            )
+        self._loop = asyncio.get_running_loop()
+        self._watchdog = threading.Thread(target=self._watch, name="edpilot-relay-watchdog", daemon=True)
+        self._watchdog.start()
 
     def stop(self) -> None:
         """Back at the thread's own priority, for good."""
@@ -55,16 +74,22 @@ class CpuYield:
             self._waiting.clear()
             self._streaming.clear()
             self._update()
-        self._give_way = None
+            self._give_way = None
+        self._stopped.set()
+        self._watching.set()
+        if self._watchdog is not None:
+            self._watchdog.join()
 
-    def track(self, pending: Pending) -> None:
-        """A request was admitted: it waits for its first token until `pending` stamps it, and counts until done."""
+    def track(self, pending: Pending) -> Callable[[], None]:
+        """A request was admitted: it waits for its first token, and counts until its future is done. Returns what
+        to call once its client has that token (a stream's first text written: given way before, the write would
+        wait for a free core; an answer sent whole: the engine's first token)."""
         key = id(pending)
         with self._lock:
             self._waiting.add(key)
             self._update()
-        pending.on_first_token = lambda: self._first_token(key)
         pending.future.add_done_callback(lambda _: self._done(key))
+        return lambda: self._first_token(key)
 
     def _first_token(self, key: int) -> None:
         with self._lock:
@@ -80,10 +105,47 @@ class CpuYield:
             self._update()
 
     def _update(self) -> None:
-        yielding = bool(self._streaming) and not self._waiting
+        """Give way or not, as the counts (and a starved loop) say; under the lock."""
+        yielding = bool(self._streaming) and not self._waiting and not self._starved
         if yielding != self._yielding and self._give_way is not None:
             self._give_way(yielding)
+        if yielding and not self._yielding and self._loop is not None:  # a new chain of beats, the old one ended
+            self._beat_s = time.monotonic()
+            if self._beat is not None:
+                self._beat.cancel()
+            self._beat = self._loop.call_soon_threadsafe(self._on_beat)
+            self._watching.set()
         self._yielding = yielding
+
+    def _on_beat(self) -> None:
+        """On the loop, every `BEAT_S` while it gives way (or is starved): it got the CPU just now."""
+        with self._lock:
+            self._beat_s = time.monotonic()
+            if self._starved:  # caught up: give way again (a new chain of beats) if the counts still say so
+                self._starved = False
+                self._update()
+            elif self._yielding and self._loop is not None:
+                self._beat = self._loop.call_later(BEAT_S, self._on_beat)
+            if not self._yielding:
+                self._watching.clear()
+
+    def _watch(self) -> None:
+        """The watchdog's thread: while the loop gives way, a beat `MAX_STARVED_S` late puts it back."""
+        while self._watching.wait() and not self._stopped.is_set():
+            self._stopped.wait(BEAT_S)
+            with self._lock:
+                late_s = time.monotonic() - self._beat_s
+                if self._yielding and late_s > MAX_STARVED_S:
+                    self._starved = True
+                    self._update()
+                    self._starved_times += 1
+                    if self._starved_times in (1, 10, 100, 1000):  # a host that stays busy: not a line each time
+                        log.info(
+                            "other work on this host starved the relay (a beat %.2f s late; %d times so far): back at "
+                            "its own priority until it catches up",
+                            late_s,
+                            self._starved_times,
+                        )
 
 
 def cannot_yield() -> str | None:

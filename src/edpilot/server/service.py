@@ -76,14 +76,16 @@ async def answer(
         ) from None
     except Unavailable as exc:
         raise p.ApiError(503, str(exc), type="server_error", code="shutting_down") from None
-    if service.cpu_yield is not None:
-        service.cpu_yield.track(pending)
+    client_has_token = service.cpu_yield.track(pending) if service.cpu_yield is not None else None
     rid = p.new_id("chatcmpl" if chat else "cmpl")
     endpoint = request.url.path
     include_usage = body.stream_options is not None and body.stream_options.include_usage
     if body.stream:
         events = p.ChunkEvents(rid=rid, model=service.model_id, chat=chat)
-        return EventStream(service, pending, events, Asked(endpoint, max_tokens, prompt_tokens, include_usage))
+        stream = EventStream(service, pending, events, Asked(endpoint, max_tokens, prompt_tokens, include_usage))
+        stream.on_first_text = client_has_token
+        return stream
+    pending.on_first_token = client_has_token
     answer = await _wait(request, pending)
     if answer is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
@@ -147,6 +149,7 @@ class EventStream(Response):
         super().__init__(media_type=self.media_type)
         self.raw_headers = [h for h in self.raw_headers if h[0] != b"content-length"]
         self.service, self.pending, self.events, self.asked = service, pending, events, asked
+        self.on_first_text: Callable[[], None] | None = None  # called once the first text is written
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         pending = self.pending
@@ -171,6 +174,9 @@ class EventStream(Response):
         while (texts := await pending.pieces.take()) is not None and not gone.done():
             sent += texts
             await send(_body(events.texts(texts)))
+            if self.on_first_text is not None:
+                self.on_first_text()
+                self.on_first_text = None
         if gone.done():
             return b""
         try:
