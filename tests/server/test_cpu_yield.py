@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ from edpilot.server.worker import Answer, Pending
 from edpilot.workload import Request
 
 SCHED_IDLE = 5  # Linux's policy number, as /proc/PID/stat shows it
+PR_CAPBSET_DROP, CAP_SYS_NICE = 24, 23  # <linux/prctl.h>, <linux/capability.h>
 
 
 def test_it_gives_way_only_while_requests_stream_and_none_waits_for_its_first_token():
@@ -75,26 +77,46 @@ def _policy(pid: int) -> int:
         return int(stat.read().rsplit(")", 1)[1].split()[38])  # field 41: the scheduling policy
 
 
+def _without_cap_sys_nice() -> None:
+    """In the child before exec: drop CAP_SYS_NICE from the bounding set, so not even root may leave idle priority."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_CAPBSET_DROP, CAP_SYS_NICE, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP, CAP_SYS_NICE)")
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="scheduling policies are Linux's")
-@pytest.mark.parametrize("flag", ["--yield-cpu", "--no-yield-cpu"])
-def test_a_gateway_relays_at_idle_priority_mid_stream_and_returns_after(serve, flag):
+@pytest.mark.parametrize(
+    "flag, unprivileged", [("--yield-cpu", False), ("--no-yield-cpu", False), ("--yield-cpu", True)]
+)
+def test_a_gateway_relays_at_idle_priority_mid_stream_and_returns_after(serve, flag, unprivileged):
+    if unprivileged and os.geteuid() != 0:
+        pytest.skip("dropping a capability needs root; unprivileged already, the first case covers it")
     upstream = serve("--device", "sim", "--engine", "sim", "--sim-speed", "1", "--batch", "2")
-    gateway = serve("--device", "cpu", "--engine", f"openai:{upstream.url}", "--batch", "2", flag)
+    gateway = serve(
+        "--device",
+        "cpu",
+        "--engine",
+        f"openai:{upstream.url}",
+        "--batch",
+        "2",
+        flag,
+        preexec_fn=_without_cap_sys_nice if unprivileged else None,
+    )
     pid = gateway.proc.pid  # the event loop runs on the main thread
     client = gateway.client()
     model = client.models.list().data[0].id
     during = [
         _policy(pid) for _ in client.completions.create(model=model, prompt="hi there", max_tokens=48, stream=True)
     ]
-    why, own = cannot_yield(), os.sched_getscheduler(0)  # the gateway started with this process's policy
+    own = os.sched_getscheduler(0)  # the gateway started with this process's policy
     if flag == "--no-yield-cpu":
         assert set(during) == {own}
         assert "idle CPU priority" not in gateway.log
-    elif why is not None:  # e.g. not root: says so once, and relays at its own priority
+    elif unprivileged or cannot_yield() is not None:  # it cannot come back: says why once, relays at its own
         assert set(during) == {own}
-        assert why in gateway.log
+        assert "leaving idle priority is not allowed" in gateway.log
     else:
-        assert during.count(SCHED_IDLE) >= len(during) // 2  # from the first token to the last
+        assert during.count(SCHED_IDLE) >= len(during) // 2  # from the first text written to the end
         assert "relaying at idle CPU priority" in gateway.log
     assert _policy(pid) == own  # the answer is done: back at its own priority
     gateway.stop()
