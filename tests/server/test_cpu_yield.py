@@ -1,11 +1,13 @@
-"""A gateway in front of a server on this host relays at idle CPU priority once every request has its first token."""
+"""A gateway in front of a server on this host relays at idle CPU priority while one request streams alone."""
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
 import os
+import socket
 import sys
+import threading
 import time
 
 import pytest
@@ -19,8 +21,8 @@ SCHED_IDLE = 5  # Linux's policy number, as /proc/PID/stat shows it
 PR_CAPBSET_DROP, CAP_SYS_NICE = 24, 23  # <linux/prctl.h>, <linux/capability.h>
 
 
-def test_it_gives_way_only_while_requests_stream_and_none_waits_for_its_first_token():
-    async def scenario() -> list[bool]:
+def test_it_gives_way_only_while_one_request_streams_and_none_waits_for_its_first_token():
+    async def scenario() -> None:
         loop = asyncio.get_running_loop()
         calls: list[bool] = []
         cpu = CpuYield(calls.append)
@@ -28,13 +30,14 @@ def test_it_gives_way_only_while_requests_stream_and_none_waits_for_its_first_to
         a_has_token = cpu.track(a)  # waiting: nothing to change
         assert calls == []
         a_has_token()
-        assert calls == [True]  # a streams, none waits
+        assert calls == [True]  # a streams alone, none waits
         b_has_token = cpu.track(b)
         assert calls == [True, False]  # b waits for its first token: at its own priority at once
         b_has_token()
+        assert calls == [True, False]  # two stream: the upstream need never pause, so no giving way
         a.finish(Answer("x", 4, None, 0.1, None))
         await asyncio.sleep(0)  # the future's callbacks run on the loop
-        assert calls == [True, False, True]  # b still streams
+        assert calls == [True, False, True]  # b streams alone
         cpu.track(c)
         c.future.cancel()  # its client went away before any token
         await asyncio.sleep(0)
@@ -45,7 +48,6 @@ def test_it_gives_way_only_while_requests_stream_and_none_waits_for_its_first_to
         cpu.track(Pending(Request(3, 0.0, "p", 1, 4), loop.create_future()))()
         cpu.stop()
         assert calls[-2:] == [True, False]  # stopping leaves the thread at its own priority
-        return calls
 
     asyncio.run(scenario())
 
@@ -70,6 +72,36 @@ def test_a_starved_loop_is_put_back_at_its_own_priority_and_gives_way_again_once
         assert calls == [True, False, True, False]
 
     asyncio.run(scenario())
+
+
+def test_input_on_a_socket_puts_a_giving_way_loop_back_at_once(monkeypatch):
+    monkeypatch.setattr(cpu_yield, "MAX_STARVED_S", 30.0)  # only the input can do it here
+    listening, client = socket.socketpair()
+
+    async def scenario() -> tuple[list[bool], float]:
+        loop = asyncio.get_running_loop()
+        calls: list[bool] = []
+        back_s: list[float] = []
+
+        def give_way(yielding: bool) -> None:
+            calls.append(yielding)
+            if not yielding:
+                back_s.append(time.monotonic())
+
+        cpu = CpuYield(give_way, sockets=lambda: [listening.fileno()])
+        cpu.start()
+        cpu.track(Pending(Request(0, 0.0, "p", 1, 4), loop.create_future()))()
+        sent_s = time.monotonic() + 0.3
+        threading.Timer(0.3, client.send, args=(b"GET /",)).start()  # a request comes while the loop gets no CPU
+        time.sleep(1.5)
+        cpu.stop()
+        return calls, back_s[0] - sent_s
+
+    calls, after_s = asyncio.run(scenario())
+    assert calls[:2] == [True, False]
+    assert after_s < 1.0  # the watchdog, not the loop (blocked for 1.5 s), put it back
+    listening.close()
+    client.close()
 
 
 def _policy(pid: int) -> int:

@@ -2,10 +2,10 @@
 
 On a host whose cores the model's threads fill (llama.cpp on CPU), every wake-up of the gateway, one per upstream
 chunk, preempts a model thread, and the next token comes that much later: the gateway's CPU time comes out of the
-model's almost millisecond for millisecond (docs/serving.md). So while every running request has had its first
-token, the event loop's thread runs at idle priority (Linux SCHED_IDLE): it relays on cores the model leaves free,
-and catches up at the latest when the model's request ends. A request that arrives, or waits for its first token,
-puts it back at its own priority at once, so time to first token is not delayed.
+model's almost millisecond for millisecond (docs/serving.md). So while one request streams alone and has had its
+first text, the event loop's thread runs at idle priority (Linux SCHED_IDLE): it relays on cores the model leaves
+free, and catches up at the latest when the model's request ends. A request that arrives, or waits for its first
+token, puts it back at its own priority at once, so time to first token is not delayed.
 
 Leaving SCHED_IDLE needs root, CAP_SYS_NICE or RLIMIT_NICE 20 (`ulimit -e 20`); `CpuYield.start` tries it on a
 thread of its own first and, where it is not allowed (or not Linux), yields nothing and says why.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -30,20 +31,25 @@ MAX_STARVED_S = 0.3  # a beat this late: other work starves the loop; back at it
 
 
 class CpuYield:
-    """Counts the requests waiting for their first token and those streaming; `give_way(True)` while some stream
-    and none waits, `give_way(False)` otherwise (each only when it changes).
+    """Counts the requests waiting for their first token and those streaming; `give_way(True)` while one streams
+    and none waits, `give_way(False)` otherwise (each only when it changes). One: the upstream then works for that
+    stream alone and pauses when it ends, so the relay catches up at once; with several in flight it need never
+    pause, and the relay would lag (measured: docs/serving.md).
 
-    Idle priority lets any other work on the host starve the loop, not only the model it fronts (a build, another
-    server: the relay would get a fraction of a percent of a core). So while it gives way the loop stamps a heartbeat
-    every `BEAT_S`, and a watchdog thread at the loop's own priority puts it back there when a beat is
-    `MAX_STARVED_S` late; the loop gives way again once it has caught up (its next beat)."""
+    While it gives way, a watchdog thread at the loop's own priority puts it back there at once when input comes on
+    the server's sockets (`sockets`: the listening ones and every connection's — a new request, or a client going
+    away), and when the loop's heartbeat, stamped every `BEAT_S`, is `MAX_STARVED_S` late: idle priority lets any
+    other work on the host starve the loop, not only the model it fronts. The loop gives way again at its next beat,
+    if the counts still say so."""
 
-    def __init__(self, give_way: Yield | None = None) -> None:
+    def __init__(self, give_way: Yield | None = None, sockets: Callable[[], list[int]] | None = None) -> None:
         self._give_way = give_way
+        self.sockets = sockets  # the server's descriptors, asked on the loop (set by the server once it exists)
+        self._fds: list[int] = []  # the sockets' descriptors when it last gave way
         self._lock = threading.Lock()
         self._waiting: set[int] = set()
         self._streaming: set[int] = set()
-        self._yielding = self._starved = False
+        self._yielding = self._held = False  # held: back at its own priority until the loop's next beat
         self._starved_times = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._beat_s = 0.0
@@ -105,11 +111,12 @@ class CpuYield:
             self._update()
 
     def _update(self) -> None:
-        """Give way or not, as the counts (and a starved loop) say; under the lock."""
-        yielding = bool(self._streaming) and not self._waiting and not self._starved
+        """Give way or not, as the counts (and the watchdog) say; under the lock."""
+        yielding = len(self._streaming) == 1 and not self._waiting and not self._held
         if yielding != self._yielding and self._give_way is not None:
             self._give_way(yielding)
         if yielding and not self._yielding and self._loop is not None:  # a new chain of beats, the old one ended
+            self._fds = self.sockets() if self.sockets is not None else []  # on the loop: what it serves now
             self._beat_s = time.monotonic()
             if self._beat is not None:
                 self._beat.cancel()
@@ -118,11 +125,11 @@ class CpuYield:
         self._yielding = yielding
 
     def _on_beat(self) -> None:
-        """On the loop, every `BEAT_S` while it gives way (or is starved): it got the CPU just now."""
+        """On the loop, every `BEAT_S` while it gives way (or is held): it got the CPU just now."""
         with self._lock:
             self._beat_s = time.monotonic()
-            if self._starved:  # caught up: give way again (a new chain of beats) if the counts still say so
-                self._starved = False
+            if self._held:  # caught up: give way again (a new chain of beats) if the counts still say so
+                self._held = False
                 self._update()
             elif self._yielding and self._loop is not None:
                 self._beat = self._loop.call_later(BEAT_S, self._on_beat)
@@ -130,13 +137,24 @@ class CpuYield:
                 self._watching.clear()
 
     def _watch(self) -> None:
-        """The watchdog's thread: while the loop gives way, a beat `MAX_STARVED_S` late puts it back."""
+        """The watchdog's thread: while the loop gives way, input on its sockets or a beat `MAX_STARVED_S` late puts
+        it back."""
         while self._watching.wait() and not self._stopped.is_set():
-            self._stopped.wait(BEAT_S)
             with self._lock:
+                fds = self._fds if self._yielding else []  # held: the loop serves the input meanwhile
+            if fds:
+                has_input = _readable(fds, BEAT_S)
+            else:
+                self._stopped.wait(BEAT_S)
+                has_input = False
+            with self._lock:
+                if self._yielding and has_input:
+                    self._held = True
+                    self._update()
+                    continue
                 late_s = time.monotonic() - self._beat_s
                 if self._yielding and late_s > MAX_STARVED_S:
-                    self._starved = True
+                    self._held = True
                     self._update()
                     self._starved_times += 1
                     if self._starved_times in (1, 10, 100, 1000):  # a host that stays busy: not a line each time
@@ -146,6 +164,14 @@ class CpuYield:
                             late_s,
                             self._starved_times,
                         )
+
+
+def _readable(fds: list[int], timeout_s: float) -> bool:
+    """Whether input (or a hang-up) comes on any of `fds` within `timeout_s`."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(timeout_s * 1000))
 
 
 def cannot_yield() -> str | None:

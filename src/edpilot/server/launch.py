@@ -219,6 +219,16 @@ class _Server(uvicorn.Server):
             host, port = self.servers[0].sockets[0].getsockname()[:2]
             self.on_ready(f"http://{host}:{port}")
 
+    def descriptors(self) -> list[int]:
+        """The file descriptors of the listening sockets and of every open connection (on the loop)."""
+        fds = [sock.fileno() for server in self.servers for sock in server.sockets]
+        for connection in self.server_state.connections:
+            transport = getattr(connection, "transport", None)
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            if sock is not None:
+                fds.append(sock.fileno())
+        return [fd for fd in fds if fd >= 0]
+
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """Out of descriptors (or memory) while accepting: one line a minute, not a traceback each time."""
         exc = context.get("exception")
@@ -300,6 +310,7 @@ def run_server(
         gateway=gateway,
         cpu_yield=CpuYield() if settings.yield_cpu and gateway is not None and _on_this_host(gateway.api_url) else None,
     )
+    cpu_yield = service.cpu_yield
     limits = ConnectionLimits(
         max_connections=connection_cap(settings.max_connections), read_timeout_s=settings.read_timeout_s
     )
@@ -315,6 +326,8 @@ def run_server(
         access_log=False,
     )
     server = _Server(config, live=live, on_ready=on_ready)
+    if cpu_yield is not None:
+        cpu_yield.sockets = server.descriptors
     try:
         server.run()
     finally:
