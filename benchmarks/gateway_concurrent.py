@@ -14,7 +14,6 @@ chunk with text) and latency (to the end of the stream), p50 and p95 over every 
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import sys
 import threading
@@ -22,25 +21,14 @@ import time
 
 import numpy as np
 import openai
+from gateway_light import start  # starts a process and reads its output on (the same as the other gateway benchmarks)
 
 PROMPT = "Write a short story about a lighthouse keeper."
 
 
-def start(args: list[str]) -> tuple[subprocess.Popen[str], str]:
-    """`edpilot serve ARGS --port 0`, and the URL it prints when it listens."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edpilot", "serve", "--port", "0", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        match = re.search(r"serving on (http://\S+)", line)
-        if match:
-            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # keep the pipe empty
-            return proc, match.group(1)
-    raise SystemExit(f"edpilot serve {' '.join(args)} did not start")
+def serve(args: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """`edpilot serve ARGS --port 0`, and the URL it prints when it listens (its output read on, so it never blocks)."""
+    return start([sys.executable, "-m", "edpilot", "serve", "--port", "0", *args], r"serving on (http://\S+)")
 
 
 def one(client: openai.OpenAI, max_tokens: int, ttft_ms: list[float], latency_ms: list[float]) -> None:
@@ -63,11 +51,11 @@ def main() -> None:
     if args.rounds < 1 or args.burst < 1 or not args.rate > 0 or args.max_tokens < 1:
         parser.error("--rounds, --burst and --max-tokens must be >= 1 and --rate > 0")
     model = ["--device", "cpu", "--model-name", "g"]
-    upstream, upstream_url = start([*model, "--engine", "llamacpp:gemma-3-270m", "--threads", "2",
+    upstream, upstream_url = serve([*model, "--engine", "llamacpp:gemma-3-270m", "--threads", "2",
                                     "--batching", "continuous", "--batch", "4"])  # fmt: skip
     gateway = [*model, "--engine", f"openai:{upstream_url}", "--batch", "4"]
-    yielding, yielding_url = start([*gateway, "--yield-cpu"])
-    plain, plain_url = start([*gateway, "--no-yield-cpu"])
+    yielding, yielding_url = serve([*gateway, "--yield-cpu"])
+    plain, plain_url = serve([*gateway, "--no-yield-cpu"])
     urls = {"direct": upstream_url, "gateway --yield-cpu": yielding_url, "gateway --no-yield-cpu": plain_url}
     clients = {
         name: openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=300) for name, url in urls.items()
