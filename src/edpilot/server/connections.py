@@ -121,6 +121,9 @@ class _Limited:
 
     def _close(self) -> None:
         self._stop_waiting()
+        # Counted out now: its connection_lost comes a loop turn later, and a request read before that would meet
+        # uvicorn's own cap (limit_concurrency) and get a 503.
+        self.connections.discard(self)
         if not self.transport.is_closing():
             self.transport.close()
 
