@@ -66,8 +66,8 @@ def serve_command(
         bool,
         typer.Option(
             "--yield-cpu/--no-yield-cpu",
-            help="openai engine (gateway) in front of a server on this host: relay at idle CPU priority while every "
-            "request has its first token, so the model's threads keep the cores (Linux; needs root or CAP_SYS_NICE).",
+            help="openai engine (gateway) in front of a server on this host: relay at idle CPU priority while one "
+            "request streams alone, so the model's threads keep the cores (Linux; needs root or CAP_SYS_NICE).",
         ),
     ] = True,
     search: Annotated[SearchSpec, Defaults(max_wait_s=5.0)],  # a live server flushes a partial batch by default

@@ -67,8 +67,8 @@ class CpuYield:
                 return
             self._give_way = thread_priority(threading.get_native_id())
             log.info(
-                "relaying at idle CPU priority while every request has its first token (the upstream is on this "
-                "host: its threads keep the cores); --no-yield-cpu turns it off"
+                "relaying at idle CPU priority while one request streams alone (the upstream is on this host: its "
+                "threads keep the cores); --no-yield-cpu turns it off"
             )
         self._loop = asyncio.get_running_loop()
         self._watchdog = threading.Thread(target=self._watch, name="edpilot-relay-watchdog", daemon=True)
@@ -148,14 +148,12 @@ class CpuYield:
                 self._stopped.wait(BEAT_S)
                 has_input = False
             with self._lock:
-                if self._yielding and has_input:
-                    self._held = True
-                    self._update()
-                    continue
                 late_s = time.monotonic() - self._beat_s
-                if self._yielding and late_s > MAX_STARVED_S:
-                    self._held = True
-                    self._update()
+                if not self._yielding or not (has_input or late_s > MAX_STARVED_S):
+                    continue
+                self._held = True
+                self._update()
+                if not has_input:
                     self._starved_times += 1
                     if self._starved_times in (1, 10, 100, 1000):  # a host that stays busy: not a line each time
                         log.info(

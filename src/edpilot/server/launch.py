@@ -298,6 +298,8 @@ def run_server(
         )
     context, count = model_limits(backends, model)
     gateway = backends.engine if isinstance(backends.engine, Gateway) else None
+    yielding = settings.yield_cpu and gateway is not None and _on_this_host(gateway.api_url)
+    cpu_yield = CpuYield() if yielding else None
     model_id = settings.model_name or str(backends.engine.describe().get("model") or model)
     service = Service(
         live,
@@ -308,9 +310,8 @@ def run_server(
         settings.api_key,
         on_stop=driver.finish,
         gateway=gateway,
-        cpu_yield=CpuYield() if settings.yield_cpu and gateway is not None and _on_this_host(gateway.api_url) else None,
+        cpu_yield=cpu_yield,
     )
-    cpu_yield = service.cpu_yield
     limits = ConnectionLimits(
         max_connections=connection_cap(settings.max_connections), read_timeout_s=settings.read_timeout_s
     )
